@@ -1,0 +1,46 @@
+"""backpropvis: saliency, DeconvNet and Guided Backprop from one rule, and what they mean.
+
+Nie, Zhang & Patel, "A Theoretical Explanation for Perplexing Behaviors of
+Backpropagation-based Visualizations", ICML 2018.
+
+>>> import backpropvis
+>>> model = backpropvis.models.vgg16(weights="random")
+>>> maps = backpropvis.attribute_many(model, x, ["max", "random"], ["saliency", "deconvnet", "gbp"])
+>>> maps["gbp"].shape  # [T, B, 3, H, W]
+"""
+
+from . import models
+from .engine import (
+    Attributions,
+    DeconvNet,
+    Explainer,
+    GuidedBackprop,
+    Saliency,
+    attribute,
+    attribute_many,
+    resolve_targets,
+)
+from .errors import BackpropvisError
+from .rules import DECONVNET, GUIDED_BACKPROP, LINEAR, RULES, SALIENCY, Rule, resolve_rule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "attribute",
+    "attribute_many",
+    "resolve_targets",
+    "Attributions",
+    "Explainer",
+    "Saliency",
+    "DeconvNet",
+    "GuidedBackprop",
+    "Rule",
+    "SALIENCY",
+    "DECONVNET",
+    "GUIDED_BACKPROP",
+    "LINEAR",
+    "RULES",
+    "resolve_rule",
+    "BackpropvisError",
+    "models",
+]

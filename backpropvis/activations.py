@@ -1,0 +1,210 @@
+"""Which torch functions are activations, and how to cross each one backwards.
+
+Every spelling a model may use ends in one of the functions listed here, whether it
+comes from a module (``nn.ReLU(inplace=True)``), the functional API (``F.relu``),
+the torch namespace (``torch.relu_``) or a tensor method (``x.relu()``). The engine
+sees each call through a :class:`torch.overrides.TorchFunctionMode` and looks it up
+in :data:`PIECEWISE_LINEAR` (apply the rule) or :data:`OTHER_NONLINEARITIES` (not
+piecewise-linear: refuse, or let it pass with its true gradient).
+
+A :class:`PiecewiseLinear` knows two things about its activation g: how to compute
+g(y) (natively, so values are bit-identical to the model's own) and its derivative
+g'(y), recovered from what it saved in the forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["PiecewiseLinear", "PIECEWISE_LINEAR", "OTHER_NONLINEARITIES", "function_name"]
+
+
+@dataclass(frozen=True)
+class PiecewiseLinear:
+    """One kind of piecewise-linear activation.
+
+    Args:
+        name: the activation's name, for reports ("relu", "hardtanh", ...).
+        forward: ``(y, params, inplace) -> (g(y), saved)``; ``saved`` is what
+            ``derivative`` needs (the output where it identifies the active region).
+        derivative: ``(saved, params) -> g'(y)``, a tensor broadcastable to ``y``
+            (boolean where the derivative is 0 or 1).
+    """
+
+    name: str
+    forward: Callable[[torch.Tensor, tuple, bool], tuple[torch.Tensor, torch.Tensor]]
+    derivative: Callable[[torch.Tensor, tuple], torch.Tensor]
+
+
+def _relu_forward(y: torch.Tensor, params: tuple, inplace: bool):
+    out = torch.relu_(y) if inplace else torch.relu(y)
+    return out, out
+
+
+def _clamp_forward(y: torch.Tensor, params: tuple, inplace: bool):
+    low, high = params
+    out = torch._C._nn.hardtanh_(y, low, high) if inplace else torch._C._nn.hardtanh(y, low, high)
+    return out, out
+
+
+def _clamp_derivative(out: torch.Tensor, params: tuple) -> torch.Tensor:
+    low, high = params
+    return (out > low) & (out < high)
+
+
+def _leaky_forward(y: torch.Tensor, params: tuple, inplace: bool):
+    (slope,) = params
+    if slope < 0:
+        # With a negative slope the output's sign no longer tells the active region.
+        raise ValueError(f"leaky_relu with a negative slope ({slope}) is not supported")
+    out = torch._C._nn.leaky_relu_(y, slope) if inplace else torch._C._nn.leaky_relu(y, slope)
+    return out, out
+
+
+def _leaky_derivative(out: torch.Tensor, params: tuple) -> torch.Tensor:
+    (slope,) = params
+    positive = (out > 0).to(out.dtype)
+    return positive + (1 - positive) * slope
+
+
+def _threshold_forward(y: torch.Tensor, params: tuple, inplace: bool):
+    threshold, value = params
+    passed = y > threshold  # taken before an in-place call overwrites y
+    out = torch.threshold_(y, threshold, value) if inplace else torch.threshold(y, threshold, value)
+    return out, passed
+
+
+def _prelu_forward(y: torch.Tensor, params: tuple, inplace: bool):
+    (weight,) = params
+    return torch.prelu(y, weight), y  # the weight may be negative: keep the input's sign
+
+
+def _prelu_derivative(y: torch.Tensor, params: tuple) -> torch.Tensor:
+    (weight,) = params
+    weight = weight.detach().to(y.dtype)
+    if weight.numel() > 1 and y.dim() > 1:  # one slope per channel, channels on dim 1
+        weight = weight.reshape(1, -1, *([1] * (y.dim() - 2)))
+    positive = (y > 0).to(y.dtype)
+    return positive + (1 - positive) * weight
+
+
+RELU = PiecewiseLinear("relu", _relu_forward, lambda out, params: out > 0)
+HARDTANH = PiecewiseLinear("hardtanh", _clamp_forward, _clamp_derivative)
+LEAKY_RELU = PiecewiseLinear("leaky_relu", _leaky_forward, _leaky_derivative)
+THRESHOLD = PiecewiseLinear("threshold", _threshold_forward, lambda passed, params: passed)
+PRELU = PiecewiseLinear("prelu", _prelu_forward, _prelu_derivative)
+
+
+# Argument parsers: each returns (input, params, inplace) for its function's signature.
+def _relu_args(input, inplace=False):
+    return input, (), inplace
+
+
+def _relu_inplace_args(input):
+    return input, (), True
+
+
+def _relu6_args(input, inplace=False):
+    return input, (0.0, 6.0), inplace
+
+
+def _relu6_inplace_args(input):
+    return input, (0.0, 6.0), True
+
+
+def _hardtanh_args(input, min_val=-1.0, max_val=1.0, inplace=False):
+    return input, (float(min_val), float(max_val)), inplace
+
+
+def _hardtanh_inplace_args(input, min_val=-1.0, max_val=1.0):
+    return input, (float(min_val), float(max_val)), True
+
+
+def _leaky_args(input, negative_slope=0.01, inplace=False):
+    return input, (float(negative_slope),), inplace
+
+
+def _leaky_inplace_args(input, negative_slope=0.01):
+    return input, (float(negative_slope),), True
+
+
+def _threshold_args(input, threshold, value, inplace=False):
+    return input, (float(threshold), float(value)), inplace
+
+
+def _threshold_inplace_args(input, threshold, value):
+    return input, (float(threshold), float(value)), True
+
+
+def _prelu_args(input, weight):
+    return input, (weight,), False
+
+
+_ParseArgs = Callable[..., tuple]
+
+PIECEWISE_LINEAR: dict[Callable, tuple[PiecewiseLinear, _ParseArgs]] = {}
+"""Intercepted function -> (its activation kind, its argument parser)."""
+
+
+def _register(kind: PiecewiseLinear, parse: _ParseArgs, *functions: Any) -> None:
+    for function in functions:
+        if function is not None:
+            PIECEWISE_LINEAR[function] = (kind, parse)
+
+
+_nn = torch._C._nn
+_register(RELU, _relu_args, F.relu)
+_register(RELU, _relu_inplace_args, torch.relu_, torch.Tensor.relu_)
+_register(RELU, lambda input: (input, (), False), torch.relu, torch.Tensor.relu)
+_register(HARDTANH, _relu6_args, F.relu6)
+_register(HARDTANH, lambda input: (input, (0.0, 6.0), False), getattr(_nn, "relu6", None))
+_register(HARDTANH, _relu6_inplace_args, getattr(_nn, "relu6_", None))
+_register(HARDTANH, _hardtanh_args, F.hardtanh, _nn.hardtanh)
+_register(HARDTANH, _hardtanh_inplace_args, F.hardtanh_, _nn.hardtanh_)
+_register(LEAKY_RELU, _leaky_args, F.leaky_relu, _nn.leaky_relu)
+_register(LEAKY_RELU, _leaky_inplace_args, F.leaky_relu_, _nn.leaky_relu_)
+_register(THRESHOLD, _threshold_args, F.threshold, torch.threshold)
+_register(THRESHOLD, _threshold_inplace_args, F.threshold_, torch.threshold_)
+_register(PRELU, _prelu_args, F.prelu, torch.prelu, getattr(torch.Tensor, "prelu", None))
+
+
+def _collect(*functions: Any) -> frozenset:
+    return frozenset(function for function in functions if function is not None)
+
+
+OTHER_NONLINEARITIES: frozenset = _collect(
+    *(getattr(F, name, None) for name in (
+        "gelu", "silu", "mish", "hardswish", "hardsigmoid", "sigmoid", "tanh", "softplus", "elu", "elu_",
+        "selu", "celu", "logsigmoid", "softsign", "tanhshrink", "hardshrink", "softshrink", "glu",
+        "rrelu", "rrelu_", "softmax", "log_softmax", "softmin",
+    )),
+    *(getattr(_nn, name, None) for name in (
+        "gelu", "silu", "silu_", "mish", "mish_", "hardswish", "hardswish_", "hardsigmoid", "hardsigmoid_",
+        "softplus", "elu", "elu_", "log_sigmoid", "softshrink",
+    )),
+    *(getattr(torch, name, None) for name in (
+        "sigmoid", "sigmoid_", "tanh", "tanh_", "selu", "selu_", "celu", "celu_", "rrelu", "rrelu_",
+        "hardshrink", "softmax", "log_softmax",
+    )),
+    *(getattr(torch.Tensor, name, None) for name in (
+        "sigmoid", "sigmoid_", "tanh", "tanh_", "hardshrink", "softmax", "log_softmax",
+    )),
+    getattr(torch.special, "expit", None),
+)
+"""Activations that are not piecewise-linear: the rules of Eq. 1-2 do not define them."""
+
+
+def function_name(function: Callable) -> str:
+    """A readable dotted name for a torch function, e.g. ``torch.nn.functional.gelu``."""
+    name = getattr(function, "__name__", repr(function))
+    qualified = getattr(function, "__qualname__", name)
+    if qualified.startswith("TensorBase.") or qualified.startswith("Tensor."):
+        return "Tensor." + name
+    module = getattr(function, "__module__", None) or "torch"
+    if module == "torch._C._nn":
+        module = "torch.nn.functional"
+    return f"{module}.{name}"

@@ -1,0 +1,381 @@
+"""The rule engine: one forward pass, then one backward pass per (rule, target chunk).
+
+During the forward pass a :class:`torch.overrides.TorchFunctionMode` sees every
+torch function the model calls, whatever its spelling (an ``nn.ReLU`` module, inplace
+or not, reused or not; ``F.relu``; ``torch.relu_``; ``x.relu()``), and replaces each
+piecewise-linear activation by an autograd function whose backward applies the
+current :class:`~backpropvis.rules.Rule` (Eq. 1). Every other layer (convolutions,
+dense layers, max-pooling with its switches, batch norm, ...) keeps its true gradient.
+
+The rule is read when the backward pass runs, not when the forward pass runs, so one
+forward pass serves every method and every target. Nothing is registered on the
+model: the only hooks are process-global ones that track which module is running
+(for error messages), and they are removed when the call returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Callable, Iterator, Optional, Sequence, Union
+
+import torch
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+from torch.overrides import TorchFunctionMode
+
+from .activations import OTHER_NONLINEARITIES, PIECEWISE_LINEAR, PiecewiseLinear, function_name
+from .errors import InputError, ModelError, NoActivationError, TargetError, UnsupportedActivationError
+from .rules import SALIENCY, Rule, resolve_rule
+
+__all__ = [
+    "Attributions",
+    "Explainer",
+    "Saliency",
+    "DeconvNet",
+    "GuidedBackprop",
+    "attribute",
+    "attribute_many",
+    "resolve_targets",
+]
+
+Target = Union[int, str, torch.Tensor]
+Method = Union[str, Rule]
+
+DEFAULT_MAX_BATCH = 8
+"""Maps computed by one backward pass (targets x batch) unless ``max_batch`` says otherwise.
+
+Targets are batched through ``torch.autograd.grad(..., is_grads_batched=True)`` up to
+this many maps per pass, so that small batches still make large matrix products, and
+chunked beyond it, so that memory does not grow with the number of targets. A module
+with ``supports_batched_backward = False`` (e.g. a layer drawing its weights on the
+fly) makes the engine run one target per pass.
+"""
+
+
+class _Session:
+    """What one forward pass shares with the backward passes that follow it."""
+
+    def __init__(self, strict: bool, model_name: str) -> None:
+        self.strict = strict
+        self.model_name = model_name
+        self.rule: Rule = SALIENCY
+        self.activations_seen = 0
+        self.passed_through: list[str] = []
+        self.module_stack: list[str] = []
+
+    def where(self) -> str:
+        return self.module_stack[-1] if self.module_stack else self.model_name
+
+    def met_nonlinearity(self, function: Callable) -> None:
+        described = f"{function_name(function)} in module '{self.where()}'"
+        if self.strict:
+            raise UnsupportedActivationError(
+                f"{described} is not piecewise-linear, so the rules of Eq. 1-2 do not define its "
+                "backward pass; pass strict=False to let it through with its true gradient"
+            )
+        if described not in self.passed_through:
+            self.passed_through.append(described)
+
+
+class _RuledActivation(torch.autograd.Function):
+    """A piecewise-linear activation whose backward pass applies the session's rule."""
+
+    @staticmethod
+    def forward(ctx, y, kind: PiecewiseLinear, params: tuple, inplace: bool, session: _Session):
+        out, saved = kind.forward(y, params, inplace)
+        if inplace:
+            ctx.mark_dirty(y)
+        ctx.save_for_backward(saved)
+        ctx.kind, ctx.params, ctx.session = kind, params, session
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (saved,) = ctx.saved_tensors
+        rule = ctx.session.rule
+        derivative = ctx.kind.derivative(saved, ctx.params) if rule.g == "activation" else None
+        return rule.backward(grad_output, derivative), None, None, None, None
+
+
+class _Interceptor(TorchFunctionMode):
+    """Routes every activation call of the forward pass through :class:`_RuledActivation`."""
+
+    def __init__(self, session: _Session) -> None:
+        super().__init__()
+        self.session = session
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        entry = PIECEWISE_LINEAR.get(func)
+        if entry is not None:
+            kind, parse = entry
+            y, params, inplace = parse(*args, **kwargs)
+            self.session.activations_seen += 1
+            return _RuledActivation.apply(y, kind, params, inplace, self.session)
+        if func in OTHER_NONLINEARITIES:
+            self.session.met_nonlinearity(func)
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _intercepted(model: Callable, session: _Session) -> Iterator[None]:
+    """Intercept activations and track the running module's path, for one forward pass."""
+    names: dict[torch.nn.Module, str] = {}
+    if isinstance(model, torch.nn.Module):
+        for name, module in model.named_modules(remove_duplicate=False):
+            names.setdefault(module, name or session.model_name)
+
+    def enter(module, args):
+        session.module_stack.append(names.get(module, type(module).__name__))
+
+    def leave(module, args, output):
+        if session.module_stack:
+            session.module_stack.pop()
+
+    pre_hook = register_module_forward_pre_hook(enter)
+    post_hook = register_module_forward_hook(leave, always_call=True)
+    try:
+        with _Interceptor(session):
+            yield
+    finally:
+        pre_hook.remove()
+        post_hook.remove()
+
+
+def resolve_targets(
+    targets: Sequence[Target],
+    logits: torch.Tensor,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Turn target specifications into logit indices.
+
+    Args:
+        targets: T entries, each an int (the same logit for every sample), a
+            LongTensor[B] (one logit per sample), ``"max"`` (each sample's arg-max
+            logit) or ``"random"`` (a logit drawn uniformly from the K - 1 logits that
+            are not the sample's max, from ``generator``).
+        logits: [B, K] the model's output.
+        generator: a CPU :class:`torch.Generator` for ``"random"``; when omitted, one
+            seeded with 0 is used, so results stay reproducible.
+
+    Returns:
+        LongTensor[T, B] on ``logits.device``.
+
+    Raises:
+        TargetError: for an index outside ``[0, K)``, a tensor not shaped [B], or an
+            unknown name.
+    """
+    batch, num_classes = logits.shape
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    predicted = logits.detach().argmax(dim=1)
+    resolved = []
+    for target in targets:
+        if isinstance(target, str):
+            name = target.strip().lower()
+            if name == "max":
+                resolved.append(predicted)
+            elif name == "random":
+                if num_classes < 2:
+                    raise TargetError("a 'random' target needs at least two logits")
+                offset = torch.randint(0, num_classes - 1, (batch,), generator=generator).to(logits.device)
+                resolved.append(offset + (offset >= predicted).long())  # skips the max, stays uniform
+            else:
+                raise TargetError(f"unknown target {target!r}; use an index, 'max' or 'random'")
+        elif isinstance(target, torch.Tensor):
+            if target.dtype in (torch.bool,) or target.is_floating_point() or target.is_complex():
+                raise TargetError(f"a target tensor must hold integer indices, not {target.dtype}")
+            if target.dim() == 0:
+                target = target.expand(batch)
+            if target.shape != (batch,):
+                raise TargetError(f"a target tensor must be shaped [{batch}], not {list(target.shape)}")
+            _check_range(target, num_classes)
+            resolved.append(target.to(logits.device, torch.long))
+        elif isinstance(target, int) and not isinstance(target, bool):
+            _check_range(torch.tensor([target]), num_classes)
+            resolved.append(torch.full((batch,), target, dtype=torch.long, device=logits.device))
+        else:
+            raise TargetError(f"a target must be an int, a LongTensor, 'max' or 'random', not {target!r}")
+    if not resolved:
+        raise TargetError("no targets given")
+    return torch.stack(resolved)
+
+
+def _check_range(indices: torch.Tensor, num_classes: int) -> None:
+    low, high = int(indices.min()), int(indices.max())
+    if low < 0 or high >= num_classes:
+        bad = low if low < 0 else high
+        raise TargetError(f"target {bad} is outside the model's {num_classes} logits (0 to {num_classes - 1})")
+
+
+class Attributions(dict):
+    """Maps by method name, each Tensor[T, B, *input.shape[1:]], raw and signed.
+
+    Besides the maps it carries what the shared forward pass computed:
+
+    Attributes:
+        logits: [B, K] the model's output (detached).
+        targets: LongTensor[T, B] the logit index behind every map.
+        passed_through: non-piecewise-linear functions let through with their true
+            gradient (only when ``strict=False``), as "function in module 'path'".
+    """
+
+    def __init__(self, maps: dict, logits: torch.Tensor, targets: torch.Tensor, passed_through: Sequence[str]):
+        super().__init__(maps)
+        self.logits = logits
+        self.targets = targets
+        self.passed_through = tuple(passed_through)
+
+
+def attribute_many(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    targets: Union[Target, Sequence[Target]],
+    methods: Union[Method, Sequence[Method]] = ("saliency", "deconvnet", "gbp"),
+    *,
+    generator: Optional[torch.Generator] = None,
+    strict: bool = True,
+    max_batch: Optional[int] = None,
+) -> Attributions:
+    """Every method's map for every target, from ONE forward pass.
+
+    Args:
+        model: any callable taking [B, *shape] and returning logits [B, K]; an
+            ``nn.Module`` is used as it is (train/eval mode, hooks and parameters are
+            left untouched).
+        inputs: [B, *shape] floating point, on the model's device.
+        targets: T entries (see :func:`resolve_targets`), or a single one.
+        methods: rule names ("saliency", "deconvnet", "gbp", "linear") or
+            :class:`~backpropvis.rules.Rule` values, or a single one.
+        generator: CPU generator for ``"random"`` targets (default: seeded with 0).
+        strict: refuse non-piecewise-linear activations (GELU, SiLU, sigmoid, ...)
+            with an error naming the function and module; with ``False`` they keep
+            their true gradient and are listed in ``passed_through``.
+        max_batch: at most this many maps (targets x batch) per backward pass; more
+            than the batch size batches targets with ``is_grads_batched``. Default:
+            :data:`DEFAULT_MAX_BATCH`.
+
+    Returns:
+        :class:`Attributions`: method name -> Tensor[T, B, *inputs.shape[1:]].
+    """
+    rules = [resolve_rule(method) for method in _as_list(methods, (str, Rule))]
+    if len({rule.name for rule in rules}) != len(rules):
+        raise ValueError(f"methods must have distinct names, got {[rule.name for rule in rules]}")
+    target_list = _as_list(targets, (int, str, torch.Tensor))
+    _check_inputs(inputs)
+
+    x = inputs.detach().requires_grad_(True)
+    model_name = type(model).__name__
+    session = _Session(strict, model_name)
+    with torch.enable_grad(), _intercepted(model, session):
+        logits = model(x)
+    _check_logits(logits, len(x), model_name)
+    if session.activations_seen == 0 and not all(rule.is_true_gradient for rule in rules):
+        raise NoActivationError(
+            f"the forward pass of {model_name} met no ReLU-like activation, so "
+            f"{', '.join(rule.name for rule in rules if not rule.is_true_gradient)} would equal the plain gradient"
+        )
+    if session.passed_through:
+        warnings.warn("let through with their true gradient: " + "; ".join(session.passed_through), stacklevel=2)
+
+    target_index = resolve_targets(target_list, logits, generator)
+    num_targets, batch = target_index.shape
+    targets_per_pass = max(1, (max_batch or DEFAULT_MAX_BATCH) // batch) if _batchable(model) else 1
+    seeds = torch.zeros((num_targets, *logits.shape), dtype=logits.dtype, device=logits.device)
+    seeds.scatter_(2, target_index.unsqueeze(-1), 1.0)
+
+    maps = {}
+    for rule_number, rule in enumerate(rules):
+        session.rule = rule
+        rule_maps = torch.empty((num_targets, *x.shape), dtype=x.dtype, device=x.device)
+        for start in range(0, num_targets, targets_per_pass):
+            stop = min(start + targets_per_pass, num_targets)
+            last = rule_number == len(rules) - 1 and stop == num_targets
+            if stop - start == 1:
+                (grad,) = torch.autograd.grad(logits, x, seeds[start], retain_graph=not last, materialize_grads=True)
+                rule_maps[start] = grad
+            else:
+                (grad,) = torch.autograd.grad(
+                    logits, x, seeds[start:stop], retain_graph=not last, is_grads_batched=True, materialize_grads=True
+                )
+                rule_maps[start:stop] = grad
+        maps[rule.name] = rule_maps
+    return Attributions(maps, logits.detach(), target_index, session.passed_through)
+
+
+def attribute(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    target: Target = "max",
+    method: Method = "gbp",
+    *,
+    generator: Optional[torch.Generator] = None,
+    strict: bool = True,
+) -> torch.Tensor:
+    """One method's map for one target: Tensor shaped like ``inputs``, raw and signed.
+
+    ``target`` is an int, a LongTensor[B] or ``"max"`` (also ``"random"``); ``method``
+    is "saliency", "deconvnet", "gbp" or a :class:`~backpropvis.rules.Rule`.
+    """
+    result = attribute_many(model, inputs, [target], [method], generator=generator, strict=strict)
+    return next(iter(result.values()))[0]
+
+
+class Explainer:
+    """Captum's call shape: ``Explainer(model, "gbp").attribute(x, target=281)``."""
+
+    def __init__(self, model: Callable[[torch.Tensor], torch.Tensor], method: Method, *, strict: bool = True):
+        self.model = model
+        self.rule = resolve_rule(method)
+        self.strict = strict
+
+    def attribute(self, inputs: torch.Tensor, target: Target = "max") -> torch.Tensor:
+        """The map of ``target`` for ``inputs``: Tensor shaped like ``inputs``."""
+        return attribute(self.model, inputs, target, self.rule, strict=self.strict)
+
+
+class Saliency(Explainer):
+    """The true gradient of the target logit (Simonyan et al. 2013)."""
+
+    def __init__(self, model: Callable[[torch.Tensor], torch.Tensor], *, strict: bool = True):
+        super().__init__(model, "saliency", strict=strict)
+
+
+class DeconvNet(Explainer):
+    """DeconvNet (Zeiler & Fergus 2014): h = max(., 0), g' = 1 at every activation."""
+
+    def __init__(self, model: Callable[[torch.Tensor], torch.Tensor], *, strict: bool = True):
+        super().__init__(model, "deconvnet", strict=strict)
+
+
+class GuidedBackprop(Explainer):
+    """Guided Backpropagation (Springenberg et al. 2014): h = max(., 0), g' = forward mask."""
+
+    def __init__(self, model: Callable[[torch.Tensor], torch.Tensor], *, strict: bool = True):
+        super().__init__(model, "gbp", strict=strict)
+
+
+def _batchable(model: Callable) -> bool:
+    if not isinstance(model, torch.nn.Module):
+        return True
+    return all(getattr(module, "supports_batched_backward", True) for module in model.modules())
+
+
+def _as_list(value, single_types: tuple) -> list:
+    if isinstance(value, single_types) and not (isinstance(value, torch.Tensor) and value.dim() > 1):
+        return [value]
+    return list(value)
+
+
+def _check_inputs(inputs: torch.Tensor) -> None:
+    if not isinstance(inputs, torch.Tensor):
+        raise InputError(f"inputs must be a Tensor, not {type(inputs).__name__}")
+    if not inputs.is_floating_point():
+        raise InputError(f"inputs must be floating point, not {inputs.dtype}")
+    if inputs.dim() < 2:
+        raise InputError(f"inputs must have a batch dimension, got shape {list(inputs.shape)}")
+
+
+def _check_logits(logits, batch: int, model_name: str) -> None:
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != batch:
+        shape = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ModelError(f"{model_name} must return logits shaped [batch, classes] = [{batch}, K], got {shape}")

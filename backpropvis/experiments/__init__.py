@@ -1,0 +1,79 @@
+"""The paper's figures and the theory studies, each declared as an :class:`Experiment`.
+
+``PAPER`` and ``THEORY`` map names to experiments; :func:`run_suite` runs a selection,
+writes each ``metrics.json`` as soon as it finishes (a crash later never loses it)
+and rebuilds ``index.html``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Optional, Sequence, Union
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import BackpropvisError
+from .base import Claim, ClaimResult, Experiment, ExperimentResult, Measurement, RunContext, Skip, run_experiment
+
+__all__ = [
+    "PAPER",
+    "THEORY",
+    "run_suite",
+    "select",
+    "Claim",
+    "ClaimResult",
+    "Experiment",
+    "ExperimentResult",
+    "Measurement",
+    "RunContext",
+    "Skip",
+    "run_experiment",
+]
+
+PAPER: dict[str, Experiment] = {}
+"""The paper's figures by name ("fig2" ... "fig9"), in the paper's order."""
+
+THEORY: dict[str, Experiment] = {}
+"""The theory studies by name ("closed-form", "recovery", ...)."""
+
+
+def select(registry: Mapping[str, Experiment], names: Sequence[str]) -> list[Experiment]:
+    """The experiments named (``"all"`` or nothing: every one), in registry order."""
+    if not names or "all" in names:
+        return list(registry.values())
+    unknown = [name for name in names if name not in registry]
+    if unknown:
+        raise BackpropvisError(f"unknown experiment {unknown[0]!r}; choose from {', '.join(registry)} or all")
+    return [experiment for experiment in registry.values() if experiment.name in names]
+
+
+def run_suite(
+    experiments: Sequence[Experiment],
+    out: Union[str, os.PathLike],
+    *,
+    quick: bool = False,
+    device: Union[str, torch.device] = "cpu",
+    seed: int = 0,
+    images: Optional[Union[str, os.PathLike]] = None,
+    vgg16_weights: Optional[Union[str, os.PathLike]] = None,
+    progress: bool = True,
+) -> list[ExperimentResult]:
+    """Run ``experiments`` one after the other, writing ``out/<name>/metrics.json`` after
+    each and ``out/index.html`` at the end; returns the results."""
+    from ..report import write_index, write_result
+
+    out = Path(out)
+    results = []
+    for experiment in tqdm(experiments, desc="experiments", unit="experiment", disable=not progress):
+        context = RunContext(
+            out=out / experiment.name, quick=quick, device=torch.device(device), seed=seed,
+            images=Path(images) if images else None, vgg16_weights=Path(vgg16_weights) if vgg16_weights else None,
+            progress=progress,
+        )
+        result = run_experiment(experiment, context)
+        write_result(result, out)
+        results.append(result)
+    write_index(out)
+    return results

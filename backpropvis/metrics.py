@@ -1,0 +1,79 @@
+"""What a map says, as numbers: pure tensor functions, batch-first, no I/O.
+
+- :func:`class_distance`: how much a map changes when the target logit changes
+  (the paper's Figure 7 and 8): both maps scaled to unit L2 norm, then the L2 norm
+  of their difference: 0 for identical maps, 2 for opposite ones.
+- :func:`class_distance_minmax`: the same after the paper's display normalisation
+  (global min-max), since the paper does not say which one it used.
+- :func:`input_similarity`: cosine similarity between a map and the input image,
+  each with its own per-channel mean removed (a global mean would leave colour
+  offsets that fake similarity for DeconvNet's tiled patterns).
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["cosine_similarity", "class_distance", "class_distance_minmax", "input_similarity", "minmax_normalize"]
+
+_EPS = 1e-12
+
+
+def _flat(maps: torch.Tensor, sample_dims: int) -> torch.Tensor:
+    return maps.reshape(*maps.shape[: maps.dim() - sample_dims], -1).double()
+
+
+def cosine_similarity(a: torch.Tensor, b: torch.Tensor, sample_dims: int = 3) -> torch.Tensor:
+    """Cosine of the angle between ``a`` and ``b`` over their last ``sample_dims`` dims.
+
+    Shapes: [..., C, H, W] x [..., C, H, W] -> [...] (float64); 0 where either is zero.
+    """
+    a, b = _flat(a, sample_dims), _flat(b, sample_dims)
+    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(_EPS)
+
+
+def class_distance(a: torch.Tensor, b: torch.Tensor, sample_dims: int = 3) -> torch.Tensor:
+    """|| a / ||a|| - b / ||b|| ||_2 over the last ``sample_dims`` dims, in [0, 2].
+
+    Shapes: [..., C, H, W] x [..., C, H, W] -> [...] (float64).
+    """
+    a, b = _flat(a, sample_dims), _flat(b, sample_dims)
+    unit_a = a / a.norm(dim=-1, keepdim=True).clamp_min(_EPS)
+    unit_b = b / b.norm(dim=-1, keepdim=True).clamp_min(_EPS)
+    return (unit_a - unit_b).norm(dim=-1)
+
+
+def minmax_normalize(maps: torch.Tensor, sample_dims: int = 3) -> torch.Tensor:
+    """The paper's display normalisation: subtract the global min, divide by the new
+    global max, over each sample's last ``sample_dims`` dims (H x W x 3, no abs).
+
+    Shapes: [..., C, H, W] -> same, float64 in [0, 1] (0 for a constant map).
+    """
+    flat = _flat(maps, sample_dims)
+    shifted = flat - flat.min(dim=-1, keepdim=True).values
+    scaled = shifted / shifted.max(dim=-1, keepdim=True).values.clamp_min(_EPS)
+    return scaled.reshape(maps.shape)
+
+
+def class_distance_minmax(a: torch.Tensor, b: torch.Tensor, sample_dims: int = 3) -> torch.Tensor:
+    """:func:`class_distance` of the min-max normalised maps (the displayed pictures).
+
+    Shapes: [..., C, H, W] x [..., C, H, W] -> [...] (float64).
+    """
+    return class_distance(minmax_normalize(a, sample_dims), minmax_normalize(b, sample_dims), sample_dims)
+
+
+def input_similarity(maps: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity between maps and the input, both per-channel centred.
+
+    Args:
+        maps: [..., C, H, W] raw maps.
+        image: [C, H, W] or broadcastable to ``maps`` (e.g. [B, C, H, W] against
+            maps [T, B, C, H, W]).
+
+    Returns:
+        [...] float64 in [-1, 1].
+    """
+    centred_maps = maps.double() - maps.double().mean(dim=(-2, -1), keepdim=True)
+    centred_image = image.double() - image.double().mean(dim=(-2, -1), keepdim=True)
+    return cosine_similarity(centred_maps, centred_image.expand_as(centred_maps))

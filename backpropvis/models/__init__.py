@@ -1,0 +1,87 @@
+"""The paper's networks, EfficientNet-Lite0, and building any of them by name.
+
+Every model returned here is in eval mode and carries ``model.preprocessing`` (its
+input pipeline) and ``model.weights_description`` (what its weights are).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from ..errors import ModelError
+from .efficientnet import EfficientNetLite0, efficientnet_lite0
+from .init import PAPER_STD, derive_seed, generator_for, truncated_normal_
+from .preprocessing import IMAGENET, TF_LITE, Preprocessing
+from .seeded_dense import SeededDense
+from .shallow import ThreeLayerCNN, ThreeLayerFCN, three_layer_cnn, three_layer_fcn
+from .vgg import VGG16, VGG16_LAYERS, vgg16
+
+__all__ = [
+    "MODEL_NAMES",
+    "build_model",
+    "three_layer_cnn",
+    "three_layer_fcn",
+    "vgg16",
+    "efficientnet_lite0",
+    "ThreeLayerCNN",
+    "ThreeLayerFCN",
+    "VGG16",
+    "VGG16_LAYERS",
+    "EfficientNetLite0",
+    "SeededDense",
+    "Preprocessing",
+    "IMAGENET",
+    "TF_LITE",
+    "PAPER_STD",
+    "derive_seed",
+    "generator_for",
+    "truncated_normal_",
+]
+
+
+def _random_only(name: str, build: Callable[[int], nn.Module]) -> Callable[[str, int], nn.Module]:
+    def builder(weights: str, seed: int) -> nn.Module:
+        if weights != "random":
+            raise ModelError(f"{name} exists only with random weights, not {weights!r}")
+        model = build(seed)
+        model.weights_description = f"random (seed {seed})"
+        return model
+
+    return builder
+
+
+def _efficientnet(weights: str, seed: int) -> nn.Module:
+    if weights == "random":
+        raise ModelError("efficientnet-lite0 is the trained model; use --weights imagenet or a checkpoint path")
+    return efficientnet_lite0(weights)
+
+
+_BUILDERS: dict[str, Callable[[str, int], nn.Module]] = {
+    "vgg16": lambda weights, seed: vgg16(weights, seed=seed),
+    "cnn3": _random_only("cnn3", lambda seed: three_layer_cnn(seed=seed)),
+    "cnn3-pool": _random_only("cnn3-pool", lambda seed: three_layer_cnn(pool=2, seed=seed)),
+    "fcn3": _random_only("fcn3", lambda seed: three_layer_fcn(seed=seed)),
+    "efficientnet-lite0": _efficientnet,
+}
+
+MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+"""Names accepted by :func:`build_model` and the CLI's ``--model``."""
+
+
+def build_model(name: str, weights: str = "random", seed: int = 0) -> nn.Module:
+    """A model by name: "vgg16", "cnn3", "cnn3-pool", "fcn3" or "efficientnet-lite0".
+
+    Args:
+        name: the model's name.
+        weights: "random", "imagenet" or a checkpoint path (what the model accepts).
+        seed: the seed of every random weight.
+
+    Raises:
+        ModelError: unknown name or weights the model does not take.
+        WeightsError: weights that cannot be read or do not fit.
+    """
+    if name not in _BUILDERS:
+        raise ModelError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    return _BUILDERS[name](str(weights), seed)

@@ -1,0 +1,71 @@
+"""Each model's input pipeline: resize, centre crop, scale, normalise per channel.
+
+A model carries its own :class:`Preprocessing` as ``model.preprocessing``, so scripts
+never scatter mean/std constants around.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["Preprocessing", "IMAGENET", "TF_LITE"]
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Resize the shorter side to ``resize``, centre-crop ``crop`` x ``crop``, then
+    ``(pixel / 255 - mean) / std`` per channel.
+
+    Calling it on a PIL image gives Tensor[3, crop, crop] (float32).
+    """
+
+    crop: int = 224
+    resize: int = 256
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def resized(self, crop: int) -> "Preprocessing":
+        """The same pipeline for another crop size (keeping the crop / resize ratio)."""
+        return replace(self, crop=crop, resize=round(crop * self.resize / self.crop))
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        image = image.convert("RGB")
+        width, height = image.size
+        scale = self.resize / min(width, height)
+        size = (max(self.crop, round(width * scale)), max(self.crop, round(height * scale)))
+        image = image.resize(size, Image.BILINEAR)
+        left, top = (size[0] - self.crop) // 2, (size[1] - self.crop) // 2
+        image = image.crop((left, top, left + self.crop, top + self.crop))
+        pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        return self.normalize(pixels)
+
+    def batch(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """[B, 3, crop, crop] for a list of PIL images."""
+        return torch.stack([self(image) for image in images])
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[..., 3, H, W] in [0, 1] -> the model's input scale."""
+        mean, std = self._stats(pixels)
+        return (pixels - mean) / std
+
+    def unnormalize(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The model's input [..., 3, H, W] -> pixels in [0, 1] (for display)."""
+        mean, std = self._stats(inputs)
+        return (inputs * std + mean).clamp(0, 1)
+
+    def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = torch.tensor(self.mean, dtype=like.dtype, device=like.device).view(3, 1, 1)
+        std = torch.tensor(self.std, dtype=like.dtype, device=like.device).view(3, 1, 1)
+        return mean, std
+
+
+IMAGENET = Preprocessing()
+"""torchvision's ImageNet pipeline: resize 256, crop 224, ImageNet mean and std."""
+
+TF_LITE = Preprocessing(mean=(127.0 / 255,) * 3, std=(128.0 / 255,) * 3)
+"""TensorFlow's EfficientNet-Lite pipeline: (pixel - 127) / 128 on the 0-255 scale."""

@@ -1,0 +1,102 @@
+"""Pictures of maps: the paper's display normalisation, PNG files and labelled grids.
+
+Maps stay raw and signed everywhere else; this is the one place where they are
+normalised for the eye, with the original code's rule (global min-max over
+H x W x 3, no abs, no per-channel treatment).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .metrics import minmax_normalize
+
+__all__ = ["to_display", "save_png", "save_grid"]
+
+Picture = Union[torch.Tensor, np.ndarray]
+
+
+def to_display(map_: torch.Tensor) -> np.ndarray:
+    """[3, H, W] raw map -> [H, W, 3] uint8 after the paper's min-max normalisation."""
+    scaled = minmax_normalize(map_.detach().cpu().float())
+    return (scaled.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+
+
+def _as_uint8(picture: Picture) -> np.ndarray:
+    if isinstance(picture, torch.Tensor):
+        picture = picture.detach().cpu()
+        if picture.dim() == 3 and picture.shape[0] in (1, 3):
+            picture = picture.permute(1, 2, 0)
+        picture = picture.numpy()
+    if picture.dtype != np.uint8:
+        picture = (np.clip(picture, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    return picture.squeeze(-1) if picture.ndim == 3 and picture.shape[-1] == 1 else picture
+
+
+def save_png(picture: Picture, path: Union[str, os.PathLike]) -> Path:
+    """Write an [H, W, 3] uint8 array (or a [3, H, W] / [H, W, 3] tensor in [0, 1]) as PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(_as_uint8(picture)).save(path)
+    return path
+
+
+def save_grid(
+    pictures: Sequence[Sequence[Optional[Picture]]],
+    path: Union[str, os.PathLike],
+    *,
+    row_labels: Sequence[str] = (),
+    column_labels: Sequence[str] = (),
+    panel_labels: Optional[Sequence[Sequence[str]]] = None,
+    title: Optional[str] = None,
+    panel_size: float = 2.2,
+) -> Path:
+    """A labelled grid of pictures as one PNG.
+
+    Args:
+        pictures: rows of pictures ([H, W, 3] uint8 arrays, or tensors in [0, 1]);
+            ``None`` leaves a panel empty.
+        path: where to write the PNG.
+        row_labels, column_labels: written left of each row / above each column.
+        panel_labels: a caption under each panel (same nesting as ``pictures``).
+        title: the figure's title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, columns = len(pictures), max(len(row) for row in pictures)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(panel_size * columns + 0.8, panel_size * rows + (0.6 if title else 0.2)), squeeze=False
+    )
+    for r in range(rows):
+        for c in range(columns):
+            axis = axes[r][c]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            picture = pictures[r][c] if c < len(pictures[r]) else None
+            if picture is None:
+                axis.axis("off")
+                continue
+            axis.imshow(_as_uint8(picture), cmap="gray" if _as_uint8(picture).ndim == 2 else None)
+            if r == 0 and c < len(column_labels):
+                axis.set_title(column_labels[c], fontsize=9)
+            if c == 0 and r < len(row_labels):
+                axis.set_ylabel(row_labels[r], fontsize=9)
+            if panel_labels is not None and c < len(panel_labels[r]) and panel_labels[r][c]:
+                axis.set_xlabel(panel_labels[r][c], fontsize=7)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

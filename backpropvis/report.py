@@ -1,0 +1,136 @@
+"""The report: ``DIR/<experiment>/metrics.json`` and one self-contained ``DIR/index.html``.
+
+The page is rebuilt from every ``metrics.json`` found under ``DIR``, so the paper's
+figures (``backpropvis reproduce``) and the theory studies (``backpropvis theory``)
+written to the same folder end up on one page. Figures are embedded as base64 PNG:
+the page needs no network and no other file. The report shows verdicts; it never
+decides them (that is :meth:`backpropvis.experiments.base.Claim.evaluate`).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Union
+
+from .experiments.base import ExperimentResult
+from .files import write_json, write_text
+
+__all__ = ["write_result", "collect_results", "write_index"]
+
+_GROUP_ORDER = {"paper": 0, "theory": 1}
+
+
+def write_result(result: ExperimentResult, out: Union[str, os.PathLike]) -> Path:
+    """Write ``out/<experiment>/metrics.json`` atomically; returns its path."""
+    return write_json(result.to_json(), Path(out) / result.experiment / "metrics.json")
+
+
+def collect_results(out: Union[str, os.PathLike]) -> list[dict]:
+    """Every ``metrics.json`` under ``out``, paper figures first, then theory studies."""
+    results = []
+    for path in sorted(Path(out).glob("*/metrics.json")):
+        try:
+            results.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError):
+            continue  # a foreign or damaged file is left out, never fatal
+    return sorted(results, key=lambda result: (_GROUP_ORDER.get(result.get("group"), 2), _natural(result["experiment"])))
+
+
+def _natural(name: str) -> tuple:
+    digits = "".join(character for character in name if character.isdigit())
+    return (name.rstrip("0123456789"), int(digits) if digits else 0, name)
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return html.escape(str(value))
+
+
+def _claims_table(claims: Iterable[dict]) -> str:
+    rows = []
+    for claim in claims:
+        verdict = "holds" if claim["holds"] else "does not hold"
+        css = "pass" if claim["holds"] else "fail"
+        rows.append(
+            f"<tr class='{css}'><td><code>{html.escape(claim['id'])}</code></td><td>{html.escape(claim['text'])}</td>"
+            f"<td><code>{html.escape(claim['metric'])}</code></td><td class='num'>{_format(claim['value'])}</td>"
+            f"<td class='num'>{html.escape(claim['comparison'])} {_format(claim['threshold'])}</td>"
+            f"<td class='verdict'>{verdict}</td></tr>"
+        )
+    if not rows:
+        return ""
+    return (
+        "<table class='claims'><thead><tr><th>claim</th><th>statement</th><th>metric</th><th>value</th>"
+        "<th>threshold</th><th>verdict</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
+
+
+def _section(result: dict, folder: Path) -> str:
+    name = html.escape(result["experiment"])
+    parts = [f"<section id='{name}'><h2>{name}: {html.escape(result['title'])}</h2>"]
+    if result.get("skipped"):
+        parts.append(f"<p class='skipped'>Skipped: {html.escape(result['skipped'])}</p></section>")
+        return "".join(parts)
+    held = sum(claim["holds"] for claim in result["claims"])
+    parts.append(
+        f"<p class='meta'>model <b>{html.escape(result['model'])}</b>, weights <b>{html.escape(result['weights'])}</b>, "
+        f"{result['seconds']:.1f} s; {held} of {len(result['claims'])} claims hold</p>"
+    )
+    for note in result.get("notes", []):
+        parts.append(f"<p class='note'>{html.escape(note)}</p>")
+    figure = folder / result["experiment"] / (result.get("figure") or "figure.png")
+    if result.get("figure") and figure.is_file():
+        encoded = base64.b64encode(figure.read_bytes()).decode("ascii")
+        parts.append(f"<img alt='{name} figure' src='data:image/png;base64,{encoded}'>")
+    parts.append(_claims_table(result["claims"]))
+    settings = ", ".join(f"{html.escape(str(key))}={_format(value)}" for key, value in result["settings"].items())
+    parts.append(f"<details><summary>settings</summary><p class='settings'>{settings}</p></details></section>")
+    return "".join(parts)
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.15em; border-bottom: 1px solid #ccc; padding-bottom: .2em; }
+img { max-width: 100%; border: 1px solid #ddd; }
+table { border-collapse: collapse; margin: .6em 0; width: 100%; font-size: .9em; }
+th, td { border: 1px solid #ccc; padding: .25em .5em; text-align: left; vertical-align: top; }
+td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+tr.pass td.verdict { background: #c8efc8; color: #0a5a0a; font-weight: bold; }
+tr.fail td.verdict { background: #f7c6c6; color: #8a0b0b; font-weight: bold; }
+.meta, .note, .settings { font-size: .9em; } .note { color: #654; } .skipped { color: #8a5a00; font-style: italic; }
+.summary td { text-align: right; }
+"""
+
+
+def write_index(out: Union[str, os.PathLike], title: str = "backpropvis report") -> Path:
+    """Rebuild ``out/index.html`` from every result under ``out``; returns its path."""
+    folder = Path(out)
+    results = collect_results(folder)
+    total = sum(len(result["claims"]) for result in results)
+    held = sum(claim["holds"] for result in results for claim in result["claims"])
+    skipped = [result["experiment"] for result in results if result.get("skipped")]
+    overview = "".join(
+        f"<tr><td><a href='#{html.escape(r['experiment'])}'>{html.escape(r['experiment'])}</a></td>"
+        f"<td>{html.escape(r['title'])}</td>"
+        f"<td>{'skipped' if r.get('skipped') else str(sum(c['holds'] for c in r['claims'])) + ' / ' + str(len(r['claims']))}</td></tr>"
+        for r in results
+    )
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>"
+        "<p>Nie, Zhang &amp; Patel, <i>A Theoretical Explanation for Perplexing Behaviors of "
+        "Backpropagation-based Visualizations</i>, ICML 2018: every figure with its measured claims.</p>"
+        f"<p class='meta'><b>{held} of {total}</b> claims hold"
+        + (f"; skipped: {html.escape(', '.join(skipped))}" if skipped else "")
+        + "</p><table><thead><tr><th>experiment</th><th>what</th><th>claims holding</th></tr></thead>"
+        f"<tbody>{overview}</tbody></table>"
+        + "".join(_section(result, folder) for result in results)
+        + "</body></html>"
+    )
+    return write_text(page, folder / "index.html")

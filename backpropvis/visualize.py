@@ -1,0 +1,120 @@
+"""The ``visualize`` job: maps of images for chosen methods and targets, as PNGs and JSON.
+
+Everything a user can get wrong (model, weights, images, targets, device) is checked
+before the first file is written, and ``summary.json`` is written last, atomically,
+so a folder with a summary is always complete.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence, Union
+
+import torch
+from tqdm.auto import tqdm
+
+from .engine import Target, attribute_many
+from .errors import BackpropvisError
+from .files import write_json
+from .images import class_name, load_image
+from .metrics import input_similarity
+from .models import build_model
+from .render import save_grid, save_png, to_display
+from .rules import resolve_rule
+
+__all__ = ["visualize", "parse_targets", "resolve_device"]
+
+
+def parse_targets(text: str) -> list[Target]:
+    """"max,random,281" -> ["max", "random", 281]."""
+    targets: list[Target] = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        if entry.lstrip("-").isdigit():
+            targets.append(int(entry))
+        elif entry.lower() in ("max", "random"):
+            targets.append(entry.lower())
+        else:
+            raise BackpropvisError(f"unknown target {entry!r}; use an index, 'max' or 'random'")
+    if not targets:
+        raise BackpropvisError("no targets given")
+    return targets
+
+
+def resolve_device(name: str) -> torch.device:
+    """A torch device from its name, with a clear error where it is not available."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BackpropvisError(f"unknown device {name!r}; use cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BackpropvisError("--device cuda asked, but this machine has no CUDA GPU")
+    return device
+
+
+def _slug(text: str) -> str:
+    return "".join(character if character.isalnum() or character in "-_" else "-" for character in text).strip("-")
+
+
+def visualize(
+    images: Sequence[str] = ("tabby",),
+    model: str = "vgg16",
+    weights: str = "random",
+    methods: Sequence[str] = ("saliency", "deconvnet", "gbp"),
+    targets: Sequence[Target] = ("max", "random"),
+    seed: int = 0,
+    device: str = "cpu",
+    out: Union[str, os.PathLike] = "visualize-out",
+) -> dict:
+    """Compute and save every (image, method, target) map.
+
+    Writes ``out/<image>_<method>_<target>.png`` (display-normalised maps),
+    ``out/grid.png`` (rows: image x target; columns: the input and each method) and
+    ``out/summary.json``; returns the summary.
+    """
+    rules = [resolve_rule(method) for method in methods]
+    torch_device = resolve_device(device)
+    pictures = [(source, load_image(source)) for source in images]
+    network = build_model(model, weights, seed).to(torch_device)
+    generator = torch.Generator().manual_seed(seed)
+
+    results = []
+    for source, picture in tqdm(pictures, desc="images", unit="image", disable=len(pictures) < 2):
+        inputs = network.preprocessing(picture)[None].to(torch_device)
+        maps = attribute_many(network, inputs, list(targets), rules, generator=generator)
+        results.append((source, inputs, maps))
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"model": model, "weights": network.weights_description, "seed": seed, "images": [], "maps": []}
+    grid_rows, row_labels, panel_labels = [], [], []
+    for source, inputs, maps in results:
+        name = _slug(Path(source).stem if os.path.sep in source or Path(source).suffix else source)
+        predicted = int(maps.logits[0].argmax())
+        summary["images"].append({"image": source, "predicted": predicted, "predicted_name": class_name(predicted)})
+        display_input = network.preprocessing.unnormalize(inputs[0].cpu())
+        for target_number, target in enumerate(targets):
+            index = int(maps.targets[target_number, 0])
+            row, captions = [display_input], [f"predicted: {class_name(predicted)}"]
+            for rule in rules:
+                map_ = maps[rule.name][target_number, 0].cpu()
+                png = save_png(to_display(map_), out / f"{name}_{rule.name}_{_slug(str(target))}-{index}.png")
+                similarity = float(input_similarity(map_, inputs[0].cpu()))
+                summary["maps"].append({
+                    "image": source, "method": rule.name, "target": str(target), "target_index": index,
+                    "target_name": class_name(index), "min": float(map_.min()), "max": float(map_.max()),
+                    "input_similarity": similarity, "png": png.name,
+                })
+                row.append(to_display(map_))
+                captions.append(f"similarity {similarity:.2f}")
+            grid_rows.append(row)
+            row_labels.append(f"{name}\n{target}: {class_name(index)}")
+            panel_labels.append(captions)
+    save_grid(
+        grid_rows, out / "grid.png", row_labels=row_labels, column_labels=["input"] + [rule.name for rule in rules],
+        panel_labels=panel_labels, title=f"{model} ({network.weights_description})",
+    )
+    write_json(summary, out / "summary.json")
+    return summary
