@@ -1,0 +1,62 @@
+"""What several experiments share: which trained network to use, and model inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from ..images import load_image
+from ..models import efficientnet_lite0, vgg16
+from ..models.vgg import VGG16_FILE
+from .base import RunContext
+
+__all__ = ["TrainedNetwork", "vgg16_checkpoint", "trained_network", "model_inputs"]
+
+
+@dataclass
+class TrainedNetwork:
+    """An ImageNet-trained classifier and how to describe it in a report.
+
+    Attributes:
+        model: the network, in eval mode, on the run's device.
+        name: "vgg16" or "efficientnet-lite0".
+        weights: what its weights are.
+        note: why a stand-in is used, or None when it is the paper's VGG-16.
+    """
+
+    model: nn.Module
+    name: str
+    weights: str
+    note: Optional[str]
+
+
+def vgg16_checkpoint(context: RunContext) -> Optional[Path]:
+    """The trained VGG-16 checkpoint: ``--vgg16-weights``, else torchvision's file in the
+    torch hub cache, else None (no network is tried)."""
+    if context.vgg16_weights is not None:
+        return context.vgg16_weights
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
+    return cached if cached.is_file() else None
+
+
+def trained_network(context: RunContext) -> TrainedNetwork:
+    """The paper's trained VGG-16 where its weights are present, else EfficientNet-Lite0."""
+    checkpoint = vgg16_checkpoint(context)
+    if checkpoint is not None:
+        model = vgg16(checkpoint, seed=context.seed).to(context.device)
+        return TrainedNetwork(model, "vgg16", model.weights_description, None)
+    model = efficientnet_lite0().to(context.device)
+    note = (
+        "No trained VGG-16 weights were found (--vgg16-weights, or vgg16-397923af.pth in the torch hub cache): "
+        "the ImageNet-trained EfficientNet-Lite0 (ReLU6) stands in for the paper's trained VGG-16."
+    )
+    return TrainedNetwork(model, "efficientnet-lite0", model.weights_description, note)
+
+
+def model_inputs(model: nn.Module, sources: Sequence[str], device: torch.device) -> torch.Tensor:
+    """[B, 3, S, S]: images (sample names or paths) through the model's own preprocessing."""
+    return model.preprocessing.batch([load_image(source) for source in sources]).to(device)
