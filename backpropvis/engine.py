@@ -40,6 +40,7 @@ __all__ = [
 
 Target = Union[int, str, torch.Tensor]
 Method = Union[str, Rule]
+PRECISIONS = ("float32", "tf32", "bfloat16")
 
 DEFAULT_MAX_BATCH = 8
 """Maps computed by one backward pass (targets x batch) unless ``max_batch`` says otherwise.
@@ -142,6 +143,29 @@ def _intercepted(model: Callable, session: _Session) -> Iterator[None]:
         post_hook.remove()
 
 
+@contextlib.contextmanager
+def _precision(precision: str, device_type: str) -> Iterator[None]:
+    """Arithmetic for the forward and backward passes.
+
+    "float32": exact IEEE float32 (TF32 explicitly off on CUDA, whatever the global
+    flags say); "tf32": CUDA matrix products and convolutions in TF32; "bfloat16":
+    autocast to bfloat16 (maps are still returned in the inputs' dtype).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    allow_tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow_tf32
+    try:
+        if precision == "bfloat16":
+            with torch.autocast(device_type, dtype=torch.bfloat16):
+                yield
+        else:
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def resolve_targets(
     targets: Sequence[Target],
     logits: torch.Tensor,
@@ -235,6 +259,7 @@ def attribute_many(
     generator: Optional[torch.Generator] = None,
     strict: bool = True,
     max_batch: Optional[int] = None,
+    precision: str = "float32",
 ) -> Attributions:
     """Every method's map for every target, from ONE forward pass.
 
@@ -253,6 +278,8 @@ def attribute_many(
         max_batch: at most this many maps (targets x batch) per backward pass; more
             than the batch size batches targets with ``is_grads_batched``. Default:
             :data:`DEFAULT_MAX_BATCH`.
+        precision: "float32" (default, exact), "tf32" (CUDA TF32 matrix products) or
+            "bfloat16" (autocast); maps are returned in the inputs' dtype.
 
     Returns:
         :class:`Attributions`: method name -> Tensor[T, B, *inputs.shape[1:]].
@@ -266,8 +293,15 @@ def attribute_many(
     x = inputs.detach().requires_grad_(True)
     model_name = type(model).__name__
     session = _Session(strict, model_name)
-    with torch.enable_grad(), _intercepted(model, session):
-        logits = model(x)
+    with _precision(precision, x.device.type):
+        with torch.enable_grad(), _intercepted(model, session):
+            logits = model(x)
+        return _backward_all(model, x, logits, target_list, rules, session, generator, max_batch)
+
+
+def _backward_all(model, x, logits, target_list, rules, session, generator, max_batch) -> Attributions:
+    """Check the forward pass, resolve targets, and run the chunked backward passes."""
+    model_name = session.model_name
     _check_logits(logits, len(x), model_name)
     if session.activations_seen == 0 and not all(rule.is_true_gradient for rule in rules):
         raise NoActivationError(
@@ -275,7 +309,7 @@ def attribute_many(
             f"{', '.join(rule.name for rule in rules if not rule.is_true_gradient)} would equal the plain gradient"
         )
     if session.passed_through:
-        warnings.warn("let through with their true gradient: " + "; ".join(session.passed_through), stacklevel=2)
+        warnings.warn("let through with their true gradient: " + "; ".join(session.passed_through), stacklevel=3)
 
     target_index = resolve_targets(target_list, logits, generator)
     num_targets, batch = target_index.shape
