@@ -7,6 +7,8 @@ layers were drawn, or in which order; the global RNG is never touched.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
@@ -19,11 +21,19 @@ _TRUNCATION = 2.0
 
 
 def derive_seed(seed: int, *keys: object) -> int:
-    """A 63-bit seed derived from ``seed`` and any keys (names, indices), stably."""
-    entropy = [int(seed) & 0xFFFFFFFF] + [
-        int.from_bytes(str(key).encode(), "little") % (2**32) if not isinstance(key, int) else key & 0xFFFFFFFF
-        for key in keys
-    ]
+    """A 63-bit seed derived from ``seed`` and any keys (names, indices), stably.
+
+    An int key is one 32-bit word; any other key is its text's 64-bit BLAKE2b digest
+    (two words), so every character of a name counts ("conv1_1" and "conv1_2", or two
+    image paths, give different seeds).
+    """
+    entropy = [int(seed) & 0xFFFFFFFF]
+    for key in keys:
+        if isinstance(key, int):
+            entropy.append(key & 0xFFFFFFFF)
+        else:
+            digest = int.from_bytes(hashlib.blake2b(str(key).encode(), digest_size=8).digest(), "little")
+            entropy += [digest & 0xFFFFFFFF, digest >> 32]
     return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
