@@ -16,6 +16,7 @@ __all__ = [
     "ModelError",
     "InputError",
     "MethodError",
+    "StoreError",
 ]
 
 
@@ -53,3 +54,7 @@ class InputError(BackpropvisError, ValueError):
 
 class MethodError(BackpropvisError, ValueError):
     """An unknown method (rule) name."""
+
+
+class StoreError(BackpropvisError, ValueError):
+    """A results database that cannot be opened or written, or that holds another run's settings."""
