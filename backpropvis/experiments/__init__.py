@@ -59,9 +59,11 @@ def run_suite(
     images: Optional[Union[str, os.PathLike]] = None,
     vgg16_weights: Optional[Union[str, os.PathLike]] = None,
     progress: bool = True,
+    image: str = "tabby",
 ) -> list[ExperimentResult]:
     """Run ``experiments`` one after the other, writing ``out/<name>/metrics.json`` after
-    each and ``out/index.html`` at the end; returns the results."""
+    each and ``out/index.html`` at the end; returns the results. ``image`` (a sample name
+    or a path) is what single-image studies look at."""
     from ..report import write_index, write_result
 
     out = Path(out)
@@ -70,7 +72,7 @@ def run_suite(
         context = RunContext(
             out=out / experiment.name, quick=quick, device=torch.device(device), seed=seed,
             images=Path(images) if images else None, vgg16_weights=Path(vgg16_weights) if vgg16_weights else None,
-            progress=progress,
+            progress=progress, image=image,
         )
         result = run_experiment(experiment, context)
         write_result(result, out)

@@ -98,6 +98,7 @@ class RunContext:
         images: a folder of images (``--images``), or None for the bundled samples.
         vgg16_weights: a trained VGG-16 checkpoint path, or None when not available.
         progress: whether to show progress bars.
+        image: the image a single-image study looks at (``--image``: a sample name or a path).
     """
 
     out: Path
@@ -107,6 +108,7 @@ class RunContext:
     images: Optional[Path] = None
     vgg16_weights: Optional[Path] = None
     progress: bool = True
+    image: str = "tabby"
 
 
 @dataclass(frozen=True)
