@@ -54,7 +54,76 @@ def _add_visualize(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_run_visualize)
 
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_visualize]
+def _run_class_distance(args: argparse.Namespace) -> int:
+    from .stats import run_class_distance
+    from .stats.summary import format_summary, summarize
+
+    report = run_class_distance(
+        None if args.samples else args.images, args.db, model=args.model, weights=args.weights,
+        methods=_split(args.methods), pairs=args.pairs, seed=args.seed, input_size=args.input_size, limit=args.limit,
+        batch_size=args.batch_size, workers=args.workers, device=args.device,
+    )
+    print(
+        f"{report.db}: {report.done_now} images done now ({report.failed_now} failed, "
+        f"{report.images_per_second:.2f} images/s), {report.already_done} before, {report.images_total} in all"
+    )
+    if report.rank == 0:
+        print(format_summary(summarize([args.db])))
+    return 0
+
+
+def _add_class_distance(commands: argparse._SubParsersAction) -> None:
+    from .models import MODEL_NAMES
+    from .stats.pairs import PAIRS
+
+    parser = commands.add_parser(
+        "class-distance", help="class distance of every image in a folder, into a resumable SQLite database (Figure 7)",
+        description="Streams a folder of images through a model and stores, per image and method, the class distance "
+        "between the maps of two logits. Run it again to resume; under torchrun each rank writes DB.rank-R.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", metavar="DIR", help="folder of images, searched recursively (e.g. an ImageFolder tree)")
+    source.add_argument("--samples", action="store_true", help="use the bundled sample images instead of a folder")
+    parser.add_argument("--model", default="vgg16", choices=MODEL_NAMES)
+    parser.add_argument("--weights", default="random", help="random, imagenet or a checkpoint path")
+    parser.add_argument("--methods", default="saliency,deconvnet,gbp", help="comma-separated rule names")
+    parser.add_argument("--pairs", default="max-random", choices=list(PAIRS), help="which two logits per image")
+    parser.add_argument("--db", required=True, help="SQLite results file (created, or resumed)")
+    parser.add_argument("--limit", type=int, help="only the first N images of the sorted list")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    parser.add_argument("--workers", type=int, default=2, help="processes decoding images (default 2; 0: none)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of random weights and random logits")
+    parser.add_argument("--input-size", type=int, help="crop size of the model's preprocessing (default: the model's)")
+    parser.set_defaults(run=_run_class_distance)
+
+
+def _run_summarize(args: argparse.Namespace) -> int:
+    import json
+
+    from .stats.summary import format_summary, plot_summary, summarize
+
+    summary = summarize(args.databases, resamples=args.resamples)
+    if args.plot:
+        summary["plot"] = str(plot_summary(summary, args.plot))
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    if args.plot and not args.json:
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _add_summarize(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "summarize", help="mean class distance per method with bootstrap 95%% CIs, from class-distance databases",
+    )
+    parser.add_argument("databases", nargs="+", metavar="DB", help="database files or globs; results.sqlite also finds results.rank-*.sqlite")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--plot", metavar="PNG", help="write a bar chart like the paper's Figure 7")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    parser.set_defaults(run=_run_summarize)
+
+
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_visualize, _add_class_distance, _add_summarize]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,58 @@
+"""Which two logits each image's maps are computed for (the paper's Figure 7 pairs).
+
+Random choices are drawn from a generator derived from (seed, image key) alone, so an
+image gets the same pair whatever its batch, worker, rank or restart.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..errors import BackpropvisError
+from ..models.init import generator_for
+
+__all__ = ["PAIRS", "choose_pairs"]
+
+PAIRS: dict[str, str] = {
+    "max-random": "the predicted (max) logit and a random other one",
+    "random-random": "two different logits drawn at random (the paper's Figure 7)",
+    "top1-top2": "the two largest logits",
+}
+"""Pair kinds by name, with what they mean."""
+
+
+def choose_pairs(kind: str, logits: torch.Tensor, keys: Sequence[str], seed: int) -> torch.Tensor:
+    """The two logit indices per image.
+
+    Args:
+        kind: one of :data:`PAIRS`.
+        logits: [B, K] the model's output for the batch.
+        keys: B image keys (relative paths); with ``seed`` they fix the random draws.
+        seed: the run's seed.
+
+    Returns:
+        LongTensor[2, B] on the CPU: row 0 the first logit, row 1 the second; the two
+        always differ. Random draws are uniform over the allowed logits.
+    """
+    batch, num_classes = logits.shape
+    if kind not in PAIRS:
+        raise BackpropvisError(f"unknown --pairs {kind!r}; choose one of {', '.join(PAIRS)}")
+    if num_classes < 2:
+        raise BackpropvisError(f"--pairs needs a model with at least two logits, this one has {num_classes}")
+    if len(keys) != batch:
+        raise ValueError(f"{len(keys)} keys for a batch of {batch}")
+    logits = logits.detach().cpu()
+    if kind == "top1-top2":
+        return logits.topk(2, dim=1).indices.t().contiguous()
+    pairs = torch.empty((2, batch), dtype=torch.long)
+    for column, key in enumerate(keys):
+        generator = generator_for(seed, "pairs", key)
+        if kind == "max-random":
+            first = int(logits[column].argmax())
+        else:
+            first = int(torch.randint(0, num_classes, (1,), generator=generator))
+        other = int(torch.randint(0, num_classes - 1, (1,), generator=generator))
+        pairs[0, column], pairs[1, column] = first, other + (other >= first)  # skips `first`, stays uniform
+    return pairs

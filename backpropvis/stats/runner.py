@@ -1,0 +1,221 @@
+"""The class-distance run: every image of a folder, streamed, into a SQLite database.
+
+For each image the model's maps are computed for two logits (see
+:mod:`~backpropvis.stats.pairs`) with every method, in ONE
+:func:`~backpropvis.engine.attribute_many` call per batch, and the paper's Figure 7
+statistic is stored per (image, method): the class distance
+``|| s_a / ||s_a|| - s_b / ||s_b|| ||_2`` between the two maps
+(:func:`~backpropvis.metrics.class_distance`, and its min-max variant), with each
+map's input similarity.
+
+Batches are fixed blocks of the rank's sorted image list, padded to the full batch
+size, so an image is computed in the same company and at the same batch size
+whether the run was resumed, had failures, or ran with other workers: the values are
+then bit-identical; only another ``batch_size`` may change them in the last float bits.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..engine import attribute_many
+from ..errors import BackpropvisError, ModelError
+from ..images import class_name
+from ..metrics import class_distance, class_distance_minmax, input_similarity
+from ..models import build_model
+from ..rules import resolve_rule
+from ..visualize import resolve_device
+from .decoding import Batch, ImageSet, batch_loader
+from .distributed import World, barrier, process_group, world_from_environment
+from .listing import SAMPLES_SOURCE, list_images, rank_db_path, shard
+from .pairs import PAIRS, choose_pairs
+from .store import ResultRow, ResultsStore, RunSettings
+
+__all__ = ["RunReport", "run_class_distance"]
+
+
+@dataclass
+class RunReport:
+    """What one call of :func:`run_class_distance` did (for this rank).
+
+    Attributes:
+        db: the database file written.
+        rank, world_size: this process's place under torchrun.
+        images_total: images in this rank's share.
+        already_done: of them, those that had rows before this call (a resumed run).
+        done_now: images this call computed or recorded as failed.
+        failed_now: of them, the failures.
+        seconds: wall time of the loop.
+    """
+
+    db: Path
+    rank: int
+    world_size: int
+    images_total: int
+    already_done: int
+    done_now: int
+    failed_now: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.done_now / self.seconds if self.seconds > 0 else 0.0
+
+
+def _check_batch_size(batch_size: int, workers: int) -> None:
+    if batch_size < 1:
+        raise BackpropvisError(f"--batch-size must be at least 1, not {batch_size}")
+    if workers < 0:
+        raise BackpropvisError(f"--workers must be 0 or more, not {workers}")
+
+
+def run_class_distance(
+    images: Optional[Union[str, os.PathLike]],
+    db: Union[str, os.PathLike],
+    *,
+    model: Union[str, nn.Module] = "vgg16",
+    weights: str = "random",
+    methods: Sequence[str] = ("saliency", "deconvnet", "gbp"),
+    pairs: str = "max-random",
+    seed: int = 0,
+    input_size: Optional[int] = None,
+    limit: Optional[int] = None,
+    batch_size: int = 8,
+    workers: int = 2,
+    device: Union[str, torch.device] = "cpu",
+    model_name: Optional[str] = None,
+    progress: bool = True,
+    world: Optional[World] = None,
+) -> RunReport:
+    """Compute and store the class distance of every image under ``images`` (resumable).
+
+    Args:
+        images: a folder (recursive, sorted) or None for the bundled sample images.
+        db: the SQLite file; under torchrun each rank writes ``<stem>.rank-R<suffix>``.
+        model: a name from :data:`backpropvis.models.MODEL_NAMES`, or an ``nn.Module``
+            with ``.preprocessing`` (used as it is: its train/eval mode is kept).
+        weights: "random", "imagenet" or a checkpoint path (for a model name); for a
+            module, how its weights are described in the settings.
+        methods: rule names, e.g. ("saliency", "deconvnet", "gbp").
+        pairs: which two logits per image, one of :data:`~backpropvis.stats.pairs.PAIRS`.
+        seed: the random weights' and the random logits' seed.
+        input_size: crop size of the model's preprocessing (default: the model's own).
+        limit: only the first ``limit`` images of the sorted list (before sharding).
+        batch_size: images per forward pass.
+        workers: DataLoader processes decoding images (0: in this process).
+        device: "cpu", "cuda", ... (under torchrun, CUDA rank r uses ``cuda:LOCAL_RANK``).
+        model_name: the model's name in the settings when ``model`` is a module.
+        progress: show a progress bar (images/s and ETA).
+        world: the torchrun world (default: read from the environment).
+
+    Returns:
+        :class:`RunReport` for this rank. Under torchrun every rank waits for all the
+        others before returning.
+
+    Raises:
+        BackpropvisError: bad settings, images folder or database (nothing is written).
+    """
+    _check_batch_size(batch_size, workers)
+    world = world or world_from_environment()
+    torch_device = world.device(resolve_device(str(device)))
+    rules = [resolve_rule(method) for method in methods]
+    if pairs not in PAIRS:
+        raise BackpropvisError(f"unknown --pairs {pairs!r}; choose one of {', '.join(PAIRS)}")
+    if input_size is not None and input_size < 8:
+        raise BackpropvisError(f"--input-size must be at least 8 pixels, not {input_size}")
+    keys = list_images(images, limit)
+    network, name, weights_description = _network(model, weights, seed, model_name)
+    preprocess = network.preprocessing if input_size is None else network.preprocessing.resized(input_size)
+    network = network.to(torch_device)
+
+    settings = RunSettings(
+        model=name, weights=str(weights), methods=tuple(rule.name for rule in rules), pairs=pairs, seed=int(seed),
+        input_size=input_size, images=SAMPLES_SOURCE if images is None else str(Path(images).resolve()),
+        rank=world.rank, world_size=world.size,
+    )
+    other = {"batch_size": batch_size, "workers": workers, "device": str(torch_device), "limit": limit}
+    with process_group(world, torch_device):
+        store = ResultsStore(rank_db_path(db, world.rank, world.size), settings, weights_description, other)
+        try:
+            report = _run(store, keys, images, network, preprocess, rules, settings, batch_size, workers, torch_device, world, progress)
+        finally:
+            store.close()
+        barrier(world)
+    return report
+
+
+def _network(model: Union[str, nn.Module], weights: str, seed: int, model_name: Optional[str]) -> tuple[nn.Module, str, str]:
+    if isinstance(model, str):
+        network = build_model(model, weights, seed)
+        return network, model, network.weights_description
+    if not isinstance(model, nn.Module) or not callable(getattr(model, "preprocessing", None)):
+        raise ModelError("a model given as a module needs a .preprocessing (PIL image -> Tensor[3, S, S])")
+    return model, model_name or type(model).__name__, getattr(model, "weights_description", str(weights))
+
+
+def _run(store, keys, images, network, preprocess, rules, settings, batch_size, workers, device, world, progress) -> RunReport:
+    mine = shard(keys, world.rank, world.size)
+    store.set_total(len(mine))
+    done = store.done_images()
+    blocks = [range(start, min(start + batch_size, len(mine))) for start in range(0, len(mine), batch_size)]
+    batches = [[i for i in block if mine[i] not in done] for block in blocks]
+    batches = [batch for batch in batches if batch]
+    pending = sum(len(batch) for batch in batches)
+    dataset = ImageSet(None if images is None else Path(images), mine, preprocess)
+
+    started, done_now, failed_now = time.perf_counter(), 0, 0
+    description = "class distance" + (f" (rank {world.rank}/{world.size})" if world.size > 1 else "")
+    with tqdm(total=pending, unit="image", desc=description, disable=not progress or pending == 0,
+              position=world.local_rank if world.size > 1 else None, dynamic_ncols=True) as bar:
+        for batch in batch_loader(dataset, batches, workers):
+            rows = _measure(network, batch, rules, settings, batch_size, device) if batch.keys else []
+            store.write_batch(rows, batch.failures, len(batch.keys) + len(batch.failures))
+            done_now += len(batch.keys) + len(batch.failures)
+            failed_now += len(batch.failures)
+            bar.update(len(batch.keys) + len(batch.failures))
+            if failed_now:
+                bar.set_postfix(failed=failed_now)
+    store.finish(complete=len(done) + done_now == len(mine))
+    return RunReport(store.path, world.rank, world.size, len(mine), len(done), done_now, failed_now, time.perf_counter() - started)
+
+
+def _measure(network: nn.Module, batch: Batch, rules, settings: RunSettings, batch_size: int, device: torch.device) -> list[ResultRow]:
+    """Rows for a batch's good images: pad to ``batch_size``, pick the pairs, ONE
+    attribute_many call for every method and both logits, then the metrics."""
+    count = len(batch.keys)
+    inputs = torch.zeros((batch_size, *batch.pixels.shape[1:]), dtype=batch.pixels.dtype)
+    inputs[:count] = batch.pixels
+    inputs = inputs.to(device)
+    with torch.no_grad():
+        logits = network(inputs)[:count]
+    predicted = logits.argmax(dim=1).cpu()
+    chosen = choose_pairs(settings.pairs, logits, batch.keys, settings.seed)  # [2, count]
+    padded = torch.zeros((2, batch_size), dtype=torch.long)
+    padded[:, :count] = chosen
+    maps = attribute_many(network, inputs, [padded[0].to(device), padded[1].to(device)], rules)
+
+    rows = []
+    image = inputs[:count]
+    for rule in rules:
+        pair = maps[rule.name][:, :count]  # [2, count, 3, S, S]
+        distance = class_distance(pair[0], pair[1]).cpu()
+        distance_minmax = class_distance_minmax(pair[0], pair[1]).cpu()
+        similarity = input_similarity(pair, image).cpu()  # [2, count]
+        for column, key in enumerate(batch.keys):
+            first, second, top = int(chosen[0, column]), int(chosen[1, column]), int(predicted[column])
+            rows.append(ResultRow(
+                image=key, content_hash=batch.hashes[column], method=rule.name,
+                first_logit=first, first_name=class_name(first), second_logit=second, second_name=class_name(second),
+                predicted=top, predicted_name=class_name(top),
+                class_distance=float(distance[column]), class_distance_minmax=float(distance_minmax[column]),
+                input_similarity_first=float(similarity[0, column]), input_similarity_second=float(similarity[1, column]),
+            ))
+    return rows

@@ -1,0 +1,245 @@
+"""Summaries of class-distance databases: means, bootstrap intervals, ratios, a chart.
+
+Several databases (every rank's file of a torchrun run, or a glob) are merged after
+checking that they come from one run configuration and share no image. Values are
+taken in the images' sorted order, so a merged run and a one-process run give the
+same numbers to the last bit.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from ..errors import StoreError
+from .store import StoredRun, read_database
+
+__all__ = ["expand_databases", "bootstrap_means", "summarize", "format_summary", "plot_summary", "RATIOS"]
+
+RATIOS: tuple[tuple[str, str], ...] = (("saliency", "gbp"), ("saliency", "deconvnet"))
+"""Method pairs whose ratio of mean class distances is reported (the paper: saliency far above both)."""
+
+_GLOB_CHARACTERS = set("*?[")
+
+
+def expand_databases(sources: Sequence[Union[str, os.PathLike]]) -> list[Path]:
+    """Database files from paths and globs.
+
+    A path that does not exist but has rank files beside it (``results.sqlite`` ->
+    ``results.rank-*.sqlite``) stands for those, so the ``--db`` given to a torchrun
+    run also names its merged result.
+
+    Raises:
+        StoreError: a glob that matches nothing, or a missing file without rank files.
+    """
+    found: list[Path] = []
+    for source in map(str, sources):
+        if _GLOB_CHARACTERS & set(source):
+            matches = sorted(glob.glob(source))
+            if not matches:
+                raise StoreError(f"no database matches {source}")
+            found += [Path(match) for match in matches]
+            continue
+        path = Path(source)
+        ranks = sorted(path.parent.glob(f"{glob.escape(path.stem)}.rank-*{glob.escape(path.suffix)}"))
+        if not path.exists() and ranks:
+            found += ranks
+        else:
+            found.append(path)
+    unique = list(dict.fromkeys(path.resolve() for path in found))
+    if not unique:
+        raise StoreError("no database given")
+    return unique
+
+
+def bootstrap_means(values: np.ndarray, resamples: int = 2000, seed: int = 0, chunk_elements: int = 4_000_000) -> np.ndarray:
+    """Means of ``resamples`` bootstrap resamples of the rows of ``values``.
+
+    Args:
+        values: [N, M] one row per image, one column per method; a resample draws N
+            rows with replacement, the same rows for every column (a paired bootstrap,
+            so ratios between columns get intervals too).
+        resamples: how many resamples.
+        seed: seed of the resampling (numpy's PCG64).
+        chunk_elements: at most this many values gathered at once (memory stays flat).
+
+    Returns:
+        [resamples, M] float64.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    count, columns = values.shape
+    if count == 0:
+        raise ValueError("no values to resample")
+    generator = np.random.default_rng(seed)
+    per_chunk = max(1, chunk_elements // max(1, count * columns))
+    means = np.empty((resamples, columns))
+    for start in range(0, resamples, per_chunk):
+        stop = min(start + per_chunk, resamples)
+        rows = generator.integers(0, count, size=(stop - start, count))
+        means[start:stop] = values[rows].mean(axis=1)
+    return means
+
+
+def _interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(samples, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def _merge(runs: list[StoredRun]) -> list[str]:
+    """Check that ``runs`` are parts of one run; returns notes on what is missing."""
+    first = runs[0]
+    for run in runs[1:]:
+        differences = run.settings.differences(first.settings, ignore=("rank",))
+        if differences:
+            raise StoreError(
+                f"{run.path} and {first.path} come from different runs ({'; '.join(differences)}); "
+                "summarize each on its own"
+            )
+    ranks = [run.settings.rank for run in runs]
+    if len(set(ranks)) != len(ranks):
+        raise StoreError(f"two databases hold the same rank of one run: {', '.join(str(run.path) for run in runs)}")
+    seen: dict[str, Path] = {}
+    for run in runs:
+        for image in {row["image"] for row in run.results} | {row["image"] for row in run.failures}:
+            if image in seen:
+                raise StoreError(f"image {image} appears in both {seen[image]} and {run.path}")
+            seen[image] = run.path
+    notes = []
+    missing = sorted(set(range(first.settings.world_size)) - set(ranks))
+    if missing:
+        notes.append(f"ranks {', '.join(map(str, missing))} of {first.settings.world_size} are missing: their images are not included")
+    return notes
+
+
+def summarize(
+    databases: Sequence[Union[str, os.PathLike]], resamples: int = 2000, seed: int = 0, confidence: float = 0.95
+) -> dict:
+    """Per-method statistics of one run, from one or several databases.
+
+    Returns a JSON-ready dict: ``databases``, ``settings``, ``images`` (with results),
+    ``images_expected``, ``complete``, ``failures`` (count) and ``failure_reasons``
+    (image -> reason), ``methods`` (name -> ``images``, ``class_distance`` and
+    ``class_distance_minmax`` as ``{mean, low, high}``, ``input_similarity`` mean over
+    both maps), ``ratios`` ("saliency/gbp" -> ``{mean, low, high}``, the ratio of the
+    means and its paired-bootstrap interval), ``bootstrap`` and ``notes``.
+
+    Raises:
+        StoreError: unreadable databases, databases of different runs, or an image
+            found twice.
+    """
+    runs = [read_database(path) for path in expand_databases(databases)]
+    runs.sort(key=lambda run: run.settings.rank)
+    notes = _merge(runs)
+    settings = runs[0].settings
+    methods = list(settings.methods)
+    rows = sorted((row for run in runs for row in run.results), key=lambda row: (row["image"], row["method"]))
+    failures = sorted((row for run in runs for row in run.failures), key=lambda row: row["image"])
+    images = sorted({row["image"] for row in rows})
+    expected = sum(run.run["images_total"] or 0 for run in runs)
+    done = len(images) + len(failures)
+    if done < expected:
+        notes.append(f"incomplete: {done} of {expected} images done; run the same command again to finish")
+
+    summary = {
+        "databases": [str(run.path) for run in runs],
+        "settings": {
+            "model": settings.model, "weights": settings.weights, "weights_description": runs[0].run["weights_description"],
+            "methods": methods, "pairs": settings.pairs, "seed": settings.seed, "input_size": settings.input_size,
+            "images": settings.images, "world_size": settings.world_size,
+        },
+        "images": len(images), "images_expected": expected, "complete": done >= expected and not notes,
+        "failures": len(failures), "failure_reasons": {row["image"]: row["reason"] for row in failures},
+        "methods": {}, "ratios": {},
+        "bootstrap": {"resamples": resamples, "seed": seed, "confidence": confidence},
+        "notes": notes,
+    }
+    if not images:
+        return summary
+    index = {image: number for number, image in enumerate(images)}
+    table = {name: np.full((len(images), len(methods)), np.nan) for name in ("class_distance", "class_distance_minmax")}
+    similarity = np.full((len(images), len(methods), 2), np.nan)
+    for row in rows:
+        at = (index[row["image"]], methods.index(row["method"]))
+        for name in table:
+            table[name][at] = row[name]
+        similarity[at] = (row["input_similarity_first"], row["input_similarity_second"])
+    if np.isnan(table["class_distance"]).any():
+        raise StoreError("some images lack a method's row; the database was not written by one run")
+    samples = {name: bootstrap_means(values, resamples, seed) for name, values in table.items()}
+    for column, method in enumerate(methods):
+        entry = {"images": len(images)}
+        for name, values in table.items():
+            low, high = _interval(samples[name][:, column], confidence)
+            entry[name] = {"mean": float(values[:, column].mean()), "low": low, "high": high}
+        entry["input_similarity"] = float(similarity[:, column].mean())
+        summary["methods"][method] = entry
+    for top, bottom in RATIOS:
+        if top in methods and bottom in methods:
+            a, b = methods.index(top), methods.index(bottom)
+            values = table["class_distance"]
+            low, high = _interval(samples["class_distance"][:, a] / samples["class_distance"][:, b], confidence)
+            summary["ratios"][f"{top}/{bottom}"] = {"mean": float(values[:, a].mean() / values[:, b].mean()), "low": low, "high": high}
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """The summary as a few lines of text for a terminal."""
+    settings = summary["settings"]
+    confidence = round(summary["bootstrap"]["confidence"] * 100)
+    lines = [
+        f"{settings['model']} ({settings['weights_description']}), pairs {settings['pairs']}, seed {settings['seed']}: "
+        f"{summary['images']} images, {summary['failures']} failed, from {len(summary['databases'])} database(s)",
+        f"{'method':>10}  {'class distance (unit L2)':>30}  {'min-max variant':>28}  {'input sim.':>10}",
+    ]
+    for method, entry in summary["methods"].items():
+        unit, minmax = entry["class_distance"], entry["class_distance_minmax"]
+        lines.append(
+            f"{method:>10}  {unit['mean']:8.4f} [{unit['low']:.4f}, {unit['high']:.4f}] ({confidence}% CI)"
+            f"  {minmax['mean']:8.4f} [{minmax['low']:.4f}, {minmax['high']:.4f}]  {entry['input_similarity']:+10.3f}"
+        )
+    for name, ratio in summary["ratios"].items():
+        lines.append(f"ratio {name}: {ratio['mean']:.2f} [{ratio['low']:.2f}, {ratio['high']:.2f}]")
+    for image, reason in list(summary["failure_reasons"].items())[:10]:
+        lines.append(f"failed: {image}: {reason}")
+    if summary["failures"] > 10:
+        lines.append(f"... and {summary['failures'] - 10} more failures (see the failures table)")
+    lines += [f"note: {note}" for note in summary["notes"]]
+    return "\n".join(lines)
+
+
+def plot_summary(summary: dict, path: Union[str, os.PathLike], title: Optional[str] = None) -> Path:
+    """A bar chart like the paper's Figure 7: mean class distance per method with its
+    bootstrap interval, unit-L2 and min-max variants side by side. Returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(summary["methods"])
+    if not methods:
+        raise StoreError("no results to plot yet")
+    settings = summary["settings"]
+    figure, axes = plt.subplots(1, 2, figsize=(8, 3.4), constrained_layout=True)
+    for axis, name, label in zip(axes, ("class_distance", "class_distance_minmax"), ("unit-L2 maps", "min-max maps")):
+        entries = [summary["methods"][method][name] for method in methods]
+        means = np.array([entry["mean"] for entry in entries])
+        errors = np.array([[entry["mean"] - entry["low"] for entry in entries], [entry["high"] - entry["mean"] for entry in entries]])
+        axis.bar(methods, means, yerr=errors, capsize=4, color=["tab:red", "tab:blue", "tab:green", "tab:gray"][: len(methods)])
+        axis.set_title(f"class distance, {label}", fontsize=10)
+        axis.set_ylabel("mean L2 distance (95% CI)")
+    figure.suptitle(
+        title or f"{settings['model']} ({settings['weights']}), {summary['images']} images, pairs {settings['pairs']}",
+        fontsize=10,
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial.png")
+    figure.savefig(partial, dpi=120)
+    plt.close(figure)
+    os.replace(partial, path)
+    return path
