@@ -8,8 +8,9 @@ in :data:`PIECEWISE_LINEAR` (apply the rule) or :data:`OTHER_NONLINEARITIES` (no
 piecewise-linear: refuse, or let it pass with its true gradient).
 
 A :class:`PiecewiseLinear` knows two things about its activation g: how to compute
-g(y) (natively, so values are bit-identical to the model's own) and its derivative
-g'(y), recovered from what it saved in the forward pass.
+g(y) (natively, so values are bit-identical to the model's own) and how to multiply a
+gradient by its derivative g'(y), recovered from what it saved in the forward pass
+(fused into one kernel where torch has one that also batches over targets).
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ class PiecewiseLinear:
     Args:
         name: the activation's name, for reports ("relu", "hardtanh", ...).
         forward: ``(y, params, inplace) -> (g(y), saved)``; ``saved`` is what
-            ``derivative`` needs (the output where it identifies the active region).
-        derivative: ``(saved, params) -> g'(y)``, a tensor broadcastable to ``y``
-            (boolean where the derivative is 0 or 1).
+            ``times_derivative`` needs (the output where it identifies the active region).
+        times_derivative: ``(grad, saved, params) -> grad * g'(y)``, for any ``grad``
+            shaped like ``y`` (also under the engine's batching over targets).
     """
 
     name: str
     forward: Callable[[torch.Tensor, tuple, bool], tuple[torch.Tensor, torch.Tensor]]
-    derivative: Callable[[torch.Tensor, tuple], torch.Tensor]
+    times_derivative: Callable[[torch.Tensor, torch.Tensor, tuple], torch.Tensor]
 
 
 def _relu_forward(y: torch.Tensor, params: tuple, inplace: bool):
@@ -51,9 +52,13 @@ def _clamp_forward(y: torch.Tensor, params: tuple, inplace: bool):
     return out, out
 
 
-def _clamp_derivative(out: torch.Tensor, params: tuple) -> torch.Tensor:
+def _relu_times_derivative(grad: torch.Tensor, out: torch.Tensor, params: tuple) -> torch.Tensor:
+    return torch.ops.aten.threshold_backward(grad, out, 0)  # grad * 1[out > 0], one fused kernel
+
+
+def _clamp_times_derivative(grad: torch.Tensor, out: torch.Tensor, params: tuple) -> torch.Tensor:
     low, high = params
-    return (out > low) & (out < high)
+    return grad * ((out > low) & (out < high))
 
 
 def _leaky_forward(y: torch.Tensor, params: tuple, inplace: bool):
@@ -65,10 +70,9 @@ def _leaky_forward(y: torch.Tensor, params: tuple, inplace: bool):
     return out, out
 
 
-def _leaky_derivative(out: torch.Tensor, params: tuple) -> torch.Tensor:
+def _leaky_times_derivative(grad: torch.Tensor, out: torch.Tensor, params: tuple) -> torch.Tensor:
     (slope,) = params
-    positive = (out > 0).to(out.dtype)
-    return positive + (1 - positive) * slope
+    return grad * torch.where(out > 0, 1.0, slope).to(grad.dtype)
 
 
 def _threshold_forward(y: torch.Tensor, params: tuple, inplace: bool):
@@ -83,20 +87,23 @@ def _prelu_forward(y: torch.Tensor, params: tuple, inplace: bool):
     return torch.prelu(y, weight), y  # the weight may be negative: keep the input's sign
 
 
-def _prelu_derivative(y: torch.Tensor, params: tuple) -> torch.Tensor:
+def _prelu_times_derivative(grad: torch.Tensor, y: torch.Tensor, params: tuple) -> torch.Tensor:
     (weight,) = params
-    weight = weight.detach().to(y.dtype)
+    weight = weight.detach().to(grad.dtype)
     if weight.numel() > 1 and y.dim() > 1:  # one slope per channel, channels on dim 1
         weight = weight.reshape(1, -1, *([1] * (y.dim() - 2)))
-    positive = (y > 0).to(y.dtype)
-    return positive + (1 - positive) * weight
+    return grad * torch.where(y > 0, torch.ones_like(weight), weight)
 
 
-RELU = PiecewiseLinear("relu", _relu_forward, lambda out, params: out > 0)
-HARDTANH = PiecewiseLinear("hardtanh", _clamp_forward, _clamp_derivative)
-LEAKY_RELU = PiecewiseLinear("leaky_relu", _leaky_forward, _leaky_derivative)
-THRESHOLD = PiecewiseLinear("threshold", _threshold_forward, lambda passed, params: passed)
-PRELU = PiecewiseLinear("prelu", _prelu_forward, _prelu_derivative)
+def _threshold_times_derivative(grad: torch.Tensor, passed: torch.Tensor, params: tuple) -> torch.Tensor:
+    return grad * passed
+
+
+RELU = PiecewiseLinear("relu", _relu_forward, _relu_times_derivative)
+HARDTANH = PiecewiseLinear("hardtanh", _clamp_forward, _clamp_times_derivative)
+LEAKY_RELU = PiecewiseLinear("leaky_relu", _leaky_forward, _leaky_times_derivative)
+THRESHOLD = PiecewiseLinear("threshold", _threshold_forward, _threshold_times_derivative)
+PRELU = PiecewiseLinear("prelu", _prelu_forward, _prelu_times_derivative)
 
 
 # Argument parsers: each returns (input, params, inplace) for its function's signature.

@@ -93,9 +93,9 @@ class _RuledActivation(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         (saved,) = ctx.saved_tensors
-        rule = ctx.session.rule
-        derivative = ctx.kind.derivative(saved, ctx.params) if rule.g == "activation" else None
-        return rule.backward(grad_output, derivative), None, None, None, None
+        kind, params = ctx.kind, ctx.params
+        grad_input = ctx.session.rule.backward(grad_output, lambda grad: kind.times_derivative(grad, saved, params))
+        return grad_input, None, None, None, None
 
 
 class _Interceptor(TorchFunctionMode):

@@ -24,7 +24,7 @@ the engine (:mod:`backpropvis.engine`) applies it at every activation it interce
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Callable, Literal, Union
 
 import torch
 
@@ -73,22 +73,22 @@ class Rule:
         """Whether this rule leaves the backward pass untouched (plain saliency)."""
         return self.h == "identity" and self.g == "activation"
 
-    def backward(self, grad_output: torch.Tensor, derivative: torch.Tensor) -> torch.Tensor:
+    def backward(
+        self, grad_output: torch.Tensor, times_derivative: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
         """Eq. 1: ``T = h(R) * g'(y)``.
 
         Args:
-            grad_output: R, the gradient arriving at the activation's output, any shape
-                (possibly with extra leading target dimensions).
-            derivative: g'(y) of the activation at its forward input, broadcastable to
-                ``grad_output``; used only when ``g == "activation"``.
+            grad_output: R, the gradient arriving at the activation's output, any shape.
+            times_derivative: multiplies a tensor shaped like R by the activation's
+                derivative g'(y) at its forward input (the forward mask); called only
+                when ``g == "activation"``. E.g. ``lambda t: t * (y > 0)`` for a ReLU.
 
         Returns:
             T, shaped like ``grad_output``.
         """
         transformed = grad_output.clamp_min(0) if self.h == "relu" else grad_output
-        if self.g == "activation":
-            return transformed * derivative
-        return transformed
+        return times_derivative(transformed) if self.g == "activation" else transformed
 
 
 SALIENCY = Rule("saliency", h="identity", g="activation")
