@@ -82,10 +82,11 @@ def save_grid(
             axis.set_xticks([])
             axis.set_yticks([])
             picture = pictures[r][c] if c < len(pictures[r]) else None
-            if picture is None:
-                axis.axis("off")
-                continue
-            axis.imshow(_as_uint8(picture), cmap="gray" if _as_uint8(picture).ndim == 2 else None)
+            if picture is None:  # an empty panel keeps its row and column labels
+                for spine in axis.spines.values():
+                    spine.set_visible(False)
+            else:
+                axis.imshow(_as_uint8(picture), cmap="gray" if _as_uint8(picture).ndim == 2 else None)
             if r == 0 and c < len(column_labels):
                 axis.set_title(column_labels[c], fontsize=9)
             if c == 0 and r < len(row_labels):

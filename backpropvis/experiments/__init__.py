@@ -7,6 +7,7 @@ and rebuilds ``index.html``.
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
@@ -16,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..errors import BackpropvisError
 from .base import Claim, ClaimResult, Experiment, ExperimentResult, Measurement, RunContext, Skip, run_experiment
+from .common import check_run_inputs
 
 __all__ = [
     "PAPER",
@@ -32,7 +34,27 @@ __all__ = [
     "run_experiment",
 ]
 
-PAPER: dict[str, Experiment] = {}
+PAPER_MODULES: tuple[str, ...] = ("fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9")
+"""The modules of this package declaring the paper's figures (each an ``EXPERIMENT``), in the paper's order."""
+
+
+def _registered(modules: Sequence[str]) -> dict[str, Experiment]:
+    """name -> EXPERIMENT of each module of ``modules`` present in this package, in order
+    (a module not written yet is left out; an import error inside one is raised)."""
+    registry = {}
+    for module_name in modules:
+        qualified = f"{__name__}.{module_name}"
+        try:
+            module = importlib.import_module(qualified)
+        except ModuleNotFoundError as error:
+            if error.name != qualified:
+                raise
+            continue
+        registry[module.EXPERIMENT.name] = module.EXPERIMENT
+    return registry
+
+
+PAPER: dict[str, Experiment] = _registered(PAPER_MODULES)
 """The paper's figures by name ("fig2" ... "fig9"), in the paper's order."""
 
 THEORY: dict[str, Experiment] = {}
@@ -66,6 +88,7 @@ def run_suite(
     or a path) is what single-image studies look at."""
     from ..report import write_index, write_result
 
+    check_run_inputs(Path(images) if images else None, Path(vgg16_weights) if vgg16_weights else None)
     out = Path(out)
     results = []
     for experiment in tqdm(experiments, desc="experiments", unit="experiment", disable=not progress):

@@ -9,12 +9,14 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from ..errors import BackpropvisError
 from ..images import load_image
-from ..models import efficientnet_lite0, vgg16
+from ..models import VGG16, efficientnet_lite0, vgg16
 from ..models.vgg import VGG16_FILE
+from ..models.weights import check_fits, read_state_dict
 from .base import RunContext
 
-__all__ = ["TrainedNetwork", "vgg16_checkpoint", "trained_network", "model_inputs"]
+__all__ = ["TrainedNetwork", "vgg16_checkpoint", "trained_network", "model_inputs", "check_run_inputs"]
 
 
 @dataclass
@@ -57,6 +59,25 @@ def trained_network(context: RunContext) -> TrainedNetwork:
     return TrainedNetwork(model, "efficientnet-lite0", model.weights_description, note)
 
 
-def model_inputs(model: nn.Module, sources: Sequence[str], device: torch.device) -> torch.Tensor:
-    """[B, 3, S, S]: images (sample names or paths) through the model's own preprocessing."""
-    return model.preprocessing.batch([load_image(source) for source in sources]).to(device)
+def model_inputs(
+    model: nn.Module, sources: Sequence[str], device: torch.device, size: Optional[int] = None
+) -> torch.Tensor:
+    """[B, 3, S, S]: images (sample names or paths) through the model's own preprocessing,
+    cropped to ``size`` x ``size`` when given (else the model's own crop)."""
+    preprocessing = model.preprocessing if size is None else model.preprocessing.resized(size)
+    return preprocessing.batch([load_image(source) for source in sources]).to(device)
+
+
+def check_run_inputs(images: Optional[Path], vgg16_weights: Optional[Path]) -> None:
+    """Refuse, before anything runs, an ``--images`` folder that does not exist and a
+    ``--vgg16-weights`` file that cannot be read or does not fit VGG-16.
+
+    Raises:
+        BackpropvisError: naming the folder; WeightsError: naming the file and the mismatch.
+    """
+    if images is not None and not Path(images).is_dir():
+        raise BackpropvisError(f"--images {images} is not a folder")
+    if vgg16_weights is not None:
+        with torch.device("meta"):  # shapes only: no memory, no random init
+            shapes = VGG16()
+        check_fits(shapes, read_state_dict(vgg16_weights), f"weights file {vgg16_weights}")

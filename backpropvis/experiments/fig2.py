@@ -1,0 +1,106 @@
+"""Figure 2: every method's map in the trained network for the max logit and two
+other logits (482, 560) of "tabby".
+
+Saliency is class-sensitive: its map changes with the logit. DeconvNet and GBP
+hardly change (class-insensitive "image recovery", Eq. 9). Measured as the class
+distance (:func:`backpropvis.metrics.class_distance`) between each other logit's map
+and the max logit's map, averaged over the two other logits.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+
+from ..engine import attribute_many
+from ..images import class_name
+from ..metrics import class_distance, class_distance_minmax, input_similarity
+from ..render import save_grid, to_display
+from .base import Claim, Experiment, Measurement, RunContext
+from .common import model_inputs, trained_network
+from .trained import METHOD_LABELS, METHODS, figure_title, ratio
+
+__all__ = ["EXPERIMENT"]
+
+
+def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
+    """Maps of ``settings["image"]`` for ``settings["targets"]`` (the first must be "max")."""
+    network = trained_network(context)
+    targets = list(settings["targets"])
+    inputs = model_inputs(network.model, [settings["image"]], context.device, settings.get("size"))
+    maps = attribute_many(network.model, inputs, targets, METHODS)  # one forward pass for everything
+    indices = [int(index) for index in maps.targets[:, 0]]
+    predicted = indices[0]
+
+    metrics: dict[str, float] = {}
+    rows, captions = [], []
+    for method in METHODS:
+        method_maps = maps[method][:, 0].cpu()  # [T, 3, S, S]
+        reference = method_maps[0]
+        others = method_maps[1:]
+        distances = class_distance(reference.expand_as(others), others)
+        distances_minmax = class_distance_minmax(reference.expand_as(others), others)
+        similarities = input_similarity(method_maps, inputs[0].cpu())
+        for number, index in enumerate(indices[1:]):
+            metrics[f"distance_{method}_{index}"] = float(distances[number])
+            metrics[f"distance_minmax_{method}_{index}"] = float(distances_minmax[number])
+        metrics[f"distance_{method}"] = float(distances.mean())
+        metrics[f"distance_minmax_{method}"] = float(distances_minmax.mean())
+        for target, index, similarity in zip(targets, indices, similarities):
+            metrics[f"similarity_{method}_{target}"] = float(similarity)
+        rows.append([to_display(map_) for map_ in method_maps])
+        captions.append(
+            [f"input similarity {float(similarities[0]):+.2f}"]
+            + [f"distance {float(d):.3f}, similarity {float(s):+.2f}" for d, s in zip(distances, similarities[1:])]
+        )
+    for other in ("gbp", "deconvnet"):
+        metrics[f"saliency_over_{other}"] = ratio(metrics["distance_saliency"], metrics[f"distance_{other}"])
+        metrics[f"saliency_over_{other}_minmax"] = ratio(
+            metrics["distance_minmax_saliency"], metrics[f"distance_minmax_{other}"]
+        )
+
+    picture = network.model.preprocessing.unnormalize(inputs[0].cpu())
+    save_grid(
+        [[picture if row == 0 else None] + maps_row for row, maps_row in enumerate(rows)],
+        context.out / "figure.png",
+        row_labels=[METHOD_LABELS[method] for method in METHODS],
+        column_labels=[f"input '{settings['image']}'"]
+        + [f"{'max logit (' + str(index) + ')' if target == 'max' else f'logit {index}'}\n{class_name(index)}"
+           for target, index in zip(targets, indices)],
+        panel_labels=[[f"predicted {predicted}\n{class_name(predicted)}" if row == 0 else ""] + captions_row
+                      for row, captions_row in enumerate(captions)],
+        title=figure_title(
+            "Figure 2: each method for the max logit and two other logits (caption: class distance to the max map)",
+            network.name, network.weights, network.note,
+        ),
+        panel_size=2.8,
+    )
+    return Measurement(
+        metrics=metrics,
+        model=network.name,
+        weights=network.weights,
+        notes=(network.note,) if network.note else (),
+        details={"targets": indices, "target_names": [class_name(index) for index in indices], "input_size": list(inputs.shape)},
+    )
+
+
+EXPERIMENT = Experiment(
+    name="fig2",
+    title="Trained network, 'tabby': saliency changes with the logit, DeconvNet and GBP do not",
+    full={"image": "tabby", "targets": ("max", 482, 560), "size": None},
+    quick={"image": "tabby", "targets": ("max", 482, 560), "size": None},
+    claims=(
+        Claim(
+            "saliency_5x_gbp",
+            "Saliency's class distance (max logit vs logits 482 and 560, mean) is at least 5x GBP's",
+            "saliency_over_gbp", ">=", 5.0,
+        ),
+        Claim(
+            "saliency_2x_deconvnet",
+            "Saliency's class distance (max logit vs logits 482 and 560, mean) is at least 2x DeconvNet's",
+            "saliency_over_deconvnet", ">=", 2.0,
+        ),
+    ),
+    measure=measure,
+)
