@@ -1,0 +1,252 @@
+"""Figure 5: how many first-layer weights GBP needs to recover the image, with and
+without local connections (PAPER.md section 4).
+
+GBP of "tabby" for the max logit in a random three-layer CNN with N filters (7 x 7 x 3,
+stride 2) and in a random three-layer FCN with Nh hidden units on a 64 x 64 x 3 input.
+Each map is scored two ways:
+
+- input similarity: :func:`~backpropvis.metrics.input_similarity`, the per-channel
+  centred cosine with the input x;
+- recovery: :func:`~backpropvis.theory.recovery`, the cosine with Theorem 1's limit
+  image x_lim = sum_j D_j^T y_j / ||y_j|| (for the FCN the one patch is the whole
+  image, so x_lim = x / ||x||), which is what GBP converges to as N grows: the CNN's
+  limit is a locally normalised image, not x itself.
+
+The weights comparison: a first layer has N p weights in the CNN (p = 3 k^2) and
+Nh d in the FCN (d = 3 S^2). With the best similarity reached by at most W weights
+(the running maximum of each curve) interpolated linearly in log10 W, W_net(s) is the
+number of weights a network needs to reach similarity s. Over the levels s that both
+curves reach, ``weight_ratio_min`` is the smallest W_FCN(s) / W_CNN(s) (21 levels
+evenly spread over that range). When no level is reached by both, the one-sided bound
+the data allow is reported instead (``weight_ratio_kind`` in the details).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..models import three_layer_cnn, three_layer_fcn
+from ..theory import limit_image, recovery
+from .base import Claim, Experiment, Measurement, RunContext
+from .random_nets import MethodMaps, method_maps, similarity_caption
+
+__all__ = ["EXPERIMENT", "measure", "weights_to_reach", "weight_ratio"]
+
+_LEVELS = 21
+
+
+def weights_to_reach(weights: Sequence[float], similarities: Sequence[float], level: float) -> float:
+    """W(s): the first-layer weights needed to reach similarity ``level``.
+
+    The curve is the running maximum of ``similarities`` (the best reached with at most
+    that many weights), interpolated linearly in log10(weights); returns the first
+    crossing, or NaN when ``level`` is outside [first value, best value].
+    """
+    logs = np.log10(np.asarray(weights, dtype=float))
+    best = np.maximum.accumulate(np.asarray(similarities, dtype=float))
+    if level < best[0] or level > best[-1]:
+        return float("nan")
+    if level == best[0]:
+        return float(10 ** logs[0])
+    above = int(np.argmax(best >= level))
+    low, high = best[above - 1], best[above]
+    fraction = (level - low) / (high - low)
+    return float(10 ** (logs[above - 1] + fraction * (logs[above] - logs[above - 1])))
+
+
+def weight_ratio(
+    cnn_weights: Sequence[float], cnn_similarity: Sequence[float],
+    fcn_weights: Sequence[float], fcn_similarity: Sequence[float],
+) -> dict:
+    """How many times more first-layer weights the FCN needs than the CNN for one similarity.
+
+    Returns a dict: ``ratio`` (the value the claim reads), ``kind`` ("min over common
+    levels", "lower bound" when the FCN never reaches the CNN's smallest level, "upper
+    bound" when the CNN never reaches the FCN's smallest level), ``levels`` and
+    ``ratios`` (the per-level values, empty for a bound).
+    """
+    cnn_best = np.maximum.accumulate(np.asarray(cnn_similarity, dtype=float))
+    fcn_best = np.maximum.accumulate(np.asarray(fcn_similarity, dtype=float))
+    low, high = max(cnn_best[0], fcn_best[0]), min(cnn_best[-1], fcn_best[-1])
+    if low <= high:
+        levels = np.linspace(low, high, _LEVELS)
+        ratios = [weights_to_reach(fcn_weights, fcn_similarity, s) / weights_to_reach(cnn_weights, cnn_similarity, s)
+                  for s in levels]
+        return {"ratio": float(min(ratios)), "kind": "min over common levels", "levels": levels.tolist(), "ratios": ratios}
+    if fcn_best[-1] < cnn_best[0]:  # the FCN's best is below the CNN's smallest network
+        return {"ratio": float(fcn_weights[-1] / cnn_weights[0]), "kind": "lower bound", "levels": [], "ratios": []}
+    return {"ratio": float(fcn_weights[0] / cnn_weights[-1]), "kind": "upper bound", "levels": [], "ratios": []}
+
+
+def _min_rise(values: Sequence[float]) -> float:
+    """The smallest step between consecutive values (> 0 when they rise at every step)."""
+    return float(np.min(np.diff(np.asarray(values, dtype=float))))
+
+
+def measure(settings: Mapping, context: RunContext) -> Measurement:
+    """GBP in each CNN and each FCN; similarities, recoveries, rises and the weights ratio."""
+    kernel, stride = settings["kernel_size"], settings["stride"]
+    cnn_maps: list[MethodMaps] = []
+    fcn_maps: list[MethodMaps] = []
+    sizes = [("cnn", n) for n in settings["num_filters"]] + [("fcn", nh) for nh in settings["hidden"]]
+    for network, size in tqdm(sizes, desc="fig5 networks", unit="network", disable=not context.progress):
+        if network == "cnn":
+            model = three_layer_cnn(
+                num_filters=size, kernel_size=kernel, stride=stride, input_size=settings["cnn_input_size"],
+                seed=context.seed,
+            )
+        else:
+            model = three_layer_fcn(hidden=size, input_size=settings["fcn_input_size"], seed=context.seed)
+        maps = method_maps(model.to(context.device), ("gbp",), context, settings["target"])
+        (cnn_maps if network == "cnn" else fcn_maps).append(maps)
+        del model
+
+    cnn_limit = limit_image(cnn_maps[0].inputs[0].double(), kernel, stride, kernel // 2)
+    fcn_limit = fcn_maps[0].inputs[0]
+    cnn_similarity = [maps.similarity["gbp"] for maps in cnn_maps]
+    fcn_similarity = [maps.similarity["gbp"] for maps in fcn_maps]
+    cnn_recovery = [float(recovery(maps.maps["gbp"], cnn_limit)) for maps in cnn_maps]
+    fcn_recovery = [float(recovery(maps.maps["gbp"], fcn_limit)) for maps in fcn_maps]
+    p = 3 * kernel * kernel
+    d = 3 * settings["fcn_input_size"] ** 2
+    cnn_weights = [n * p for n in settings["num_filters"]]
+    fcn_weights = [nh * d for nh in settings["hidden"]]
+    ratio = weight_ratio(cnn_weights, cnn_similarity, fcn_weights, fcn_similarity)
+    ratio_recovery = weight_ratio(cnn_weights, cnn_recovery, fcn_weights, fcn_recovery)
+
+    metrics: dict[str, float] = {}
+    for n, s, r in zip(settings["num_filters"], cnn_similarity, cnn_recovery):
+        metrics[f"cnn_N{n}_similarity"], metrics[f"cnn_N{n}_recovery"] = s, r
+    for nh, s, r in zip(settings["hidden"], fcn_similarity, fcn_recovery):
+        metrics[f"fcn_Nh{nh}_similarity"], metrics[f"fcn_Nh{nh}_recovery"] = s, r
+    metrics.update(
+        cnn_min_rise=_min_rise(cnn_similarity),
+        fcn_min_rise=_min_rise(fcn_similarity),
+        weight_ratio_min=ratio["ratio"],
+        weight_ratio_min_recovery=ratio_recovery["ratio"],
+        largest_cnn_minus_fcn_similarity=cnn_similarity[-1] - fcn_similarity[-1],
+        largest_cnn_minus_fcn_recovery=cnn_recovery[-1] - fcn_recovery[-1],
+    )
+    _draw(settings, context, cnn_maps, fcn_maps, cnn_recovery, fcn_recovery, cnn_weights, fcn_weights, ratio)
+    notes = [
+        f"Weights ratio ({ratio['kind']}): {ratio['ratio']:.3g} by input similarity, "
+        f"{ratio_recovery['ratio']:.3g} ({ratio_recovery['kind']}) by recovery.",
+        f"Paper's sentence (CNN N={settings['num_filters'][-1]} vs FCN Nh={settings['hidden'][-1]}): "
+        f"input similarity {cnn_similarity[-1]:.3f} vs {fcn_similarity[-1]:.3f}, "
+        f"recovery {cnn_recovery[-1]:.3f} vs {fcn_recovery[-1]:.3f}.",
+    ]
+    return Measurement(
+        metrics=metrics,
+        model=(
+            f"three-layer CNN ({kernel}x{kernel}x3, stride {stride}, {settings['cnn_input_size']} px) and "
+            f"three-layer FCN ({settings['fcn_input_size']}x{settings['fcn_input_size']}x3 input)"
+        ),
+        weights=f"random, truncated normal std 0.1 (seed {context.seed})",
+        notes=tuple(notes),
+        details={
+            "image": context.image,
+            "cnn_first_layer_weights": cnn_weights,
+            "fcn_first_layer_weights": fcn_weights,
+            "weight_ratio_similarity": ratio,
+            "weight_ratio_recovery": ratio_recovery,
+            "targets": {"cnn": [m.target for m in cnn_maps], "fcn": [m.target for m in fcn_maps]},
+        },
+    )
+
+
+def _draw(settings, context, cnn_maps, fcn_maps, cnn_recovery, fcn_recovery, cnn_weights, fcn_weights, ratio) -> None:
+    """Two rows of GBP maps (CNN by N, FCN by Nh) above three plots of the similarities."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = max(len(cnn_maps), len(fcn_maps)) + 1
+    figure = plt.figure(figsize=(2.4 * columns, 10.5), layout="constrained")
+    top, bottom = figure.subfigures(2, 1, height_ratios=[2.0, 1.2])
+    axes = top.subplots(2, columns, squeeze=False)
+    rows = [
+        ("CNN", "N", settings["num_filters"], cnn_maps, cnn_recovery, settings["cnn_input_size"]),
+        ("FCN", "Nh", settings["hidden"], fcn_maps, fcn_recovery, settings["fcn_input_size"]),
+    ]
+    for row, (net, symbol, sizes, maps, recoveries, side) in enumerate(rows):
+        for axis in axes[row]:
+            axis.set_xticks([])
+            axis.set_yticks([])
+        axes[row][0].imshow(maps[0].picture.permute(1, 2, 0).numpy())
+        axes[row][0].set_title(f"input ({side} px)", fontsize=9)
+        axes[row][0].set_ylabel(f"random 3-layer {net}", fontsize=10)
+        for column, (size, item, rec) in enumerate(zip(sizes, maps, recoveries), start=1):
+            axes[row][column].imshow(item.display("gbp"))
+            axes[row][column].set_title(f"GBP-{net}, {symbol} = {size}", fontsize=9)
+            axes[row][column].set_xlabel(
+                f"{similarity_caption(item.similarity['gbp'])}\n{similarity_caption(rec, 'recovery')}", fontsize=8
+            )
+        for column in range(len(sizes) + 1, columns):
+            axes[row][column].axis("off")
+    top.suptitle(f"Figure 5: GBP of \"{context.image}\" ({settings['target']} logit) as the first layer grows",
+                 fontsize=11)
+
+    plots = bottom.subplots(1, 3)
+    cnn_similarity = [m.similarity["gbp"] for m in cnn_maps]
+    fcn_similarity = [m.similarity["gbp"] for m in fcn_maps]
+    for axis, sizes, similarity, recoveries, label, colour in (
+        (plots[0], settings["num_filters"], cnn_similarity, cnn_recovery, "N (CNN filters)", "tab:blue"),
+        (plots[1], settings["hidden"], fcn_similarity, fcn_recovery, "Nh (FCN hidden units)", "tab:orange"),
+    ):
+        axis.plot(sizes, similarity, "o-", color=colour, label="input similarity")
+        axis.plot(sizes, recoveries, "s--", color=colour, label="recovery (cos with x_lim)")
+        axis.set_xscale("log")
+        axis.set_xticks(list(sizes))
+        axis.set_xticklabels([str(s) for s in sizes], fontsize=8)
+        axis.minorticks_off()
+        axis.set_xlabel(label, fontsize=9)
+        axis.set_ylabel("similarity", fontsize=9)
+        axis.set_ylim(0, 1)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, loc="upper left")
+    axis = plots[2]
+    axis.plot(cnn_weights, cnn_similarity, "o-", color="tab:blue", label="CNN input sim.")
+    axis.plot(cnn_weights, cnn_recovery, "s--", color="tab:blue", label="CNN recovery")
+    axis.plot(fcn_weights, fcn_similarity, "o-", color="tab:orange", label="FCN input sim.")
+    axis.plot(fcn_weights, fcn_recovery, "s--", color="tab:orange", label="FCN recovery")
+    if ratio["levels"]:
+        axis.axhspan(ratio["levels"][0], ratio["levels"][-1], color="grey", alpha=0.15, label="levels both reach")
+    axis.set_xscale("log")
+    axis.set_xlabel("first-layer weights (N p  /  Nh d)", fontsize=9)
+    axis.set_ylabel("similarity", fontsize=9)
+    axis.set_ylim(0, 1)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, loc="upper left")
+    axis.set_title(f"FCN / CNN weights for equal input sim.:\n{ratio['ratio']:.3g} ({ratio['kind']})", fontsize=8)
+    figure.savefig(context.out / "figure.png", dpi=100)
+    plt.close(figure)
+
+
+EXPERIMENT = Experiment(
+    name="fig5",
+    title="Figure 5: GBP needs far fewer first-layer weights with local connections (CNN by N, FCN by Nh)",
+    full={"target": "max", "cnn_input_size": 224, "kernel_size": 7, "stride": 2,
+          "num_filters": (8, 16, 32, 64), "fcn_input_size": 64, "hidden": (5000, 10000, 40000, 70000)},
+    quick={"target": "max", "cnn_input_size": 112, "kernel_size": 7, "stride": 2,
+           "num_filters": (8, 16, 32, 64), "fcn_input_size": 64, "hidden": (1250, 2500, 5000, 10000)},
+    claims=(
+        Claim("cnn_rises_with_n", "the CNN's GBP input similarity rises at every step of N",
+              "cnn_min_rise", ">", 0.0),
+        Claim("fcn_rises_with_nh", "the FCN's GBP input similarity rises at every step of Nh",
+              "fcn_min_rise", ">", 0.0),
+        Claim("cnn_needs_fewer_weights",
+              "the CNN reaches a given input similarity with at least 1000x fewer first-layer weights (N p vs Nh d) "
+              "than the FCN (smallest ratio over the levels both reach)", "weight_ratio_min", ">=", 1000.0),
+        Claim("paper_sentence_similarity",
+              "the paper's sentence, by input similarity: the CNN at its largest N (64) beats the FCN at its "
+              "largest Nh (70000 at full size)", "largest_cnn_minus_fcn_similarity", ">", 0.0),
+        Claim("paper_sentence_recovery",
+              "the paper's sentence, by recovery (cosine with the limit image): the CNN at its largest N beats "
+              "the FCN at its largest Nh", "largest_cnn_minus_fcn_recovery", ">", 0.0),
+    ),
+    measure=measure,
+)

@@ -1,0 +1,86 @@
+"""What the random-network figures (4, 5, 6) share: one image through a random model,
+every method's map for one target from ONE forward pass, and each map's input
+similarity; and the panel captions their figures print.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..engine import Target, attribute_many
+from ..images import load_image
+from ..metrics import input_similarity
+from ..models.preprocessing import Preprocessing
+from ..render import to_display
+from .base import RunContext
+
+__all__ = ["PAPER_METHODS", "METHOD_LABELS", "MethodMaps", "method_maps", "similarity_caption"]
+
+PAPER_METHODS: tuple[str, ...] = ("gbp", "deconvnet", "saliency")
+"""The methods in the paper's column order (Figures 4 and 6)."""
+
+METHOD_LABELS: Mapping[str, str] = {"gbp": "GBP", "deconvnet": "DeconvNet", "saliency": "Saliency"}
+"""How the figures name each method."""
+
+
+@dataclass
+class MethodMaps:
+    """Every method's map of one image for one target, from one forward pass.
+
+    Attributes:
+        inputs: [1, 3, S, S] the model's input.
+        picture: [3, S, S] the input as pixels in [0, 1] (for display).
+        maps: method name -> [3, S, S] raw, signed map.
+        similarity: method name -> input similarity (per-channel centred cosine).
+        target: the logit index the maps explain.
+    """
+
+    inputs: torch.Tensor
+    picture: torch.Tensor
+    maps: dict[str, torch.Tensor]
+    similarity: dict[str, float]
+    target: int
+
+    def display(self, method: str) -> np.ndarray:
+        """[S, S, 3] uint8: the map after the paper's min-max display normalisation."""
+        return to_display(self.maps[method])
+
+
+def method_maps(
+    model: nn.Module,
+    methods: Sequence[str],
+    context: RunContext,
+    target: Target = "max",
+    preprocessing: Preprocessing | None = None,
+) -> MethodMaps:
+    """Every method's map of the run's image (``context.image``) through ``model``.
+
+    Args:
+        model: a model on ``context.device``.
+        methods: rule names, e.g. :data:`PAPER_METHODS`.
+        context: the run (its image, a sample name or a path, and its device).
+        target: the logit explained (the paper: "max").
+        preprocessing: the input pipeline; default ``model.preprocessing``.
+    """
+    preprocessing = preprocessing or model.preprocessing
+    inputs = preprocessing.batch([load_image(context.image)]).to(context.device)
+    result = attribute_many(model, inputs, [target], list(methods))
+    maps = {method: result[method][0, 0].detach().cpu() for method in methods}
+    cpu_inputs = inputs.cpu()
+    return MethodMaps(
+        inputs=cpu_inputs,
+        picture=preprocessing.unnormalize(cpu_inputs[0]),
+        maps=maps,
+        similarity={method: float(input_similarity(map_, cpu_inputs[0])) for method, map_ in maps.items()},
+        target=int(result.targets[0, 0]),
+    )
+
+
+def similarity_caption(similarity: float, name: str = "input sim.") -> str:
+    """"input sim. +0.61": the number printed under a panel."""
+    return f"{name} {similarity:+.2f}"
