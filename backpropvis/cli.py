@@ -123,7 +123,38 @@ def _add_summarize(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_run_summarize)
 
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_visualize, _add_class_distance, _add_summarize]
+def _run_reproduce(args: argparse.Namespace) -> int:
+    from .experiments import PAPER, run_suite, select
+    from .report import summary_table
+    from .visualize import resolve_device
+
+    experiments = select(PAPER, args.experiments)
+    results = run_suite(
+        experiments, args.out, quick=args.quick, device=resolve_device(args.device), seed=args.seed,
+        images=args.images, vgg16_weights=args.vgg16_weights,
+    )
+    print(summary_table(results))
+    print(f"report: {args.out}/index.html")
+    return 0  # a claim that does not hold is a finding, not a failure
+
+
+def _add_reproduce(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "reproduce", help="the paper's figures with their claims checked: DIR/<fig>/figure.png, metrics.json, DIR/index.html"
+    )
+    parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="fig2 ... fig9, or all (the default)")
+    parser.add_argument("--quick", action="store_true", help="reduced sizes (minutes on a laptop CPU)")
+    parser.add_argument("--out", default="reproduce-out", help="output folder (default: reproduce-out)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    parser.add_argument("--images", default=None, help="fig7: a folder of images (e.g. ImageNet validation JPEGs)")
+    parser.add_argument("--vgg16-weights", default=None, help="torchvision's trained VGG-16 checkpoint (vgg16-397923af.pth)")
+    parser.set_defaults(run=_run_reproduce)
+
+
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_visualize, _add_class_distance, _add_summarize, _add_reproduce,
+]
 
 
 class _Parser(argparse.ArgumentParser):

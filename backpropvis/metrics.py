@@ -8,13 +8,18 @@
 - :func:`input_similarity`: cosine similarity between a map and the input image,
   each with its own per-channel mean removed (a global mean would leave colour
   offsets that fake similarity for DeconvNet's tiled patterns).
+- :func:`ks_statistic`: how different two samples' distributions are (Figure 3's
+  fc1 weight histograms): the two-sample Kolmogorov-Smirnov statistic.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["cosine_similarity", "class_distance", "class_distance_minmax", "input_similarity", "minmax_normalize"]
+__all__ = [
+    "cosine_similarity", "class_distance", "class_distance_minmax", "input_similarity", "minmax_normalize",
+    "ks_statistic",
+]
 
 _EPS = 1e-12
 
@@ -77,3 +82,16 @@ def input_similarity(maps: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     centred_maps = maps.double() - maps.double().mean(dim=(-2, -1), keepdim=True)
     centred_image = image.double() - image.double().mean(dim=(-2, -1), keepdim=True)
     return cosine_similarity(centred_maps, centred_image.expand_as(centred_maps))
+
+
+def ks_statistic(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The two-sample Kolmogorov-Smirnov statistic: the largest gap between the two
+    empirical distribution functions, sup_t |F_a(t) - F_b(t)|, in [0, 1].
+
+    Shapes: any x any (flattened; the sizes may differ).
+    """
+    a, b = torch.sort(a.detach().flatten().double()).values, torch.sort(b.detach().flatten().double()).values
+    points = torch.cat([a, b])
+    cdf_a = torch.searchsorted(a, points, right=True).double() / len(a)
+    cdf_b = torch.searchsorted(b, points, right=True).double() / len(b)
+    return float((cdf_a - cdf_b).abs().max())

@@ -14,12 +14,12 @@ import html
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Iterable, Sequence, Union
 
 from .experiments.base import ExperimentResult
 from .files import write_json, write_text
 
-__all__ = ["write_result", "collect_results", "write_index"]
+__all__ = ["write_result", "collect_results", "write_index", "summary_table"]
 
 _GROUP_ORDER = {"paper": 0, "theory": 1}
 
@@ -49,6 +49,31 @@ def _format(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return html.escape(str(value))
+
+
+def summary_table(results: Sequence[ExperimentResult]) -> str:
+    """A plain-text table of every claim (experiment, claim, value, threshold, verdict)
+    and skipped experiment, then the count of claims that hold: what the CLI prints last."""
+    rows = [("experiment", "claim", "value", "threshold", "holds")]
+    for result in results:
+        if result.skipped:
+            rows.append((result.experiment, "skipped: " + result.skipped, "", "", ""))
+        for claim in result.claims:
+            rows.append((result.experiment, claim.id, f"{claim.value:.4g}", f"{claim.comparison} {claim.threshold:g}",
+                         "yes" if claim.holds else "NO"))
+    widths = [max(len(row[column]) for row in rows if not row[1].startswith("skipped: ")) for column in range(5)]
+    lines = []
+    for row in rows:
+        if row[1].startswith("skipped: "):
+            lines.append(f"{row[0]:<{widths[0]}}  {row[1]}")
+        else:
+            lines.append("  ".join(f"{cell:<{width}}" if column < 2 else f"{cell:>{width}}"
+                                   for column, (cell, width) in enumerate(zip(row, widths))))
+    claims = [claim for result in results for claim in result.claims]
+    lines.append(f"{sum(claim.holds for claim in claims)} of {len(claims)} claims hold"
+                 + (f"; {sum(bool(result.skipped) for result in results)} experiment(s) skipped"
+                    if any(result.skipped for result in results) else ""))
+    return "\n".join(lines)
 
 
 def _claims_table(claims: Iterable[dict]) -> str:
