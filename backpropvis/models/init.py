@@ -7,12 +7,16 @@ layers were drawn, or in which order; the global RNG is never touched.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
 
-__all__ = ["PAPER_STD", "derive_seed", "generator_for", "truncated_normal_", "init_layer_"]
+__all__ = ["PAPER_STD", "derive_seed", "generator_for", "truncated_normal_", "init_layer_", "keeps_global_rng"]
+
+_Build = TypeVar("_Build", bound=Callable)
 
 PAPER_STD = 0.1
 """The paper's standard deviation for every random weight (cut at +-2 std)."""
@@ -40,6 +44,22 @@ def derive_seed(seed: int, *keys: object) -> int:
 def generator_for(seed: int, *keys: object) -> torch.Generator:
     """A CPU generator seeded with :func:`derive_seed` of ``seed`` and ``keys``."""
     return torch.Generator().manual_seed(derive_seed(seed, *keys))
+
+
+def keeps_global_rng(build: _Build) -> _Build:
+    """Decorate a model factory so that it leaves torch's global CPU RNG as it found it.
+
+    ``nn.Conv2d`` and ``nn.Linear`` draw their default init from the global RNG when
+    they are built, even though every weight is then redrawn from a seeded generator or
+    loaded; without this, building a model would shift a user's global random stream.
+    """
+
+    @functools.wraps(build)
+    def wrapper(*args, **kwargs):
+        with torch.random.fork_rng(devices=[]):
+            return build(*args, **kwargs)
+
+    return wrapper
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .init import PAPER_STD, init_layer_
+from .init import PAPER_STD, init_layer_, keeps_global_rng
 from .preprocessing import IMAGENET
 from .seeded_dense import DEFAULT_MATERIALIZE_BYTES, SeededDense
 
@@ -97,6 +97,7 @@ class ThreeLayerFCN(nn.Module):
         return self.readout(self.relu(self.hidden(torch.flatten(x, 1))))
 
 
+@keeps_global_rng
 def three_layer_cnn(
     num_filters: int = 256,
     kernel_size: int = 7,
@@ -111,6 +112,7 @@ def three_layer_cnn(
     return ThreeLayerCNN(num_filters, kernel_size, stride, pool, num_classes, input_size, seed, **options).eval()
 
 
+@keeps_global_rng
 def three_layer_fcn(
     hidden: int = 4096, input_size: int = 224, num_classes: int = 1000, seed: int = 0, **options
 ) -> ThreeLayerFCN:

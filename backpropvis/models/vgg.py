@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
-from .init import PAPER_STD, init_layer_
+from .init import PAPER_STD, init_layer_, keeps_global_rng
 from .preprocessing import IMAGENET
 from .weights import check_fits, hub_checkpoint, read_state_dict
 
@@ -93,6 +93,7 @@ def _check_layer(name: str) -> str:
     return name
 
 
+@keeps_global_rng
 def vgg16(
     weights: Union[str, os.PathLike] = "random",
     seed: int = 0,
