@@ -14,7 +14,8 @@ filter i at patch j at index q_ij = i J + j (channel-major, as ``torch.flatten``
 - :func:`switch_disagreement`: how often Eq. 7's assumption fails.
 - :func:`limit_image`: Theorem 1's limit, sum_j D_j^T y_j / ||y_j||.
 - :func:`recovery`: a map's cosine similarity with the limit image.
-- :func:`fit_power_law`: the recovery law, log(1 - recovery) against log N.
+- :func:`fit_power_law`: the recovery law, log(1 - recovery) against log N;
+  :func:`law_amplitude` and :func:`filters_needed`: N needed for a given recovery.
 - :func:`gaussianity`: Theorem 2's test statistics of a map's values.
 """
 
@@ -42,6 +43,7 @@ __all__ = [
     "tangent_squared",
     "PowerLaw",
     "fit_power_law",
+    "law_amplitude",
     "filters_needed",
     "gaussianity",
 ]
@@ -274,6 +276,18 @@ def fit_power_law(x: Sequence[float], y: Sequence[float], confidence: float = 0.
     half = stats.t.ppf(0.5 + confidence / 2, x.size - 2) * fit.stderr
     return PowerLaw(float(fit.slope), float(fit.intercept), float(fit.slope - half), float(fit.slope + half),
                     confidence, int(x.size), float(fit.rvalue**2))
+
+
+def law_amplitude(num_filters: Sequence[float], recoveries: Sequence[float]) -> float:
+    """A in the recovery law tan^2 = A / N, from measured (N, recovery) pairs: the
+    geometric mean of N tan^2 (the least-squares intercept with the slope held at -1).
+
+    For a single patch per pixel (stride = filter side) A is close to pi^2 p for GBP
+    (E[h(V)^2] / E[h(V)]^2 = pi for h = ReLU, and |E[w 1(w.y > 0)]|^2 / Var = 1 / (pi p)
+    for Gaussian w), so N needed for a given recovery grows linearly with p.
+    """
+    n = np.asarray(num_filters, dtype=np.float64)
+    return float(np.exp(np.mean(np.log(n * tangent_squared(recoveries)))))
 
 
 def filters_needed(amplitude: float, target_recovery: float) -> float:
