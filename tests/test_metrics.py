@@ -1,0 +1,92 @@
+"""Metrics against closed-form values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from backpropvis.metrics import class_distance, class_distance_minmax, cosine_similarity, input_similarity, minmax_normalize
+
+
+def seeded_maps(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_class_distance_closed_forms() -> None:
+    a = seeded_maps(3, 4, 5)
+    assert float(class_distance(a, a)) == pytest.approx(0.0, abs=1e-12)
+    assert float(class_distance(a, -a)) == pytest.approx(2.0)
+    assert float(class_distance(a, 7.5 * a)) == pytest.approx(0.0, abs=1e-12)  # scale-invariant
+    assert float(class_distance(0.01 * a, -3 * a)) == pytest.approx(2.0)
+    # orthogonal maps: ||u - v|| = sqrt(2); 60 degrees apart: sqrt(2 - 2 cos 60) = 1
+    e1, e2 = torch.zeros(1, 2, 2), torch.zeros(1, 2, 2)
+    e1[0, 0, 0], e2[0, 1, 1] = 1.0, 4.0
+    assert float(class_distance(e1, e2)) == pytest.approx(math.sqrt(2.0))
+    sixty = torch.tensor([[[1.0, math.sqrt(3.0)]]])
+    assert float(class_distance(torch.tensor([[[2.0, 0.0]]]), sixty)) == pytest.approx(1.0)
+
+
+def test_class_distance_is_batched_over_leading_dims() -> None:
+    a, b = seeded_maps(2, 3, 3, 4, 4, seed=1), seeded_maps(2, 3, 3, 4, 4, seed=2)
+    distances = class_distance(a, b)
+    assert distances.shape == (2, 3) and distances.dtype == torch.float64
+    for t in range(2):
+        for s in range(3):
+            cosine = torch.dot(a[t, s].flatten().double(), b[t, s].flatten().double()) / (a[t, s].norm() * b[t, s].norm())
+            assert float(distances[t, s]) == pytest.approx(math.sqrt(2 - 2 * float(cosine)))
+
+
+def test_minmax_normalize_is_the_papers_display_rule() -> None:
+    # global over C x H x W, no abs: [-2, 0, 2, 6] -> [0, 0.25, 0.5, 1]
+    maps = torch.tensor([[[-2.0, 0.0], [2.0, 6.0]]])
+    torch.testing.assert_close(minmax_normalize(maps), torch.tensor([[[0.0, 0.25], [0.5, 1.0]]], dtype=torch.float64))
+    # per sample in a batch, not across it
+    batch = torch.stack([maps, 10 * maps + 1])
+    torch.testing.assert_close(minmax_normalize(batch)[1], minmax_normalize(maps))
+    assert torch.equal(minmax_normalize(torch.full((3, 2, 2), 5.0)), torch.zeros(3, 2, 2, dtype=torch.float64))
+
+
+def test_class_distance_minmax_closed_forms() -> None:
+    a = seeded_maps(3, 4, 4, seed=3)
+    assert float(class_distance_minmax(a, 2.0 * a + 3.0)) == pytest.approx(0.0, abs=1e-12)  # affine-invariant
+    # [-1, 3] -> [0, 1]; its negative [1, -3] -> [1, 0]: orthogonal, sqrt(2)
+    assert float(class_distance_minmax(torch.tensor([[[-1.0, 3.0]]]), torch.tensor([[[1.0, -3.0]]]))) == pytest.approx(math.sqrt(2))
+    # unlike the raw distance, a sign flip is not distance 2 after min-max
+    assert float(class_distance(a, -a)) == pytest.approx(2.0)
+    assert float(class_distance_minmax(a, -a)) < 1.9
+
+
+def test_input_similarity_centres_each_channel() -> None:
+    image = seeded_maps(3, 8, 8, seed=4)
+    offsets = torch.tensor([5.0, -40.0, 300.0]).view(3, 1, 1)
+    assert float(input_similarity(image + offsets, image)) == pytest.approx(1.0)
+    assert float(input_similarity(0.2 * image + offsets, image)) == pytest.approx(1.0)
+    assert float(input_similarity(-3.0 * image + offsets, image)) == pytest.approx(-1.0)
+    # with one global mean the per-channel offsets would dominate: the plain cosine is far from 1
+    assert float(cosine_similarity(image + offsets - (image + offsets).mean(), image - image.mean())) < 0.5
+
+
+def test_input_similarity_hand_computed() -> None:
+    # channel 0 of the image: [[1, 0], [0, 0]] -> centred [[.75, -.25], [-.25, -.25]], norm^2 .75
+    # channel 0 of the map:   [[0, 1], [0, 0]] -> centred [[-.25, .75], [-.25, -.25]], norm^2 .75
+    # dot = -.1875 - .1875 + .0625 + .0625 = -.25, cosine = -.25 / .75 = -1/3 (other channels 0)
+    image, maps = torch.zeros(3, 2, 2), torch.zeros(3, 2, 2)
+    image[0, 0, 0], maps[0, 0, 1] = 1.0, 1.0
+    maps[1] += 9.0  # a constant channel: nothing left after centring
+    assert float(input_similarity(maps, image)) == pytest.approx(-1.0 / 3.0)
+
+
+def test_input_similarity_broadcasts_the_batch() -> None:
+    images = seeded_maps(2, 3, 5, 5, seed=5)
+    maps = torch.stack([images + 1.0, -images, seeded_maps(2, 3, 5, 5, seed=6)])  # [T=3, B=2, 3, 5, 5]
+    similarity = input_similarity(maps, images)
+    assert similarity.shape == (3, 2)
+    torch.testing.assert_close(similarity[0], torch.ones(2, dtype=torch.float64))
+    torch.testing.assert_close(similarity[1], -torch.ones(2, dtype=torch.float64))
+    assert similarity[2].abs().max() < 0.5
+
+
+def test_cosine_similarity_of_a_zero_map_is_zero() -> None:
+    assert float(cosine_similarity(torch.zeros(3, 2, 2), seeded_maps(3, 2, 2))) == 0.0
