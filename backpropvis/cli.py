@@ -152,8 +152,40 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_run_reproduce)
 
 
+def _run_theory(args: argparse.Namespace) -> int:
+    from .experiments import THEORY, run_suite, select
+    from .images import load_image
+    from .report import summary_table
+    from .visualize import resolve_device
+
+    load_image(args.image)  # a bad --image is refused before anything runs
+    results = run_suite(
+        select(THEORY, args.studies), args.out, quick=args.quick, device=resolve_device(args.device), seed=args.seed,
+        vgg16_weights=args.vgg16_weights, image=args.image,
+    )
+    print(summary_table(results))
+    print(f"report: {args.out}/index.html")
+    return 0  # a claim that does not hold is a finding, not a failure
+
+
+def _add_theory(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "theory", help="the paper's theory computed (closed forms, Theorems 1-2, depth, dead zones), with claims checked"
+    )
+    parser.add_argument("studies", nargs="*", metavar="STUDY",
+                        help="closed-form, recovery, gaussianity, depth, dead-zones, or all (the default)")
+    parser.add_argument("--quick", action="store_true", help="reduced sizes (all studies in minutes on a 2-core CPU)")
+    parser.add_argument("--out", default="theory-out", help="output folder (default: theory-out); index.html is shared "
+                        "with reproduce when both write to the same folder")
+    parser.add_argument("--image", default="tabby", metavar="NAME-or-PATH", help="sample name or image file (default: tabby)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    parser.add_argument("--vgg16-weights", default=None, help="dead-zones: torchvision's trained VGG-16 checkpoint")
+    parser.set_defaults(run=_run_theory)
+
+
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_visualize, _add_class_distance, _add_summarize, _add_reproduce,
+    _add_visualize, _add_class_distance, _add_summarize, _add_reproduce, _add_theory,
 ]
 
 

@@ -17,6 +17,7 @@ filter i at patch j at index q_ij = i J + j (channel-major, as ``torch.flatten``
 - :func:`fit_power_law`: the recovery law, log(1 - recovery) against log N;
   :func:`law_amplitude` and :func:`filters_needed`: N needed for a given recovery.
 - :func:`gaussianity`: Theorem 2's test statistics of a map's values.
+- :func:`effective_dimension`: how much of patch space a filter bank spans (Eq. 9).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ __all__ = [
     "fit_power_law",
     "law_amplitude",
     "filters_needed",
+    "effective_dimension",
     "gaussianity",
 ]
 
@@ -296,6 +298,19 @@ def filters_needed(amplitude: float, target_recovery: float) -> float:
     ``amplitude`` is N tan^2 measured at some N; returns amplitude / tan^2(arccos r).
     """
     return amplitude / float(tangent_squared(target_recovery))
+
+
+def effective_dimension(filters: torch.Tensor) -> float:
+    """How many directions of patch space a set of filters spans: the participation ratio
+    (sum s^2)^2 / sum s^4 of the singular values s of the filter matrix [N, p] (p for
+    isotropic filters, 1 for filters along one line). Eq. 9's "dead zones" come from
+    trained filters occupying a small subspace.
+
+    Shapes: filters [N, C, k, k] (or [N, p]) -> float.
+    """
+    values = torch.linalg.svdvals(filters.detach().reshape(filters.shape[0], -1).double().cpu())
+    energy = values.square()
+    return float(energy.sum().square() / energy.square().sum())
 
 
 def gaussianity(values: torch.Tensor) -> dict[str, float]:

@@ -57,8 +57,13 @@ def _registered(modules: Sequence[str]) -> dict[str, Experiment]:
 PAPER: dict[str, Experiment] = _registered(PAPER_MODULES)
 """The paper's figures by name ("fig2" ... "fig9"), in the paper's order."""
 
-THEORY: dict[str, Experiment] = {}
-"""The theory studies by name ("closed-form", "recovery", ...)."""
+THEORY_MODULES: tuple[str, ...] = (
+    "theory_closed_form", "theory_recovery", "theory_gaussianity", "theory_depth", "theory_dead_zones",
+)
+"""The modules of this package declaring the theory studies (each an ``EXPERIMENT``)."""
+
+THEORY: dict[str, Experiment] = _registered(THEORY_MODULES)
+"""The theory studies by name ("closed-form", "recovery", "gaussianity", "depth", "dead-zones")."""
 
 
 def select(registry: Mapping[str, Experiment], names: Sequence[str]) -> list[Experiment]:

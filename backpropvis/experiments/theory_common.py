@@ -1,0 +1,106 @@
+"""What the theory studies share: the random three-layer CNN on the run's image, its
+limit image, and the figure plumbing (map panels, saving figure.png).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..models import three_layer_cnn
+from ..models.shallow import ThreeLayerCNN
+from ..render import to_display
+from ..theory import limit_image
+from .base import RunContext
+from .common import model_inputs
+
+__all__ = ["THEORY_METHODS", "METHOD_LABELS", "RandomCNN", "random_cnn", "map_panel", "pyplot", "save_figure"]
+
+THEORY_METHODS: tuple[str, ...] = ("saliency", "deconvnet", "gbp")
+"""The three methods of Lemma 1, in the order the studies report them."""
+
+METHOD_LABELS = {"saliency": "Saliency", "deconvnet": "DeconvNet", "gbp": "GBP"}
+"""How figures name each method."""
+
+
+class RandomCNN:
+    """The random three-layer CNN (Eq. 3) with the run's image through its preprocessing.
+
+    Attributes:
+        model: the network on ``context.device`` (eval mode).
+        inputs: [1, 3, S, S] the model's input x.
+        limit: [3, S, S] Theorem 1's limit image of x for this conv geometry.
+        picture: [3, S, S] the input as pixels in [0, 1], for display.
+    """
+
+    def __init__(self, model: ThreeLayerCNN, context: RunContext) -> None:
+        self.model = model.to(context.device)
+        self.inputs = model_inputs(model, [context.image], context.device)
+        conv = model.conv
+        self.limit = limit_image(self.inputs[0].double(), conv.kernel_size[0], conv.stride[0], conv.padding[0]).float()
+        self.picture = model.preprocessing.unnormalize(self.inputs[0].cpu())
+
+    @property
+    def geometry(self) -> dict[str, int]:
+        """kernel_size, stride and padding of the convolution."""
+        conv = self.model.conv
+        return {"kernel_size": conv.kernel_size[0], "stride": conv.stride[0], "padding": conv.padding[0]}
+
+
+def random_cnn(
+    context: RunContext,
+    *,
+    num_filters: int,
+    kernel_size: int,
+    stride: int,
+    input_size: int,
+    num_classes: int,
+    seed: Optional[int] = None,
+    pool: Optional[int] = None,
+) -> RandomCNN:
+    """:class:`RandomCNN` with the paper's init; ``seed`` defaults to the run's seed.
+
+    Only the readout columns of the targets matter to a map, so the studies use a few
+    logits (``num_classes``) instead of 1000: the maps are those of the 1000-logit
+    network's first logits, at a fraction of the cost.
+    """
+    model = three_layer_cnn(
+        num_filters, kernel_size, stride, pool, num_classes, input_size, context.seed if seed is None else seed
+    )
+    return RandomCNN(model, context)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def map_panel(axis, picture: torch.Tensor, title: str = "", caption: str = "") -> None:
+    """Draw a raw [3, H, W] map (the paper's min-max display) or an [H, W] / [H, W, 3]
+    array in [0, 1] on ``axis``, without ticks."""
+    if isinstance(picture, torch.Tensor) and picture.dim() == 3 and picture.shape[0] == 3:
+        shown = to_display(picture)
+    else:
+        shown = np.asarray(picture)
+    axis.imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    if title:
+        axis.set_title(title, fontsize=9)
+    if caption:
+        axis.set_xlabel(caption, fontsize=8)
+
+
+def save_figure(figure, context: RunContext) -> None:
+    """Write ``figure`` to ``context.out/figure.png`` and close it."""
+    figure.tight_layout()
+    context.out.mkdir(parents=True, exist_ok=True)
+    figure.savefig(context.out / "figure.png", dpi=100)
+    pyplot().close(figure)
