@@ -71,6 +71,10 @@ def measure(settings: Mapping, context: RunContext) -> Measurement:
             f"{settings['pool']} max-pool; VGG-16 ({settings['vgg_input_size']} px)"
         ),
         weights=f"random, truncated normal std 0.1 (seed {context.seed})",
+        notes=(
+            f"The paper does not give the max-pool's size: {settings['pool']}x{settings['pool']} windows at stride "
+            f"{settings['pool']} here (the authors' code used 9x9 windows at stride 1).",
+        ),
         details={"image": context.image, "targets": {network: maps.target for network, maps in results.items()}},
     )
 
