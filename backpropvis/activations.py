@@ -31,7 +31,9 @@ class PiecewiseLinear:
     Args:
         name: the activation's name, for reports ("relu", "hardtanh", ...).
         forward: ``(y, params, inplace) -> (g(y), saved)``; ``saved`` is what
-            ``times_derivative`` needs (the output where it identifies the active region).
+            ``times_derivative`` needs: what PyTorch's own backward saves (the output for
+            ReLU and in-place calls, the input otherwise), so a model that modifies
+            a tensor in place fails or works exactly as it does without the engine.
         times_derivative: ``(grad, saved, params) -> grad * g'(y)``, for any ``grad``
             shaped like ``y`` (also under the engine's batching over targets).
     """
@@ -48,17 +50,21 @@ def _relu_forward(y: torch.Tensor, params: tuple, inplace: bool):
 
 def _clamp_forward(y: torch.Tensor, params: tuple, inplace: bool):
     low, high = params
-    out = torch._C._nn.hardtanh_(y, low, high) if inplace else torch._C._nn.hardtanh(y, low, high)
-    return out, out
+    if inplace:
+        out = torch._C._nn.hardtanh_(y, low, high)
+        return out, out
+    # Like PyTorch, keep the input: the model may modify the output in place. The
+    # derivative reads the same from either, since out > low iff y > low (and for high).
+    return torch._C._nn.hardtanh(y, low, high), y
 
 
 def _relu_times_derivative(grad: torch.Tensor, out: torch.Tensor, params: tuple) -> torch.Tensor:
     return torch.ops.aten.threshold_backward(grad, out, 0)  # grad * 1[out > 0], one fused kernel
 
 
-def _clamp_times_derivative(grad: torch.Tensor, out: torch.Tensor, params: tuple) -> torch.Tensor:
+def _clamp_times_derivative(grad: torch.Tensor, saved: torch.Tensor, params: tuple) -> torch.Tensor:
     low, high = params
-    return grad * ((out > low) & (out < high))
+    return grad * ((saved > low) & (saved < high))
 
 
 def _leaky_forward(y: torch.Tensor, params: tuple, inplace: bool):
@@ -66,13 +72,15 @@ def _leaky_forward(y: torch.Tensor, params: tuple, inplace: bool):
     if slope < 0:
         # With a negative slope the output's sign no longer tells the active region.
         raise ValueError(f"leaky_relu with a negative slope ({slope}) is not supported")
-    out = torch._C._nn.leaky_relu_(y, slope) if inplace else torch._C._nn.leaky_relu(y, slope)
-    return out, out
+    if inplace:
+        out = torch._C._nn.leaky_relu_(y, slope)
+        return out, out
+    return torch._C._nn.leaky_relu(y, slope), y  # as PyTorch: the input (out > 0 iff y > 0)
 
 
-def _leaky_times_derivative(grad: torch.Tensor, out: torch.Tensor, params: tuple) -> torch.Tensor:
+def _leaky_times_derivative(grad: torch.Tensor, saved: torch.Tensor, params: tuple) -> torch.Tensor:
     (slope,) = params
-    return grad * torch.where(out > 0, 1.0, slope).to(grad.dtype)
+    return grad * torch.where(saved > 0, 1.0, slope).to(grad.dtype)
 
 
 def _threshold_forward(y: torch.Tensor, params: tuple, inplace: bool):
