@@ -487,3 +487,40 @@ def test_cuda_equals_cpu() -> None:
         assert relative_error(on_gpu[method].cpu(), on_cpu[method]) < 1e-10
         reference = reference_map(model.steps(), x, on_cpu.targets[0], *RULE_OF[method])
         assert relative_error(on_gpu[method][0].cpu(), reference) < 1e-10
+
+
+# --- in-place operations around activations behave as in plain PyTorch -------------------------
+
+
+class AddsInPlaceAfter(nn.Module):
+    """dense -> activation -> ``add_(1)`` on its output -> dense; with ``in_place=False`` the
+    same net with an out-of-place add (the same gradients, since the add is a constant)."""
+
+    def __init__(self, activation, in_place: bool) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(4, 6), nn.Linear(6, 3)
+        seeded_(self, 12, scale=1.0)
+        self.activation, self.in_place = activation, in_place
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.activation(self.fc1(x))
+        return self.fc2(hidden.add_(1.0) if self.in_place else hidden + 1.0)
+
+
+@pytest.mark.parametrize(
+    "activation",
+    [F.relu6, F.hardtanh, F.leaky_relu, lambda y: F.threshold(y, 0.1, 0.0), lambda y: F.prelu(y, torch.tensor([0.2], dtype=y.dtype))],
+    ids=["relu6", "hardtanh", "leaky_relu", "threshold", "prelu"],
+)
+def test_an_in_place_op_on_an_activations_output_works_as_in_pytorch(activation) -> None:
+    """PyTorch saves these activations' inputs, not their outputs, so a model may modify the
+    output in place; the engine must not fail where a plain backward pass works."""
+    x = seeded_input((3, 4), dtype=torch.float64)
+    in_place, out_of_place = AddsInPlaceAfter(activation, True).double(), AddsInPlaceAfter(activation, False).double()
+    y = x.clone().requires_grad_(True)
+    in_place(y)[:, 0].sum().backward()  # plain PyTorch accepts this model
+    maps = backpropvis.attribute_many(in_place, x, [0, "max"], METHODS)
+    expected = backpropvis.attribute_many(out_of_place, x, [0, "max"], METHODS)
+    for method in METHODS:
+        torch.testing.assert_close(maps[method], expected[method])
+    torch.testing.assert_close(maps["saliency"][0], y.grad)

@@ -59,6 +59,13 @@ CASES = {
     #   saliency T = [0, 0, 3, -4]: [3,3,0] + [-4,-8,8] = [-1, -5, 8];  gbp T = [0, 0, 3, 0]
     "threshold": (nn.Threshold(1.0, -5.0), [-1.0, -5.0, 8.0], [3.0, 3.0, 0.0]),
 }
+# The in-place modules give the same maps (they save their output, not their input).
+CASES.update({
+    "relu6_inplace": (nn.ReLU6(inplace=True), *CASES["relu6"][1:]),
+    "hardtanh_inplace": (nn.Hardtanh(-3.0, 2.0, inplace=True), *CASES["hardtanh"][1:]),
+    "leaky_relu_inplace": (nn.LeakyReLU(0.1, inplace=True), *CASES["leaky_relu"][1:]),
+    "threshold_inplace": (nn.Threshold(1.0, -5.0, inplace=True), *CASES["threshold"][1:]),
+})
 
 
 def two_layer_net(activation: nn.Module) -> nn.Sequential:
