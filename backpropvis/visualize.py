@@ -58,6 +58,15 @@ def _slug(text: str) -> str:
     return "".join(character if character.isalnum() or character in "-_" else "-" for character in text).strip("-")
 
 
+def _unique(name: str, used: set[str]) -> str:
+    """``name``, or ``name-2``, ``name-3``, ... if taken (a/cat.png and b/cat.png), recorded in ``used``."""
+    candidate, number = name, 2
+    while candidate in used:
+        candidate, number = f"{name}-{number}", number + 1
+    used.add(candidate)
+    return candidate
+
+
 def visualize(
     images: Sequence[str] = ("tabby",),
     model: str = "vgg16",
@@ -90,8 +99,9 @@ def visualize(
     out.mkdir(parents=True, exist_ok=True)
     summary = {"model": model, "weights": network.weights_description, "seed": seed, "images": [], "maps": []}
     grid_rows, row_labels, panel_labels = [], [], []
+    names_used: set[str] = set()
     for source, inputs, maps in results:
-        name = _slug(Path(source).stem if os.path.sep in source or Path(source).suffix else source)
+        name = _unique(_slug(Path(source).stem if os.path.sep in source or Path(source).suffix else source), names_used)
         predicted = int(maps.logits[0].argmax())
         summary["images"].append({"image": source, "predicted": predicted, "predicted_name": class_name(predicted)})
         display_input = network.preprocessing.unnormalize(inputs[0].cpu())
