@@ -43,20 +43,23 @@ def assert_one_line_error(status: int, err: str, out_dir: pathlib.Path, *fragmen
 
 
 def test_visualize_writes_maps_grid_and_summary(tmp_path: pathlib.Path, capsys) -> None:
-    photo = tmp_path / "photo.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(photo)
+    photos = [tmp_path / folder / "photo.png" for folder in ("a", "b")]  # one file name, two folders
+    for seed, photo in enumerate(photos):
+        photo.parent.mkdir()
+        Image.fromarray(np.random.default_rng(seed).integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(photo)
     out = tmp_path / "out"
-    argv = ["visualize", "tabby", str(photo), "--model", "efficientnet-lite0", "--weights", "imagenet",
+    argv = ["visualize", "tabby", *map(str, photos), "--model", "efficientnet-lite0", "--weights", "imagenet",
             "--targets", "max,281", "--out", str(out)]
     status, stdout, err = run_cli(argv, capsys)
     assert status == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == "efficientnet-lite0" and "imagenet" in summary["weights"] and summary["seed"] == 0
-    assert [image["image"] for image in summary["images"]] == ["tabby", str(photo)]
+    assert [image["image"] for image in summary["images"]] == ["tabby", *map(str, photos)]
     for image in summary["images"]:
         assert image["predicted_name"] == class_name(image["predicted"])
     assert 281 <= summary["images"][0]["predicted"] <= 285  # the tabby is a cat
-    assert len(summary["maps"]) == 2 * len(METHODS) * 2  # images x methods x targets
+    assert len(summary["maps"]) == 3 * len(METHODS) * 2  # images x methods x targets
+    assert len({entry["png"] for entry in summary["maps"]}) == len(summary["maps"])  # no map overwrites another
     for entry in summary["maps"]:
         assert {"method", "target_index", "target_name", "min", "max", "input_similarity", "png"} <= set(entry)
         assert entry["method"] in METHODS and entry["target_name"] == class_name(entry["target_index"])
