@@ -71,14 +71,15 @@ def test_rgba_drops_alpha_and_palette_expands(tmp_path: pathlib.Path) -> None:
 
 
 def test_16_bit_png_is_scaled_by_its_full_range(tmp_path: pathlib.Path) -> None:
-    # 16-bit k * 257 is 8-bit k exactly; 0 and 65535 are black and white
-    levels = np.array([[0, 257 * 10, 257 * 128], [257 * 200, 257 * 254, 65535]], dtype=np.uint16)
+    # 16-bit k * 257 is 8-bit k exactly. The levels do not span 0..65535, so scaling by
+    # the image's own min and max instead of the 16-bit range would give other values.
+    levels = np.array([[257 * 3, 257 * 10, 257 * 128], [257 * 200, 257 * 254, 257 * 90]], dtype=np.uint16)
     Image.fromarray(levels).save(tmp_path / "deep.png")
     with Image.open(tmp_path / "deep.png") as check:
         assert check.mode.startswith("I")  # really stored as 16 bits
     loaded = np.asarray(load_image(tmp_path / "deep.png"))
     assert loaded.shape == (2, 3, 3)
-    assert np.array_equal(loaded[..., 0], np.array([[0, 10, 128], [200, 254, 255]]))
+    assert np.array_equal(loaded[..., 0], np.array([[3, 10, 128], [200, 254, 90]]))
     assert np.array_equal(loaded[..., 0], loaded[..., 2])
 
 

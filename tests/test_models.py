@@ -315,6 +315,23 @@ def test_engine_on_an_on_the_fly_readout_equals_the_stored_one() -> None:
             torch.testing.assert_close(a[method][number], reference_map(steps, x, a.targets[number], *rule))
 
 
+def test_three_layer_fcn_on_the_fly_equals_stored_and_the_reference() -> None:
+    """Both dense layers drawn on the fly: the first one's backward needs every column."""
+    build = backpropvis.models.three_layer_fcn
+    kept = build(hidden=8, input_size=4, num_classes=5, seed=2)
+    drawn = build(hidden=8, input_size=4, num_classes=5, seed=2, materialize_bytes=0)
+    assert drawn.hidden.on_the_fly and drawn.readout.on_the_fly and not kept.hidden.on_the_fly
+    x = torch.randn(3, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    a = backpropvis.attribute_many(kept, x, ["max", "random"], ["saliency", "gbp"])
+    b = backpropvis.attribute_many(drawn, x, ["max", "random"], ["saliency", "gbp"])
+    steps = [lambda v: v.flatten(1), lambda v: v @ kept.hidden.weight.T, "relu", lambda v: v @ kept.readout.weight.T]
+    for method, rule in (("saliency", ("identity", "activation")), ("gbp", ("relu", "activation"))):
+        torch.testing.assert_close(b[method], a[method], rtol=1e-5, atol=1e-6)
+        for number in range(2):
+            expected = reference_map(steps, x, a.targets[number], *rule).reshape(x.shape)
+            torch.testing.assert_close(a[method][number], expected)
+
+
 # --- EfficientNet-Lite0 -------------------------------------------------------------------------
 
 
