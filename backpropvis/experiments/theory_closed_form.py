@@ -162,7 +162,7 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
 
 def _draw(pooled: dict, unpooled: dict, disagreements: dict, metrics: dict, config: Mapping[str, Any], context: RunContext) -> None:
     plt = pyplot()
-    figure = plt.figure(figsize=(13, 11.5))
+    figure = plt.figure(figsize=(13, 10))
     grid = figure.add_gridspec(4, 5, height_ratios=[1, 1, 1, 0.9])
     columns = ("engine (pool 2)", "Eq. 6 closed form", "|engine - Eq. 6|", "Eq. 7 approximation", "no pool (Eq. 4)")
     for row, method in enumerate(THEORY_METHODS):

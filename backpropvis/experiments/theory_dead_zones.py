@@ -40,10 +40,12 @@ FULL: dict[str, Any] = {
     "targets": ["max", "random"],
     "blur_sigma": 2.0,
     "random_filters_seed": 0,
+    "input_size": None,
 }
 """Targets: the predicted logit and a random other one (drawn from a generator seeded
 with the run's seed). The blur (Gaussian, in pixels) removes the stride-2 grid of the
-maps before the rank correlation with the edge map."""
+maps before the rank correlation with the edge map. ``input_size`` None: the trained
+network's own crop (224)."""
 
 QUICK: dict[str, Any] = dict(FULL)
 """One forward pass and six maps of the trained network: the same as the full run."""
@@ -131,6 +133,8 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
 
     network = trained_network(context)
     model = network.model
+    if settings["input_size"]:
+        model.preprocessing = model.preprocessing.resized(settings["input_size"])
     inputs = model_inputs(model, [context.image], context.device)
     recorded = activation_passes(model, inputs)
     if not recorded.layers or recorded.first_filters is None:

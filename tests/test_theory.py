@@ -1,0 +1,297 @@
+"""The theory module against the engine and hand-made cases, and every theory study at a tiny size.
+
+The closed forms (Lemma 1, Eq. 4; Eq. 6 with the pool's switches) share nothing with
+the engine but the weights: agreement to 1e-5 is the cross-check of both. The limit
+image, the switches and the law fits are checked on cases small enough to compute by
+hand (or by plain loops).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import backpropvis
+from backpropvis import theory
+from backpropvis.cli import main
+from backpropvis.experiments import THEORY
+from backpropvis.experiments.base import RunContext, run_experiment
+from backpropvis.models import three_layer_cnn
+
+METHODS = ("saliency", "deconvnet", "gbp")
+
+
+def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+# --- Lemma 1 / Eq. 6 against the engine ---------------------------------------------------
+
+CONFIGURATIONS = [
+    # num_filters, kernel_size, stride, pool, input_size, seed
+    (8, 7, 2, None, 24, 0),
+    (16, 3, 1, None, 17, 1),
+    (5, 5, 3, None, 31, 2),
+    (12, 3, 1, 2, 21, 3),  # odd conv output: the pool drops the last row and column
+    (6, 5, 2, 3, 40, 4),
+    (32, 11, 4, 2, 45, 5),
+    (64, 7, 2, 2, 48, 6),
+]
+
+
+@pytest.mark.parametrize("num_filters, kernel_size, stride, pool, input_size, seed", CONFIGURATIONS)
+def test_closed_form_equals_engine(num_filters, kernel_size, stride, pool, input_size, seed):
+    model = three_layer_cnn(num_filters, kernel_size, stride, pool, num_classes=3, input_size=input_size, seed=seed)
+    x = torch.randn(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(seed))
+    single = backpropvis.attribute_many(model, x, [0, 2], list(METHODS))
+    model = model.double()
+    double = backpropvis.attribute_many(model, x.double(), [0, 2], list(METHODS))
+    columns = model.readout.columns([0, 2]).double()
+    for method in METHODS:
+        for number, column in enumerate(columns):
+            closed = theory.closed_form_map(x[0].double(), model.conv.weight.detach(), column, method,
+                                            stride=stride, padding=kernel_size // 2, pool=pool)
+            assert _relative_error(closed, double[method][number, 0]) < 1e-5, (method, number)
+            assert _relative_error(closed, single[method][number, 0].double()) < 1e-5, (method, number)
+    # the three methods really differ, so agreeing with each is not agreeing with one
+    assert _relative_error(double["saliency"][0, 0], double["gbp"][0, 0]) > 0.1
+
+
+def test_eq7_deconvnet_takes_gbps_form():
+    """Eq. 7: with "chosen <=> w.y > 0", DeconvNet with pooling is exactly GBP's form,
+    while with the exact switches (Eq. 6) the two differ."""
+    model = three_layer_cnn(16, 5, 2, 2, num_classes=1, input_size=32, seed=0).double()
+    x = torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    w, v = model.conv.weight.detach(), model.readout.columns([0])[0].double()
+    common = {"stride": 2, "padding": 2, "pool": 2}
+    approximate = {m: theory.closed_form_map(x, w, v, m, approximate_pool=True, **common) for m in ("deconvnet", "gbp")}
+    exact = {m: theory.closed_form_map(x, w, v, m, **common) for m in ("deconvnet", "gbp")}
+    assert torch.allclose(approximate["deconvnet"], approximate["gbp"])
+    assert _relative_error(exact["deconvnet"], exact["gbp"]) > 0.1
+
+
+def test_pool_switches_match_max_pool_indices_with_ties():
+    outputs = torch.randn(4, 6, 7, generator=torch.Generator().manual_seed(0)).clamp_min(0)
+    outputs[1] = 0.0  # windows of zeros: the first element wins
+    outputs[2, :2, :2] = 1.5  # a tie of positive values
+    switches = theory.pool_switches(outputs, 2)
+    _, indices = F.max_pool2d(outputs.unsqueeze(0), 2, return_indices=True)
+    expected = torch.zeros(4 * 6 * 7, dtype=torch.bool)
+    offsets = (torch.arange(4) * 6 * 7).view(4, 1, 1)
+    expected[(indices[0] + offsets).flatten()] = True
+    assert torch.equal(switches.flatten(), expected)
+    assert not switches[:, :, 6].any()  # the column the floor-mode pool drops
+
+
+def test_switch_disagreement_by_hand():
+    one = torch.ones(1, 1, 1, 1)  # a 1x1 filter on one channel: w.y = the pixel
+    active = torch.tensor([[[1.0, 2.0], [-1.0, -3.0]]])  # (0,0) active, loses to (0,1)
+    found = theory.switch_disagreement(active, one, stride=1, padding=0, pool=2)
+    assert (found.total, found.active_but_not_chosen, found.chosen_but_inactive) == (0.25, 0.25, 0.0)
+    dead = -torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])  # all zero after the ReLU: the first is chosen
+    found = theory.switch_disagreement(dead, one, stride=1, padding=0, pool=2)
+    assert (found.total, found.active_but_not_chosen, found.chosen_but_inactive) == (0.25, 0.0, 0.25)
+
+
+# --- Theorem 1: the limit image and recovery ---------------------------------------------
+
+
+def test_limit_image_of_a_single_patch_is_the_normalised_image():
+    x = torch.randn(3, 5, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.allclose(theory.limit_image(x, 5, 1, 0), x / x.norm())
+
+
+def test_limit_image_without_overlap_normalises_each_patch():
+    x = torch.arange(1.0, 17.0, dtype=torch.float64).reshape(1, 4, 4)
+    x[:, 2:, :2] = 0.0  # a patch of zeros stays zero (no NaN)
+    limit = theory.limit_image(x, 2, 2, 0)
+    for row in (0, 2):
+        for col in (0, 2):
+            patch = x[:, row : row + 2, col : col + 2]
+            norm = patch.norm()
+            expected = patch / norm if norm > 0 else torch.zeros_like(patch)
+            assert torch.allclose(limit[:, row : row + 2, col : col + 2], expected)
+
+
+def test_limit_image_with_overlap_and_padding_matches_loops():
+    x = torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    kernel, stride, padding = 3, 2, 1
+    padded = F.pad(x, (padding,) * 4)
+    expected = torch.zeros_like(padded)
+    for top in range(0, padded.shape[1] - kernel + 1, stride):
+        for left in range(0, padded.shape[2] - kernel + 1, stride):
+            patch = padded[:, top : top + kernel, left : left + kernel]
+            expected[:, top : top + kernel, left : left + kernel] += patch / patch.norm()
+    expected = expected[:, padding:-padding, padding:-padding]
+    assert torch.allclose(theory.limit_image(x, kernel, stride, padding), expected)
+
+
+def test_recovery_is_the_cosine_with_the_limit():
+    limit = torch.randn(3, 4, 4, generator=torch.Generator().manual_seed(0))
+    other = torch.randn(3, 4, 4, generator=torch.Generator().manual_seed(1))
+    orthogonal = other - (other * limit).sum() / (limit * limit).sum() * limit
+    maps = torch.stack([3.0 * limit, -limit, orthogonal])
+    assert torch.allclose(theory.recovery(maps, limit), torch.tensor([1.0, -1.0, 0.0], dtype=torch.float64), atol=1e-6)
+
+
+def test_gbp_closed_form_tends_to_the_limit_image():
+    """Theorem 1 on a tiny image, from the weights alone: recovery rises with N toward 1,
+    and tan^2 = A / N with A near pi^2 p for non-overlapping patches."""
+    x = torch.randn(3, 24, 24, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    limit = theory.limit_image(x, 3, 3, 1)
+    recoveries = []
+    for count in (16, 256, 4096):
+        model = three_layer_cnn(count, 3, 3, num_classes=1, input_size=24, seed=1)
+        gbp = theory.closed_form_map(x, model.conv.weight.detach().double(), model.readout.columns([0])[0].double(),
+                                     "gbp", stride=3, padding=1)
+        recoveries.append(float(theory.recovery(gbp, limit)))
+    assert recoveries[0] < recoveries[1] < recoveries[2]
+    assert recoveries[2] > 0.9
+    amplitude = theory.law_amplitude([16, 256, 4096], recoveries)
+    assert 0.5 * math.pi**2 * 27 < amplitude < 2 * math.pi**2 * 27
+
+
+# --- the laws and statistics --------------------------------------------------------------
+
+
+def test_power_law_fit_recovers_a_known_slope():
+    x = np.array([8, 16, 32, 64, 128, 256, 512], dtype=float)
+    exact = theory.fit_power_law(x, 5.0 / x)
+    assert exact.slope == pytest.approx(-1.0) and math.exp(exact.intercept) == pytest.approx(5.0)
+    noise = np.exp(np.random.default_rng(0).normal(0.0, 0.1, x.size))
+    noisy = theory.fit_power_law(x, 5.0 * x**-0.7 * noise)
+    assert noisy.slope_low < -0.7 < noisy.slope_high
+    assert noisy.slope_high - noisy.slope_low < 0.3
+    with pytest.raises(ValueError):
+        theory.fit_power_law([1, 2], [1, 2])
+
+
+def test_law_amplitude_and_filters_needed_round_trip():
+    counts = np.array([64, 256, 1024])
+    recoveries = 1 / np.sqrt(1 + 300.0 / counts)  # tan^2 = 300 / N exactly
+    assert theory.law_amplitude(counts, recoveries) == pytest.approx(300.0)
+    needed = theory.filters_needed(300.0, 0.9)
+    assert 1 / math.sqrt(1 + 300.0 / needed) == pytest.approx(0.9)
+
+
+def test_gaussianity_statistics():
+    rng = np.random.default_rng(0)
+    normal = theory.gaussianity(torch.from_numpy(rng.normal(3.0, 2.0, 50_000)))
+    assert normal["ks"] < 0.01 and abs(normal["skewness"]) < 0.05 and abs(normal["excess_kurtosis"]) < 0.1
+    skewed = theory.gaussianity(torch.from_numpy(rng.exponential(1.0, 50_000)))
+    assert skewed["ks"] > 0.05 and skewed["skewness"] == pytest.approx(2.0, abs=0.2)
+    assert skewed["excess_kurtosis"] == pytest.approx(6.0, abs=1.5)
+
+
+def test_effective_dimension():
+    assert theory.effective_dimension(torch.eye(6)) == pytest.approx(6.0)
+    line = torch.outer(torch.arange(1.0, 5.0), torch.randn(9, generator=torch.Generator().manual_seed(0)))
+    assert theory.effective_dimension(line) == pytest.approx(1.0)
+
+
+# --- every study at a tiny size -----------------------------------------------------------
+
+TINY = {
+    "closed-form": (
+        {"configurations": [dict(num_filters=8, kernel_size=7, stride=2, pool=None, input_size=24),
+                            dict(num_filters=12, kernel_size=3, stride=1, pool=2, input_size=21)],
+         "seeds": [0, 1], "targets": [0, 1], "num_classes": 2, "dtype": "float64",
+         "shown": dict(num_filters=64, kernel_size=7, stride=2, pool=2, input_size=64), "pool_sizes": [2, 3]},
+        {"closed_form_equals_engine", "pooling_turns_deconvnet_into_recovery"},
+    ),
+    "recovery": (
+        {"input_size": 64, "kernel_size": 7, "stride": 2, "num_filters": [16, 64, 256, 1024], "seeds": [0, 1],
+         "fit_from_filters": 256, "shown_filters": [16, 1024], "num_classes": 2, "target": 0,
+         "filter_sizes": [3, 5, 7], "filter_sweep_filters": [256], "filter_sweep_overlapping_stride": 2,
+         "target_recovery": 0.9, "fcn_input_size": 32, "fcn_hidden": [256, 1024], "fcn_cnn_filters": [16, 64]},
+        {"recovery_law_slope_low", "recovery_law_slope_high", "filters_needed_linear_in_p", "fcn_needs_d_over_p_more"},
+    ),
+    "gaussianity": (
+        {"num_filters": 256, "kernel_size": 7, "stride": 2, "input_size": 64, "num_classes": 2, "targets": [0, 1],
+         "bins": 60},
+        {"saliency_is_gaussian", "deconvnet_is_gaussian", "saliency_carries_no_image", "deconvnet_carries_no_image",
+         "gbp_recovers"},
+    ),
+    "depth": (
+        {"input_size": 32, "layers": ["conv1_1", "conv2_1", "conv3_1", "conv5_3", "fc2"], "shown_layers": ["fc2"]},
+        {"gbp_recovery_stays_high", "gbp_beats_saliency_in_depth"},
+    ),
+    "dead-zones": (
+        {"targets": ["max", "random"], "blur_sigma": 2.0, "random_filters_seed": 0, "input_size": 64},
+        {"trained_filters_small_subspace", "gbp_class_independent"},
+    ),
+}
+"""Per study: tiny settings, and the claims asserted at that size (recovery at N = 4096
+needs the full sweep; GBP's edge correlation changes sign with the image size)."""
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory):
+    """Each study run once at its tiny size, on demand: name -> (result, its folder)."""
+    cache = {}
+
+    def run(name: str):
+        if name not in cache:
+            out = tmp_path_factory.mktemp(name)
+            experiment = dataclasses.replace(THEORY[name], quick=TINY[name][0])
+            cache[name] = (run_experiment(experiment, RunContext(out=out, quick=True, progress=False)), out)
+        return cache[name]
+
+    return run
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_study_at_tiny_size(name, tiny_results):
+    settings, asserted = TINY[name]
+    assert set(settings) == set(THEORY[name].quick), "tiny settings must name every setting of the study"
+    result, out = tiny_results(name)
+    assert result.skipped is None and result.group == "theory"
+    verdicts = {claim.id: claim for claim in result.claims}
+    assert asserted <= set(verdicts)
+    for claim_id in asserted:
+        assert verdicts[claim_id].holds, verdicts[claim_id]
+    assert (out / "figure.png").stat().st_size > 10_000
+
+
+def test_recovery_study_values_are_consistent(tiny_results):
+    """The recovery study's numbers hang together: recovery rises with N, the slope lies
+    in its own interval, d / p is the geometry's."""
+    settings, _ = TINY["recovery"]
+    metrics = tiny_results("recovery")[0].metrics
+    means = [metrics[f"recovery_at_{count}"] for count in settings["num_filters"]]
+    assert means == sorted(means) and 0 < means[0] < means[-1] < 1
+    assert metrics["recovery_law_slope_low"] <= metrics["recovery_law_slope"] <= metrics["recovery_law_slope_high"]
+    assert metrics["d_over_p"] == pytest.approx(3 * 32 * 32 / (3 * 7 * 7))
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+def test_cli_theory_writes_figure_metrics_and_report(tmp_path, monkeypatch, capsys):
+    settings, _ = TINY["gaussianity"]
+    monkeypatch.setitem(THEORY, "gaussianity", dataclasses.replace(THEORY["gaussianity"], quick=settings))
+    out = tmp_path / "report"
+    assert main(["theory", "gaussianity", "--quick", "--out", str(out), "--image", "astronaut"]) == 0
+    metrics = json.loads((out / "gaussianity" / "metrics.json").read_text())
+    assert metrics["group"] == "theory" and metrics["settings"]["input_size"] == 64
+    assert {claim["id"] for claim in metrics["claims"]} >= {"saliency_is_gaussian", "gbp_recovers"}
+    assert (out / "gaussianity" / "figure.png").is_file()
+    assert "gaussianity" in (out / "index.html").read_text()
+    assert "claims hold" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["theory", "no-such-study"], "unknown experiment"),
+    (["theory", "gaussianity", "--image", "/no/such/image.png"], "neither an image file"),
+])
+def test_cli_theory_bad_input_is_one_line_and_status_2(argv, message, tmp_path, capsys):
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+    assert not (tmp_path / "out").exists()
