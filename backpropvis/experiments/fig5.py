@@ -244,11 +244,11 @@ EXPERIMENT = Experiment(
               "the CNN reaches a given input similarity with at least 1000x fewer first-layer weights (N p vs Nh d) "
               "than the FCN (smallest ratio over the levels both reach)", "weight_ratio_min", ">=", 1000.0),
         Claim("paper_sentence_similarity",
-              "the paper's sentence, by input similarity: the CNN at its largest N (64) beats the FCN at its "
-              "largest Nh (70000 at full size)", "largest_cnn_minus_fcn_similarity", ">", 0.0),
+              "the paper's sentence, by input similarity: the CNN at N = 64 beats the FCN at Nh = 70000 "
+              "(the largest of each sweep)", "largest_cnn_minus_fcn_similarity", ">", 0.0),
         Claim("paper_sentence_recovery",
-              "the paper's sentence, by recovery (cosine with the limit image): the CNN at its largest N beats "
-              "the FCN at its largest Nh", "largest_cnn_minus_fcn_recovery", ">", 0.0),
+              "the paper's sentence, by recovery (cosine with the limit image): the CNN at N = 64 beats the FCN "
+              "at Nh = 70000 (the largest of each sweep)", "largest_cnn_minus_fcn_recovery", ">", 0.0),
     ),
     measure=measure,
 )
