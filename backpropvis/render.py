@@ -73,8 +73,12 @@ def save_grid(
     import matplotlib.pyplot as plt
 
     rows, columns = len(pictures), max(len(row) for row in pictures)
+    caption_lines = max((label.count("\n") + 1 for row in (panel_labels or []) for label in row if label), default=0)
+    title_lines = title.count("\n") + 1 if title else 0
+    height_for_text = 0.2 + 0.2 * title_lines + 0.15 * caption_lines * rows  # room for the title and captions
     figure, axes = plt.subplots(
-        rows, columns, figsize=(panel_size * columns + 0.8, panel_size * rows + (0.6 if title else 0.2)), squeeze=False
+        rows, columns, figsize=(panel_size * columns + 0.8, panel_size * rows + height_for_text), squeeze=False,
+        layout="constrained",  # unlike tight_layout, it makes room for the title and for captions under images
     )
     for r in range(rows):
         for c in range(columns):
@@ -95,7 +99,6 @@ def save_grid(
                 axis.set_xlabel(panel_labels[r][c], fontsize=7)
     if title:
         figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)

@@ -114,8 +114,38 @@ def _section(result: dict, folder: Path) -> str:
         parts.append(f"<img alt='{name} figure' src='data:image/png;base64,{encoded}'>")
     parts.append(_claims_table(result["claims"]))
     settings = ", ".join(f"{html.escape(str(key))}={_format(value)}" for key, value in result["settings"].items())
-    parts.append(f"<details><summary>settings</summary><p class='settings'>{settings}</p></details></section>")
+    parts.append(f"<p class='settings'><b>settings</b>: {settings}</p>")
+    parts.append(_values_table(result.get("metrics", {})))
+    parts.append("</section>")
     return "".join(parts)
+
+
+def _values_table(metrics: dict) -> str:
+    """Every measured value (claims' metrics and the rest, e.g. min-max variants), folded."""
+    if not metrics:
+        return ""
+    rows = "".join(
+        f"<tr><td><code>{html.escape(str(key))}</code></td><td class='num'>{_format(value)}</td></tr>"
+        for key, value in metrics.items()
+    )
+    return (
+        f"<details><summary>all {len(metrics)} measured values</summary><table class='values'><thead><tr><th>metric</th>"
+        f"<th>value</th></tr></thead><tbody>{rows}</tbody></table></details>"
+    )
+
+
+def _overview_row(result: dict) -> str:
+    name = html.escape(result["experiment"])
+    if result.get("skipped"):
+        verdict, css, model, seconds = "skipped", "skip", "-", ""
+    else:
+        held, total = sum(claim["holds"] for claim in result["claims"]), len(result["claims"])
+        verdict, css = f"{held} / {total}", "pass" if held == total else "fail"
+        model, seconds = html.escape(result["model"]), f"{result['seconds']:.1f}"
+    return (
+        f"<tr class='{css}'><td><a href='#{name}'>{name}</a></td><td>{html.escape(result['title'])}</td>"
+        f"<td>{model}</td><td class='num'>{seconds}</td><td class='verdict'>{verdict}</td></tr>"
+    )
 
 
 _STYLE = """
@@ -127,6 +157,8 @@ th, td { border: 1px solid #ccc; padding: .25em .5em; text-align: left; vertical
 td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 tr.pass td.verdict { background: #c8efc8; color: #0a5a0a; font-weight: bold; }
 tr.fail td.verdict { background: #f7c6c6; color: #8a0b0b; font-weight: bold; }
+tr.skip td.verdict { background: #f3ead2; color: #8a5a00; font-style: italic; }
+table.values { width: auto; } details { margin: .4em 0 1.2em; }
 .meta, .note, .settings { font-size: .9em; } .note { color: #654; } .skipped { color: #8a5a00; font-style: italic; }
 .summary td { text-align: right; }
 """
@@ -139,21 +171,18 @@ def write_index(out: Union[str, os.PathLike], title: str = "backpropvis report")
     total = sum(len(result["claims"]) for result in results)
     held = sum(claim["holds"] for result in results for claim in result["claims"])
     skipped = [result["experiment"] for result in results if result.get("skipped")]
-    overview = "".join(
-        f"<tr><td><a href='#{html.escape(r['experiment'])}'>{html.escape(r['experiment'])}</a></td>"
-        f"<td>{html.escape(r['title'])}</td>"
-        f"<td>{'skipped' if r.get('skipped') else str(sum(c['holds'] for c in r['claims'])) + ' / ' + str(len(r['claims']))}</td></tr>"
-        for r in results
-    )
+    overview = "".join(_overview_row(result) for result in results)
+    seconds = sum(result.get("seconds", 0.0) for result in results)
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
         f"<h1>{html.escape(title)}</h1>"
         "<p>Nie, Zhang &amp; Patel, <i>A Theoretical Explanation for Perplexing Behaviors of "
         "Backpropagation-based Visualizations</i>, ICML 2018: every figure with its measured claims.</p>"
-        f"<p class='meta'><b>{held} of {total}</b> claims hold"
+        f"<p class='meta'><b>{held} of {total}</b> claims hold; {seconds:.0f} s of experiments"
         + (f"; skipped: {html.escape(', '.join(skipped))}" if skipped else "")
-        + "</p><table><thead><tr><th>experiment</th><th>what</th><th>claims holding</th></tr></thead>"
+        + "</p><table class='overview'><thead><tr><th>experiment</th><th>what</th><th>model</th><th>seconds</th>"
+        "<th>claims holding</th></tr></thead>"
         f"<tbody>{overview}</tbody></table>"
         + "".join(_section(result, folder) for result in results)
         + "</body></html>"

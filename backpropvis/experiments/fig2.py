@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import torch
-
 from ..engine import attribute_many
 from ..images import class_name
 from ..metrics import class_distance, class_distance_minmax, input_similarity

@@ -19,7 +19,7 @@ from ..metrics import ks_statistic
 from ..models import vgg16
 from .base import Claim, Experiment, Measurement, RunContext, Skip
 from .common import vgg16_checkpoint
-from .trained import figure_title
+from .trained import figure_title, pyplot, save_figure
 
 __all__ = ["EXPERIMENT", "NO_VGG16"]
 
@@ -56,11 +56,7 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
 def _draw(context: RunContext, samples: Mapping[int, torch.Tensor], metrics: Mapping[str, float], bins: int,
           weights: str) -> None:
     """Each neuron's histogram (the paper's b and c), then both empirical CDFs overlaid."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     values = torch.cat(list(samples.values()))
     low, high = float(values.quantile(0.0005)), float(values.quantile(0.9995))
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.6))
@@ -78,11 +74,8 @@ def _draw(context: RunContext, samples: Mapping[int, torch.Tensor], metrics: Map
     axes[2].set_xlabel("incoming weight", fontsize=9)
     axes[2].set_ylabel("fraction of weights below", fontsize=9)
     axes[2].legend(fontsize=8)
-    figure.suptitle(figure_title("Figure 3: histograms of the weights into two fc1 neurons", "vgg16", weights),
-                    fontsize=10)
-    figure.tight_layout()
-    figure.savefig(context.out / "figure.png", dpi=100)
-    plt.close(figure)
+    title = figure_title("Figure 3: histograms of the weights into two fc1 neurons", "vgg16", weights)
+    save_figure(figure, title, context.out / "figure.png")
 
 
 EXPERIMENT = Experiment(

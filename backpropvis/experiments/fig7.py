@@ -31,7 +31,7 @@ from ..metrics import class_distance, class_distance_minmax
 from ..models import vgg16
 from .base import Claim, Experiment, Measurement, RunContext
 from .common import trained_network
-from .trained import METHOD_LABELS, METHODS, figure_title, ratio
+from .trained import METHOD_LABELS, METHODS, figure_title, ratio, pyplot, save_figure
 
 __all__ = ["EXPERIMENT", "image_sources", "random_crops", "logit_pairs"]
 
@@ -177,11 +177,7 @@ def _draw(context: RunContext, networks: Mapping[str, tuple], metrics: Mapping[s
           described: str, note: Optional[str]) -> None:
     """Bars: mean class distance per method and network, error bars one standard error;
     left the unit-L2 distance the claims use, right the min-max display variant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(13, 5.6))
     width = 0.26
     for axis, suffix, label in (
@@ -199,19 +195,14 @@ def _draw(context: RunContext, networks: Mapping[str, tuple], metrics: Mapping[s
         axis.set_ylabel(label, fontsize=9)
         axis.legend(fontsize=8)
     axes[0].set_ylim(0, 2)
-    figure.suptitle(
-        figure_title(
-            f"Figure 7: mean class distance between two random logits' maps over {count} images "
-            "(error bars: one standard error)",
-            " / ".join(f"{net} {model}" for net, (_, model, _, _) in networks.items()),
-            " / ".join(weights for (_, _, weights, _) in networks.values()),
-            f"Images: {described}. " + (note or ""), width=150,
-        ),
-        fontsize=10,
+    title = figure_title(
+        f"Figure 7: mean class distance between two random logits' maps over {count} images "
+        "(error bars: one standard error)",
+        " / ".join(f"{net} {model}" for net, (_, model, _, _) in networks.items()),
+        " / ".join(weights for (_, _, weights, _) in networks.values()),
+        f"Images: {described}. " + (note or ""), width=150,
     )
-    figure.tight_layout()
-    figure.savefig(context.out / "figure.png", dpi=100)
-    plt.close(figure)
+    save_figure(figure, title, context.out / "figure.png")
 
 
 EXPERIMENT = Experiment(

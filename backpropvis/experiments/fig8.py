@@ -22,7 +22,7 @@ from ..metrics import class_distance, class_distance_minmax
 from ..render import to_display
 from .base import Claim, Experiment, Measurement, RunContext
 from .common import model_inputs, trained_network
-from .trained import METHOD_LABELS, METHODS, figure_title, ratio
+from .trained import METHOD_LABELS, METHODS, figure_title, ratio, pyplot, save_figure
 
 __all__ = ["EXPERIMENT"]
 
@@ -98,11 +98,7 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
 def _draw(context, network, image, picture, adversarial, maps, chosen, original, predictions, steps, sweep, metrics):
     """Two rows (original, adversarial) x (image, saliency, DeconvNet, GBP), and the
     class distance of each method against the FGSM step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure = plt.figure(figsize=(15.5, 6.6))
     grid = figure.add_gridspec(2, 5, width_ratios=[1, 1, 1, 1, 1.5])
     rows = [
@@ -135,14 +131,9 @@ def _draw(context, network, image, picture, adversarial, maps, chosen, original,
     axis.set_ylabel("class distance, original vs adversarial map", fontsize=8)
     axis.set_ylim(0, 2)
     axis.legend(fontsize=8)
-    figure.suptitle(
-        figure_title("Figure 8: maps of an image and of its FGSM adversarial example (each for its max logit)",
-                     network.name, network.weights, network.note, width=150),
-        fontsize=10,
-    )
-    figure.tight_layout()
-    figure.savefig(context.out / "figure.png", dpi=100)
-    plt.close(figure)
+    title = figure_title("Figure 8: maps of an image and of its FGSM adversarial example (each for its max logit)",
+                         network.name, network.weights, network.note, width=150)
+    save_figure(figure, title, context.out / "figure.png")
 
 
 EXPERIMENT = Experiment(

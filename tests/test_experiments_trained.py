@@ -1,0 +1,166 @@
+"""The trained-network figures (2, 3, 7, 8, 9) at tiny sizes: their claims, numbers
+cross-checked against plain autograd and SciPy, and the VGG-specific ones (3, 9) on a
+FAKE "trained" VGG-16 checkpoint (seeded random weights with torchvision's keys).
+
+The fake checkpoint only exercises the code paths: what fig3's and fig9's claims say
+about VGG-16 means something only with the real ImageNet checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.stats import ks_2samp
+
+from backpropvis.experiments import PAPER, RunContext, run_experiment
+from backpropvis.experiments.fig7 import image_sources, logit_pairs
+from backpropvis.images import load_image, sample_names
+from backpropvis.models import VGG16, efficientnet_lite0
+
+TINY = {
+    "fig2": dict(PAPER["fig2"].quick, size=96),
+    "fig3": dict(PAPER["fig3"].quick),
+    "fig7": dict(PAPER["fig7"].quick, size_random=48, size_trained=96),
+    "fig8": dict(PAPER["fig8"].quick, size=96, epsilons=(0.25, 0.5, 1, 2)),
+    "fig9": dict(PAPER["fig9"].quick, size=32, layers=("conv1_1", "conv5_1", "fc3")),
+}
+FC1_ROWS = (26, 44)
+
+
+@pytest.fixture
+def no_hub_checkpoint(monkeypatch, tmp_path):
+    """An empty torch hub cache, so that no real VGG-16 checkpoint is found."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+
+@pytest.fixture(scope="module")
+def fake_vgg16(tmp_path_factory):
+    """(path, fc1 rows 26 and 44): a seeded random state dict with VGG-16's keys and shapes."""
+    with torch.device("meta"):
+        shapes = VGG16().state_dict()
+    generator = torch.Generator().manual_seed(1)
+    state = {key: torch.randn(value.shape, generator=generator) * 0.01 for key, value in shapes.items()}
+    path = tmp_path_factory.mktemp("fake-vgg16") / "fake-vgg16.pth"
+    torch.save(state, path)
+    rows = state["classifier.0.weight"][list(FC1_ROWS)].clone()
+    del state
+    yield path, rows
+    path.unlink()
+
+
+def run_tiny(name, out, **context):
+    experiment = dataclasses.replace(PAPER[name], quick=TINY[name])
+    return run_experiment(experiment, RunContext(out=out / name, quick=True, seed=0, progress=False, **context))
+
+
+def verdicts(result) -> dict[str, bool]:
+    return {claim.id: claim.holds for claim in result.claims}
+
+
+def test_registered_in_paper_order():
+    names = [name for name in PAPER if name in ("fig2", "fig3", "fig7", "fig8", "fig9")]
+    assert names == ["fig2", "fig3", "fig7", "fig8", "fig9"]
+
+
+def test_fig2_claims_hold_and_saliency_distance_matches_plain_autograd(tmp_path, no_hub_checkpoint):
+    result = run_tiny("fig2", tmp_path)
+    assert verdicts(result) == {"saliency_5x_gbp": True, "saliency_2x_deconvnet": True}
+    assert result.model == "efficientnet-lite0" and any("stands in" in note for note in result.notes)
+    assert Image.open(tmp_path / "fig2" / "figure.png").size[0] > 800
+
+    # Independent reference: saliency is the plain gradient; its class distance by hand.
+    model = efficientnet_lite0()
+    x = model.preprocessing.resized(96).batch([load_image("tabby")]).requires_grad_(True)
+    logits = model(x)
+    top = int(logits.argmax())
+    (max_gradient,) = torch.autograd.grad(logits[0, top], x, retain_graph=True)
+    (other_gradient,) = torch.autograd.grad(logits[0, 482], x)
+    a, b = max_gradient.flatten().double().numpy(), other_gradient.flatten().double().numpy()
+    expected = np.linalg.norm(a / np.linalg.norm(a) - b / np.linalg.norm(b))
+    assert result.details["targets"] == [top, 482, 560]
+    assert result.metrics["distance_saliency_482"] == pytest.approx(expected, abs=1e-4)
+    assert result.metrics["saliency_over_gbp"] == pytest.approx(
+        result.metrics["distance_saliency"] / result.metrics["distance_gbp"]
+    )
+
+
+def test_fig8_claims_hold_with_the_smallest_step_that_changes_the_prediction(tmp_path, no_hub_checkpoint):
+    result = run_tiny("fig8", tmp_path)
+    assert verdicts(result) == {"prediction_changed": True, "saliency_3x_gbp": True, "saliency_3x_deconvnet": True}
+    details = result.details
+    chosen = details["sweep_epsilon_255"].index(result.metrics["epsilon_255"])
+    original = details["original_class"][0]
+    assert details["sweep_predicted"][chosen] != original
+    assert all(predicted == original for predicted in details["sweep_predicted"][:chosen])  # smallest that flips
+    assert result.metrics["linf_255"] == pytest.approx(result.metrics["epsilon_255"], rel=1e-3)
+    assert (tmp_path / "fig8" / "figure.png").is_file()
+
+
+def test_fig7_over_an_image_folder_skips_bad_files_and_claims_hold(tmp_path, no_hub_checkpoint):
+    folder = tmp_path / "images"
+    (folder / "class-a").mkdir(parents=True)
+    (folder / "class-b").mkdir()
+    for number, name in enumerate(sample_names()[:4]):
+        load_image(name).resize((160, 120)).save(folder / ("class-a" if number % 2 else "class-b") / f"{name}.png")
+    (folder / "class-b" / "broken.jpg").write_bytes(b"not a jpeg")
+    (folder / "class-a" / "labels.txt").write_text("not an image")
+    result = run_tiny("fig7", tmp_path, images=folder)
+    assert result.metrics["images"] == 4
+    assert any("1 unreadable" in note for note in result.notes)
+    assert verdicts(result) == {
+        "random_saliency_3x_gbp": True, "random_saliency_3x_deconvnet": True,
+        "trained_saliency_3x_gbp": True, "trained_saliency_3x_deconvnet": True,
+    }
+    for net in ("random", "trained"):
+        for method in ("saliency", "deconvnet", "gbp"):
+            assert 0.0 <= result.metrics[f"{net}_{method}_distance"] <= 2.0
+            assert result.metrics[f"{net}_{method}_sem"] >= 0.0
+    assert (tmp_path / "fig7" / "figure.png").is_file()
+
+
+def test_fig7_default_images_and_logit_pairs_are_seeded(tmp_path):
+    settings = PAPER["fig7"].quick
+    context = RunContext(out=tmp_path, seed=3)
+    sources, described = image_sources(settings, context)
+    assert len(sources) == len(sample_names()) + settings["crops"] and "crops" in described
+    again, _ = image_sources(settings, RunContext(out=tmp_path, seed=3))
+    other, _ = image_sources(settings, RunContext(out=tmp_path, seed=4))
+    crop = np.asarray(sources[-1][1]())
+    assert np.array_equal(crop, np.asarray(again[-1][1]()))
+    assert [name for name, _ in other] != [name for name, _ in sources] or not np.array_equal(crop, np.asarray(other[-1][1]()))
+
+    pairs = logit_pairs(5000, 1000, seed=0)
+    assert pairs.shape == (2, 5000) and bool((pairs[0] != pairs[1]).all())
+    assert int(pairs.min()) == 0 and int(pairs.max()) == 999
+    assert torch.equal(pairs, logit_pairs(5000, 1000, seed=0))
+
+
+def test_fig3_and_fig9_skip_without_a_trained_vgg16(tmp_path, no_hub_checkpoint):
+    for name in ("fig3", "fig9"):
+        result = run_tiny(name, tmp_path)
+        assert result.skipped and "--vgg16-weights" in result.skipped and result.claims == []
+
+
+def test_fig3_on_a_fake_checkpoint_matches_scipy(tmp_path, fake_vgg16):
+    path, rows = fake_vgg16
+    result = run_tiny("fig3", tmp_path, vgg16_weights=path)
+    assert verdicts(result) == {"fc1_histograms_alike": True}  # same distribution by construction
+    assert result.metrics["ks_statistic"] == pytest.approx(ks_2samp(rows[0].numpy(), rows[1].numpy()).statistic)
+    for row, neuron in zip(rows, FC1_ROWS):
+        assert result.metrics[f"mean_{neuron}"] == pytest.approx(float(row.double().mean()))
+        assert result.metrics[f"std_{neuron}"] == pytest.approx(float(row.double().std()))
+    assert (tmp_path / "fig3" / "figure.png").is_file()
+
+
+def test_fig9_on_a_fake_checkpoint(tmp_path, fake_vgg16):
+    path, _ = fake_vgg16
+    result = run_tiny("fig9", tmp_path, vgg16_weights=path)
+    assert verdicts(result) == {"conv5_1_closer_than_conv1_1": True}
+    assert result.metrics["distance_upto_fc3"] == 0.0  # trained up to the last layer is the trained network
+    assert result.metrics["similarity_upto_fc3"] == result.metrics["similarity_full"]
+    assert result.metrics["distance_upto_conv1_1"] > result.metrics["distance_upto_conv5_1"] > 0.0
+    assert (tmp_path / "fig9" / "figure.png").is_file()
