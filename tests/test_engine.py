@@ -20,6 +20,7 @@ from torch import nn
 
 import backpropvis
 from backpropvis.engine import resolve_targets
+from backpropvis.metrics import cosine_similarity
 from backpropvis.errors import InputError, ModelError, NoActivationError, TargetError, UnsupportedActivationError
 from tiny_nets import SPELLINGS, SpellingNet, reference_map, seeded_
 
@@ -524,3 +525,28 @@ def test_an_in_place_op_on_an_activations_output_works_as_in_pytorch(activation)
     for method in METHODS:
         torch.testing.assert_close(maps[method], expected[method])
     torch.testing.assert_close(maps["saliency"][0], y.grad)
+
+
+def test_explainers_have_captums_call_shape() -> None:
+    model = SpellingNet("F.relu")
+    x = seeded_input((2, 3, 16, 16))
+    for explainer, method in (
+        (backpropvis.Saliency, "saliency"), (backpropvis.DeconvNet, "deconvnet"), (backpropvis.GuidedBackprop, "gbp")
+    ):
+        expected = reference_map(model.steps(), x, torch.tensor([3, 3]), *RULE_OF[method])
+        assert relative_error(explainer(model).attribute(x, target=3), expected) < 1e-5
+
+
+def test_bfloat16_precision_is_close_and_restores_the_global_flags() -> None:
+    model = SpellingNet("module")
+    x = seeded_input((2, 3, 16, 16))
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    exact = backpropvis.attribute_many(model, x, [1], ["gbp"])
+    rough = backpropvis.attribute_many(model, x, [1], ["gbp"], precision="bfloat16")
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == flags
+    assert rough["gbp"].dtype == torch.float32
+    # bfloat16 keeps 8 bits of mantissa: close maps, though a few near-zero ReLU inputs flip
+    assert not torch.equal(rough["gbp"], exact["gbp"])
+    assert (cosine_similarity(rough["gbp"], exact["gbp"]) > 0.9).all()
+    with pytest.raises(ValueError, match="precision"):
+        backpropvis.attribute_many(model, x, [1], ["gbp"], precision="float8")
