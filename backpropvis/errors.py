@@ -17,6 +17,7 @@ __all__ = [
     "InputError",
     "MethodError",
     "StoreError",
+    "OutputError",
 ]
 
 
@@ -58,3 +59,7 @@ class MethodError(BackpropvisError, ValueError):
 
 class StoreError(BackpropvisError, ValueError):
     """A results database that cannot be opened or written, or that holds another run's settings."""
+
+
+class OutputError(BackpropvisError, OSError):
+    """An output folder that cannot be created or written (a file in its way, no permission)."""

@@ -7,7 +7,23 @@ import os
 from pathlib import Path
 from typing import Union
 
-__all__ = ["write_text", "write_json"]
+from .errors import OutputError
+
+__all__ = ["write_text", "write_json", "make_folder"]
+
+
+def make_folder(path: Union[str, os.PathLike]) -> Path:
+    """Create the output folder ``path`` (and its parents) if needed; call it before long work.
+
+    Raises:
+        OutputError: when a file stands in the way or the folder cannot be created.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot use {path} as the output folder: {error.strerror or error}") from None
+    return path
 
 
 def write_text(text: str, path: Union[str, os.PathLike]) -> Path:

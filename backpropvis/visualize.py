@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .engine import Target, attribute_many
 from .errors import BackpropvisError
-from .files import write_json
+from .files import make_folder, write_json
 from .images import class_name, load_image
 from .metrics import input_similarity
 from .models import build_model
@@ -87,6 +87,7 @@ def visualize(
     torch_device = resolve_device(device)
     pictures = [(source, load_image(source)) for source in images]
     network = build_model(model, weights, seed).to(torch_device)
+    out = make_folder(out)  # a file in the way is an error before the long part, not after
     generator = torch.Generator().manual_seed(seed)
 
     results = []
@@ -95,8 +96,6 @@ def visualize(
         maps = attribute_many(network, inputs, list(targets), rules, generator=generator)
         results.append((source, inputs, maps))
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     summary = {"model": model, "weights": network.weights_description, "seed": seed, "images": [], "maps": []}
     grid_rows, row_labels, panel_labels = [], [], []
     names_used: set[str] = set()

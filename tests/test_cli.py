@@ -182,3 +182,13 @@ def test_a_model_with_no_activation_is_one_line(tmp_path: pathlib.Path, capsys, 
 def test_cuda_on_a_machine_without_it_is_one_line(tmp_path: pathlib.Path, capsys) -> None:
     status, _, err = run_cli(["visualize", "--device", "cuda", "--out", str(tmp_path / "out")], capsys)
     assert_one_line_error(status, err, tmp_path / "out", "cuda")
+
+
+@pytest.mark.parametrize("below", [False, True], ids=["out is a file", "out is below a file"])
+def test_an_output_folder_blocked_by_a_file_is_one_line(below: bool, tmp_path: pathlib.Path, capsys) -> None:
+    blocker = tmp_path / "results"
+    blocker.write_text("a file, not a folder")
+    out = blocker / "sub" if below else blocker
+    status, _, err = run_cli(["visualize", "--model", "efficientnet-lite0", "--weights", "imagenet", "--out", str(out)], capsys)
+    assert_one_line_error(status, err, tmp_path, "results", "output folder")
+    assert blocker.read_text() == "a file, not a folder"
