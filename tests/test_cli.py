@@ -192,3 +192,19 @@ def test_an_output_folder_blocked_by_a_file_is_one_line(below: bool, tmp_path: p
     status, _, err = run_cli(["visualize", "--model", "efficientnet-lite0", "--weights", "imagenet", "--out", str(out)], capsys)
     assert_one_line_error(status, err, tmp_path, "results", "output folder")
     assert blocker.read_text() == "a file, not a folder"
+
+
+def test_imagenet_weights_without_cache_or_network_is_one_line(tmp_path: pathlib.Path, capsys, monkeypatch) -> None:
+    """No cached checkpoint and a download that dies halfway: one line, and no half file
+    left in the cache to be taken for the checkpoint next time."""
+    import urllib.error
+
+    def broken_download(url: str, destination: str, progress: bool = True) -> None:
+        pathlib.Path(destination).write_bytes(b"half a checkpoint")
+        raise urllib.error.URLError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", broken_download)
+    status, _, err = run_cli(["visualize", "--weights", "imagenet", "--out", str(tmp_path / "out")], capsys)
+    assert_one_line_error(status, err, tmp_path / "out", "vgg16-397923af.pth", "checkpoint's path")
+    assert list((tmp_path / "hub").rglob("*.pth")) == []
