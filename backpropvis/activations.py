@@ -69,13 +69,12 @@ def _clamp_times_derivative(grad: torch.Tensor, saved: torch.Tensor, params: tup
 
 def _leaky_forward(y: torch.Tensor, params: tuple, inplace: bool):
     (slope,) = params
-    if slope < 0:
-        # With a negative slope the output's sign no longer tells the active region.
-        raise ValueError(f"leaky_relu with a negative slope ({slope}) is not supported")
     if inplace:
+        # A negative slope flips the output's sign, so then take the active region first.
+        positive = (y > 0) if slope < 0 else None
         out = torch._C._nn.leaky_relu_(y, slope)
-        return out, out
-    return torch._C._nn.leaky_relu(y, slope), y  # as PyTorch: the input (out > 0 iff y > 0)
+        return out, (out if positive is None else positive)
+    return torch._C._nn.leaky_relu(y, slope), y  # as PyTorch: the input (y > 0 where active)
 
 
 def _leaky_times_derivative(grad: torch.Tensor, saved: torch.Tensor, params: tuple) -> torch.Tensor:
