@@ -290,10 +290,11 @@ def attribute_many(
     target_list = _as_list(targets, (int, str, torch.Tensor))
     _check_inputs(inputs)
 
-    x = inputs.detach().requires_grad_(True)
     model_name = type(model).__name__
     session = _Session(strict, model_name)
-    with _precision(precision, x.device.type):
+    # Autograd is needed even when the caller runs under torch.inference_mode().
+    with torch.inference_mode(False), _precision(precision, inputs.device.type):
+        x = (inputs.clone() if inputs.is_inference() else inputs.detach()).requires_grad_(True)
         with torch.enable_grad(), _intercepted(model, session):
             logits = model(x)
         return _backward_all(model, x, logits, target_list, rules, session, generator, max_batch)

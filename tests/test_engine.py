@@ -550,3 +550,16 @@ def test_bfloat16_precision_is_close_and_restores_the_global_flags() -> None:
     assert (cosine_similarity(rough["gbp"], exact["gbp"]) > 0.9).all()
     with pytest.raises(ValueError, match="precision"):
         backpropvis.attribute_many(model, x, [1], ["gbp"], precision="float8")
+
+
+def test_works_under_no_grad_and_inference_mode() -> None:
+    """Evaluation scripts often run under torch.no_grad() or torch.inference_mode()."""
+    model = SpellingNet("module")
+    x = seeded_input((2, 3, 16, 16))
+    expected = reference_map(model.steps(), x, torch.tensor([1, 1]), "relu", "activation")
+    with torch.no_grad():
+        assert relative_error(backpropvis.attribute(model, x, 1, "gbp"), expected) < 1e-5
+    with torch.inference_mode():
+        assert relative_error(backpropvis.attribute(model, x, 1, "gbp"), expected) < 1e-5
+        made_inside = x.clone()  # an inference tensor
+        assert relative_error(backpropvis.attribute(model, made_inside, 1, "gbp"), expected) < 1e-5
