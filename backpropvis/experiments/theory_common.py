@@ -31,7 +31,7 @@ class RandomCNN:
     Attributes:
         model: the network on ``context.device`` (eval mode).
         inputs: [1, 3, S, S] the model's input x.
-        limit: [3, S, S] Theorem 1's limit image of x for this conv geometry.
+        limit: [3, S, S] Theorem 1's limit image of x for this conv geometry (on the CPU).
         picture: [3, S, S] the input as pixels in [0, 1], for display.
     """
 
@@ -39,7 +39,7 @@ class RandomCNN:
         self.model = model.to(context.device)
         self.inputs = model_inputs(model, [context.image], context.device)
         conv = model.conv
-        self.limit = limit_image(self.inputs[0].double(), conv.kernel_size[0], conv.stride[0], conv.padding[0]).float()
+        self.limit = limit_image(self.inputs[0].double(), conv.kernel_size[0], conv.stride[0], conv.padding[0]).float().cpu()
         self.picture = model.preprocessing.unnormalize(self.inputs[0].cpu())
 
     @property

@@ -220,7 +220,7 @@ def _draw(settings, law: dict, sizes: dict, fcn: dict, metrics: dict, context: R
               label=f"fit N >= {settings['fit_from_filters']}: slope {law['law'].slope:.2f} "
                     f"[{law['law'].slope_low:.2f}, {law['law'].slope_high:.2f}]")
     axis.plot(whole, law["tangent"].predict(whole), color="tab:gray", label=f"tan^2 fit: slope {law['tangent'].slope:.2f}")
-    _log_log(axis, "number of filters N", "error", f"Theorem 1: GBP's recovery law ({settings['kernel_size']}x"
+    _log_log(axis, "number of filters N", "1 - recovery,  tan^2", f"Theorem 1: GBP's recovery law ({settings['kernel_size']}x"
              f"{settings['kernel_size']}x3, stride {settings['stride']})")
 
     axis = figure.add_subplot(grid[0, 2:4])
