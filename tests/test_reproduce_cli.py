@@ -21,7 +21,8 @@ def no_hub_checkpoint(monkeypatch, tmp_path):
     "arguments, says",
     [
         (["fig1"], "unknown experiment 'fig1'"),
-        (["--images", "{tmp}/no-such-folder"], "is not a folder"),
+        (["--images", "{tmp}/no-such-folder"], "does not exist"),
+        (["--images", "{tmp}/empty-folder"], "no images"),
         (["--vgg16-weights", "{tmp}/missing.pth"], "does not exist"),
         (["--vgg16-weights", "{tmp}/junk.pth"], "cannot read weights file"),
         (["--vgg16-weights", "{tmp}/small.pth"], "does not fit VGG16"),
@@ -30,6 +31,7 @@ def no_hub_checkpoint(monkeypatch, tmp_path):
 )
 def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, arguments, says):
     (tmp_path / "junk.pth").write_bytes(b"this is not a checkpoint")
+    (tmp_path / "empty-folder").mkdir()
     torch.save({"features.0.weight": torch.zeros(2, 3, 3, 3)}, tmp_path / "small.pth")
     out = tmp_path / "out"
     argv = ["reproduce", "fig3", "--out", str(out)] + [argument.format(tmp=tmp_path) for argument in arguments]
@@ -38,7 +40,7 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, arguments, says):
     assert _status(argv) == 2
     captured = capsys.readouterr()
     assert says in captured.err and len(captured.err.strip().splitlines()) == 1 and "Traceback" not in captured.err
-    assert not out.exists()  # nothing ran
+    assert not out.exists()  # refused before anything ran
 
 
 def _status(argv: list[str]) -> int:

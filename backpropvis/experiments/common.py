@@ -9,11 +9,11 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from ..errors import BackpropvisError
 from ..images import load_image
 from ..models import VGG16, efficientnet_lite0, vgg16
 from ..models.vgg import VGG16_FILE
 from ..models.weights import check_fits, read_state_dict
+from ..stats.listing import list_images
 from .base import RunContext
 
 __all__ = ["TrainedNetwork", "vgg16_checkpoint", "trained_network", "model_inputs", "check_run_inputs"]
@@ -73,10 +73,10 @@ def check_run_inputs(images: Optional[Path], vgg16_weights: Optional[Path]) -> N
     ``--vgg16-weights`` file that cannot be read or does not fit VGG-16.
 
     Raises:
-        BackpropvisError: naming the folder; WeightsError: naming the file and the mismatch.
+        ImageError: naming the folder; WeightsError: naming the file and the mismatch.
     """
-    if images is not None and not Path(images).is_dir():
-        raise BackpropvisError(f"--images {images} is not a folder")
+    if images is not None:
+        list_images(images, limit=1)  # raises ImageError for a missing folder or one with no images
     if vgg16_weights is not None:
         with torch.device("meta"):  # shapes only: no memory, no random init
             shapes = VGG16()

@@ -6,8 +6,9 @@ networks); a method's distance for that image is
 :func:`backpropvis.metrics.class_distance` between its two maps (the min-max display
 variant, :func:`~backpropvis.metrics.class_distance_minmax`, is recorded too). The
 paper averages over 10K ImageNet images; here the images are ``--images DIR`` (a
-folder of image files or an ImageFolder tree, searched recursively, the first
-``max_images`` in sorted order) or, by default, the bundled sample images plus seeded
+folder of image files or an ImageFolder tree, listed by
+:func:`backpropvis.stats.listing.list_images`: recursive, the first ``max_images`` in
+sorted order; unreadable files are left out and counted) or, by default, the bundled sample images plus seeded
 random crops of them. The random network is the paper's random VGG-16; the trained
 one is :func:`~backpropvis.experiments.common.trained_network`.
 """
@@ -15,7 +16,6 @@ one is :func:`~backpropvis.experiments.common.trained_network`.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -25,17 +25,16 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..engine import attribute_many
-from ..errors import BackpropvisError, ImageError
+from ..errors import ImageError
 from ..images import load_image, sample_names
 from ..metrics import class_distance, class_distance_minmax
 from ..models import vgg16
+from ..stats.listing import list_images
 from .base import Claim, Experiment, Measurement, RunContext
 from .common import trained_network
 from .trained import METHOD_LABELS, METHODS, figure_title, ratio, pyplot, save_figure
 
 __all__ = ["EXPERIMENT", "image_sources", "random_crops", "logit_pairs"]
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 Source = tuple[str, Callable[[], Image.Image]]
 """(name for the report, loader of the RGB picture)."""
@@ -62,15 +61,6 @@ def random_crops(count: int, seed: int) -> list[Source]:
     return crops
 
 
-def _folder_images(root: Path, limit: int) -> list[Path]:
-    """The first ``limit`` image files under ``root`` (recursive, sorted by relative path)."""
-    found = []
-    for folder, subfolders, files in os.walk(root):
-        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
-        found += [Path(folder) / name for name in files if name.lower().endswith(IMAGE_SUFFIXES)]
-    return sorted(found, key=lambda path: path.relative_to(root).as_posix())[:limit]
-
-
 def image_sources(settings: Mapping[str, Any], context: RunContext) -> tuple[list[Source], str]:
     """The images to average over, and how the report describes them."""
     if context.images is None:
@@ -80,11 +70,9 @@ def image_sources(settings: Mapping[str, Any], context: RunContext) -> tuple[lis
             f"the {len(samples)} bundled sample images and {len(crops)} seeded random crops of them "
             "(not ImageNet: pass --images DIR for that)"
         )
-    files = _folder_images(Path(context.images), settings["max_images"])
-    if not files:
-        raise BackpropvisError(f"--images {context.images} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
-    return [(path.relative_to(context.images).as_posix(), lambda path=path: load_image(path)) for path in files], (
-        f"the first {len(files)} images (sorted) of {context.images}"
+    keys = list_images(context.images, settings["max_images"])  # sorted relative paths, recursive
+    return [(key, lambda key=key: load_image(Path(context.images) / key)) for key in keys], (
+        f"the first {len(keys)} images (sorted by path) of {context.images}"
     )
 
 
