@@ -27,6 +27,7 @@ def no_hub_checkpoint(monkeypatch, tmp_path):
         (["--vgg16-weights", "{tmp}/junk.pth"], "cannot read weights file"),
         (["--vgg16-weights", "{tmp}/small.pth"], "does not fit VGG16"),
         (["--seed", "x"], "invalid int value"),
+        (["--out", "{tmp}/junk.pth"], "cannot use"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, arguments, says):
@@ -40,7 +41,7 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, arguments, says):
     assert _status(argv) == 2
     captured = capsys.readouterr()
     assert says in captured.err and len(captured.err.strip().splitlines()) == 1 and "Traceback" not in captured.err
-    assert not out.exists()  # refused before anything ran
+    assert not out.exists() and not (tmp_path / "junk.pth" / "fig3").exists()  # refused before anything ran
 
 
 def _status(argv: list[str]) -> int:

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import BackpropvisError
+from ..files import make_folder
 from .base import Claim, ClaimResult, Experiment, ExperimentResult, Measurement, RunContext, Skip, run_experiment
 from .common import check_run_inputs
 
@@ -94,7 +95,7 @@ def run_suite(
     from ..report import write_index, write_result
 
     check_run_inputs(Path(images) if images else None, Path(vgg16_weights) if vgg16_weights else None)
-    out = Path(out)
+    out = make_folder(out)  # a file in the way is refused before any work
     results = []
     for experiment in tqdm(experiments, desc="experiments", unit="experiment", disable=not progress):
         context = RunContext(
