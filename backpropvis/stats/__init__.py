@@ -10,10 +10,16 @@ from .listing import IMAGE_SUFFIXES, list_images, rank_db_path, shard
 from .pairs import PAIRS, choose_pairs
 from .runner import RunReport, run_class_distance
 from .store import RunSettings, read_database
+from .summary import Collected, collect, format_summary, plot_summary, summarize
 
 __all__ = [
     "run_class_distance",
     "RunReport",
+    "summarize",
+    "collect",
+    "Collected",
+    "format_summary",
+    "plot_summary",
     "list_images",
     "shard",
     "rank_db_path",

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import glob
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
 
 from ..errors import StoreError
-from .store import StoredRun, read_database
+from .store import RunSettings, StoredRun, read_database
 
-__all__ = ["expand_databases", "bootstrap_means", "summarize", "format_summary", "plot_summary", "RATIOS"]
+__all__ = ["expand_databases", "bootstrap_means", "Collected", "collect", "summarize", "format_summary", "plot_summary", "RATIOS"]
 
 RATIOS: tuple[tuple[str, str], ...] = (("saliency", "gbp"), ("saliency", "deconvnet"))
 """Method pairs whose ratio of mean class distances is reported (the paper: saliency far above both)."""
@@ -116,6 +117,67 @@ def _merge(runs: list[StoredRun]) -> list[str]:
     return notes
 
 
+@dataclass
+class Collected:
+    """One run's values, merged from its databases, one row per image in sorted order.
+
+    Attributes:
+        runs: the databases read, by rank.
+        settings: the run's settings (rank 0's).
+        methods: method names, the columns of every table.
+        images: image keys with results, sorted: the rows of every table.
+        tables: "class_distance" and "class_distance_minmax" -> [N, M] float64.
+        input_similarity: [N, M, 2] of the two maps.
+        failures: ``failures`` rows, sorted by image.
+        expected: how many images the run (all its ranks present) has to do.
+        notes: what is missing (ranks, unfinished images).
+    """
+
+    runs: list[StoredRun]
+    settings: RunSettings
+    methods: list[str]
+    images: list[str]
+    tables: dict[str, np.ndarray]
+    input_similarity: np.ndarray
+    failures: list[dict]
+    expected: int
+    notes: list[str]
+
+    @property
+    def complete(self) -> bool:
+        return len(self.images) + len(self.failures) >= self.expected and not self.notes
+
+
+def collect(databases: Sequence[Union[str, os.PathLike]]) -> Collected:
+    """Read and merge one run's databases (paths or globs, see :func:`expand_databases`).
+
+    Raises:
+        StoreError: unreadable databases, databases of different runs, an image found
+            twice, or an image lacking a method's row.
+    """
+    runs = [read_database(path) for path in expand_databases(databases)]
+    runs.sort(key=lambda run: run.settings.rank)
+    notes = _merge(runs)
+    methods = list(runs[0].settings.methods)
+    rows = [row for run in runs for row in run.results]
+    failures = sorted((row for run in runs for row in run.failures), key=lambda row: row["image"])
+    images = sorted({row["image"] for row in rows})
+    expected = sum(run.run["images_total"] or 0 for run in runs)
+    if len(images) + len(failures) < expected:
+        notes.append(f"incomplete: {len(images) + len(failures)} of {expected} images done; run the same command again to finish")
+    index = {image: number for number, image in enumerate(images)}
+    tables = {name: np.full((len(images), len(methods)), np.nan) for name in ("class_distance", "class_distance_minmax")}
+    similarity = np.full((len(images), len(methods), 2), np.nan)
+    for row in rows:
+        at = (index[row["image"]], methods.index(row["method"]))
+        for name in tables:
+            tables[name][at] = row[name]
+        similarity[at] = (row["input_similarity_first"], row["input_similarity_second"])
+    if np.isnan(tables["class_distance"]).any():
+        raise StoreError("some images lack a method's row; the database was not written by one run")
+    return Collected(runs, runs[0].settings, methods, images, tables, similarity, failures, expected, notes)
+
+
 def summarize(
     databases: Sequence[Union[str, os.PathLike]], resamples: int = 2000, seed: int = 0, confidence: float = 0.95
 ) -> dict:
@@ -129,59 +191,37 @@ def summarize(
     means and its paired-bootstrap interval), ``bootstrap`` and ``notes``.
 
     Raises:
-        StoreError: unreadable databases, databases of different runs, or an image
-            found twice.
+        StoreError: as :func:`collect`.
     """
-    runs = [read_database(path) for path in expand_databases(databases)]
-    runs.sort(key=lambda run: run.settings.rank)
-    notes = _merge(runs)
-    settings = runs[0].settings
-    methods = list(settings.methods)
-    rows = sorted((row for run in runs for row in run.results), key=lambda row: (row["image"], row["method"]))
-    failures = sorted((row for run in runs for row in run.failures), key=lambda row: row["image"])
-    images = sorted({row["image"] for row in rows})
-    expected = sum(run.run["images_total"] or 0 for run in runs)
-    done = len(images) + len(failures)
-    if done < expected:
-        notes.append(f"incomplete: {done} of {expected} images done; run the same command again to finish")
-
+    run = collect(databases)
+    settings, methods = run.settings, run.methods
     summary = {
-        "databases": [str(run.path) for run in runs],
+        "databases": [str(stored.path) for stored in run.runs],
         "settings": {
-            "model": settings.model, "weights": settings.weights, "weights_description": runs[0].run["weights_description"],
+            "model": settings.model, "weights": settings.weights, "weights_description": run.runs[0].run["weights_description"],
             "methods": methods, "pairs": settings.pairs, "seed": settings.seed, "input_size": settings.input_size,
             "images": settings.images, "world_size": settings.world_size,
         },
-        "images": len(images), "images_expected": expected, "complete": done >= expected and not notes,
-        "failures": len(failures), "failure_reasons": {row["image"]: row["reason"] for row in failures},
+        "images": len(run.images), "images_expected": run.expected, "complete": run.complete,
+        "failures": len(run.failures), "failure_reasons": {row["image"]: row["reason"] for row in run.failures},
         "methods": {}, "ratios": {},
         "bootstrap": {"resamples": resamples, "seed": seed, "confidence": confidence},
-        "notes": notes,
+        "notes": run.notes,
     }
-    if not images:
+    if not run.images:
         return summary
-    index = {image: number for number, image in enumerate(images)}
-    table = {name: np.full((len(images), len(methods)), np.nan) for name in ("class_distance", "class_distance_minmax")}
-    similarity = np.full((len(images), len(methods), 2), np.nan)
-    for row in rows:
-        at = (index[row["image"]], methods.index(row["method"]))
-        for name in table:
-            table[name][at] = row[name]
-        similarity[at] = (row["input_similarity_first"], row["input_similarity_second"])
-    if np.isnan(table["class_distance"]).any():
-        raise StoreError("some images lack a method's row; the database was not written by one run")
-    samples = {name: bootstrap_means(values, resamples, seed) for name, values in table.items()}
+    samples = {name: bootstrap_means(values, resamples, seed) for name, values in run.tables.items()}
     for column, method in enumerate(methods):
-        entry = {"images": len(images)}
-        for name, values in table.items():
+        entry = {"images": len(run.images)}
+        for name, values in run.tables.items():
             low, high = _interval(samples[name][:, column], confidence)
             entry[name] = {"mean": float(values[:, column].mean()), "low": low, "high": high}
-        entry["input_similarity"] = float(similarity[:, column].mean())
+        entry["input_similarity"] = float(run.input_similarity[:, column].mean())
         summary["methods"][method] = entry
     for top, bottom in RATIOS:
         if top in methods and bottom in methods:
             a, b = methods.index(top), methods.index(bottom)
-            values = table["class_distance"]
+            values = run.tables["class_distance"]
             low, high = _interval(samples["class_distance"][:, a] / samples["class_distance"][:, b], confidence)
             summary["ratios"][f"{top}/{bottom}"] = {"mean": float(values[:, a].mean() / values[:, b].mean()), "low": low, "high": high}
     return summary
