@@ -40,7 +40,6 @@ FULL: dict[str, Any] = {
     "seeds": [0, 1],  # offsets added to the run's seed
     "targets": [0, 1],
     "num_classes": 2,
-    "dtype": "float64",
     "shown": _config(256, 7, 2, 2, 224),
     "pool_sizes": [2, 3, 4],
 }
