@@ -70,7 +70,7 @@ class RunReport:
         return self.done_now / self.seconds if self.seconds > 0 else 0.0
 
 
-def _check_batch_size(batch_size: int, workers: int) -> None:
+def _check_counts(batch_size: int, workers: int) -> None:
     if batch_size < 1:
         raise BackpropvisError(f"--batch-size must be at least 1, not {batch_size}")
     if workers < 0:
@@ -123,7 +123,7 @@ def run_class_distance(
     Raises:
         BackpropvisError: bad settings, images folder or database (nothing is written).
     """
-    _check_batch_size(batch_size, workers)
+    _check_counts(batch_size, workers)
     world = world or world_from_environment()
     torch_device = world.device(resolve_device(str(device)))
     rules = [resolve_rule(method) for method in methods]
