@@ -188,9 +188,10 @@ def _draw(pooled: dict, unpooled: dict, disagreements: dict, metrics: dict, conf
     axis.bar(labels, active, label="w.y > 0 but not chosen by the pool")
     axis.bar(labels, chosen, bottom=active, label="chosen by the pool but w.y <= 0")
     axis.set_ylabel("fraction of (i, j)")
+    axis.set_ylim(0, 1.4 * max(a + c for a, c in zip(active, chosen)))
     axis.set_xlabel("pool window")
     axis.set_title("How often Eq. 7's assumption (chosen <=> w.y > 0) fails", fontsize=10)
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=8, loc="upper left", ncol=2)
     axis = figure.add_subplot(grid[3, 3:])
     positions = torch.arange(len(THEORY_METHODS)).numpy()
     for offset, (suffix, label, color) in enumerate((("", "float64 engine", "tab:green"), ("_float32", "float32 engine", "tab:olive"))):
