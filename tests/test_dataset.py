@@ -130,6 +130,15 @@ def test_listing_is_sorted_recursive_and_sharded(images):
     assert rank_db_path("out/results.sqlite", 0, 1) == Path("out/results.sqlite")
 
 
+def test_linked_folders_are_followed_once(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "a.png").write_bytes(b"")
+    (tmp_path / "real" / "loop").symlink_to(tmp_path / "real")  # a cycle
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    (tmp_path / "zz").symlink_to(tmp_path / "real")
+    assert list_images(tmp_path) == ["alias/a.png"]  # the first name in sorted order
+
+
 def test_pairs_depend_on_the_image_only():
     generator = torch.Generator().manual_seed(1)
     logits = torch.randn(6, 1000, generator=generator)

@@ -31,7 +31,8 @@ def list_images(root: Optional[Union[str, os.PathLike]], limit: Optional[int] = 
 
     Every entry whose name ends like an image is listed, whatever it is (a dangling
     link or a folder named ``x.jpg`` is listed too, and fails when read, so that it is
-    recorded rather than silently left out). Hidden folders (".name") are skipped.
+    recorded rather than silently left out). Linked folders are followed, each real
+    folder once; hidden folders (".name") are skipped.
 
     Args:
         root: a folder (searched recursively, e.g. an ImageFolder tree), or None for
@@ -49,9 +50,14 @@ def list_images(root: Optional[Union[str, os.PathLike]], limit: Optional[int] = 
             raise ImageError(f"images folder {root} does not exist")
         if not root.is_dir():
             raise ImageError(f"--images must be a folder, and {root} is not one")
-        keys = []
-        for folder, subfolders, files in os.walk(root, onerror=_raise_unreadable):
-            subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        keys, visited = [], set()
+        for folder, subfolders, files in os.walk(root, onerror=_raise_unreadable, followlinks=True):
+            real = os.path.realpath(folder)
+            if real in visited:  # a link back up the tree: list each folder once
+                subfolders[:] = []
+                continue
+            visited.add(real)
+            subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))  # a stable walk
             relative = Path(folder).relative_to(root)
             names = files + [name for name in subfolders if _is_image_name(name)]
             keys += [(relative / name).as_posix() for name in names if _is_image_name(name)]
