@@ -47,11 +47,13 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     adversarial = torch.cat([fgsm(on_pixels, pixels, original, step / 255.0, bounds=(0.0, 1.0)) for step in steps])
     with torch.no_grad():
         predictions = [int(index) for index in on_pixels(adversarial).argmax(dim=1)]
+    changed = [number for number, prediction in enumerate(predictions) if prediction != original]
     if settings.get("epsilon") is not None:
-        chosen = steps.index(float(settings["epsilon"]))
+        chosen, why = steps.index(float(settings["epsilon"])), "the setting"
+    elif changed:
+        chosen, why = changed[0], "the smallest step tried that changes the prediction"
     else:
-        changed = [number for number, prediction in enumerate(predictions) if prediction != original]
-        chosen = changed[0] if changed else len(steps) - 1
+        chosen, why = len(steps) - 1, "no step tried changes the prediction: the largest"
 
     batch = preprocessing.normalize(torch.cat([pixels, adversarial]))
     maps = attribute_many(model, batch, ["max"], METHODS)  # [1, 1 + steps, 3, S, S] per method
@@ -81,9 +83,8 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         model=network.name,
         weights=network.weights,
         notes=((network.note,) if network.note else ()) + (
-            f"FGSM step {steps[chosen]:g}/255 in pixel space "
-            + ("(the setting)" if settings.get("epsilon") is not None else "(the smallest step tried that changes the prediction)")
-            + f": {original} {class_name(original)} -> {predictions[chosen]} {class_name(predictions[chosen])}.",
+            f"FGSM step {steps[chosen]:g}/255 in pixel space ({why}): "
+            f"{original} {class_name(original)} -> {predictions[chosen]} {class_name(predictions[chosen])}.",
         ),
         details={
             "original_class": [original, class_name(original)],
