@@ -28,6 +28,7 @@ from backpropvis.errors import StoreError
 from backpropvis.images import load_image
 from backpropvis.models import build_model
 from backpropvis.stats import choose_pairs, list_images, rank_db_path, read_database, run_class_distance, shard
+from backpropvis.stats.pairs import random_pairs
 from backpropvis.stats.store import ResultRow, ResultsStore, RunSettings
 from backpropvis.stats.summary import bootstrap_means, expand_databases, plot_summary, summarize
 
@@ -42,7 +43,10 @@ BAD = {  # key -> a word the failure's reason must contain
     "bad/not-an-image.jpg": "not an image",
     "bad/truncated.jpg": "truncated",
 }
-RUN_FLAGS = ["--model", "efficientnet-lite0", "--weights", "imagenet", "--input-size", str(SIZE), "--batch-size", str(BATCH)]
+RUN_FLAGS = [  # the paper's pairs for the CLI runs; the in-process run uses the default max-random
+    "--model", "efficientnet-lite0", "--weights", "imagenet", "--input-size", str(SIZE), "--batch-size", str(BATCH),
+    "--pairs", "random-random",
+]
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
@@ -150,6 +154,7 @@ def test_pairs_depend_on_the_image_only():
         assert bool((together[0] != together[1]).all())
     assert torch.equal(choose_pairs("max-random", logits, keys, 0)[0], logits.argmax(1))
     assert torch.equal(choose_pairs("top1-top2", logits, keys, 0), logits.topk(2).indices.t())
+    assert torch.equal(choose_pairs("random-random", logits, keys, 0), random_pairs(1000, keys, 0))  # no logits needed
     many = [f"n01440764/ILSVRC2012_val_{number:08d}.JPEG" for number in range(200)]
     draws = choose_pairs("random-random", torch.zeros(200, 1000), many, seed=0)
     assert len(set(draws[0].tolist())) > 150  # paths differing late still get their own draws
@@ -308,7 +313,7 @@ def test_cli_bad_input_is_one_line_and_status_2(images, reference, tmp_path, cap
         error = capsys.readouterr().err.strip()
         assert status == 2, name
         assert len(error.splitlines()) == 1 and "Traceback" not in error, (name, error)
-    assert "--pairs max-random there, top1-top2 here" in _last_error(main, capsys, cases["other settings"])
+    assert "--pairs random-random there, top1-top2 here" in _last_error(main, capsys, cases["other settings"])
     assert _rows(reference) == before  # a refused run leaves the database as it was
 
 

@@ -36,7 +36,7 @@ from ..visualize import resolve_device
 from .decoding import Batch, ImageSet, batch_loader
 from .distributed import World, barrier, process_group, world_from_environment
 from .listing import SAMPLES_SOURCE, list_images, rank_db_path, shard
-from .pairs import PAIRS, choose_pairs
+from .pairs import PAIRS, choose_pairs, random_pairs
 from .store import ResultRow, ResultsStore, RunSettings
 
 __all__ = ["RunReport", "run_class_distance"]
@@ -171,12 +171,14 @@ def _run(store, keys, images, network, preprocess, rules, settings, batch_size, 
     pending = sum(len(batch) for batch in batches)
     dataset = ImageSet(None if images is None else Path(images), mine, preprocess)
 
-    started, done_now, failed_now = time.perf_counter(), 0, 0
+    started, done_now, failed_now, num_classes = time.perf_counter(), 0, 0, None
     description = "class distance" + (f" (rank {world.rank}/{world.size})" if world.size > 1 else "")
     with tqdm(total=pending, unit="image", desc=description, disable=not progress or pending == 0,
               position=world.local_rank if world.size > 1 else None, dynamic_ncols=True) as bar:
         for batch in batch_loader(dataset, batches, workers):
-            rows = _measure(network, batch, rules, settings, batch_size, device) if batch.keys else []
+            rows = []
+            if batch.keys:
+                rows, num_classes = _measure(network, batch, rules, settings, batch_size, device, num_classes)
             store.write_batch(rows, batch.failures, len(batch.keys) + len(batch.failures))
             done_now += len(batch.keys) + len(batch.failures)
             failed_now += len(batch.failures)
@@ -187,20 +189,32 @@ def _run(store, keys, images, network, preprocess, rules, settings, batch_size, 
     return RunReport(store.path, world.rank, world.size, len(mine), len(done), done_now, failed_now, time.perf_counter() - started)
 
 
-def _measure(network: nn.Module, batch: Batch, rules, settings: RunSettings, batch_size: int, device: torch.device) -> list[ResultRow]:
-    """Rows for a batch's good images: pad to ``batch_size``, pick the pairs, ONE
-    attribute_many call for every method and both logits, then the metrics."""
+def _measure(
+    network: nn.Module, batch: Batch, rules, settings: RunSettings, batch_size: int, device: torch.device,
+    num_classes: Optional[int],
+) -> tuple[list[ResultRow], int]:
+    """Rows for a batch's good images, and the model's number of logits.
+
+    Pads the batch to ``batch_size``, picks the pairs (a no-grad forward pass first,
+    unless the pairs are "random-random" and the number of logits is known), then ONE
+    attribute_many call for every method and both logits, then the metrics.
+    """
     count = len(batch.keys)
     inputs = torch.zeros((batch_size, *batch.pixels.shape[1:]), dtype=batch.pixels.dtype)
     inputs[:count] = batch.pixels
     inputs = inputs.to(device)
-    with torch.no_grad():
-        logits = network(inputs)[:count]
-    predicted = logits.argmax(dim=1).cpu()
-    chosen = choose_pairs(settings.pairs, logits, batch.keys, settings.seed)  # [2, count]
+    logits = None
+    if settings.pairs == "random-random" and num_classes is not None:
+        chosen = random_pairs(num_classes, batch.keys, settings.seed)
+    else:
+        with torch.no_grad():
+            logits = network(inputs)[:count]
+        chosen = choose_pairs(settings.pairs, logits, batch.keys, settings.seed)  # [2, count]
     padded = torch.zeros((2, batch_size), dtype=torch.long)
     padded[:, :count] = chosen
     maps = attribute_many(network, inputs, [padded[0].to(device), padded[1].to(device)], rules)
+    # the logits the pairs were chosen from; "random-random" takes none, so always the shared pass's
+    predicted = (maps.logits[:count] if settings.pairs == "random-random" else logits).argmax(dim=1).cpu()
 
     rows = []
     image = inputs[:count]
@@ -218,4 +232,4 @@ def _measure(network: nn.Module, batch: Batch, rules, settings: RunSettings, bat
                 class_distance=float(distance[column]), class_distance_minmax=float(distance_minmax[column]),
                 input_similarity_first=float(similarity[0, column]), input_similarity_second=float(similarity[1, column]),
             ))
-    return rows
+    return rows, len(maps.logits[0])
