@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -330,6 +331,32 @@ def test_three_layer_fcn_on_the_fly_equals_stored_and_the_reference() -> None:
         for number in range(2):
             expected = reference_map(steps, x, a.targets[number], *rule).reshape(x.shape)
             torch.testing.assert_close(a[method][number], expected)
+
+
+# --- preprocessing ------------------------------------------------------------------------------
+
+
+def test_imagenet_preprocessing_crops_the_centre_and_normalises() -> None:
+    """A 256 x 256 image needs no resize: the result is its centre 224 x 224, (p/255 - mean) / std."""
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    tensor = backpropvis.models.IMAGENET(Image.fromarray(pixels))
+    centre = torch.tensor(pixels[16:240, 16:240], dtype=torch.float32).permute(2, 0, 1) / 255.0
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    torch.testing.assert_close(tensor, (centre - mean) / std)
+    torch.testing.assert_close(backpropvis.models.IMAGENET.unnormalize(tensor), centre)
+    # a 512 x 300 image: shorter side to 256, then the 224 centre crop
+    assert backpropvis.models.IMAGENET(Image.fromarray(np.zeros((300, 512, 3), dtype=np.uint8))).shape == (3, 224, 224)
+
+
+def test_tf_lite_preprocessing_is_pixel_minus_127_over_128() -> None:
+    from PIL import Image
+
+    pixels = np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    tensor = backpropvis.models.efficientnet_lite0(None).preprocessing(Image.fromarray(pixels))
+    expected = (torch.tensor(pixels[16:240, 16:240], dtype=torch.float32).permute(2, 0, 1) - 127.0) / 128.0
+    torch.testing.assert_close(tensor, expected)
 
 
 # --- EfficientNet-Lite0 -------------------------------------------------------------------------
