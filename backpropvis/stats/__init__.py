@@ -4,6 +4,26 @@
   database, resumable, bad-file proof, sharded under torchrun.
 - :func:`summarize`: per-method mean class distance with bootstrap 95% intervals over
   one or several databases (e.g. every rank's), and a Figure-7-like bar chart.
+
+From the shell::
+
+    backpropvis class-distance --images val/ --model vgg16 --weights imagenet \
+        --pairs random-random --db results.sqlite --batch-size 16 --workers 4
+    backpropvis summarize results.sqlite --plot fig7.png
+
+Run the same command again after a crash or ``kill -9``: it continues with the images
+not yet done. On K GPUs of one machine, or M machines (each rank writes
+``results.rank-R.sqlite``; copy them together, then summarise)::
+
+    torchrun --nproc-per-node K -m backpropvis class-distance --images val/ ... --device cuda --db results.sqlite
+    torchrun --nnodes M --node-rank N --nproc-per-node K --rdzv-backend c10d --rdzv-endpoint HOST:29500 \
+        -m backpropvis class-distance --images val/ ... --device cuda --db results.sqlite
+    backpropvis summarize 'results.rank-*.sqlite'
+
+Values are bit-identical across resumes, workers and ranks when the batch size and the
+threads per process are the same (torchrun gives each process one CPU thread: compare
+with ``OMP_NUM_THREADS=1``); otherwise they agree to float32 rounding (measured: up to
+5e-5 relative, 2 threads against 1).
 """
 
 from .listing import IMAGE_SUFFIXES, list_images, rank_db_path, shard
