@@ -7,8 +7,7 @@
 
 From the shell::
 
-    backpropvis class-distance --images val/ --model vgg16 --weights imagenet \
-        --pairs random-random --db results.sqlite --batch-size 16 --workers 4
+    backpropvis class-distance --images val/ --model vgg16 --weights imagenet --pairs random-random --db results.sqlite
     backpropvis summarize results.sqlite --plot fig7.png
 
 Run the same command again after a crash or ``kill -9``: it continues with the images
@@ -16,8 +15,9 @@ not yet done. On K GPUs of one machine, or M machines (each rank writes
 ``results.rank-R.sqlite``; copy them together, then summarise)::
 
     torchrun --nproc-per-node K -m backpropvis class-distance --images val/ ... --device cuda --db results.sqlite
-    torchrun --nnodes M --node-rank N --nproc-per-node K --rdzv-backend c10d --rdzv-endpoint HOST:29500 \
-        -m backpropvis class-distance --images val/ ... --device cuda --db results.sqlite
+
+    # on machine N = 0 .. M-1 (a fixed --node-rank keeps each rank's file on its machine across restarts)
+    torchrun --nnodes M --node-rank N --nproc-per-node K --master-addr HOST0 --master-port 29500 -m backpropvis class-distance --images val/ ... --device cuda --db results.sqlite
     backpropvis summarize 'results.rank-*.sqlite'
 
 Values are bit-identical across resumes, workers and ranks when the batch size and the
