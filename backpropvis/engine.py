@@ -25,7 +25,7 @@ from torch.overrides import TorchFunctionMode
 
 from .activations import OTHER_NONLINEARITIES, PIECEWISE_LINEAR, PiecewiseLinear, function_name
 from .errors import InputError, ModelError, NoActivationError, TargetError, UnsupportedActivationError
-from .rules import SALIENCY, Rule, resolve_rule
+from .rules import SALIENCY, Rule, resolve_rule, resolve_rules
 
 __all__ = [
     "Attributions",
@@ -284,9 +284,7 @@ def attribute_many(
     Returns:
         :class:`Attributions`: method name -> Tensor[T, B, *inputs.shape[1:]].
     """
-    rules = [resolve_rule(method) for method in _as_list(methods, (str, Rule))]
-    if len({rule.name for rule in rules}) != len(rules):
-        raise ValueError(f"methods must have distinct names, got {[rule.name for rule in rules]}")
+    rules = resolve_rules(_as_list(methods, (str, Rule)))
     target_list = _as_list(targets, (int, str, torch.Tensor))
     _check_inputs(inputs)
 

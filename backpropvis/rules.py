@@ -24,7 +24,7 @@ the engine (:mod:`backpropvis.engine`) applies it at every activation it interce
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal, Union
+from typing import Callable, Literal, Sequence, Union
 
 import torch
 
@@ -41,6 +41,7 @@ __all__ = [
     "LINEAR",
     "RULES",
     "resolve_rule",
+    "resolve_rules",
 ]
 
 
@@ -123,3 +124,18 @@ def resolve_rule(method: Union[str, Rule]) -> Rule:
         if key in RULES:
             return RULES[key]
     raise MethodError(f"unknown method {method!r}; choose one of {', '.join(RULES)} or pass a Rule")
+
+
+def resolve_rules(methods: Sequence[Union[str, Rule]]) -> list[Rule]:
+    """The rules named by ``methods``, in order (maps are keyed by rule name).
+
+    Raises:
+        MethodError: for no method at all, an unknown name, or two rules with one name.
+    """
+    rules = [resolve_rule(method) for method in methods]
+    if not rules:
+        raise MethodError("no methods given")
+    names = [rule.name for rule in rules]
+    if len(set(names)) != len(names):
+        raise MethodError(f"methods must have distinct names, got {', '.join(names)}")
+    return rules

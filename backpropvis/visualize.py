@@ -21,7 +21,7 @@ from .images import class_name, load_image
 from .metrics import input_similarity
 from .models import build_model
 from .render import save_grid, save_png, to_display
-from .rules import resolve_rule
+from .rules import resolve_rules
 
 __all__ = ["visualize", "parse_targets", "resolve_device"]
 
@@ -83,7 +83,7 @@ def visualize(
     ``out/grid.png`` (rows: image x target; columns: the input and each method) and
     ``out/summary.json``; returns the summary.
     """
-    rules = [resolve_rule(method) for method in methods]
+    rules = resolve_rules(methods)
     torch_device = resolve_device(device)
     pictures = [(source, load_image(source)) for source in images]
     network = build_model(model, weights, seed).to(torch_device)

@@ -132,6 +132,8 @@ def partial_vgg16_file(path: pathlib.Path) -> pathlib.Path:
         ("unknown model", ["--model", "resnet50"]),
         ("random-only model with weights", ["cnn3", "random"]),
         ("unknown method", ["lrp"]),
+        ("repeated method", ["distinct", "gbp"]),
+        ("no method", ["no methods"]),
     ],
 )
 def test_user_errors_are_one_line_and_status_2(case: str, fragments: list[str], tmp_path: pathlib.Path, capsys) -> None:
@@ -159,6 +161,8 @@ def test_user_errors_are_one_line_and_status_2(case: str, fragments: list[str], 
         "unknown model": ["--model", "resnet50"],
         "random-only model with weights": ["--model", "cnn3", "--weights", "imagenet"],
         "unknown method": ["--methods", "gbp,lrp"],
+        "repeated method": ["--methods", "gbp,saliency,gbp"],
+        "no method": ["--methods", ","],
     }[case]
     status, _, err = run_cli(["visualize", *argv, "--out", str(out)], capsys)
     assert_one_line_error(status, err, out, *fragments)

@@ -195,3 +195,13 @@ def test_bad_rules_are_refused() -> None:
         Rule("bad", h="relu", g="sign")
     with pytest.raises(Exception):
         SALIENCY.h = "relu"  # frozen value object
+
+
+def test_a_list_of_methods_must_name_distinct_rules() -> None:
+    from backpropvis.rules import resolve_rules
+
+    assert resolve_rules(["gbp", SALIENCY, "deconv"]) == [GUIDED_BACKPROP, SALIENCY, DECONVNET]
+    net, x = two_layer_net(nn.ReLU()), torch.tensor(X, dtype=torch.float64)
+    for methods, message in (([], "no methods"), (["gbp", "guided_backprop"], "distinct"), (["gbp", "lrp"], "lrp")):
+        with pytest.raises(MethodError, match=message):
+            backpropvis.attribute_many(net, x, [0], methods)
