@@ -72,7 +72,8 @@ def summary_table(results: Sequence[ExperimentResult]) -> str:
     claims = [claim for result in results for claim in result.claims]
     lines.append(f"{sum(claim.holds for claim in claims)} of {len(claims)} claims hold"
                  + (f"; {sum(bool(result.skipped) for result in results)} experiment(s) skipped"
-                    if any(result.skipped for result in results) else ""))
+                    if any(result.skipped for result in results) else "")
+                 + f"; {sum(result.seconds for result in results):.0f} s")
     return "\n".join(lines)
 
 

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from backpropvis.cli import main
+from backpropvis.experiments.base import Claim, ExperimentResult
+from backpropvis.report import summary_table
 
 
 @pytest.fixture(autouse=True)
@@ -63,10 +65,25 @@ def test_skipped_experiments_complete_with_a_report_and_keep_earlier_results(tmp
     assert main(["reproduce", "fig3", "fig9", "--quick", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "fig3" in printed and "fig9" in printed and "skipped: needs the trained VGG-16" in printed
-    assert "0 of 0 claims hold; 2 experiment(s) skipped" in printed
+    assert "0 of 0 claims hold; 2 experiment(s) skipped; 0 s" in printed
     for name in ("fig3", "fig9"):
         written = json.loads((out / name / "metrics.json").read_text())
         assert written["experiment"] == name and written["skipped"] and written["claims"] == []
     page = (out / "index.html").read_text()
     assert "an earlier run" in page and "Skipped: needs the trained VGG-16" in page
     assert json.loads(earlier.read_text())["title"] == "an earlier run"
+
+
+def test_summary_table_lists_every_claim_with_its_verdict():
+    claims = [Claim("big", "b is big", "b", ">=", 3.0).evaluate({"b": 4.25}),
+              Claim("small", "s is small", "s", "<", 0.1).evaluate({"s": 0.5})]
+    table = summary_table([
+        ExperimentResult("fig7", "t", "paper", "m", "w", {}, 12.0, claims, {}),
+        ExperimentResult("fig9", "t", "paper", "-", "-", {}, 0.5, [], {}, skipped="no weights"),
+    ])
+    lines = table.splitlines()
+    assert lines[0].split() == ["experiment", "claim", "value", "threshold", "holds"]
+    assert lines[1].split() == ["fig7", "big", "4.25", ">=", "3", "yes"]
+    assert lines[2].split() == ["fig7", "small", "0.5", "<", "0.1", "NO"]
+    assert lines[3].split() == ["fig9", "skipped:", "no", "weights"]
+    assert lines[4] == "1 of 2 claims hold; 1 experiment(s) skipped; 12 s"
