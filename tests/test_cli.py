@@ -134,6 +134,7 @@ def partial_vgg16_file(path: pathlib.Path) -> pathlib.Path:
         ("unknown method", ["lrp"]),
         ("repeated method", ["distinct", "gbp"]),
         ("no method", ["no methods"]),
+        ("unknown device", ["quantum"]),
     ],
 )
 def test_user_errors_are_one_line_and_status_2(case: str, fragments: list[str], tmp_path: pathlib.Path, capsys) -> None:
@@ -163,6 +164,7 @@ def test_user_errors_are_one_line_and_status_2(case: str, fragments: list[str], 
         "unknown method": ["--methods", "gbp,lrp"],
         "repeated method": ["--methods", "gbp,saliency,gbp"],
         "no method": ["--methods", ","],
+        "unknown device": ["--device", "quantum"],
     }[case]
     status, _, err = run_cli(["visualize", *argv, "--out", str(out)], capsys)
     assert_one_line_error(status, err, out, *fragments)
