@@ -563,3 +563,33 @@ def test_works_under_no_grad_and_inference_mode() -> None:
         assert relative_error(backpropvis.attribute(model, x, 1, "gbp"), expected) < 1e-5
         made_inside = x.clone()  # an inference tensor
         assert relative_error(backpropvis.attribute(model, made_inside, 1, "gbp"), expected) < 1e-5
+
+
+class Checkpointed(nn.Module):
+    """dense -> ReLU -> dense -> ReLU inside torch.utils.checkpoint (recomputed in the backward
+    pass, outside the engine's forward), then dense to 3."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 3)
+        seeded_(self, 13, scale=1.0)
+
+    def segment(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.b(torch.relu(self.a(h))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(torch.utils.checkpoint.checkpoint(self.segment, x, use_reentrant=False))
+
+
+def test_gradient_checkpointing_keeps_the_rule() -> None:
+    """The recomputation only refills saved tensors; the rule's backward nodes are the ones
+    recorded in the engine's forward pass, so checkpointed activations still follow the rule."""
+    model = Checkpointed()
+    x = seeded_input((3, 4), dtype=torch.float64)
+    model = model.double()
+    maps = backpropvis.attribute_many(model, x, [0, "max"], METHODS)
+    for method in METHODS:
+        for number in range(2):
+            expected = reference_map([model.a, "relu", model.b, "relu", model.c], x, maps.targets[number], *RULE_OF[method])
+            torch.testing.assert_close(maps[method][number], expected)
+    assert relative_error(maps["gbp"], maps["saliency"]) > 0.1
