@@ -377,6 +377,15 @@ def test_efficientnet_lite0_classifies_the_tabby_as_a_cat() -> None:
 
 # --- the paper-size three-layer CNN -------------------------------------------------------------
 
+def test_paper_size_cnn_stores_no_readout_matrix() -> None:
+    model = three_layer_cnn(seed=0)  # 256 filters 7x7x3 stride 2 on 224: 112 x 112 x 256 features
+    assert model.readout.on_the_fly and model.readout.in_features == 256 * 112 * 112 == 3_211_264
+    assert sum(t.numel() for t in list(model.parameters()) + list(model.buffers())) == 256 * 3 * 7 * 7 + 256
+    column = model.readout.columns([17])[0]  # V[:, 17]: 3.2 M draws of the paper's init
+    assert column.abs().max() <= 0.2 and abs(float(column.std()) - TRUNCATED_STD) < 5e-4
+    assert torch.equal(model.readout.columns([17])[0], column)  # drawn again: the same values
+
+
 PAPER_SIZE_SCRIPT = textwrap.dedent(
     """
     import json, resource, sys, torch, backpropvis
