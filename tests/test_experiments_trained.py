@@ -17,6 +17,7 @@ from PIL import Image
 from scipy.stats import ks_2samp
 
 from backpropvis.experiments import PAPER, RunContext, run_experiment
+from backpropvis.experiments.common import trained_network
 from backpropvis.experiments.fig7 import image_sources, logit_pairs
 from backpropvis.images import load_image, sample_names
 from backpropvis.models import VGG16, efficientnet_lite0
@@ -149,6 +150,7 @@ def test_fig3_on_a_fake_checkpoint_matches_scipy(tmp_path, fake_vgg16):
     path, rows = fake_vgg16
     result = run_tiny("fig3", tmp_path, vgg16_weights=path)
     assert verdicts(result) == {"fc1_histograms_alike": True}  # same distribution by construction
+    assert any("mean something only with the ImageNet-trained checkpoint" in note for note in result.notes)
     assert result.metrics["ks_statistic"] == pytest.approx(ks_2samp(rows[0].numpy(), rows[1].numpy()).statistic)
     for row, neuron in zip(rows, FC1_ROWS):
         assert result.metrics[f"mean_{neuron}"] == pytest.approx(float(row.double().mean()))
@@ -160,7 +162,16 @@ def test_fig9_on_a_fake_checkpoint(tmp_path, fake_vgg16):
     path, _ = fake_vgg16
     result = run_tiny("fig9", tmp_path, vgg16_weights=path)
     assert verdicts(result) == {"conv5_1_closer_than_conv1_1": True}
+    assert any("not torchvision's vgg16-397923af.pth" in note for note in result.notes)
     assert result.metrics["distance_upto_fc3"] == 0.0  # trained up to the last layer is the trained network
     assert result.metrics["similarity_upto_fc3"] == result.metrics["similarity_full"]
     assert result.metrics["distance_upto_conv1_1"] > result.metrics["distance_upto_conv5_1"] > 0.0
     assert (tmp_path / "fig9" / "figure.png").is_file()
+
+
+def test_trained_network_prefers_vgg16_weights_and_says_when_the_file_is_not_torchvisions(tmp_path, fake_vgg16):
+    path, rows = fake_vgg16
+    network = trained_network(RunContext(out=tmp_path, vgg16_weights=path))
+    assert network.name == "vgg16" and str(path) in network.weights
+    assert torch.equal(network.model.layer("fc1").weight[list(FC1_ROWS)], rows)
+    assert "not torchvision's vgg16-397923af.pth" in network.note

@@ -16,7 +16,7 @@ from ..models.weights import check_fits, read_state_dict
 from ..stats.listing import list_images
 from .base import RunContext
 
-__all__ = ["TrainedNetwork", "vgg16_checkpoint", "trained_network", "model_inputs", "check_run_inputs"]
+__all__ = ["TrainedNetwork", "vgg16_checkpoint", "trained_network", "model_inputs", "check_run_inputs", "vgg16_note"]
 
 
 @dataclass
@@ -27,7 +27,8 @@ class TrainedNetwork:
         model: the network, in eval mode, on the run's device.
         name: "vgg16" or "efficientnet-lite0".
         weights: what its weights are.
-        note: why a stand-in is used, or None when it is the paper's VGG-16.
+        note: why a stand-in is used (or a caution about the VGG-16 file), or None when
+            it is the paper's VGG-16.
     """
 
     model: nn.Module
@@ -45,12 +46,23 @@ def vgg16_checkpoint(context: RunContext) -> Optional[Path]:
     return cached if cached.is_file() else None
 
 
+def vgg16_note(checkpoint: Path) -> Optional[str]:
+    """A caution for reports when the VGG-16 checkpoint is not torchvision's file by name
+    (its claims are about the ImageNet-trained weights), else None."""
+    if Path(checkpoint).name == VGG16_FILE:
+        return None
+    return (
+        f"The VGG-16 weights are {checkpoint}, not torchvision's {VGG16_FILE}: the claims about the trained "
+        "VGG-16 mean something only with the ImageNet-trained checkpoint."
+    )
+
+
 def trained_network(context: RunContext) -> TrainedNetwork:
     """The paper's trained VGG-16 where its weights are present, else EfficientNet-Lite0."""
     checkpoint = vgg16_checkpoint(context)
     if checkpoint is not None:
         model = vgg16(checkpoint, seed=context.seed).to(context.device)
-        return TrainedNetwork(model, "vgg16", model.weights_description, None)
+        return TrainedNetwork(model, "vgg16", model.weights_description, vgg16_note(checkpoint))
     model = efficientnet_lite0().to(context.device)
     note = (
         "No trained VGG-16 weights were found (--vgg16-weights, or vgg16-397923af.pth in the torch hub cache): "

@@ -18,7 +18,7 @@ import torch
 from ..metrics import ks_statistic
 from ..models import vgg16
 from .base import Claim, Experiment, Measurement, RunContext, Skip
-from .common import vgg16_checkpoint
+from .common import vgg16_checkpoint, vgg16_note
 from .trained import figure_title, pyplot, save_figure
 
 __all__ = ["EXPERIMENT", "NO_VGG16"]
@@ -49,7 +49,8 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         metrics=metrics,
         model="vgg16",
         weights=str(checkpoint),
-        notes=(f"fc1 neurons {first} and {second} counted from 0 (rows of classifier.0.weight).",),
+        notes=(f"fc1 neurons {first} and {second} counted from 0 (rows of classifier.0.weight).",)
+        + tuple(filter(None, [vgg16_note(checkpoint)])),
     )
 
 
@@ -74,7 +75,7 @@ def _draw(context: RunContext, samples: Mapping[int, torch.Tensor], metrics: Map
     axes[2].set_xlabel("incoming weight", fontsize=9)
     axes[2].set_ylabel("fraction of weights below", fontsize=9)
     axes[2].legend(fontsize=8)
-    title = figure_title("Figure 3: histograms of the weights into two fc1 neurons", "vgg16", weights)
+    title = figure_title("Figure 3: histograms of the weights into two fc1 neurons", "vgg16", weights, vgg16_note(weights))
     save_figure(figure, title, context.out / "figure.png")
 
 

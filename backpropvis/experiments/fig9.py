@@ -22,7 +22,7 @@ from ..metrics import class_distance, class_distance_minmax, input_similarity
 from ..models import vgg16
 from ..render import save_grid, to_display
 from .base import Claim, Experiment, Measurement, RunContext, Skip
-from .common import model_inputs, vgg16_checkpoint
+from .common import model_inputs, vgg16_checkpoint, vgg16_note
 from .fig3 import NO_VGG16
 from .trained import figure_title
 
@@ -83,13 +83,14 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         ],
         title=figure_title("Figure 9: GBP (max logit) in partly trained VGG-16, random layers drawn as in the paper; "
                            "captions: input similarity, class distance to the fully trained map",
-                           "vgg16", f"{checkpoint}, random layers seed {context.seed}"),
+                           "vgg16", f"{checkpoint}, random layers seed {context.seed}", vgg16_note(checkpoint)),
         panel_size=2.6,
     )
     return Measurement(
         metrics=metrics,
         model="vgg16",
         weights=str(checkpoint),
+        notes=tuple(filter(None, [vgg16_note(checkpoint)])),
         details={f"{kind}_{layer}": description for (kind, layer), description in descriptions.items()},
     )
 
