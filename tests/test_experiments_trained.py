@@ -53,8 +53,8 @@ def fake_vgg16(tmp_path_factory):
     path.unlink()
 
 
-def run_tiny(name, out, **context):
-    experiment = dataclasses.replace(PAPER[name], quick=TINY[name])
+def run_tiny(name, out, changes=None, **context):
+    experiment = dataclasses.replace(PAPER[name], quick=dict(TINY[name], **(changes or {})))
     return run_experiment(experiment, RunContext(out=out / name, quick=True, seed=0, progress=False, **context))
 
 
@@ -99,6 +99,11 @@ def test_fig8_claims_hold_with_the_smallest_step_that_changes_the_prediction(tmp
     assert all(predicted == original for predicted in details["sweep_predicted"][:chosen])  # smallest that flips
     assert result.metrics["linf_255"] == pytest.approx(result.metrics["epsilon_255"], rel=1e-3)
     assert (tmp_path / "fig8" / "figure.png").is_file()
+
+    given = run_tiny("fig8", tmp_path / "given", {"epsilon": 1, "epsilons": (0.25,)})
+    assert given.metrics["epsilon_255"] == 1.0 and given.details["sweep_epsilon_255"] == [0.25, 1.0]
+    assert given.metrics["linf_255"] == pytest.approx(1.0, rel=1e-3)
+    assert any("(the setting)" in note for note in given.notes)
 
 
 def test_fig7_over_an_image_folder_skips_bad_files_and_claims_hold(tmp_path, no_hub_checkpoint):
