@@ -77,6 +77,17 @@ class _Session:
         if described not in self.passed_through:
             self.passed_through.append(described)
 
+    def met_script(self, where: str) -> None:
+        """A TorchScript module: its activations run in TorchScript, unseen by the interceptor."""
+        described = f"TorchScript module '{where}'"
+        if self.strict:
+            raise UnsupportedActivationError(
+                f"{described} hides its activations from the engine, so no rule can be applied inside it; "
+                "pass the Python module, or strict=False to let it through with its true gradient"
+            )
+        if described not in self.passed_through:
+            self.passed_through.append(described)
+
 
 class _RuledActivation(torch.autograd.Function):
     """A piecewise-linear activation whose backward pass applies the session's rule."""
@@ -127,7 +138,10 @@ def _intercepted(model: Callable, session: _Session) -> Iterator[None]:
             names.setdefault(module, name or session.model_name)
 
     def enter(module, args):
-        session.module_stack.append(names.get(module, type(module).__name__))
+        path = names.get(module, type(module).__name__)
+        if isinstance(module, torch.jit.ScriptModule):
+            session.met_script(path)
+        session.module_stack.append(path)
 
     def leave(module, args, output):
         if session.module_stack:

@@ -593,3 +593,26 @@ def test_gradient_checkpointing_keeps_the_rule() -> None:
             expected = reference_map([model.a, "relu", model.b, "relu", model.c], x, maps.targets[number], *RULE_OF[method])
             torch.testing.assert_close(maps[method][number], expected)
     assert relative_error(maps["gbp"], maps["saliency"]) > 0.1
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_a_torchscript_submodule_is_refused_in_strict_mode() -> None:
+    """Activations inside TorchScript never reach the interceptor: refusing beats a map that
+    silently follows the rule in one part of the model and the plain gradient in another."""
+    inner = torch.jit.script(nn.Sequential(nn.Linear(6, 6), nn.ReLU()))
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), inner, nn.Linear(6, 3)).double()
+    seeded_(model, 14, scale=1.0)
+    x = seeded_input((2, 4), dtype=torch.float64)
+    with pytest.raises(UnsupportedActivationError, match="TorchScript module '2'"):
+        backpropvis.attribute(model, x, 0, "gbp")
+    with pytest.raises(UnsupportedActivationError, match="TorchScript"):
+        backpropvis.attribute(torch.jit.script(model), x, 0, "gbp")
+    with pytest.warns(UserWarning, match="TorchScript"):
+        maps = backpropvis.attribute_many(model, x, [0], ["gbp"], strict=False)
+    assert maps.passed_through == ("TorchScript module '2'",)
+    # the scripted part keeps its true gradient (its vjp); the outer ReLU follows the rule
+    target = torch.tensor([0, 0])
+    expected = reference_map([model[0], "relu", lambda y: model[2](y), model[3]], x, target, "relu", "activation")
+    everywhere = reference_map([model[0], "relu", model[2][0], "relu", model[3]], x, target, "relu", "activation")
+    torch.testing.assert_close(maps["gbp"][0], expected)
+    assert relative_error(expected, everywhere) > 0.01  # so the refusal in strict mode matters
