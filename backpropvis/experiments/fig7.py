@@ -197,7 +197,7 @@ EXPERIMENT = Experiment(
     name="fig7",
     title="Average class distance of two random logits' maps: saliency far above GBP and DeconvNet",
     full={"crops": 94, "max_images": 10000, "size_random": 224, "size_trained": None, "batch_size": 4},
-    quick={"crops": 10, "max_images": 16, "size_random": 112, "size_trained": None, "batch_size": 8},
+    quick={"crops": 26, "max_images": 32, "size_random": 112, "size_trained": None, "batch_size": 8},
     claims=tuple(
         Claim(
             f"{net}_saliency_3x_{other}",
