@@ -214,3 +214,10 @@ def test_imagenet_weights_without_cache_or_network_is_one_line(tmp_path: pathlib
     status, _, err = run_cli(["visualize", "--weights", "imagenet", "--out", str(tmp_path / "out")], capsys)
     assert_one_line_error(status, err, tmp_path / "out", "vgg16-397923af.pth", "checkpoint's path")
     assert list((tmp_path / "hub").rglob("*.pth")) == []
+
+
+def test_the_backpropvis_command_is_installed() -> None:
+    from importlib.metadata import entry_points
+
+    scripts = {entry.name: entry.value for entry in entry_points(group="console_scripts")}
+    assert scripts.get("backpropvis") == "backpropvis.cli:main"
