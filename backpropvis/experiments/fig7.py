@@ -72,7 +72,7 @@ def image_sources(settings: Mapping[str, Any], context: RunContext) -> tuple[lis
         )
     keys = list_images(context.images, settings["max_images"])  # sorted relative paths, recursive
     return [(key, lambda key=key: load_image(Path(context.images) / key)) for key in keys], (
-        f"the first {len(keys)} images (sorted by path) of {context.images}"
+        f"the first {len(keys)} image files (sorted by path) of {context.images}"
     )
 
 
@@ -178,8 +178,11 @@ def _draw(context: RunContext, networks: Mapping[str, tuple], metrics: Mapping[s
             errors = [metrics[f"{net}_{method}_sem{suffix}"] for net in networks]
             bars = axis.bar(positions, means, width, yerr=errors, capsize=4, label=METHOD_LABELS[method])
             axis.bar_label(bars, labels=[f"{mean:.3f}" for mean in means], fontsize=8, padding=2)
-        axis.set_xticks(range(len(networks)), [f"{net}\n{model} ({weights})" for net, (_, model, weights, _) in networks.items()],
-                        fontsize=8)
+        ticks = [
+            f"{net}\n{model} ({weights})\n{f'{size} px' if size else 'native input size'}"
+            for net, (_, model, weights, size) in networks.items()
+        ]
+        axis.set_xticks(range(len(networks)), ticks, fontsize=8)
         axis.set_ylabel(label, fontsize=9)
         axis.legend(fontsize=8)
     axes[0].set_ylim(0, 2)
