@@ -19,6 +19,7 @@ from scipy.stats import ks_2samp
 from backpropvis.experiments import PAPER, RunContext, run_experiment
 from backpropvis.experiments.common import trained_network
 from backpropvis.experiments.fig7 import image_sources, logit_pairs
+from backpropvis.errors import ImageError
 from backpropvis.images import load_image, sample_names
 from backpropvis.models import VGG16, efficientnet_lite0
 
@@ -126,6 +127,13 @@ def test_fig7_over_an_image_folder_skips_bad_files_and_claims_hold(tmp_path, no_
             assert 0.0 <= result.metrics[f"{net}_{method}_distance"] <= 2.0
             assert result.metrics[f"{net}_{method}_sem"] >= 0.0
     assert (tmp_path / "fig7" / "figure.png").is_file()
+
+
+def test_fig7_over_a_folder_of_only_broken_images_is_a_user_error(tmp_path, no_hub_checkpoint):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ImageError, match="none of the 1 images could be read"):
+        run_tiny("fig7", tmp_path, images=tmp_path / "images")
 
 
 def test_fig7_default_images_and_logit_pairs_are_seeded(tmp_path):

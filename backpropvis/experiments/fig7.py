@@ -127,6 +127,8 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
                 collected[net][method][0].append(plain)
                 collected[net][method][1].append(minmax)
 
+    if len(unreadable) == len(sources):
+        raise ImageError(f"none of the {len(sources)} images could be read, e.g. {unreadable[0]}")
     metrics: dict[str, float] = {}
     for net in networks:
         for method in METHODS:
