@@ -16,6 +16,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .init import PAPER_STD, generator_for, truncated_normal_
 
@@ -83,10 +84,15 @@ class SeededDense(nn.Module):
             list(pool.map(draw, range(len(indices))))
         return block
 
+    @property
+    def columns_per_block(self) -> int:
+        """How many columns make one block of about 64 MB."""
+        return max(1, _BLOCK_BYTES // (4 * self.in_features))
+
     def column_blocks(self, indices: Sequence[int]):
         """Yield (index block, V columns as rows [n, d]) in blocks of about 64 MB."""
         indices = list(indices)
-        per_block = max(1, _BLOCK_BYTES // (4 * self.in_features))
+        per_block = self.columns_per_block
         for start in range(0, len(indices), per_block):
             chunk = indices[start : start + per_block]
             yield chunk, self.columns(chunk)
@@ -108,7 +114,12 @@ class _OnTheFlyDense(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, layer: SeededDense) -> torch.Tensor:
         ctx.layer = layer
         out = x.new_empty((x.shape[0], layer.out_features))
-        for chunk, rows in layer.column_blocks(range(layer.out_features)):
+        blocks = -(-layer.out_features // layer.columns_per_block)
+        progress = tqdm(  # the paper-size readout takes tens of seconds to draw
+            layer.column_blocks(range(layer.out_features)), total=blocks, desc=f"drawing {layer.name} weights",
+            unit="block", leave=False, disable=blocks < 16,
+        )
+        for chunk, rows in progress:
             out[:, chunk[0] : chunk[-1] + 1] = x @ rows.to(x).T
         return out
 
