@@ -16,6 +16,7 @@ model: the only hooks are process-global ones that track which module is running
 from __future__ import annotations
 
 import contextlib
+import numbers
 import warnings
 from typing import Callable, Iterator, Optional, Sequence, Union
 
@@ -228,9 +229,9 @@ def resolve_targets(
                 raise TargetError(f"a target tensor must be shaped [{batch}], not {list(target.shape)}")
             _check_range(target, num_classes)
             resolved.append(target.to(logits.device, torch.long))
-        elif isinstance(target, int) and not isinstance(target, bool):
-            _check_range(torch.tensor([target]), num_classes)
-            resolved.append(torch.full((batch,), target, dtype=torch.long, device=logits.device))
+        elif isinstance(target, numbers.Integral) and not isinstance(target, bool):  # int, numpy integers
+            _check_range(torch.tensor([int(target)]), num_classes)
+            resolved.append(torch.full((batch,), int(target), dtype=torch.long, device=logits.device))
         else:
             raise TargetError(f"a target must be an int, a LongTensor, 'max' or 'random', not {target!r}")
     if not resolved:
@@ -299,7 +300,7 @@ def attribute_many(
         :class:`Attributions`: method name -> Tensor[T, B, *inputs.shape[1:]].
     """
     rules = resolve_rules(_as_list(methods, (str, Rule)))
-    target_list = _as_list(targets, (int, str, torch.Tensor))
+    target_list = _as_list(targets, (numbers.Integral, str, torch.Tensor))
     _check_inputs(inputs)
 
     model_name = type(model).__name__

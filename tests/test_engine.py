@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -196,10 +197,13 @@ def test_attribute_returns_a_map_shaped_like_the_inputs() -> None:
     assert single.shape == x.shape
     reference = reference_map(model.steps(), x, model(x).argmax(1), "relu", "activation")
     assert relative_error(single, reference) < 1e-5
-    # a 0-dim LongTensor is one logit for every sample
-    torch.testing.assert_close(
-        backpropvis.attribute(model, x, torch.tensor(3), "saliency"), backpropvis.attribute(model, x, 3, "saliency")
-    )
+    # a 0-dim LongTensor or a numpy integer is one logit for every sample, like an int
+    by_int = backpropvis.attribute(model, x, 3, "saliency")
+    torch.testing.assert_close(backpropvis.attribute(model, x, torch.tensor(3), "saliency"), by_int)
+    torch.testing.assert_close(backpropvis.attribute(model, x, np.int64(3), "saliency"), by_int)
+    # a LongTensor [T, B] is T targets
+    table = backpropvis.attribute_many(model, x, torch.tensor([[3, 0], [1, 4]]), ["gbp"])
+    assert torch.equal(table.targets, torch.tensor([[3, 0], [1, 4]]))
 
 
 def test_random_target_is_never_the_max_and_uniform_over_the_rest(generator: torch.Generator) -> None:
@@ -442,7 +446,7 @@ def test_model_is_untouched_after_an_exception_mid_forward() -> None:
 
 @pytest.mark.parametrize(
     "target",
-    [5, -1, 1000, "foo", True, 2.0, torch.tensor([0, 1]), torch.tensor([0.0, 1.0, 2.0]), torch.tensor([0, 9, 1]),
+    [5, -1, 1000, "foo", True, np.bool_(True), np.int64(7), 2.0, torch.tensor([0, 1]), torch.tensor([0.0, 1.0, 2.0]), torch.tensor([0, 9, 1]),
      torch.tensor([0, -2, 1]), torch.zeros(2, 2, 3, dtype=torch.long)],
     ids=lambda target: repr(target).replace("\n", " ")[:40],
 )
