@@ -43,15 +43,24 @@ Target = Union[int, str, torch.Tensor]
 Method = Union[str, Rule]
 PRECISIONS = ("float32", "tf32", "bfloat16")
 
-DEFAULT_MAX_BATCH = 8
-"""Maps computed by one backward pass (targets x batch) unless ``max_batch`` says otherwise.
+DEFAULT_MAX_BATCH = 1
+"""Maps (targets x batch) per backward pass through the bulk of the network, unless
+``max_batch`` says otherwise.
 
-Targets are batched through ``torch.autograd.grad(..., is_grads_batched=True)`` up to
-this many maps per pass, so that small batches still make large matrix products, and
-chunked beyond it, so that memory does not grow with the number of targets. A module
-with ``supports_batched_backward = False`` (e.g. a layer drawing its weights on the
-fly) makes the engine run one target per pass.
+The backward passes run in two stages, split at an activation output that every
+path from the input to the logits crosses (a graph cut). From the logits down to the
+cut, targets are batched through ``torch.autograd.grad(..., is_grads_batched=True)``:
+that top of the network holds the big dense layers (VGG-16's 25088 x 4096 fc1), whose
+weights are then read once for all targets, and only small activations, so the
+batch costs little memory. From the cut down to the input, ``max_batch`` maps go per
+pass: with one target per pass the peak memory stays that of one plain forward plus
+one backward, whatever the number of targets. The cut is the earliest of the last
+activations whose outputs, over all batched targets, fit in :data:`_TOP_STAGE_BYTES`. A module with ``supports_batched_backward = False`` (a layer drawing its
+weights on the fly) makes every pass one target.
 """
+
+_TOP_STAGE_BYTES = 64 << 20
+"""Bytes of gradient at the last activation's output held per batch of targets."""
 
 
 class _Session:
@@ -64,6 +73,7 @@ class _Session:
         self.activations_seen = 0
         self.passed_through: list[str] = []
         self.module_stack: list[str] = []
+        self.activation_outputs: list[torch.Tensor] = []
 
     def where(self) -> str:
         return self.module_stack[-1] if self.module_stack else self.model_name
@@ -124,7 +134,9 @@ class _Interceptor(TorchFunctionMode):
             kind, parse = entry
             y, params, inplace = parse(*args, **kwargs)
             self.session.activations_seen += 1
-            return _RuledActivation.apply(y, kind, params, inplace, self.session)
+            out = _RuledActivation.apply(y, kind, params, inplace, self.session)
+            self.session.activation_outputs.append(out)
+            return out
         if func in OTHER_NONLINEARITIES:
             self.session.met_nonlinearity(func)
         return func(*args, **kwargs)
@@ -327,25 +339,33 @@ def _backward_all(model, x, logits, target_list, rules, session, generator, max_
 
     target_index = resolve_targets(target_list, logits, generator)
     num_targets, batch = target_index.shape
-    targets_per_pass = max(1, (max_batch or DEFAULT_MAX_BATCH) // batch) if _batchable(model) else 1
+    batchable = _batchable(model)
+    targets_per_pass = max(1, (max_batch or DEFAULT_MAX_BATCH) // batch) if batchable else 1
     seeds = torch.zeros((num_targets, *logits.shape), dtype=logits.dtype, device=logits.device)
     seeds.scatter_(2, target_index.unsqueeze(-1), 1.0)
+    cut, top_chunk = (None, targets_per_pass)
+    if batchable:
+        cut, top_chunk = _choose_cut(session.activation_outputs, logits, x, num_targets, targets_per_pass)
 
     maps = {}
-    for rule_number, rule in enumerate(rules):
+    passes_left = len(rules) * (num_targets + (0 if cut is None else -(-num_targets // top_chunk)))
+    for rule in rules:
         session.rule = rule
         rule_maps = torch.empty((num_targets, *x.shape), dtype=x.dtype, device=x.device)
-        for start in range(0, num_targets, targets_per_pass):
-            stop = min(start + targets_per_pass, num_targets)
-            last = rule_number == len(rules) - 1 and stop == num_targets
-            if stop - start == 1:
-                (grad,) = torch.autograd.grad(logits, x, seeds[start], retain_graph=not last, materialize_grads=True)
-                rule_maps[start] = grad
-            else:
-                (grad,) = torch.autograd.grad(
-                    logits, x, seeds[start:stop], retain_graph=not last, is_grads_batched=True, materialize_grads=True
+        for start in range(0, num_targets, top_chunk):
+            stop = min(start + top_chunk, num_targets)
+            if cut is None:
+                passes_left -= stop - start
+                rule_maps[start:stop] = _vector_jacobian(logits, x, seeds[start:stop], passes_left > 0, stop - start)
+                continue
+            passes_left -= 1
+            at_cut = _vector_jacobian(logits, cut, seeds[start:stop], True, stop - start)
+            for first in range(0, stop - start, targets_per_pass):
+                last = min(first + targets_per_pass, stop - start)
+                passes_left -= last - first
+                rule_maps[start + first : start + last] = _vector_jacobian(
+                    cut, x, at_cut[first:last], passes_left > 0, targets_per_pass
                 )
-                rule_maps[start:stop] = grad
         maps[rule.name] = rule_maps
     return Attributions(maps, logits.detach(), target_index, session.passed_through)
 
@@ -400,6 +420,71 @@ class GuidedBackprop(Explainer):
 
     def __init__(self, model: Callable[[torch.Tensor], torch.Tensor], *, strict: bool = True):
         super().__init__(model, "gbp", strict=strict)
+
+
+def _vector_jacobian(
+    output: torch.Tensor, inputs: torch.Tensor, grads: torch.Tensor, retain_graph: bool, per_pass: int
+) -> torch.Tensor:
+    """grads [T, *output.shape] -> [T, *inputs.shape], ``per_pass`` targets per backward pass."""
+    results = []
+    for start in range(0, len(grads), per_pass):
+        chunk = grads[start : start + per_pass]
+        retain = retain_graph or start + per_pass < len(grads)
+        if len(chunk) == 1:
+            (grad,) = torch.autograd.grad(output, inputs, chunk[0], retain_graph=retain, materialize_grads=True)
+            results.append(grad.unsqueeze(0))
+        else:
+            (grad,) = torch.autograd.grad(
+                output, inputs, chunk, retain_graph=retain, is_grads_batched=True, materialize_grads=True
+            )
+            results.append(grad)
+    return results[0] if len(results) == 1 else torch.cat(results)
+
+
+def _choose_cut(
+    outputs: Sequence[torch.Tensor], logits: torch.Tensor, x: torch.Tensor, num_targets: int, targets_per_pass: int
+) -> tuple[Optional[torch.Tensor], int]:
+    """The activation output to split the backward pass at, and how many targets to
+    batch above it; ``(None, targets_per_pass)`` when no split helps.
+
+    The cut is the earliest activation output, scanning back from the logits, above
+    which the graph holds no convolution (batching a convolution's backward over
+    targets only loops over them, at a cost in memory) and whose activations fit the
+    byte budget for a few targets at once.
+    """
+    batched = max(2, min(num_targets, 8))
+    chosen, largest, chosen_largest = None, 0, 0
+    for output in reversed(outputs):
+        largest = max(largest, output.numel() * output.element_size())
+        region = _region_above(logits, output, x)
+        if largest * batched > _TOP_STAGE_BYTES or region is None or any("Convolution" in name for name in region):
+            break
+        chosen, chosen_largest = output, largest
+    if chosen is None:
+        return None, targets_per_pass
+    return chosen, max(1, _TOP_STAGE_BYTES // chosen_largest)
+
+
+def _region_above(logits: torch.Tensor, cut: torch.Tensor, x: torch.Tensor) -> Optional[set[str]]:
+    """The autograd node types between ``logits`` and the activation output ``cut``, or
+    None unless every path from ``x`` to ``logits`` crosses ``cut`` (a graph cut, so
+    gradients can be taken in two stages through it)."""
+    if cut.grad_fn is None or type(cut.grad_fn).__name__ != "_RuledActivationBackward":
+        return None
+    target, seen, stack, reached, names = cut.grad_fn, set(), [logits.grad_fn], False, set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if node is target:
+            reached = True
+            continue
+        if getattr(node, "variable", None) is x:
+            return None
+        names.add(type(node).__name__)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return names if reached else None
 
 
 def _batchable(model: Callable) -> bool:
