@@ -6,17 +6,21 @@ networks); a method's distance for that image is
 :func:`backpropvis.metrics.class_distance` between its two maps (the min-max display
 variant, :func:`~backpropvis.metrics.class_distance_minmax`, is recorded too). The
 paper averages over 10K ImageNet images; here the images are ``--images DIR`` (a
-folder of image files or an ImageFolder tree, listed by
-:func:`backpropvis.stats.listing.list_images`: recursive, the first ``max_images`` in
-sorted order; unreadable files are left out and counted) or, by default, the bundled sample images plus seeded
-random crops of them. The random network is the paper's random VGG-16; the trained
-one is :func:`~backpropvis.experiments.common.trained_network`.
+folder of image files or an ImageFolder tree: the first ``max_images`` in sorted order)
+or, by default, the bundled sample images plus seeded random crops of them. The random
+network is the paper's random VGG-16; the trained one is
+:func:`~backpropvis.experiments.common.trained_network`.
+
+With ``--images DIR`` each network's run goes through
+:func:`backpropvis.stats.run_class_distance`: images decoded by DataLoader workers,
+unreadable files recorded and left out, results in a resumable SQLite file per network
+in the output folder (a stopped 10K-image run continues where it was when run again);
+there an image's two logits are drawn from (seed, its path).
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
@@ -29,7 +33,6 @@ from ..errors import ImageError
 from ..images import load_image, sample_names
 from ..metrics import class_distance, class_distance_minmax
 from ..models import vgg16
-from ..stats.listing import list_images
 from .base import Claim, Experiment, Measurement, RunContext
 from .common import trained_network
 from .trained import METHOD_LABELS, METHODS, figure_title, ratio, pyplot, save_figure
@@ -62,17 +65,12 @@ def random_crops(count: int, seed: int) -> list[Source]:
 
 
 def image_sources(settings: Mapping[str, Any], context: RunContext) -> tuple[list[Source], str]:
-    """The images to average over, and how the report describes them."""
-    if context.images is None:
-        samples = [(name, lambda name=name: load_image(name)) for name in sample_names()]
-        crops = random_crops(settings["crops"], context.seed)
-        return samples + crops, (
-            f"the {len(samples)} bundled sample images and {len(crops)} seeded random crops of them "
-            "(not ImageNet: pass --images DIR for that)"
-        )
-    keys = list_images(context.images, settings["max_images"])  # sorted relative paths, recursive
-    return [(key, lambda key=key: load_image(Path(context.images) / key)) for key in keys], (
-        f"the first {len(keys)} image files (sorted by path) of {context.images}"
+    """The default images (no ``--images``) to average over, and how the report describes them."""
+    samples = [(name, lambda name=name: load_image(name)) for name in sample_names()]
+    crops = random_crops(settings["crops"], context.seed)
+    return samples + crops, (
+        f"the {len(samples)} bundled sample images and {len(crops)} seeded random crops of them "
+        "(not ImageNet: pass --images DIR for that)"
     )
 
 
@@ -99,17 +97,18 @@ def _distances(
     }
 
 
-def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
-    """Class distances of every image in both networks, their means and standard errors."""
+Distances = dict[str, dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]]]
+"""network -> method -> (class distances, min-max class distances), lists of [B] tensors."""
+
+
+def _over_samples(
+    settings: Mapping[str, Any], context: RunContext, networks: Mapping[str, tuple]
+) -> tuple[Distances, list[str], list[str], str]:
+    """The default images, in memory: (distances, names of the images measured, unreadable, description)."""
     sources, described = image_sources(settings, context)
-    trained = trained_network(context)
-    networks = {
-        "random": (vgg16(seed=context.seed).to(context.device), "vgg16", f"random (seed {context.seed})", settings["size_random"]),
-        "trained": (trained.model, trained.name, trained.weights, settings["size_trained"]),
-    }
     pairs = logit_pairs(len(sources), 1000, context.seed)
     collected = {net: {method: ([], []) for method in METHODS} for net in networks}
-    unreadable = []
+    unreadable, names = [], []
     batch_size = settings["batch_size"]
     batches = range(0, len(sources), batch_size)
     for start in tqdm(batches, desc="fig7 batches", unit="batch", disable=not context.progress):
@@ -122,13 +121,53 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
                 unreadable.append(str(error))
         if not pictures:
             continue
+        names += [sources[number][0] for number in kept]
         for net, (model, _, _, size) in networks.items():
             for method, (plain, minmax) in _distances(model, size, pictures, pairs[:, kept], context.device).items():
                 collected[net][method][0].append(plain)
                 collected[net][method][1].append(minmax)
+    return collected, names, unreadable, described
 
-    if len(unreadable) == len(sources):
-        raise ImageError(f"none of the {len(sources)} images could be read, e.g. {unreadable[0]}")
+
+def _over_folder(
+    settings: Mapping[str, Any], context: RunContext, networks: Mapping[str, tuple]
+) -> tuple[Distances, list[str], list[str], str]:
+    """``--images DIR`` streamed by :func:`backpropvis.stats.run_class_distance` into one
+    resumable database per network in the output folder; returns as :func:`_over_samples`."""
+    from ..stats import collect, run_class_distance
+    from ..stats.distributed import World
+
+    collected: Distances = {}
+    for net, (model, name, weights, size) in networks.items():
+        db = context.out / f"class-distance-{net}-{name}-{f'{size}px' if size else 'native'}-seed{context.seed}.sqlite"
+        run_class_distance(
+            context.images, db, model=model, model_name=name, weights=weights, methods=METHODS, pairs="random-random",
+            seed=context.seed, input_size=size, limit=settings["max_images"], batch_size=settings["batch_size"],
+            workers=2, device=context.device, progress=context.progress, world=World(),
+        )
+        run = collect([db])
+        collected[net] = {
+            method: ([torch.from_numpy(run.tables["class_distance"][:, column])],
+                     [torch.from_numpy(run.tables["class_distance_minmax"][:, column])])
+            for column, method in enumerate(run.methods)
+        }
+    unreadable = [f"{row['image']}: {row['reason']}" for row in run.failures]
+    described = f"the first {len(run.images) + len(unreadable)} image files (sorted by path) of {context.images}"
+    return collected, run.images, unreadable, described
+
+
+def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
+    """Class distances of every image in both networks, their means and standard errors."""
+    trained = trained_network(context)
+    networks = {
+        "random": (vgg16(seed=context.seed).to(context.device), "vgg16", f"random (seed {context.seed})", settings["size_random"]),
+        "trained": (trained.model, trained.name, trained.weights, settings["size_trained"]),
+    }
+    over = _over_samples if context.images is None else _over_folder
+    collected, names, unreadable, described = over(settings, context, networks)
+    count = len(names)
+    if count == 0:
+        raise ImageError(f"none of the {len(unreadable)} images could be read, e.g. {unreadable[0]}")
     metrics: dict[str, float] = {}
     for net in networks:
         for method in METHODS:
@@ -145,7 +184,6 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
             metrics[f"{net}_saliency_over_{other}_minmax"] = ratio(
                 metrics[f"{net}_saliency_distance_minmax"], metrics[f"{net}_{other}_distance_minmax"]
             )
-    count = len(sources) - len(unreadable)
     metrics["images"] = float(count)
 
     notes = [f"Averaged over {described}; two distinct random logits per image (seed {context.seed})."]
@@ -159,7 +197,7 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         model=f"random vgg16 / trained {trained.name}",
         weights=f"random (seed {context.seed}) / {trained.weights}",
         notes=tuple(notes),
-        details={"images": [name for name, _ in sources][:50], "unreadable": unreadable[:20]},
+        details={"images": names[:50], "unreadable": unreadable[:20]},
     )
 
 

@@ -11,7 +11,9 @@ map's input similarity.
 Batches are fixed blocks of the rank's sorted image list, padded to the full batch
 size, so an image is computed in the same company and at the same batch size
 whether the run was resumed, had failures, or ran with other workers: the values are
-then bit-identical; only another ``batch_size`` may change them in the last float bits.
+then bit-identical; only another batch size (``batch_size``, or a rank with fewer
+images than that) or another number of CPU threads may change them in the last
+float bits.
 """
 
 from __future__ import annotations
@@ -163,6 +165,7 @@ def _network(model: Union[str, nn.Module], weights: str, seed: int, model_name: 
 
 def _run(store, keys, images, network, preprocess, rules, settings, batch_size, workers, device, world, progress) -> RunReport:
     mine = shard(keys, world.rank, world.size)
+    batch_size = max(1, min(batch_size, len(mine)))  # a handful of images is not padded to a large batch
     store.set_total(len(mine))
     done = store.done_images()
     blocks = [range(start, min(start + batch_size, len(mine))) for start in range(0, len(mine), batch_size)]
