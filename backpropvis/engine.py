@@ -79,22 +79,23 @@ class _Session:
         return self.module_stack[-1] if self.module_stack else self.model_name
 
     def met_nonlinearity(self, function: Callable) -> None:
-        described = f"{function_name(function)} in module '{self.where()}'"
-        if self.strict:
-            raise UnsupportedActivationError(
-                f"{described} is not piecewise-linear, so the rules of Eq. 1-2 do not define its "
-                "backward pass; pass strict=False to let it through with its true gradient"
-            )
-        if described not in self.passed_through:
-            self.passed_through.append(described)
+        """A non-piecewise-linear function (GELU, sigmoid, ...) ran in the forward pass."""
+        self._refuse_or_record(
+            f"{function_name(function)} in module '{self.where()}'",
+            "is not piecewise-linear, so the rules of Eq. 1-2 do not define its backward pass",
+        )
 
     def met_script(self, where: str) -> None:
         """A TorchScript module: its activations run in TorchScript, unseen by the interceptor."""
-        described = f"TorchScript module '{where}'"
+        self._refuse_or_record(
+            f"TorchScript module '{where}'",
+            "hides its activations from the engine, so no rule can be applied inside it; pass the Python module",
+        )
+
+    def _refuse_or_record(self, described: str, why: str) -> None:
         if self.strict:
             raise UnsupportedActivationError(
-                f"{described} hides its activations from the engine, so no rule can be applied inside it; "
-                "pass the Python module, or strict=False to let it through with its true gradient"
+                f"{described} {why}; pass strict=False to let it through with its true gradient"
             )
         if described not in self.passed_through:
             self.passed_through.append(described)

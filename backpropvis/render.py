@@ -17,7 +17,10 @@ from PIL import Image
 
 from .metrics import minmax_normalize
 
-__all__ = ["to_display", "save_png", "save_grid"]
+__all__ = ["METHOD_LABELS", "to_display", "save_png", "save_grid", "pyplot", "save_figure"]
+
+METHOD_LABELS: dict[str, str] = {"saliency": "Saliency", "deconvnet": "DeconvNet", "gbp": "GBP", "linear": "Linear"}
+"""How figures name each method."""
 
 Picture = Union[torch.Tensor, np.ndarray]
 
@@ -67,11 +70,7 @@ def save_grid(
         panel_labels: a caption under each panel (same nesting as ``pictures``).
         title: the figure's title.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows, columns = len(pictures), max(len(row) for row in pictures)
     caption_lines = max((label.count("\n") + 1 for row in (panel_labels or []) for label in row if label), default=0)
     title_lines = title.count("\n") + 1 if title else 0
@@ -103,4 +102,26 @@ def save_grid(
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)
+    return path
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(figure, path: Union[str, os.PathLike], title: Optional[str] = None) -> Path:
+    """Title (optional), lay out, write as PNG and close a matplotlib figure."""
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    pyplot().close(figure)
     return path

@@ -14,10 +14,10 @@ from typing import Any, Mapping
 from ..engine import attribute_many
 from ..images import class_name
 from ..metrics import class_distance, class_distance_minmax, input_similarity
-from ..render import save_grid, to_display
+from ..render import METHOD_LABELS, save_grid, to_display
 from .base import Claim, Experiment, Measurement, RunContext
 from .common import model_inputs, trained_network
-from .trained import METHOD_LABELS, METHODS, figure_title, ratio
+from .trained import METHODS, figure_title, ratio
 
 __all__ = ["EXPERIMENT"]
 

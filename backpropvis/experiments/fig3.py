@@ -19,7 +19,8 @@ from ..metrics import ks_statistic
 from ..models import vgg16
 from .base import Claim, Experiment, Measurement, RunContext, Skip
 from .common import vgg16_checkpoint, vgg16_note
-from .trained import figure_title, pyplot, save_figure
+from ..render import pyplot, save_figure
+from .trained import figure_title
 
 __all__ = ["EXPERIMENT", "NO_VGG16"]
 
@@ -76,7 +77,7 @@ def _draw(context: RunContext, samples: Mapping[int, torch.Tensor], metrics: Map
     axes[2].set_ylabel("fraction of weights below", fontsize=9)
     axes[2].legend(fontsize=8)
     title = figure_title("Figure 3: histograms of the weights into two fc1 neurons", "vgg16", weights, vgg16_note(weights))
-    save_figure(figure, title, context.out / "figure.png")
+    save_figure(figure, context.out / "figure.png", title)
 
 
 EXPERIMENT = Experiment(

@@ -14,9 +14,9 @@ from typing import Mapping
 from tqdm.auto import tqdm
 
 from ..models import three_layer_cnn, three_layer_fcn
-from ..render import save_grid
+from ..render import METHOD_LABELS, save_grid
 from .base import Claim, Experiment, Measurement, RunContext
-from .random_nets import METHOD_LABELS, PAPER_METHODS, method_maps, similarity_caption
+from .random_nets import PAPER_METHODS, method_maps, similarity_caption
 
 __all__ = ["EXPERIMENT", "measure"]
 

@@ -35,7 +35,8 @@ from ..metrics import class_distance, class_distance_minmax
 from ..models import vgg16
 from .base import Claim, Experiment, Measurement, RunContext
 from .common import trained_network
-from .trained import METHOD_LABELS, METHODS, figure_title, ratio, pyplot, save_figure
+from ..render import METHOD_LABELS, pyplot, save_figure
+from .trained import METHODS, figure_title, ratio
 
 __all__ = ["EXPERIMENT", "image_sources", "random_crops", "logit_pairs"]
 
@@ -233,7 +234,7 @@ def _draw(context: RunContext, networks: Mapping[str, tuple], metrics: Mapping[s
         " / ".join(weights for (_, _, weights, _) in networks.values()),
         f"Images: {described}. " + (note or ""), width=150,
     )
-    save_figure(figure, title, context.out / "figure.png")
+    save_figure(figure, context.out / "figure.png", title)
 
 
 EXPERIMENT = Experiment(

@@ -19,10 +19,10 @@ from ..attacks import fgsm
 from ..engine import attribute_many
 from ..images import class_name
 from ..metrics import class_distance, class_distance_minmax
-from ..render import to_display
+from ..render import METHOD_LABELS, pyplot, save_figure, to_display
 from .base import Claim, Experiment, Measurement, RunContext
 from .common import model_inputs, trained_network
-from .trained import METHOD_LABELS, METHODS, figure_title, ratio, pyplot, save_figure
+from .trained import METHODS, figure_title, ratio
 
 __all__ = ["EXPERIMENT"]
 
@@ -134,7 +134,7 @@ def _draw(context, network, image, picture, adversarial, maps, chosen, original,
     axis.legend(fontsize=8)
     title = figure_title("Figure 8: maps of an image and of its FGSM adversarial example (each for its max logit)",
                          network.name, network.weights, network.note, width=150)
-    save_figure(figure, title, context.out / "figure.png")
+    save_figure(figure, context.out / "figure.png", title)
 
 
 EXPERIMENT = Experiment(

@@ -6,7 +6,7 @@ similarity; and the panel captions their figures print.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -19,13 +19,11 @@ from ..models.preprocessing import Preprocessing
 from ..render import to_display
 from .base import RunContext
 
-__all__ = ["PAPER_METHODS", "METHOD_LABELS", "MethodMaps", "method_maps", "similarity_caption"]
+__all__ = ["PAPER_METHODS", "MethodMaps", "method_maps", "similarity_caption"]
 
 PAPER_METHODS: tuple[str, ...] = ("gbp", "deconvnet", "saliency")
 """The methods in the paper's column order (Figures 4 and 6)."""
 
-METHOD_LABELS: Mapping[str, str] = {"gbp": "GBP", "deconvnet": "DeconvNet", "saliency": "Saliency"}
-"""How the figures name each method."""
 
 
 @dataclass

@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 from ..engine import attribute_many
 from ..theory import closed_form_map, recovery, switch_disagreement
 from .base import Claim, Experiment, Measurement, RunContext
-from .theory_common import METHOD_LABELS, THEORY_METHODS, map_panel, pyplot, random_cnn, save_figure
+from ..render import METHOD_LABELS, pyplot, save_figure
+from .theory_common import THEORY_METHODS, map_panel, random_cnn
 
 __all__ = ["EXPERIMENT"]
 
@@ -208,7 +209,7 @@ def _draw(pooled: dict, unpooled: dict, disagreements: dict, metrics: dict, conf
         f"Lemma 1 / Eq. 6-7: random CNN, N = {config['num_filters']}, {config['kernel_size']} x {config['kernel_size']} "
         f"filters, stride {config['stride']}, {config['input_size']} px", fontsize=11,
     )
-    save_figure(figure, context)
+    save_figure(figure, context.out / "figure.png")
 
 
 EXPERIMENT = Experiment(

@@ -16,13 +16,11 @@ from ..theory import limit_image
 from .base import RunContext
 from .common import model_inputs
 
-__all__ = ["THEORY_METHODS", "METHOD_LABELS", "RandomCNN", "random_cnn", "map_panel", "pyplot", "save_figure"]
+__all__ = ["THEORY_METHODS", "RandomCNN", "random_cnn", "map_panel"]
 
 THEORY_METHODS: tuple[str, ...] = ("saliency", "deconvnet", "gbp")
 """The three methods of Lemma 1, in the order the studies report them."""
 
-METHOD_LABELS = {"saliency": "Saliency", "deconvnet": "DeconvNet", "gbp": "GBP"}
-"""How figures name each method."""
 
 
 class RandomCNN:
@@ -72,16 +70,6 @@ def random_cnn(
     return RandomCNN(model, context)
 
 
-def pyplot():
-    """matplotlib.pyplot on the Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def map_panel(axis, picture: torch.Tensor, title: str = "", caption: str = "") -> None:
     """Draw a raw [3, H, W] map (the paper's min-max display) or an [H, W] / [H, W, 3]
     array in [0, 1] on ``axis``, without ticks."""
@@ -96,11 +84,3 @@ def map_panel(axis, picture: torch.Tensor, title: str = "", caption: str = "") -
         axis.set_title(title, fontsize=9)
     if caption:
         axis.set_xlabel(caption, fontsize=8)
-
-
-def save_figure(figure, context: RunContext) -> None:
-    """Write ``figure`` to ``context.out/figure.png`` and close it."""
-    figure.tight_layout()
-    context.out.mkdir(parents=True, exist_ok=True)
-    figure.savefig(context.out / "figure.png", dpi=100)
-    pyplot().close(figure)

@@ -32,7 +32,8 @@ from ..models import generator_for, truncated_normal_
 from ..theory import effective_dimension
 from .base import Claim, Experiment, Measurement, RunContext
 from .common import model_inputs, trained_network
-from .theory_common import METHOD_LABELS, THEORY_METHODS, map_panel, pyplot, save_figure
+from ..render import METHOD_LABELS, pyplot, save_figure
+from .theory_common import THEORY_METHODS, map_panel
 
 __all__ = ["EXPERIMENT", "ActivationPasses", "activation_passes"]
 
@@ -218,7 +219,7 @@ def _draw(maps, picture, edges, first, per_layer, passing, metrics, targets, nam
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     figure.suptitle(f"Eq. 9 in trained {name}: dead zones, and GBP against an edge detector", fontsize=11)
-    save_figure(figure, context)
+    save_figure(figure, context.out / "figure.png")
 
 
 EXPERIMENT = Experiment(

@@ -24,7 +24,8 @@ from ..models.vgg import LAYER_KEYS, VGG16, VGG16_LAYERS
 from ..theory import limit_image, recovery
 from .base import Claim, Experiment, Measurement, RunContext
 from .common import model_inputs
-from .theory_common import METHOD_LABELS, THEORY_METHODS, map_panel, pyplot, save_figure
+from ..render import METHOD_LABELS, pyplot, save_figure
+from .theory_common import THEORY_METHODS, map_panel
 
 __all__ = ["EXPERIMENT", "LayerReadout", "layer_readout"]
 
@@ -157,7 +158,7 @@ def _draw(settings, curves: dict, centred: dict, shown: dict, limit: torch.Tenso
             map_panel(figure.add_subplot(grid[row, column]), shown[layer][method], f"{METHOD_LABELS[method]}, {layer}",
                       f"recovery {metrics[f'recovery_{method}_{layer}']:.2f} "
                       f"(centred {metrics[f'centred_recovery_{method}_{layer}']:.2f})")
-    save_figure(figure, context)
+    save_figure(figure, context.out / "figure.png")
 
 
 EXPERIMENT = Experiment(

@@ -18,7 +18,8 @@ from ..engine import attribute_many
 from ..metrics import class_distance, input_similarity
 from ..theory import gaussianity, recovery
 from .base import Claim, Experiment, Measurement, RunContext
-from .theory_common import METHOD_LABELS, THEORY_METHODS, map_panel, pyplot, random_cnn, save_figure
+from ..render import METHOD_LABELS, pyplot, save_figure
+from .theory_common import THEORY_METHODS, map_panel, random_cnn
 
 __all__ = ["EXPERIMENT"]
 
@@ -111,7 +112,7 @@ def _draw(maps: Mapping[str, torch.Tensor], metrics: Mapping[str, float], cnn, s
         axis.legend(fontsize=7)
     figure.suptitle("Theorem 2: saliency and DeconvNet in a random CNN are Gaussian noise; GBP is not noise, "
                     "though its histogram looks Gaussian too", fontsize=11)
-    save_figure(figure, context)
+    save_figure(figure, context.out / "figure.png")
 
 
 EXPERIMENT = Experiment(

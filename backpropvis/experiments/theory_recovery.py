@@ -28,7 +28,8 @@ from ..models import three_layer_fcn
 from ..theory import filters_needed, fit_power_law, law_amplitude, recovery, tangent_squared
 from .base import Claim, Experiment, Measurement, RunContext
 from .common import model_inputs
-from .theory_common import map_panel, pyplot, random_cnn, save_figure
+from ..render import pyplot, save_figure
+from .theory_common import map_panel, random_cnn
 
 __all__ = ["EXPERIMENT"]
 
@@ -253,7 +254,7 @@ def _draw(settings, law: dict, sizes: dict, fcn: dict, metrics: dict, context: R
         if title.startswith("GBP"):
             caption = f"recovery {float(recovery(picture, law['limit'])):.3f}"
         map_panel(axis, picture, title, caption)
-    save_figure(figure, context)
+    save_figure(figure, context.out / "figure.png")
 
 
 EXPERIMENT = Experiment(

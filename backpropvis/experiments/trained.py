@@ -5,17 +5,14 @@ ratio their claims compare.
 
 from __future__ import annotations
 
-import os
 import textwrap
-from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Optional
 
-__all__ = ["METHODS", "METHOD_LABELS", "figure_title", "ratio", "pyplot", "save_figure"]
+__all__ = ["METHODS", "figure_title", "ratio"]
 
 METHODS: tuple[str, ...] = ("saliency", "deconvnet", "gbp")
 """The paper's row order in Figures 2 and 8 (and the bar order of Figure 7)."""
 
-METHOD_LABELS: Mapping[str, str] = {"saliency": "Saliency", "deconvnet": "DeconvNet", "gbp": "GBP"}
 
 _EPS = 1e-12
 
@@ -33,22 +30,3 @@ def ratio(numerator: float, denominator: float) -> float:
     """``numerator / denominator`` with the denominator kept away from 0 (a claim of the
     form "a is at least k times b" reads this)."""
     return float(numerator) / max(float(denominator), _EPS)
-
-
-def pyplot() -> Any:
-    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(figure: Any, title: str, path: Union[str, os.PathLike]) -> Path:
-    """Title, lay out, write as PNG and close a matplotlib figure; returns the path."""
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    pyplot().close(figure)
-    return Path(path)
