@@ -388,14 +388,16 @@ def test_paper_size_cnn_stores_no_readout_matrix() -> None:
 
 PAPER_SIZE_SCRIPT = textwrap.dedent(
     """
-    import json, resource, sys, torch, backpropvis
+    import json, sys, torch, backpropvis
     sys.path.insert(0, sys.argv[1])
     from tiny_nets import reference_map
     model = backpropvis.models.three_layer_cnn(seed=0)  # 256 filters 7x7 stride 2, 224 input, 1000 logits
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     methods = ["saliency", "deconvnet", "gbp"]
     maps = backpropvis.attribute_many(model, x, ["max", "random"], methods, generator=torch.Generator().manual_seed(0))
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: kilobytes
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child of a big pytest
+    # process would report its parent's peak.
+    peak_kb = int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1])
     # reference through the two needed readout columns only (V[:, k] for the two targets)
     columns = model.readout.columns(maps.targets[:, 0].tolist())
     steps = [model.conv, "relu", lambda f: f.flatten(1), lambda f: f @ columns.T]

@@ -11,6 +11,7 @@ the very same values, so the result never depends on the storage choice.
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
@@ -26,6 +27,13 @@ DEFAULT_MATERIALIZE_BYTES = 1 << 30
 """Weights up to this size (float32 bytes) are drawn once and kept; larger ones on the fly."""
 
 _BLOCK_BYTES = 64 << 20
+
+
+@functools.lru_cache(maxsize=1)
+def _drawing_pool() -> ThreadPoolExecutor:
+    """One pool of drawing threads for the whole process, rather than new threads (and
+    new malloc arenas) for each block of columns."""
+    return ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()), thread_name_prefix="seeded-dense")
 
 
 class SeededDense(nn.Module):
@@ -80,8 +88,7 @@ class SeededDense(nn.Module):
         def draw(row: int) -> None:
             truncated_normal_(block[row], self.std, generator_for(self.seed, self.name, indices[row]))
 
-        with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
-            list(pool.map(draw, range(len(indices))))
+        list(_drawing_pool().map(draw, range(len(indices))))
         return block
 
     @property
