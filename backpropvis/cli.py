@@ -123,19 +123,24 @@ def _add_summarize(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_run_summarize)
 
 
-def _run_reproduce(args: argparse.Namespace) -> int:
-    from .experiments import PAPER, run_suite, select
+def _run_selected(group: str, names: Sequence[str], args: argparse.Namespace, **options) -> int:
+    """Run the named paper figures or theory studies, print their claims and the report's path."""
+    from . import experiments
     from .report import summary_table
     from .visualize import resolve_device
 
-    experiments = select(PAPER, args.experiments)
-    results = run_suite(
-        experiments, args.out, quick=args.quick, device=resolve_device(args.device), seed=args.seed,
-        images=args.images, vgg16_weights=args.vgg16_weights,
+    registry = experiments.PAPER if group == "paper" else experiments.THEORY
+    results = experiments.run_suite(
+        experiments.select(registry, names), args.out, quick=args.quick, device=resolve_device(args.device),
+        seed=args.seed, vgg16_weights=args.vgg16_weights, **options,
     )
     print(summary_table(results))
     print(f"report: {args.out}/index.html")
     return 0  # a claim that does not hold is a finding, not a failure
+
+
+def _run_reproduce(args: argparse.Namespace) -> int:
+    return _run_selected("paper", args.experiments, args, images=args.images)
 
 
 def _add_reproduce(commands: argparse._SubParsersAction) -> None:
@@ -153,19 +158,10 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_theory(args: argparse.Namespace) -> int:
-    from .experiments import THEORY, run_suite, select
     from .images import load_image
-    from .report import summary_table
-    from .visualize import resolve_device
 
     load_image(args.image)  # a bad --image is refused before anything runs
-    results = run_suite(
-        select(THEORY, args.studies), args.out, quick=args.quick, device=resolve_device(args.device), seed=args.seed,
-        vgg16_weights=args.vgg16_weights, image=args.image,
-    )
-    print(summary_table(results))
-    print(f"report: {args.out}/index.html")
-    return 0  # a claim that does not hold is a finding, not a failure
+    return _run_selected("theory", args.studies, args, image=args.image)
 
 
 def _add_theory(commands: argparse._SubParsersAction) -> None:
