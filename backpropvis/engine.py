@@ -348,25 +348,19 @@ def _backward_all(model, x, logits, target_list, rules, session, generator, max_
     if batchable:
         cut, top_chunk = _choose_cut(session.activation_outputs, logits, x, num_targets, targets_per_pass)
 
+    # Every pass retains the graph: the peak is reached by the first pass anyway, and the
+    # graph is freed with ``logits`` when this returns.
     maps = {}
-    passes_left = len(rules) * (num_targets + (0 if cut is None else -(-num_targets // top_chunk)))
     for rule in rules:
         session.rule = rule
         rule_maps = torch.empty((num_targets, *x.shape), dtype=x.dtype, device=x.device)
         for start in range(0, num_targets, top_chunk):
             stop = min(start + top_chunk, num_targets)
             if cut is None:
-                passes_left -= stop - start
-                rule_maps[start:stop] = _vector_jacobian(logits, x, seeds[start:stop], passes_left > 0, stop - start)
-                continue
-            passes_left -= 1
-            at_cut = _vector_jacobian(logits, cut, seeds[start:stop], True, stop - start)
-            for first in range(0, stop - start, targets_per_pass):
-                last = min(first + targets_per_pass, stop - start)
-                passes_left -= last - first
-                rule_maps[start + first : start + last] = _vector_jacobian(
-                    cut, x, at_cut[first:last], passes_left > 0, targets_per_pass
-                )
+                rule_maps[start:stop] = _vector_jacobian(logits, x, seeds[start:stop], targets_per_pass)
+            else:
+                at_cut = _vector_jacobian(logits, cut, seeds[start:stop], stop - start)
+                rule_maps[start:stop] = _vector_jacobian(cut, x, at_cut, targets_per_pass)
         maps[rule.name] = rule_maps
     return Attributions(maps, logits.detach(), target_index, session.passed_through)
 
@@ -423,20 +417,18 @@ class GuidedBackprop(Explainer):
         super().__init__(model, "gbp", strict=strict)
 
 
-def _vector_jacobian(
-    output: torch.Tensor, inputs: torch.Tensor, grads: torch.Tensor, retain_graph: bool, per_pass: int
-) -> torch.Tensor:
-    """grads [T, *output.shape] -> [T, *inputs.shape], ``per_pass`` targets per backward pass."""
+def _vector_jacobian(output: torch.Tensor, inputs: torch.Tensor, grads: torch.Tensor, per_pass: int) -> torch.Tensor:
+    """grads [T, *output.shape] -> [T, *inputs.shape], ``per_pass`` targets per backward
+    pass (batched with ``is_grads_batched`` when more than one); the graph is retained."""
     results = []
     for start in range(0, len(grads), per_pass):
         chunk = grads[start : start + per_pass]
-        retain = retain_graph or start + per_pass < len(grads)
         if len(chunk) == 1:
-            (grad,) = torch.autograd.grad(output, inputs, chunk[0], retain_graph=retain, materialize_grads=True)
+            (grad,) = torch.autograd.grad(output, inputs, chunk[0], retain_graph=True, materialize_grads=True)
             results.append(grad.unsqueeze(0))
         else:
             (grad,) = torch.autograd.grad(
-                output, inputs, chunk, retain_graph=retain, is_grads_batched=True, materialize_grads=True
+                output, inputs, chunk, retain_graph=True, is_grads_batched=True, materialize_grads=True
             )
             results.append(grad)
     return results[0] if len(results) == 1 else torch.cat(results)
