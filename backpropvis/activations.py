@@ -64,7 +64,7 @@ def _relu_times_derivative(grad: torch.Tensor, out: torch.Tensor, params: tuple)
 
 def _clamp_times_derivative(grad: torch.Tensor, saved: torch.Tensor, params: tuple) -> torch.Tensor:
     low, high = params
-    return grad * ((saved > low) & (saved < high))
+    return torch.ops.aten.hardtanh_backward(grad, saved, low, high)  # grad * 1[low < y < high], fused
 
 
 def _leaky_forward(y: torch.Tensor, params: tuple, inplace: bool):
