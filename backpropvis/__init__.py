@@ -18,10 +18,10 @@ from .engine import (
     Saliency,
     attribute,
     attribute_many,
-    resolve_targets,
 )
 from .errors import BackpropvisError
-from .rules import DECONVNET, GUIDED_BACKPROP, LINEAR, RULES, SALIENCY, Rule, resolve_rule
+from .rules import DECONVNET, GUIDED_BACKPROP, LINEAR, METHOD_LABELS, PAPER_METHODS, RULES, SALIENCY, Rule, resolve_rule
+from .targets import parse_targets, resolve_targets
 
 __version__ = "0.1.0"
 
@@ -40,6 +40,9 @@ __all__ = [
     "GUIDED_BACKPROP",
     "LINEAR",
     "RULES",
+    "PAPER_METHODS",
+    "METHOD_LABELS",
+    "parse_targets",
     "resolve_rule",
     "BackpropvisError",
     "models",

@@ -22,7 +22,8 @@ def _split(text: str) -> list[str]:
 
 
 def _run_visualize(args: argparse.Namespace) -> int:
-    from .visualize import parse_targets, visualize
+    from .targets import parse_targets
+    from .visualize import visualize
 
     summary = visualize(
         images=args.images or ["tabby"], model=args.model, weights=args.weights, methods=_split(args.methods),
@@ -127,7 +128,7 @@ def _run_selected(group: str, names: Sequence[str], args: argparse.Namespace, **
     """Run the named paper figures or theory studies, print their claims and the report's path."""
     from . import experiments
     from .report import summary_table
-    from .visualize import resolve_device
+    from .devices import resolve_device
 
     registry = experiments.PAPER if group == "paper" else experiments.THEORY
     results = experiments.run_suite(

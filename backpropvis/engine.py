@@ -25,8 +25,9 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from torch.overrides import TorchFunctionMode
 
 from .activations import OTHER_NONLINEARITIES, PIECEWISE_LINEAR, PiecewiseLinear, function_name
-from .errors import InputError, ModelError, NoActivationError, TargetError, UnsupportedActivationError
-from .rules import SALIENCY, Rule, resolve_rule, resolve_rules
+from .errors import InputError, ModelError, NoActivationError, UnsupportedActivationError
+from .rules import PAPER_METHODS, SALIENCY, Rule, resolve_rule, resolve_rules
+from .targets import Target, resolve_targets
 
 __all__ = [
     "Attributions",
@@ -39,7 +40,6 @@ __all__ = [
     "resolve_targets",
 ]
 
-Target = Union[int, str, torch.Tensor]
 Method = Union[str, Rule]
 PRECISIONS = ("float32", "tf32", "bfloat16")
 
@@ -194,71 +194,6 @@ def _precision(precision: str, device_type: str) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
-def resolve_targets(
-    targets: Sequence[Target],
-    logits: torch.Tensor,
-    generator: Optional[torch.Generator] = None,
-) -> torch.Tensor:
-    """Turn target specifications into logit indices.
-
-    Args:
-        targets: T entries, each an int (the same logit for every sample), a
-            LongTensor[B] (one logit per sample), ``"max"`` (each sample's arg-max
-            logit) or ``"random"`` (a logit drawn uniformly from the K - 1 logits that
-            are not the sample's max, from ``generator``).
-        logits: [B, K] the model's output.
-        generator: a CPU :class:`torch.Generator` for ``"random"``; when omitted, one
-            seeded with 0 is used, so results stay reproducible.
-
-    Returns:
-        LongTensor[T, B] on ``logits.device``.
-
-    Raises:
-        TargetError: for an index outside ``[0, K)``, a tensor not shaped [B], or an
-            unknown name.
-    """
-    batch, num_classes = logits.shape
-    generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    predicted = logits.detach().argmax(dim=1)
-    resolved = []
-    for target in targets:
-        if isinstance(target, str):
-            name = target.strip().lower()
-            if name == "max":
-                resolved.append(predicted)
-            elif name == "random":
-                if num_classes < 2:
-                    raise TargetError("a 'random' target needs at least two logits")
-                offset = torch.randint(0, num_classes - 1, (batch,), generator=generator).to(logits.device)
-                resolved.append(offset + (offset >= predicted).long())  # skips the max, stays uniform
-            else:
-                raise TargetError(f"unknown target {target!r}; use an index, 'max' or 'random'")
-        elif isinstance(target, torch.Tensor):
-            if target.dtype in (torch.bool,) or target.is_floating_point() or target.is_complex():
-                raise TargetError(f"a target tensor must hold integer indices, not {target.dtype}")
-            if target.dim() == 0:
-                target = target.expand(batch)
-            if target.shape != (batch,):
-                raise TargetError(f"a target tensor must be shaped [{batch}], not {list(target.shape)}")
-            _check_range(target, num_classes)
-            resolved.append(target.to(logits.device, torch.long))
-        elif isinstance(target, numbers.Integral) and not isinstance(target, bool):  # int, numpy integers
-            _check_range(torch.tensor([int(target)]), num_classes)
-            resolved.append(torch.full((batch,), int(target), dtype=torch.long, device=logits.device))
-        else:
-            raise TargetError(f"a target must be an int, a LongTensor, 'max' or 'random', not {target!r}")
-    if not resolved:
-        raise TargetError("no targets given")
-    return torch.stack(resolved)
-
-
-def _check_range(indices: torch.Tensor, num_classes: int) -> None:
-    low, high = int(indices.min()), int(indices.max())
-    if low < 0 or high >= num_classes:
-        bad = low if low < 0 else high
-        raise TargetError(f"target {bad} is outside the model's {num_classes} logits (0 to {num_classes - 1})")
-
-
 class Attributions(dict):
     """Maps by method name, each Tensor[T, B, *input.shape[1:]], raw and signed.
 
@@ -282,7 +217,7 @@ def attribute_many(
     model: Callable[[torch.Tensor], torch.Tensor],
     inputs: torch.Tensor,
     targets: Union[Target, Sequence[Target]],
-    methods: Union[Method, Sequence[Method]] = ("saliency", "deconvnet", "gbp"),
+    methods: Union[Method, Sequence[Method]] = PAPER_METHODS,
     *,
     generator: Optional[torch.Generator] = None,
     strict: bool = True,

@@ -16,11 +16,9 @@ import torch
 from PIL import Image
 
 from .metrics import minmax_normalize
+from .rules import METHOD_LABELS
 
 __all__ = ["METHOD_LABELS", "to_display", "save_png", "save_grid", "pyplot", "save_figure"]
-
-METHOD_LABELS: dict[str, str] = {"saliency": "Saliency", "deconvnet": "DeconvNet", "gbp": "GBP", "linear": "Linear"}
-"""How figures name each method."""
 
 Picture = Union[torch.Tensor, np.ndarray]
 

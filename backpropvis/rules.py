@@ -40,6 +40,8 @@ __all__ = [
     "GUIDED_BACKPROP",
     "LINEAR",
     "RULES",
+    "PAPER_METHODS",
+    "METHOD_LABELS",
     "resolve_rule",
     "resolve_rules",
 ]
@@ -106,6 +108,15 @@ LINEAR = Rule("linear", h="identity", g="one")
 
 RULES: dict[str, Rule] = {rule.name: rule for rule in (SALIENCY, DECONVNET, GUIDED_BACKPROP, LINEAR)}
 """Every named rule, by name. ``"guided_backprop"`` is accepted as an alias of ``"gbp"``."""
+
+PAPER_METHODS: tuple[str, ...] = (SALIENCY.name, DECONVNET.name, GUIDED_BACKPROP.name)
+"""The paper's three methods in its row order (Figures 2, 4, 6, 8; the bars of Figure 7):
+the default ``methods`` of every function and command that computes maps."""
+
+METHOD_LABELS: dict[str, str] = {
+    SALIENCY.name: "Saliency", DECONVNET.name: "DeconvNet", GUIDED_BACKPROP.name: "GBP", LINEAR.name: "Linear",
+}
+"""How figures, tables and reports name each rule."""
 
 _ALIASES = {"guided_backprop": "gbp", "guidedbackprop": "gbp", "deconv": "deconvnet"}
 

@@ -14,44 +14,17 @@ from typing import Sequence, Union
 import torch
 from tqdm.auto import tqdm
 
-from .engine import Target, attribute_many
-from .errors import BackpropvisError
+from .devices import resolve_device
+from .engine import attribute_many
 from .files import make_folder, write_json
 from .images import class_name, load_image
 from .metrics import input_similarity
 from .models import build_model
 from .render import save_grid, save_png, to_display
-from .rules import resolve_rules
+from .rules import PAPER_METHODS, resolve_rules
+from .targets import Target
 
-__all__ = ["visualize", "parse_targets", "resolve_device"]
-
-
-def parse_targets(text: str) -> list[Target]:
-    """"max,random,281" -> ["max", "random", 281]."""
-    targets: list[Target] = []
-    for entry in (part.strip() for part in text.split(",")):
-        if not entry:
-            continue
-        if entry.lstrip("-").isdigit():
-            targets.append(int(entry))
-        elif entry.lower() in ("max", "random"):
-            targets.append(entry.lower())
-        else:
-            raise BackpropvisError(f"unknown target {entry!r}; use an index, 'max' or 'random'")
-    if not targets:
-        raise BackpropvisError("no targets given")
-    return targets
-
-
-def resolve_device(name: str) -> torch.device:
-    """A torch device from its name, with a clear error where it is not available."""
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise BackpropvisError(f"unknown device {name!r}; use cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BackpropvisError("--device cuda asked, but this machine has no CUDA GPU")
-    return device
+__all__ = ["visualize"]
 
 
 def _slug(text: str) -> str:
@@ -71,7 +44,7 @@ def visualize(
     images: Sequence[str] = ("tabby",),
     model: str = "vgg16",
     weights: str = "random",
-    methods: Sequence[str] = ("saliency", "deconvnet", "gbp"),
+    methods: Sequence[str] = PAPER_METHODS,
     targets: Sequence[Target] = ("max", "random"),
     seed: int = 0,
     device: str = "cpu",

@@ -12,6 +12,7 @@ import torch
 
 from ..errors import BackpropvisError
 from ..models.init import generator_for
+from ..targets import random_other_logits
 
 __all__ = ["PAIRS", "choose_pairs", "random_pairs"]
 
@@ -72,6 +73,6 @@ def _with_first(num_classes: int, keys: Sequence[str], seed: int, first_of: Call
     for column, key in enumerate(keys):
         generator = generator_for(seed, "pairs", key)
         first = first_of(column, generator)
-        other = int(torch.randint(0, num_classes - 1, (1,), generator=generator))
-        pairs[0, column], pairs[1, column] = first, other + (other >= first)  # skips `first`, stays uniform
+        pairs[0, column] = first
+        pairs[1, column] = random_other_logits(torch.tensor([first]), num_classes, generator)[0]
     return pairs

@@ -28,13 +28,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..devices import resolve_device
 from ..engine import attribute_many
 from ..errors import BackpropvisError, ModelError
 from ..images import class_name
 from ..metrics import class_distance, class_distance_minmax, input_similarity
 from ..models import build_model
-from ..rules import resolve_rule
-from ..visualize import resolve_device
+from ..rules import PAPER_METHODS, resolve_rule
 from .decoding import Batch, ImageSet, batch_loader
 from .distributed import World, barrier, process_group, world_from_environment
 from .listing import SAMPLES_SOURCE, list_images, rank_db_path, shard
@@ -85,7 +85,7 @@ def run_class_distance(
     *,
     model: Union[str, nn.Module] = "vgg16",
     weights: str = "random",
-    methods: Sequence[str] = ("saliency", "deconvnet", "gbp"),
+    methods: Sequence[str] = PAPER_METHODS,
     pairs: str = "max-random",
     seed: int = 0,
     input_size: Optional[int] = None,
