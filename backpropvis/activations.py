@@ -34,13 +34,15 @@ class PiecewiseLinear:
             ``times_derivative`` needs: what PyTorch's own backward saves (the output for
             ReLU and in-place calls, the input otherwise), so a model that modifies
             a tensor in place fails or works exactly as it does without the engine.
-        times_derivative: ``(grad, saved, params) -> grad * g'(y)``, for any ``grad``
-            shaped like ``y`` (also under the engine's batching over targets).
+        times_derivative: ``(grad, saved, params, overwrite) -> grad * g'(y)``, for any
+            ``grad`` shaped like ``y`` (also under the engine's batching over targets); with
+            ``overwrite`` the product may be written into ``grad``'s own memory (one
+            activation-sized buffer less at every layer of the backward pass).
     """
 
     name: str
     forward: Callable[[torch.Tensor, tuple, bool], tuple[torch.Tensor, torch.Tensor]]
-    times_derivative: Callable[[torch.Tensor, torch.Tensor, tuple], torch.Tensor]
+    times_derivative: Callable[[torch.Tensor, torch.Tensor, tuple, bool], torch.Tensor]
 
 
 def _relu_forward(y: torch.Tensor, params: tuple, inplace: bool):
@@ -58,13 +60,17 @@ def _clamp_forward(y: torch.Tensor, params: tuple, inplace: bool):
     return torch._C._nn.hardtanh(y, low, high), y
 
 
-def _relu_times_derivative(grad: torch.Tensor, out: torch.Tensor, params: tuple) -> torch.Tensor:
-    return torch.ops.aten.threshold_backward(grad, out, 0)  # grad * 1[out > 0], one fused kernel
+def _relu_times_derivative(grad: torch.Tensor, out: torch.Tensor, params: tuple, overwrite: bool) -> torch.Tensor:
+    if overwrite:  # grad * 1[out > 0], one fused kernel
+        return torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad)
+    return torch.ops.aten.threshold_backward(grad, out, 0)
 
 
-def _clamp_times_derivative(grad: torch.Tensor, saved: torch.Tensor, params: tuple) -> torch.Tensor:
+def _clamp_times_derivative(grad: torch.Tensor, saved: torch.Tensor, params: tuple, overwrite: bool) -> torch.Tensor:
     low, high = params
-    return torch.ops.aten.hardtanh_backward(grad, saved, low, high)  # grad * 1[low < y < high], fused
+    if overwrite:  # grad * 1[low < y < high], one fused kernel
+        return torch.ops.aten.hardtanh_backward.grad_input(grad, saved, low, high, grad_input=grad)
+    return torch.ops.aten.hardtanh_backward(grad, saved, low, high)
 
 
 def _leaky_forward(y: torch.Tensor, params: tuple, inplace: bool):
@@ -77,9 +83,14 @@ def _leaky_forward(y: torch.Tensor, params: tuple, inplace: bool):
     return torch._C._nn.leaky_relu(y, slope), y  # as PyTorch: the input (y > 0 where active)
 
 
-def _leaky_times_derivative(grad: torch.Tensor, saved: torch.Tensor, params: tuple) -> torch.Tensor:
+def _leaky_times_derivative(grad: torch.Tensor, saved: torch.Tensor, params: tuple, overwrite: bool) -> torch.Tensor:
     (slope,) = params
-    return grad * torch.where(saved > 0, 1.0, slope).to(grad.dtype)
+    return _times(grad, torch.where(saved > 0, 1.0, slope).to(grad.dtype), overwrite)
+
+
+def _times(grad: torch.Tensor, factor: torch.Tensor, overwrite: bool) -> torch.Tensor:
+    """``grad * factor``, in ``grad``'s memory when ``overwrite``."""
+    return grad.mul_(factor) if overwrite else grad * factor
 
 
 def _threshold_forward(y: torch.Tensor, params: tuple, inplace: bool):
@@ -94,16 +105,16 @@ def _prelu_forward(y: torch.Tensor, params: tuple, inplace: bool):
     return torch.prelu(y, weight), y  # the weight may be negative: keep the input's sign
 
 
-def _prelu_times_derivative(grad: torch.Tensor, y: torch.Tensor, params: tuple) -> torch.Tensor:
+def _prelu_times_derivative(grad: torch.Tensor, y: torch.Tensor, params: tuple, overwrite: bool) -> torch.Tensor:
     (weight,) = params
     weight = weight.detach().to(grad.dtype)
     if weight.numel() > 1 and y.dim() > 1:  # one slope per channel, channels on dim 1
         weight = weight.reshape(1, -1, *([1] * (y.dim() - 2)))
-    return grad * torch.where(y > 0, torch.ones_like(weight), weight)
+    return _times(grad, torch.where(y > 0, torch.ones_like(weight), weight), overwrite)
 
 
-def _threshold_times_derivative(grad: torch.Tensor, passed: torch.Tensor, params: tuple) -> torch.Tensor:
-    return grad * passed
+def _threshold_times_derivative(grad: torch.Tensor, passed: torch.Tensor, params: tuple, overwrite: bool) -> torch.Tensor:
+    return _times(grad, passed, overwrite)
 
 
 RELU = PiecewiseLinear("relu", _relu_forward, _relu_times_derivative)

@@ -77,21 +77,26 @@ class Rule:
         return self.h == "identity" and self.g == "activation"
 
     def backward(
-        self, grad_output: torch.Tensor, times_derivative: Callable[[torch.Tensor], torch.Tensor]
+        self, grad_output: torch.Tensor, times_derivative: Callable[[torch.Tensor, bool], torch.Tensor]
     ) -> torch.Tensor:
         """Eq. 1: ``T = h(R) * g'(y)``.
 
         Args:
             grad_output: R, the gradient arriving at the activation's output, any shape.
-            times_derivative: multiplies a tensor shaped like R by the activation's
-                derivative g'(y) at its forward input (the forward mask); called only
-                when ``g == "activation"``. E.g. ``lambda t: t * (y > 0)`` for a ReLU.
+            times_derivative: ``(t, owned) -> t * g'(y)``, multiplying a tensor shaped like
+                R by the activation's derivative at its forward input (the forward mask);
+                ``owned`` says that ``t`` is a fresh tensor the multiplication may overwrite
+                (R itself is never overwritten). Called only when ``g == "activation"``.
+                E.g. ``lambda t, owned: t * (y > 0)`` for a ReLU.
 
         Returns:
             T, shaped like ``grad_output``.
         """
-        transformed = grad_output.clamp_min(0) if self.h == "relu" else grad_output
-        return times_derivative(transformed) if self.g == "activation" else transformed
+        if self.h == "relu":
+            transformed, owned = grad_output.clamp_min(0), True
+        else:
+            transformed, owned = grad_output, False
+        return times_derivative(transformed, owned) if self.g == "activation" else transformed
 
 
 SALIENCY = Rule("saliency", h="identity", g="activation")

@@ -173,7 +173,15 @@ def test_max_pool_passes_the_gradient_through_its_switch() -> None:
 def test_rule_backward_is_eq1(rule: Rule, expected: list) -> None:
     grad = torch.tensor([-2.0, -0.5, 0.0, 1.5])
     derivative = torch.tensor([1.0, 0.0, 1.0, 0.25])
-    torch.testing.assert_close(rule.backward(grad, lambda t: t * derivative), torch.tensor(expected))
+    arriving = grad.clone()
+    owned_flags = []
+
+    def times_derivative(t: torch.Tensor, owned: bool) -> torch.Tensor:
+        owned_flags.append(owned)
+        return t.mul_(derivative) if owned else t * derivative  # overwrites only what it is given to own
+
+    torch.testing.assert_close(rule.backward(grad, times_derivative), torch.tensor(expected))
+    assert torch.equal(grad, arriving)  # R itself is never overwritten
 
 
 def test_named_rules_and_their_table() -> None:

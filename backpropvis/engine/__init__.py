@@ -1,0 +1,45 @@
+"""The rule engine: one forward pass, then one backward pass per (rule, target chunk).
+
+During the forward pass every piecewise-linear activation, whatever its spelling, is
+replaced by a node whose backward pass applies the current
+:class:`~backpropvis.rules.Rule` (Eq. 1); every other layer keeps its true gradient.
+The engine is three parts a reader can hold, and the API on top:
+
+- :mod:`.ruled`: what a backward node reads: the rule of the pass now running (a slot).
+- :mod:`.recording`: what the forward pass records (activation outputs, convolution
+  nodes, what was let through), alive only for the call.
+- :mod:`.planning`: a frozen plan (where to split the backward passes, how many
+  targets per pass) computed from that record.
+- :mod:`.attribution`: ``attribute_many`` and friends; :mod:`.precision`: the arithmetic.
+
+Nothing is registered on the model and nothing of a call outlives it.
+"""
+
+from ..targets import Target, resolve_targets
+from .attribution import (
+    Attributions,
+    DeconvNet,
+    Explainer,
+    GuidedBackprop,
+    Saliency,
+    TrainingModeWarning,
+    attribute,
+    attribute_many,
+)
+from .planning import DEFAULT_MAX_BATCH
+from .precision import PRECISIONS
+
+__all__ = [
+    "Attributions",
+    "Explainer",
+    "Saliency",
+    "DeconvNet",
+    "GuidedBackprop",
+    "TrainingModeWarning",
+    "attribute",
+    "attribute_many",
+    "resolve_targets",
+    "Target",
+    "PRECISIONS",
+    "DEFAULT_MAX_BATCH",
+]
