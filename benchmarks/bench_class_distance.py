@@ -6,9 +6,13 @@ pixels a side) into a temporary folder, runs
 4`` then, resumed, the rest) and reports images/s and the peak resident memory after
 each part: a flat memory means the run streams. Prints one JSON line.
 
+On a GPU it also reports the memory still allocated on the device after each part
+(``torch.cuda.memory_allocated``): a run that leaked its batches' graphs would grow it.
+``--folder DIR`` writes the images there and keeps them (e.g. for a torchrun run next).
+
 Run ``python benchmarks/bench_class_distance.py`` (CPU: EfficientNet-Lite0 at 64 pixels,
 a few minutes on 2 cores) or, on a GPU, ``python benchmarks/bench_class_distance.py
---device cuda --size 224 --images 2000 --batch-size 64 --workers 8``.
+--device cuda --model vgg16 --weights random --size 224 --images 2000 --batch-size 64 --workers 8``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from backpropvis.images import SAMPLES
@@ -53,25 +58,31 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default=None, help="engine precision (default: PyTorch's flags)")
+    parser.add_argument("--folder", default=None, help="write the images here and keep them (default: a temporary folder)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:
-        root, db = Path(folder) / "images", Path(folder) / "results.sqlite"
-        root.mkdir()
+        root, db = Path(args.folder or Path(folder) / "images"), Path(folder) / "results.sqlite"
+        root.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
         write_images(root, args.images)
+        written = round(time.perf_counter() - started, 2)
         parts = []
         for limit in (max(1, args.images // 4), args.images):
             started = time.perf_counter()
             report = run_class_distance(
                 root, db, model=args.model, weights=args.weights, input_size=args.size, limit=limit,
                 batch_size=args.batch_size, workers=args.workers, device=args.device, progress=False,
+                precision=args.precision,
             )
             parts.append({
                 "images": report.done_now, "seconds": round(time.perf_counter() - started, 2),
                 "images_per_second": round(report.images_per_second, 3),
                 "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "cuda_allocated_mib": round(torch.cuda.memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None,
             })
-    print(json.dumps({"settings": vars(args), "parts": parts}))
+    print(json.dumps({"settings": vars(args), "seconds_writing_images": written, "parts": parts}))
 
 
 if __name__ == "__main__":

@@ -1,24 +1,39 @@
-"""Speed and memory of ``backpropvis.attribute_many`` against Captum 0.9, side by side.
+"""Speed and memory of ``backpropvis.attribute_many`` against Captum 0.9, like with like.
 
-In ONE process, on the same model, inputs and targets, for 3 methods x T targets:
+In ONE process, on the same model, inputs and targets, for 3 methods x T targets, and
+for each precision at the SAME precision on both sides:
 
-1. times ``attribute_many`` (one forward, batched backward passes) against Captum's
-   ``Saliency(abs=False)``, ``Deconvolution`` and ``GuidedBackprop`` called once per
-   method per target (the way a Captum user writes it), alternating the two
-   ``--repeats`` times; reports each median and their ratio;
-2. checks both give the same maps (relative error; float32 must be under 1e-5) and,
-   for TF32 / bfloat16, each map's cosine with the float32 map and the change of the
-   class distance between the two targets' maps;
-3. counts the FLOPs of the work (one forward plus one input-gradient backward per
-   method and target: torch's FlopCounterMode over conv and matmul ops) and reports
-   achieved FLOP/s and its fraction of a matrix-product peak measured in this run;
-4. reports peak memory (CPU: resident set sampled every 0.5 ms, glibc told to return
-   large blocks at once; GPU: max allocated) of ours, Captum's, and one plain
-   forward plus one backward at the same batch size;
-5. writes everything as JSON and prints a table last.
+- ``float32``: ours with ``precision="float32"`` against Captum with TF32 off (exact
+  IEEE float32 on both sides);
+- ``tf32`` (CUDA): ours with ``precision="tf32"`` against Captum with TF32 on for
+  matrix products and cuDNN convolutions;
+- ``bfloat16``: ours with ``precision="bfloat16"`` against Captum under the same
+  ``torch.autocast(dtype=torch.bfloat16)``.
 
-Run ``python benchmarks/bench_engine.py`` (CPU defaults, under 5 minutes on 2 cores)
-or ``python benchmarks/bench_engine.py --device cuda`` on a GPU.
+For each (case, precision) it
+
+1. times ours, Captum (``Saliency(abs=False)``, ``Deconvolution``, ``GuidedBackprop``,
+   one call per method per target, as a Captum user writes it) and the floor (one
+   forward pass that keeps its graph, then one plain input-gradient backward pass per
+   map, no rule at all), alternating them ``--repeats`` times; reports medians, the
+   speedup over Captum and ours as a fraction of the floor;
+2. checks the maps agree per method (relative error of each map's norm against
+   Captum's at the same precision; Captum hooks ``nn.ReLU`` only, so on a ReLU6 net
+   only saliency is comparable) and, for TF32 / bfloat16, each map's cosine with our
+   exact float32 map;
+3. counts the FLOPs (one forward plus one input-gradient backward per map: torch's
+   FlopCounterMode over conv and matmul ops) against a matrix-product peak measured in
+   this run at that precision;
+4. measures peak memory (CPU: resident set sampled every 0.5 ms with glibc returning
+   large blocks at once; GPU: max allocated) of ours, Captum's, and one plain forward
+   plus one input-gradient backward at the same batch size and precision.
+
+A case that runs out of GPU memory is recorded as such and the run goes on. Results go
+to ``benchmarks/results/<device>.json`` and a table is printed last.
+
+Run ``python benchmarks/bench_engine.py`` (CPU, about 4 minutes on 2 cores) or
+``python benchmarks/bench_engine.py --device cuda`` on a GPU (add ``--channels-last``
+and ``--cudnn-benchmark`` for the fastest GPU settings; they apply to every side).
 """
 
 from __future__ import annotations
@@ -34,6 +49,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Any, Callable
 
 if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None and __name__ == "__main__":
     # Large blocks straight from mmap, so the resident set falls when tensors are freed
@@ -45,12 +61,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import backpropvis
+from backpropvis.engine.precision import Precision
 from backpropvis.images import load_image
-from backpropvis.metrics import class_distance, cosine_similarity
+from backpropvis.metrics import cosine_similarity
 from backpropvis.models import efficientnet_lite0, three_layer_cnn, vgg16
+from backpropvis.rules import PAPER_METHODS
 
 warnings.filterwarnings("ignore", category=UserWarning, module="captum")
-METHODS = ("saliency", "deconvnet", "gbp")
 
 
 class PeakMemory:
@@ -61,7 +78,7 @@ class PeakMemory:
         self.device, self.peak = device, 0
 
     @staticmethod
-    def _rss() -> int:
+    def rss() -> int:
         with open("/proc/self/statm") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
@@ -71,26 +88,34 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self.start = torch.cuda.memory_allocated()
             return self
-        self.start = self._rss()
+        self.start = self.rss()
         self.highest, self.running = self.start, True
 
         def sample() -> None:
             while self.running:
-                self.highest = max(self.highest, self._rss())
+                self.highest = max(self.highest, self.rss())
                 time.sleep(0.0005)
 
         self.thread = threading.Thread(target=sample, daemon=True)
         self.thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
             self.peak = torch.cuda.max_memory_allocated() - self.start
             return
         self.running = False
         self.thread.join()
-        self.peak = max(self.highest, self._rss()) - self.start
+        self.peak = max(self.highest, self.rss()) - self.start
+
+
+def global_precision(precision: str, device: torch.device) -> Precision:
+    """The arithmetic Captum and the floor run under, matching ours at ``precision``:
+    the engine's own :class:`~backpropvis.engine.precision.Precision` (TF32 off for
+    float32, on for tf32, through the global flags; bfloat16 autocast), entered around
+    code that is not the engine."""
+    return Precision(precision, device.type)
 
 
 def synchronize(device: torch.device) -> None:
@@ -98,7 +123,7 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def timed(function, device: torch.device):
+def timed(function: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
     synchronize(device)
     start = time.perf_counter()
     result = function()
@@ -126,6 +151,20 @@ def captum_modifies(model) -> bool:
     return not any(isinstance(module, activations) for module in model.modules())
 
 
+def floor_maps(model, inputs: torch.Tensor, targets: torch.Tensor, maps_per_target: int) -> torch.Tensor:
+    """The floor: one forward keeping its graph, then one plain input-gradient backward
+    pass per map (no rule): what any shared-forward engine must at least do."""
+    x = inputs.detach().requires_grad_(True)
+    logits = model(x)
+    seeds = torch.zeros((len(targets), *logits.shape), dtype=logits.dtype, device=logits.device)
+    seeds.scatter_(2, targets.unsqueeze(-1), 1.0)
+    grads = []
+    for seed in seeds:
+        for _ in range(maps_per_target):
+            grads.append(torch.autograd.grad(logits, x, seed, retain_graph=True)[0])
+    return torch.stack(grads)
+
+
 def plain_forward_backward(model, inputs: torch.Tensor) -> None:
     """One plain forward and one input-gradient backward: the memory reference."""
     x = inputs.detach().requires_grad_(True)
@@ -144,26 +183,25 @@ def count_flops(model, inputs: torch.Tensor) -> tuple[int, int]:
     return forward, counter.get_total_flops()
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype, tf32: bool = False) -> float:
-    """Measured FLOP/s of a large square matrix product on ``device``."""
+def matmul_peak(device: torch.device, precision: str) -> float:
+    """Measured FLOP/s of a large square matrix product on ``device`` at ``precision``."""
     size = 2048 if device.type == "cpu" else 8192
-    a = torch.randn(size, size, device=device, dtype=dtype, generator=None)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    saved = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    try:
+    generator = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(size, size, device=device, generator=generator)
+    b = torch.randn(size, size, device=device, generator=generator)
+    if precision == "bfloat16":
+        a, b = a.bfloat16(), b.bfloat16()
+    with global_precision("tf32" if precision == "tf32" else "float32", device):
         a @ b
         repeats = 3 if device.type == "cpu" else 20
         _, seconds = timed(lambda: [a @ b for _ in range(repeats)], device)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = saved
     return 2 * size**3 * repeats / seconds
 
 
 def relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
     """The largest ||ours - reference|| / ||reference|| over maps [T, B, ...]."""
-    difference = (ours - reference).flatten(2).norm(dim=-1)
-    return float((difference / reference.flatten(2).norm(dim=-1).clamp_min(1e-30)).max())
+    difference = (ours.float() - reference.float()).flatten(2).norm(dim=-1)
+    return float((difference / reference.float().flatten(2).norm(dim=-1).clamp_min(1e-30)).max())
 
 
 def make_inputs(model, size: int, batch: int, device: torch.device) -> torch.Tensor:
@@ -173,6 +211,64 @@ def make_inputs(model, size: int, batch: int, device: torch.device) -> torch.Ten
     return (image + noise).to(device)
 
 
+def bench_precision(model, inputs, target_spec, precision: str, exact, args, work: int, peaks: dict) -> dict:
+    """One (case, precision): ours, Captum and the floor at that precision, side by side."""
+    device = inputs.device
+
+    def ours():
+        return backpropvis.attribute_many(
+            model, inputs, target_spec, PAPER_METHODS, generator=torch.Generator().manual_seed(0),
+            precision=precision, max_batch=args.max_batch,
+        )
+
+    targets = exact.targets
+
+    def captum():
+        with global_precision(precision, device):
+            return captum_maps(model, inputs, targets)
+
+    def floor():
+        with global_precision(precision, device):
+            return floor_maps(model, inputs, targets, len(PAPER_METHODS))
+
+    maps, captum_result = ours(), captum()
+    floor()  # warm-up (cuDNN algorithm choice, allocator)
+    times: dict[str, list[float]] = {"ours": [], "captum": [], "floor": []}
+    for _ in range(args.repeats):
+        for name, function in (("ours", ours), ("captum", captum), ("floor", floor)):
+            times[name].append(timed(function, device)[1])
+    median = {name: statistics.median(values) for name, values in times.items()}
+
+    memory = {}
+    for name, function in (
+        ("plain_forward_backward", lambda: _under(precision, device, lambda: plain_forward_backward(model, inputs))),
+        ("ours", ours), ("captum", captum),
+    ):
+        with PeakMemory(device) as peak:
+            function()
+        memory[name] = peak.peak
+    compared = [name for name in PAPER_METHODS if name == "saliency" or captum_modifies(model)]
+    return {
+        "seconds": median, "all_seconds": times,
+        "speedup_over_captum": median["captum"] / median["ours"],
+        "fraction_of_floor": median["floor"] / median["ours"],
+        "images_per_second": {name: len(inputs) / seconds for name, seconds in median.items()},
+        "relative_error_to_captum": {name: relative_error(maps[name], captum_result[name]) for name in compared},
+        "min_cosine_to_exact_float32": {
+            name: float(cosine_similarity(maps[name].float(), exact[name].float()).min()) for name in PAPER_METHODS
+        },
+        "fraction_of_matmul_peak": work / median["ours"] / peaks[precision],
+        "peak_memory_bytes": memory,
+        "memory_ratio_to_plain": memory["ours"] / max(memory["plain_forward_backward"], 1),
+        "captum_memory_ratio_to_plain": memory["captum"] / max(memory["plain_forward_backward"], 1),
+    }
+
+
+def _under(precision: str, device: torch.device, function: Callable[[], Any]) -> Any:
+    with global_precision(precision, device):
+        return function()
+
+
 def bench_case(label: str, model, size: int, batch: int, num_targets: int, args, peaks: dict) -> dict:
     device = torch.device(args.device)
     inputs = make_inputs(model, size, batch, device)
@@ -180,66 +276,27 @@ def bench_case(label: str, model, size: int, batch: int, num_targets: int, args,
         model = model.to(memory_format=torch.channels_last)
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     target_spec = ["max"] + ["random"] * (num_targets - 1)
-
-    def ours(precision: str = "float32"):
-        generator = torch.Generator().manual_seed(0)
-        return backpropvis.attribute_many(
-            model, inputs, target_spec, METHODS, generator=generator, precision=precision, max_batch=args.max_batch
-        )
-
-    reference = ours()
-    targets = reference.targets
-    times = {"ours": [], "captum": []}
-    captum_result = None
-    for _ in range(args.repeats):
-        _, seconds = timed(ours, device)
-        times["ours"].append(seconds)
-        captum_result, seconds = timed(lambda: captum_maps(model, inputs, targets), device)
-        times["captum"].append(seconds)
-    median = {name: statistics.median(values) for name, values in times.items()}
-
-    with PeakMemory(device) as memory_plain:
-        plain_forward_backward(model, inputs)
-    with PeakMemory(device) as memory_ours:
-        ours()
-    with PeakMemory(device) as memory_captum:
-        captum_maps(model, inputs, targets)
-
+    exact = backpropvis.attribute_many(
+        model, inputs, target_spec, PAPER_METHODS, generator=torch.Generator().manual_seed(0), precision="float32"
+    )
     forward_flops, backward_flops = count_flops(model, inputs)
-    work = forward_flops + len(METHODS) * num_targets * backward_flops
-    peak = peaks["float32"]
-    result = {
-        "case": label, "size": size, "batch": batch, "targets": num_targets, "methods": len(METHODS),
-        "seconds_ours": median["ours"], "seconds_captum": median["captum"],
-        "all_seconds": times, "speedup": median["captum"] / median["ours"],
-        "images_per_second_ours": batch / median["ours"], "images_per_second_captum": batch / median["captum"],
-        "max_relative_error": {
-            name: relative_error(reference[name], captum_result[name])
-            for name in METHODS if name == "saliency" or captum_modifies(model)
-        },
+    work = forward_flops + len(PAPER_METHODS) * num_targets * backward_flops
+    result: dict[str, Any] = {
+        "case": label, "size": size, "batch": batch, "targets": num_targets, "methods": len(PAPER_METHODS),
         "captum_modifies_every_activation": captum_modifies(model),
-        "flops_forward": forward_flops, "flops_backward": backward_flops, "flops_work": work,
-        "achieved_flops_per_second": work / median["ours"], "matmul_peak_flops_per_second": peak,
-        "fraction_of_peak": work / median["ours"] / peak,
-        "peak_memory_bytes": {"plain_forward_backward": memory_plain.peak, "ours": memory_ours.peak, "captum": memory_captum.peak},
-        "memory_ratio_to_plain": memory_ours.peak / max(memory_plain.peak, 1),
+        "flops_forward": forward_flops, "flops_backward": backward_flops, "flops_work": work, "precisions": {},
     }
-    if device.type == "cuda" or args.precisions:
-        result["precisions"] = {}
-        for precision in ("tf32", "bfloat16") if device.type == "cuda" else ("bfloat16",):
-            maps = ours(precision)
-            seconds = statistics.median([timed(lambda: ours(precision), device)[1] for _ in range(args.repeats)])
-            cosines = {name: float(cosine_similarity(maps[name].float(), reference[name]).min()) for name in METHODS}
-            distance_change = {
-                name: float((class_distance(maps[name][0], maps[name][1]) - class_distance(reference[name][0], reference[name][1])).abs().max())
-                for name in METHODS
-            } if num_targets >= 2 else {}
-            key = "tf32" if precision == "tf32" else "bfloat16"
-            result["precisions"][precision] = {
-                "seconds": seconds, "images_per_second": batch / seconds, "min_cosine_to_float32": cosines,
-                "class_distance_change": distance_change,
-                "fraction_of_peak": work / seconds / peaks.get(key, peak),
-            }
+    for precision in args.precision_list:
+        print(f"  {precision} ...", flush=True)
+        try:
+            result["precisions"][precision] = bench_precision(
+                model, inputs, target_spec, precision, exact, args, work, peaks
+            )
+        except torch.cuda.OutOfMemoryError as error:
+            result["precisions"][precision] = {"out_of_memory": str(error).splitlines()[0]}
+        finally:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
     return result
 
 
@@ -251,35 +308,21 @@ def bench_paper_cnn(args) -> dict:
     inputs = make_inputs(model, 224, 1, device)
     with PeakMemory(device) as memory:
         maps, seconds = timed(
-            lambda: backpropvis.attribute_many(model, inputs, ["max", "random"], METHODS, generator=torch.Generator().manual_seed(0)),
+            lambda: backpropvis.attribute_many(
+                model, inputs, ["max", "random"], PAPER_METHODS, generator=torch.Generator().manual_seed(0),
+                precision="float32",
+            ),
             device,
         )
-    rss = PeakMemory._rss() if device.type == "cpu" else torch.cuda.max_memory_allocated()
     return {
         "case": "cnn3 paper size (256 filters 7x7 s2, 224 px, 1000 logits, 3.2 G readout weights)",
-        "seconds": seconds, "peak_memory_increase_bytes": memory.peak, "resident_after_bytes": rss,
+        "seconds": seconds, "peak_memory_increase_bytes": memory.peak,
         "targets": [int(t) for t in maps.targets[:, 0]],
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--max-batch", type=int, default=None, help="engine's maps per backward pass (default: its own)")
-    parser.add_argument("--channels-last", action="store_true", help="channels_last model and inputs (CUDA)")
-    parser.add_argument("--precisions", action="store_true", help="also bfloat16 on CPU (slow)")
-    parser.add_argument("--cases", default=None, help="comma-separated case labels to run (default: all for the device)")
-    parser.add_argument("--out", default=None, help="JSON output (default: benchmarks/results/<device>.json)")
-    args = parser.parse_args()
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-
-    peaks = {"float32": matmul_peak(device, torch.float32)}
-    if device.type == "cuda":
-        peaks["tf32"] = matmul_peak(device, torch.float32, tf32=True)
-        peaks["bfloat16"] = matmul_peak(device, torch.bfloat16)
-
+def cases_for(device: torch.device) -> list[tuple]:
+    """(label, model, size, batch, targets) for the device."""
     vgg = vgg16("random", seed=0).to(device)
     lite = efficientnet_lite0().to(device)
     if device.type == "cpu":
@@ -300,44 +343,74 @@ def main() -> None:
     if checkpoint.is_file():
         trained = vgg16(checkpoint).to(device)
         cases.insert(1, (cases[0][0].replace("random", "imagenet"), trained, *cases[0][2:]))
+    return cases
+
+
+def print_table(report: dict) -> None:
+    print(f"\n{report['device']}, torch {report['torch']}, captum {report['captum']}; matmul peak "
+          + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in report["matmul_peak_flops_per_second"].items()))
+    print(f"{'case':<34}{'precision':>10}{'ours s':>9}{'captum s':>10}{'floor s':>9}{'speedup':>9}"
+          f"{'of floor':>9}{'rel err':>9}{'% peak':>8}{'mem/plain':>10}{'captum':>8}")
+    for case in report["cases"]:
+        for precision, r in case["precisions"].items():
+            if "out_of_memory" in r:
+                print(f"{case['case']:<34}{precision:>10}  out of GPU memory")
+                continue
+            seconds = r["seconds"]
+            only = "" if case["captum_modifies_every_activation"] else "  (saliency only: Captum skips ReLU6)"
+            print(f"{case['case']:<34}{precision:>10}{seconds['ours']:>9.3f}{seconds['captum']:>10.3f}"
+                  f"{seconds['floor']:>9.3f}{r['speedup_over_captum']:>8.2f}x{100 * r['fraction_of_floor']:>8.0f}%"
+                  f"{max(r['relative_error_to_captum'].values()):>9.1e}{100 * r['fraction_of_matmul_peak']:>7.1f}%"
+                  f"{r['memory_ratio_to_plain']:>9.2f}x{r['captum_memory_ratio_to_plain']:>7.2f}x{only}")
+    paper_cnn = report.get("paper_cnn")
+    if paper_cnn:
+        print(f"cnn3 paper size, 1000 logits + 3x2 maps: {paper_cnn['seconds']:.1f} s, peak "
+              f"+{paper_cnn['peak_memory_increase_bytes'] / 2**30:.2f} GiB above the process before the call")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-batch", type=int, default=None, help="engine's maps per backward pass (default: its own)")
+    parser.add_argument("--precisions", default=None,
+                        help="comma-separated: float32, tf32, bfloat16 (default: float32 on CPU, all three on CUDA)")
+    parser.add_argument("--channels-last", action="store_true", help="channels_last model and inputs (CUDA)")
+    parser.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
+    parser.add_argument("--cases", default=None, help="comma-separated case labels or model names (default: all)")
+    parser.add_argument("--out", default=None, help="JSON output (default: benchmarks/results/<device>.json)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    default = "float32" if device.type == "cpu" else "float32,tf32,bfloat16"
+    args.precision_list = (args.precisions or default).split(",")
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
+
+    peaks = {precision: matmul_peak(device, precision) for precision in args.precision_list}
+    cases = cases_for(device)
     if args.cases:
         wanted = set(args.cases.split(","))
         cases = [case for case in cases if case[0] in wanted or case[0].split()[0] in wanted]
-
     results = []
     for label, model, size, batch, num_targets in cases:
         print(f"running {label} ...", flush=True)
         results.append(bench_case(label, model, size, batch, num_targets, args, peaks))
-    if not args.cases or "cnn3" in args.cases:
+    paper_cnn = None
+    if device.type == "cpu" and (not args.cases or "cnn3" in args.cases):
         print("running cnn3 paper size ...", flush=True)
         paper_cnn = bench_paper_cnn(args)
-    else:
-        paper_cnn = None
 
     report = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads",
         "torch": torch.__version__, "captum": __import__("captum").__version__, "backpropvis": backpropvis.__version__,
         "python": platform.python_version(), "matmul_peak_flops_per_second": peaks,
-        "default_max_batch": backpropvis.engine.DEFAULT_MAX_BATCH, "max_batch": args.max_batch,
+        "channels_last": args.channels_last, "cudnn_benchmark": args.cudnn_benchmark, "max_batch": args.max_batch,
         "cases": results, "paper_cnn": paper_cnn,
     }
     out = Path(args.out or Path(__file__).parent / "results" / f"{device.type}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-
-    print(f"\n{report['device']}, torch {report['torch']}, captum {report['captum']}; matmul peak "
-          + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
-    print(f"{'case':<34}{'ours s':>8}{'captum s':>10}{'speedup':>9}{'max rel err':>13}{'% peak':>8}{'mem/plain':>10}")
-    for r in results:
-        compared = "" if r["captum_modifies_every_activation"] else " (saliency only: Captum skips ReLU6)"
-        print(f"{r['case']:<34}{r['seconds_ours']:>8.3f}{r['seconds_captum']:>10.3f}{r['speedup']:>8.2f}x"
-              f"{max(r['max_relative_error'].values()):>13.1e}{100 * r['fraction_of_peak']:>7.1f}%{r['memory_ratio_to_plain']:>9.2f}x{compared}")
-        for precision, p in r.get("precisions", {}).items():
-            print(f"  {precision:<32}{p['seconds']:>8.3f}{'':>10}{r['seconds_ours'] / p['seconds']:>8.2f}x"
-                  f"  min cos {min(p['min_cosine_to_float32'].values()):.4f}, {100 * p['fraction_of_peak']:.1f}% of its peak")
-    if paper_cnn:
-        print(f"{'cnn3 paper size, 1000 logits + 3x2 maps':<42}{paper_cnn['seconds']:>8.1f} s, peak "
-              f"+{paper_cnn['peak_memory_increase_bytes'] / 2**30:.2f} GiB above the process before the call")
+    print_table(report)
     print(f"wrote {out}")
 
 
