@@ -14,7 +14,10 @@ from typing import Callable, Optional, Sequence
 
 from .errors import BackpropvisError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "PRECISION_CHOICES"]
+
+PRECISION_CHOICES = ("default", "float32", "tf32", "bfloat16")
+"""``--precision``: "default" is PyTorch's global flags (the engine's ``precision=None``)."""
 
 
 def _split(text: str) -> list[str]:
@@ -28,30 +31,82 @@ def _run_visualize(args: argparse.Namespace) -> int:
     summary = visualize(
         images=args.images or ["tabby"], model=args.model, weights=args.weights, methods=_split(args.methods),
         targets=parse_targets(args.targets), seed=args.seed, device=args.device, out=args.out,
+        model_args=args.model_args, output=args.output, input_size=args.input_size,
+        precision=_precision(args.precision), save_maps=args.save_maps,
     )
+    _print_model(f"{summary['model']} ({summary['weights']})", summary["preprocessing"], summary["notes"])
+    width = max(len(image["image"]) for image in summary["images"])
     for image in summary["images"]:
-        print(f"{image['image']}: predicted {image['predicted']} ({image['predicted_name']})")
+        print(f"{image['image']:<{width}}  predicted {image['predicted']} ({image['predicted_name']})")
     for entry in summary["maps"]:
         print(
-            f"  {entry['method']:>9} target {entry['target_index']:>4} ({entry['target_name']}): "
-            f"input similarity {entry['input_similarity']:+.3f}"
+            f"{entry['image']:<{width}}  {entry['method']:>9} target {entry['target_index']:>4} "
+            f"({entry['target_name']}): input similarity {entry['input_similarity']:+.3f}"
         )
-    print(f"wrote {len(summary['maps'])} maps, grid.png and summary.json to {args.out}")
+    if summary["class_distances"]:
+        print("class distance between the maps of two targets (unit L2 maps; 0: the same map, 2: opposite):")
+        for entry in summary["class_distances"]:
+            first, second = (f"{target} ({index})" for target, index in zip(entry["targets"], entry["target_indices"]))
+            print(f"{entry['image']:<{width}}  {entry['method']:>9} {first} vs {second}: {entry['class_distance']:.4f}")
+    saved = f", {summary['saved_maps']}" if "saved_maps" in summary else ""
+    print(f"wrote {len(summary['maps'])} maps, grid.png and summary.json to {args.out}{saved}")
     return 0
 
 
-def _add_visualize(commands: argparse._SubParsersAction) -> None:
+def _print_model(title: str, preprocessing: str, notes: Sequence[str]) -> None:
+    print(f"model: {title}; preprocessing: {preprocessing}")
+    for note in notes:
+        if not note.startswith("preprocessing:"):
+            print(f"model: {note}")
+
+
+def _precision(choice: str) -> Optional[str]:
+    return None if choice == "default" else choice
+
+
+def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str) -> None:
+    """--model, --model-args, --weights, --output, --input-size, --precision: for every command that builds a model."""
     from .models import MODEL_NAMES
 
-    parser = commands.add_parser("visualize", help="maps of images for chosen methods and targets")
+    parser.add_argument(
+        "--model", default="vgg16", metavar="NAME|MODULE:CALLABLE|PATH.py:CALLABLE",
+        help=f"a built-in model ({', '.join(MODEL_NAMES)}), or a callable returning a torch.nn.Module: "
+        "MODULE:CALLABLE (e.g. torchvision.models:resnet18) or PATH.py:CALLABLE (default: vgg16)",
+    )
+    parser.add_argument("--model-args", default=None, metavar="JSON",
+                        help="keyword arguments of a MODULE:CALLABLE model, as a JSON object, e.g. "
+                        "'{\"num_classes\": 10}' (default: none)")
+    parser.add_argument("--weights", default="random",
+                        help="random (a built-in model's seeded init; a callable's model as built), imagenet (built-in "
+                        "models) or a state-dict file (default: random)")
+    parser.add_argument("--output", default=None, metavar="KEY",
+                        help="where the logits are when the model returns a dict, tuple or object: a key (logits), "
+                        "an index (0) or an attribute (default: the output itself)")
+    parser.add_argument("--input-size", type=int, default=None, metavar="PIXELS",
+                        help=f"crop size of the preprocessing (default: {input_size_default})")
+    parser.add_argument("--precision", default="default", choices=PRECISION_CHOICES,
+                        help="the engine's arithmetic: PyTorch's global flags, exact IEEE float32, TF32 matrix "
+                        "products (CUDA) or bfloat16 autocast (default: default)")
+
+
+def _add_visualize(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "visualize", help="maps of images for chosen methods and targets",
+        description="Maps of images for chosen methods and targets: one PNG per map, grid.png, summary.json (with the "
+        "class distance between the targets' maps per image and method), and optionally the raw maps as arrays.",
+    )
     parser.add_argument("images", nargs="*", metavar="IMAGE-or-NAME", help="image files or sample names (default: tabby)")
-    parser.add_argument("--model", default="vgg16", choices=MODEL_NAMES)
-    parser.add_argument("--weights", default="random", help="random, imagenet or a checkpoint path")
-    parser.add_argument("--methods", default="saliency,deconvnet,gbp", help="comma-separated rule names")
-    parser.add_argument("--targets", default="max,random", help="comma-separated: max, random or logit indices")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default="visualize-out", help="output folder")
+    _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
+    parser.add_argument("--methods", default="saliency,deconvnet,gbp",
+                        help="comma-separated rule names (default: %(default)s)")
+    parser.add_argument("--targets", default="max,random",
+                        help="comma-separated: max, random or logit indices (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of random weights and random targets (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: %(default)s)")
+    parser.add_argument("--out", default="visualize-out", help="output folder (default: %(default)s)")
+    parser.add_argument("--save-maps", default=None, metavar="FILE.npz|FILE.pt",
+                        help="also save the raw signed maps, targets and logits as arrays (default: not saved)")
     parser.set_defaults(run=_run_visualize)
 
 
@@ -62,10 +117,17 @@ def _run_class_distance(args: argparse.Namespace) -> int:
     report = run_class_distance(
         None if args.samples else args.images, args.db, model=args.model, weights=args.weights,
         methods=_split(args.methods), pairs=args.pairs, seed=args.seed, input_size=args.input_size, limit=args.limit,
-        batch_size=args.batch_size, workers=args.workers, device=args.device,
+        batch_size=args.batch_size, workers=args.workers, device=args.device, model_args=args.model_args,
+        output=args.output, precision=_precision(args.precision),
     )
+    _print_model(report.model, report.preprocessing, report.model_notes)
+    failed = ""
+    if report.failed_images:
+        shown = report.failed_images[:3]
+        more = f" and {len(report.failed_images) - len(shown)} more" if len(report.failed_images) > len(shown) else ""
+        failed = f": {', '.join(shown)}{more}"
     print(
-        f"{report.db}: {report.done_now} images done now ({report.failed_now} failed, "
+        f"{report.db}: {report.done_now} images done now ({report.failed_now} failed{failed}; "
         f"{report.images_per_second:.2f} images/s), {report.already_done} before, {report.images_total} in all"
     )
     if report.rank == 0:
@@ -74,7 +136,6 @@ def _run_class_distance(args: argparse.Namespace) -> int:
 
 
 def _add_class_distance(commands: argparse._SubParsersAction) -> None:
-    from .models import MODEL_NAMES
     from .stats.pairs import PAIRS
 
     parser = commands.add_parser(
@@ -83,31 +144,36 @@ def _add_class_distance(commands: argparse._SubParsersAction) -> None:
         "between the maps of two logits. Run it again to resume; under torchrun each rank writes DB.rank-R.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", metavar="DIR", help="folder of images, searched recursively (e.g. an ImageFolder tree)")
+    source.add_argument("--images", metavar="DIR",
+                        help="folder of images, searched recursively, e.g. an ImageFolder tree (no default: give "
+                        "--images or --samples)")
     source.add_argument("--samples", action="store_true", help="use the bundled sample images instead of a folder")
-    parser.add_argument("--model", default="vgg16", choices=MODEL_NAMES)
-    parser.add_argument("--weights", default="random", help="random, imagenet or a checkpoint path")
-    parser.add_argument("--methods", default="saliency,deconvnet,gbp", help="comma-separated rule names")
-    parser.add_argument("--pairs", default="max-random", choices=list(PAIRS), help="which two logits per image")
+    _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
+    parser.add_argument("--methods", default="saliency,deconvnet,gbp",
+                        help="comma-separated rule names (default: %(default)s)")
+    parser.add_argument("--pairs", default="max-random", choices=list(PAIRS),
+                        help="which two logits per image (default: %(default)s)")
     parser.add_argument("--db", required=True, help="SQLite results file (created, or resumed)")
-    parser.add_argument("--limit", type=int, help="only the first N images of the sorted list")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
-    parser.add_argument("--workers", type=int, default=2, help="processes decoding images (default 2; 0: none)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of random weights and random logits")
-    parser.add_argument("--input-size", type=int, help="crop size of the model's preprocessing (default: the model's)")
+    parser.add_argument("--limit", type=int, help="only the first N images of the sorted list (default: all)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="processes decoding images (0: none; default: %(default)s)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu or cuda (under torchrun: cuda:LOCAL_RANK) (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of random weights and random logits (default: %(default)s)")
     parser.set_defaults(run=_run_class_distance)
 
 
 def _run_summarize(args: argparse.Namespace) -> int:
     import json
 
-    from .stats.summary import format_summary, plot_summary, summarize
+    from .stats.compare import format_runs, plot_runs, summarize_runs
 
-    summary = summarize(args.databases, resamples=args.resamples)
+    summary = summarize_runs(args.databases, resamples=args.resamples)
     if args.plot:
-        summary["plot"] = str(plot_summary(summary, args.plot))
-    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+        summary["plot"] = str(plot_runs(summary, args.plot))
+    print(json.dumps(summary, indent=2) if args.json else format_runs(summary))
     if args.plot and not args.json:
         print(f"wrote {args.plot}")
     return 0
@@ -116,11 +182,14 @@ def _run_summarize(args: argparse.Namespace) -> int:
 def _add_summarize(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "summarize", help="mean class distance per method with bootstrap 95%% CIs, from class-distance databases",
+        description="Summarises class-distance databases: the files of one run are merged (torchrun ranks); "
+        "databases of different runs (e.g. a random and a trained model) are reported side by side.",
     )
-    parser.add_argument("databases", nargs="+", metavar="DB", help="database files or globs; results.sqlite also finds results.rank-*.sqlite")
+    parser.add_argument("databases", nargs="+", metavar="DB",
+                        help="database files or globs; results.sqlite also finds results.rank-*.sqlite")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.add_argument("--plot", metavar="PNG", help="write a bar chart like the paper's Figure 7")
-    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    parser.add_argument("--plot", metavar="PNG", help="write a bar chart like the paper's Figure 7 (default: none)")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
     parser.set_defaults(run=_run_summarize)
 
 
@@ -150,11 +219,15 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="fig2 ... fig9, or all (the default)")
     parser.add_argument("--quick", action="store_true", help="reduced sizes (minutes on a laptop CPU)")
-    parser.add_argument("--out", default="reproduce-out", help="output folder (default: reproduce-out)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
-    parser.add_argument("--images", default=None, help="fig7: a folder of images (e.g. ImageNet validation JPEGs)")
-    parser.add_argument("--vgg16-weights", default=None, help="torchvision's trained VGG-16 checkpoint (vgg16-397923af.pth)")
+    parser.add_argument("--out", default="reproduce-out", help="output folder (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
+    parser.add_argument("--images", default=None, metavar="DIR",
+                        help="fig7: a folder of images, e.g. ImageNet validation JPEGs (default: the bundled samples "
+                        "and seeded crops of them)")
+    parser.add_argument("--vgg16-weights", default=None, metavar="FILE",
+                        help="torchvision's trained VGG-16 checkpoint, vgg16-397923af.pth (default: the torch hub "
+                        "cache's, else EfficientNet-Lite0 stands in for the trained net)")
     parser.set_defaults(run=_run_reproduce)
 
 
@@ -172,12 +245,16 @@ def _add_theory(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("studies", nargs="*", metavar="STUDY",
                         help="closed-form, recovery, gaussianity, depth, dead-zones, or all (the default)")
     parser.add_argument("--quick", action="store_true", help="reduced sizes (all studies in minutes on a 2-core CPU)")
-    parser.add_argument("--out", default="theory-out", help="output folder (default: theory-out); index.html is shared "
-                        "with reproduce when both write to the same folder")
-    parser.add_argument("--image", default="tabby", metavar="NAME-or-PATH", help="sample name or image file (default: tabby)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
-    parser.add_argument("--vgg16-weights", default=None, help="dead-zones: torchvision's trained VGG-16 checkpoint")
+    parser.add_argument("--out", default="theory-out",
+                        help="output folder (default: %(default)s); index.html is shared with reproduce when both "
+                        "write to the same folder")
+    parser.add_argument("--image", default="tabby", metavar="NAME-or-PATH",
+                        help="sample name or image file (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
+    parser.add_argument("--vgg16-weights", default=None, metavar="FILE",
+                        help="dead-zones: torchvision's trained VGG-16 checkpoint (default: the torch hub cache's, "
+                        "else the study is skipped)")
     parser.set_defaults(run=_run_theory)
 
 
@@ -193,26 +270,37 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``backpropvis`` argument parser with every subcommand."""
+    from . import __version__
+
     parser = _Parser(
         prog="backpropvis",
         description="Saliency, DeconvNet and Guided Backprop from one rule, and what they mean (Nie et al. 2018).",
     )
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.add_argument("--version", action="version", version=f"backpropvis {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for add in _COMMANDS:
         add(commands)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 2 user error)."""
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit status (0 ok, 2 user error, 130 Ctrl-C).
+
+    Without a command it prints the help (status 0).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     try:
         return args.run(args)
     except BackpropvisError as error:
         print(f"backpropvis: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("backpropvis: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:  # an Interrupted says what was saved and how to go on
+        detail = str(interrupt)
+        print(f"backpropvis: interrupted{': ' + detail if detail else ''}", file=sys.stderr)
         return 130
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "MethodError",
     "StoreError",
     "OutputError",
+    "Interrupted",
 ]
 
 
@@ -63,3 +64,11 @@ class StoreError(BackpropvisError, ValueError):
 
 class OutputError(BackpropvisError, OSError):
     """An output folder that cannot be created or written (a file in its way, no permission)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a long job, carrying one line on what was saved and how to go on.
+
+    A :class:`KeyboardInterrupt`, so that code which stops on Ctrl-C still stops; the
+    CLI prints ``interrupted: <message>`` and exits with status 130.
+    """

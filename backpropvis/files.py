@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Union
 
@@ -13,14 +14,18 @@ __all__ = ["write_text", "write_json", "make_folder"]
 
 
 def make_folder(path: Union[str, os.PathLike]) -> Path:
-    """Create the output folder ``path`` (and its parents) if needed; call it before long work.
+    """Create the output folder ``path`` (and its parents) if needed, and check that a file
+    can be written in it (a probe file, removed at once); call it before long work.
 
     Raises:
-        OutputError: when a file stands in the way or the folder cannot be created.
+        OutputError: when a file stands in the way, or the folder cannot be created or
+            written (no permission, a read-only file system).
     """
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".backpropvis-probe-"):
+            pass
     except OSError as error:
         raise OutputError(f"cannot use {path} as the output folder: {error.strerror or error}") from None
     return path

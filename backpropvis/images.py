@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError
 
-__all__ = ["SAMPLES", "sample_names", "load_image", "imagenet_classes", "class_name"]
+__all__ = ["SAMPLES", "sample_names", "load_image", "imagenet_classes", "class_name", "logit_name"]
 
 
 def _skimage(name: str, index: int | None = None) -> Callable[[], np.ndarray]:
@@ -98,3 +98,9 @@ def class_name(index: int) -> str:
     """The ImageNet class name of a logit index, or "class N" beyond the 1000 classes."""
     names = imagenet_classes()
     return names[index] if 0 <= index < len(names) else f"class {index}"
+
+
+def logit_name(index: int, num_logits: int) -> str:
+    """The ImageNet class name of a logit when the model has ImageNet's 1000 logits, else
+    "class N" (a user's model with other classes)."""
+    return class_name(index) if num_logits == len(imagenet_classes()) else f"class {index}"

@@ -1,15 +1,19 @@
 """The ``visualize`` job: maps of images for chosen methods and targets, as PNGs and JSON.
 
-Everything a user can get wrong (model, weights, images, targets, device) is checked
-before the first file is written, and ``summary.json`` is written last, atomically,
-so a folder with a summary is always complete.
+Everything a user can get wrong (model, weights, images, targets, device, output
+folder) is checked before the first map is computed, and ``summary.json`` is written
+last, atomically, so a folder with a summary is always complete. Besides the pictures
+it measures, per image and method, the class distance between the targets' maps (the
+paper's Figure 7 statistic: how much the map changes with the class), and can save
+the raw maps as arrays (:mod:`~backpropvis.saved_maps`).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import torch
 from tqdm.auto import tqdm
@@ -17,10 +21,11 @@ from tqdm.auto import tqdm
 from .devices import resolve_device
 from .engine import attribute_many
 from .files import make_folder, write_json
-from .images import class_name, load_image
-from .metrics import input_similarity
-from .models import build_model
+from .images import load_image, logit_name
+from .metrics import class_distance, input_similarity
+from .models import LoadedModel, load_model
 from .render import save_grid, save_png, to_display
+from . import saved_maps
 from .rules import PAPER_METHODS, resolve_rules
 from .targets import Target
 
@@ -42,61 +47,123 @@ def _unique(name: str, used: set[str]) -> str:
 
 def visualize(
     images: Sequence[str] = ("tabby",),
-    model: str = "vgg16",
+    model: Union[str, LoadedModel] = "vgg16",
     weights: str = "random",
     methods: Sequence[str] = PAPER_METHODS,
     targets: Sequence[Target] = ("max", "random"),
     seed: int = 0,
     device: str = "cpu",
     out: Union[str, os.PathLike] = "visualize-out",
+    *,
+    model_args: Union[str, Mapping[str, Any], None] = None,
+    output: Optional[str] = None,
+    input_size: Optional[int] = None,
+    precision: Optional[str] = None,
+    save_maps: Union[str, os.PathLike, None] = None,
 ) -> dict:
     """Compute and save every (image, method, target) map.
 
     Writes ``out/<image>_<method>_<target>.png`` (display-normalised maps),
     ``out/grid.png`` (rows: image x target; columns: the input and each method) and
-    ``out/summary.json``; returns the summary.
+    ``out/summary.json``; returns the summary, which holds per map its numbers and per
+    (image, method, pair of targets) the class distance between the two maps
+    (``class_distances``).
+
+    Args:
+        model: a built-in name, ``MODULE:CALLABLE`` or ``PATH.py:CALLABLE`` (see
+            :func:`backpropvis.models.load_model`, with ``weights``, ``seed``,
+            ``model_args``, ``output`` and ``input_size``), or a loaded model.
+        precision: the engine's arithmetic: None (PyTorch's global flags), "float32",
+            "tf32" or "bfloat16".
+        save_maps: also write the raw maps, targets and logits there (.npz or .pt).
     """
     rules = resolve_rules(methods)
     torch_device = resolve_device(device)
     pictures = [(source, load_image(source)) for source in images]
-    network = build_model(model, weights, seed).to(torch_device)
-    out = make_folder(out)  # a file in the way is an error before the long part, not after
+    maps_path = saved_maps.check_maps_path(save_maps) if save_maps is not None else None
+    if not isinstance(model, LoadedModel):
+        model = load_model(
+            model, model_args=model_args, weights=weights, seed=seed, input_size=input_size, output=output
+        )
+    network = model.module.to(torch_device)
+    out = make_folder(out)  # a file in the way or no permission is an error before the long part, not after
     generator = torch.Generator().manual_seed(seed)
+    arithmetic: dict[str, Any] = {} if precision is None else {"precision": precision}  # None: the engine's default
 
     results = []
     for source, picture in tqdm(pictures, desc="images", unit="image", disable=len(pictures) < 2):
-        inputs = network.preprocessing(picture)[None].to(torch_device)
-        maps = attribute_many(network, inputs, list(targets), rules, generator=generator)
+        inputs = model.preprocessing(picture)[None].to(torch_device)
+        maps = attribute_many(network, inputs, list(targets), rules, generator=generator, **arithmetic)
         results.append((source, inputs, maps))
 
-    summary = {"model": model, "weights": network.weights_description, "seed": seed, "images": [], "maps": []}
+    summary: dict[str, Any] = {
+        "model": model.name, "model_args": dict(model.args), "model_source": model.source,
+        "weights": model.weights_description, "weights_fingerprint": model.fingerprint, "output": model.output,
+        "preprocessing": model.preprocessing_description, "notes": list(model.notes),
+        "precision": precision or "default", "seed": seed, "images": [], "maps": [], "class_distances": [],
+    }
     grid_rows, row_labels, panel_labels = [], [], []
     names_used: set[str] = set()
     for source, inputs, maps in results:
         name = _unique(_slug(Path(source).stem if os.path.sep in source or Path(source).suffix else source), names_used)
-        predicted = int(maps.logits[0].argmax())
-        summary["images"].append({"image": source, "predicted": predicted, "predicted_name": class_name(predicted)})
-        display_input = network.preprocessing.unnormalize(inputs[0].cpu())
+        predicted, num_logits = int(maps.logits[0].argmax()), maps.logits.shape[1]
+        summary["images"].append(
+            {"image": source, "predicted": predicted, "predicted_name": logit_name(predicted, num_logits)}
+        )
+        display_input = _display(model, inputs[0].cpu())
         for target_number, target in enumerate(targets):
             index = int(maps.targets[target_number, 0])
-            row, captions = [display_input], [f"predicted: {class_name(predicted)}"]
+            row: list[Any] = [display_input]
+            captions = [f"predicted: {logit_name(predicted, num_logits)}"]
             for rule in rules:
                 map_ = maps[rule.name][target_number, 0].cpu()
                 png = save_png(to_display(map_), out / f"{name}_{rule.name}_{_slug(str(target))}-{index}.png")
                 similarity = float(input_similarity(map_, inputs[0].cpu()))
                 summary["maps"].append({
                     "image": source, "method": rule.name, "target": str(target), "target_index": index,
-                    "target_name": class_name(index), "min": float(map_.min()), "max": float(map_.max()),
+                    "target_name": logit_name(index, num_logits), "min": float(map_.min()), "max": float(map_.max()),
                     "input_similarity": similarity, "png": png.name,
                 })
                 row.append(to_display(map_))
                 captions.append(f"similarity {similarity:.2f}")
             grid_rows.append(row)
-            row_labels.append(f"{name}\n{target}: {class_name(index)}")
+            row_labels.append(f"{name}\n{target}: {logit_name(index, num_logits)}")
             panel_labels.append(captions)
+        summary["class_distances"] += _class_distances(source, maps, targets, rules)
     save_grid(
         grid_rows, out / "grid.png", row_labels=row_labels, column_labels=["input"] + [rule.name for rule in rules],
-        panel_labels=panel_labels, title=f"{model} ({network.weights_description})",
+        panel_labels=panel_labels, title=model.title,
     )
+    if maps_path is not None:
+        summary["saved_maps"] = str(saved_maps.save_maps(
+            maps_path,
+            maps={rule.name: torch.cat([maps[rule.name] for _, _, maps in results], dim=1) for rule in rules},
+            targets=[str(target) for target in targets], images=[source for source, _, _ in results],
+            target_indices=torch.cat([maps.targets for _, _, maps in results], dim=1),
+            logits=torch.cat([maps.logits for _, _, maps in results]),
+            inputs=torch.cat([inputs for _, inputs, _ in results]),
+        ))
     write_json(summary, out / "summary.json")
     return summary
+
+
+def _class_distances(source: str, maps, targets: Sequence[Target], rules) -> list[dict]:
+    """Per method and pair of targets, the class distance between the two maps of one image."""
+    entries = []
+    for first, second in itertools.combinations(range(len(targets)), 2):
+        indices = [int(maps.targets[first, 0]), int(maps.targets[second, 0])]
+        for rule in rules:
+            pair = maps[rule.name][[first, second], 0]  # [2, C, H, W]
+            entries.append({
+                "image": source, "method": rule.name, "targets": [str(targets[first]), str(targets[second])],
+                "target_indices": indices, "class_distance": float(class_distance(pair[0], pair[1])),
+            })
+    return entries
+
+
+def _display(model: LoadedModel, inputs: torch.Tensor) -> torch.Tensor:
+    """The input [C, H, W] as pixels in [0, 1]: undone by the preprocessing when it can, else min-max."""
+    unnormalize = getattr(model.preprocessing, "unnormalize", None)
+    if callable(unnormalize):
+        return unnormalize(inputs)
+    return (inputs - inputs.min()) / (inputs.max() - inputs.min()).clamp_min(1e-12)

@@ -16,21 +16,11 @@ from torch import nn
 
 import backpropvis
 import backpropvis.visualize
-from backpropvis.cli import main
 from backpropvis.images import class_name, load_image
 from backpropvis.metrics import input_similarity
+from cli_runner import run_cli
 
 METHODS = ("saliency", "deconvnet", "gbp")
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    """``backpropvis ARGV`` in this process: (exit status, stdout, stderr)."""
-    try:
-        status = main(argv)
-    except SystemExit as stop:  # argparse's own errors
-        status = stop.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 def assert_one_line_error(status: int, err: str, out_dir: pathlib.Path, *fragments: str) -> None:
@@ -170,15 +160,16 @@ def test_user_errors_are_one_line_and_status_2(case: str, fragments: list[str], 
     assert_one_line_error(status, err, out, *fragments)
 
 
-def test_a_model_with_no_activation_is_one_line(tmp_path: pathlib.Path, capsys, monkeypatch) -> None:
-    linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
-    linear.preprocessing = backpropvis.models.IMAGENET.resized(32)
-    linear.weights_description = "a linear model"
-    monkeypatch.setattr(backpropvis.visualize, "build_model", lambda name, weights, seed: linear)
-    status, _, err = run_cli(["visualize", "--methods", "gbp", "--out", str(tmp_path / "out")], capsys)
+def test_a_model_with_no_activation_is_one_line(tmp_path: pathlib.Path, capsys) -> None:
+    (tmp_path / "linear.py").write_text(
+        "from torch import nn\n\ndef build():\n    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))\n"
+    )
+    model = ["--model", f"{tmp_path / 'linear.py'}:build", "--input-size", "32"]
+    status, _, err = run_cli(["visualize", *model, "--methods", "gbp", "--out", str(tmp_path / "out")], capsys)
     assert_one_line_error(status, err, tmp_path / "out", "no ReLU-like activation")
     # saliency alone is the plain gradient and is allowed
-    status, _, err = run_cli(["visualize", "--methods", "saliency", "--targets", "3", "--out", str(tmp_path / "ok")], capsys)
+    argv = ["visualize", *model, "--methods", "saliency", "--targets", "3", "--out", str(tmp_path / "ok")]
+    status, _, err = run_cli(argv, capsys)
     assert status == 0, err
     summary = json.loads((tmp_path / "ok" / "summary.json").read_text())
     assert summary["maps"][0]["target_index"] == 3

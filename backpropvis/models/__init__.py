@@ -2,25 +2,37 @@
 
 Every model returned here is in eval mode and carries ``model.preprocessing`` (its
 input pipeline) and ``model.weights_description`` (what its weights are).
+:func:`load_model` also takes any user model (``MODULE:CALLABLE``, ``PATH.py:CALLABLE``,
+see :mod:`~backpropvis.models.spec`).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import os
+from typing import Any, Callable, Mapping, Optional, Union
 
 from torch import nn
 
 from ..errors import ModelError
 from .efficientnet import EfficientNetLite0, efficientnet_lite0
+from .fingerprint import weights_fingerprint
 from .init import PAPER_STD, derive_seed, generator_for, truncated_normal_
+from .output import SelectOutput, select_output
 from .preprocessing import IMAGENET, TF_LITE, Preprocessing
 from .seeded_dense import SeededDense
 from .shallow import ThreeLayerCNN, ThreeLayerFCN, three_layer_cnn, three_layer_fcn
+from .spec import LoadedModel, describe_module, resolve_model
 from .vgg import VGG16, VGG16_LAYERS, vgg16
 
 __all__ = [
     "MODEL_NAMES",
     "build_model",
+    "load_model",
+    "LoadedModel",
+    "describe_module",
+    "select_output",
+    "SelectOutput",
+    "weights_fingerprint",
     "three_layer_cnn",
     "three_layer_fcn",
     "vgg16",
@@ -85,3 +97,21 @@ def build_model(name: str, weights: str = "random", seed: int = 0) -> nn.Module:
     if name not in _BUILDERS:
         raise ModelError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
     return _BUILDERS[name](str(weights), seed)
+
+
+def load_model(
+    model: str,
+    *,
+    model_args: Union[str, Mapping[str, Any], None] = None,
+    weights: Union[str, os.PathLike] = "random",
+    seed: int = 0,
+    input_size: Optional[int] = None,
+    output: Union[str, int, None] = None,
+) -> LoadedModel:
+    """Any model by its ``--model`` text: a built-in name, ``MODULE:CALLABLE`` or
+    ``PATH.py:CALLABLE`` (see :func:`~backpropvis.models.spec.resolve_model` for every
+    argument), in eval mode, with its preprocessing, source and weights' fingerprint.
+    """
+    return resolve_model(
+        model, _BUILDERS, model_args=model_args, weights=weights, seed=seed, input_size=input_size, output=output
+    )

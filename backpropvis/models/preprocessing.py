@@ -13,13 +13,21 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["Preprocessing", "IMAGENET", "TF_LITE"]
+__all__ = ["Preprocessing", "IMAGENET", "TF_LITE", "MAX_RESIZED_AREA"]
+
+MAX_RESIZED_AREA = 4
+"""Largest resized image, in squares of the resize size. An image more elongated than
+that (over 4:1) is not resized whole: only the region under the centre crop is, with
+the same sampling positions, so memory stays bounded (a 100000 x 3 px strip would
+otherwise become 8.5 M x 256 px); the result differs from resize-then-crop by at most
+one level of 255 in a few pixels (PIL's fixed-point filter weights)."""
 
 
 @dataclass(frozen=True)
 class Preprocessing:
     """Resize the shorter side to ``resize``, centre-crop ``crop`` x ``crop``, then
-    ``(pixel / 255 - mean) / std`` per channel.
+    ``(pixel / 255 - mean) / std`` per channel (bilinear; see :data:`MAX_RESIZED_AREA`
+    for very elongated images).
 
     Calling it on a PIL image gives Tensor[3, crop, crop] (float32).
     """
@@ -38,9 +46,13 @@ class Preprocessing:
         width, height = image.size
         scale = self.resize / min(width, height)
         size = (max(self.crop, round(width * scale)), max(self.crop, round(height * scale)))
-        image = image.resize(size, Image.BILINEAR)
         left, top = (size[0] - self.crop) // 2, (size[1] - self.crop) // 2
-        image = image.crop((left, top, left + self.crop, top + self.crop))
+        if size[0] * size[1] <= MAX_RESIZED_AREA * self.resize**2:
+            image = image.resize(size, Image.BILINEAR).crop((left, top, left + self.crop, top + self.crop))
+        else:  # a long strip: resize only the part the crop keeps, never the whole strip (100000 x 3 px)
+            x_scale, y_scale = size[0] / width, size[1] / height
+            box = (left / x_scale, top / y_scale, (left + self.crop) / x_scale, (top + self.crop) / y_scale)
+            image = image.resize((self.crop, self.crop), Image.BILINEAR, box=box)
         pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
         return self.normalize(pixels)
 

@@ -4,6 +4,8 @@
   database, resumable, bad-file proof, sharded under torchrun.
 - :func:`summarize`: per-method mean class distance with bootstrap 95% intervals over
   one or several databases (e.g. every rank's), and a Figure-7-like bar chart.
+- :func:`summarize_runs`: databases of several runs (a random and a trained model),
+  each run summarised, side by side.
 
 From the shell::
 
@@ -26,6 +28,7 @@ with ``OMP_NUM_THREADS=1``); otherwise they agree to float32 rounding (measured:
 5e-5 relative, 2 threads against 1).
 """
 
+from .compare import format_runs, group_by_run, plot_runs, summarize_runs
 from .listing import IMAGE_SUFFIXES, list_images, rank_db_path, shard
 from .pairs import PAIRS, choose_pairs
 from .runner import RunReport, run_class_distance
@@ -36,6 +39,10 @@ __all__ = [
     "run_class_distance",
     "RunReport",
     "summarize",
+    "summarize_runs",
+    "format_runs",
+    "plot_runs",
+    "group_by_run",
     "collect",
     "Collected",
     "format_summary",

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -30,10 +30,10 @@ from tqdm.auto import tqdm
 
 from ..devices import resolve_device
 from ..engine import attribute_many
-from ..errors import BackpropvisError, ModelError
-from ..images import class_name
+from ..errors import BackpropvisError, Interrupted
+from ..images import logit_name
 from ..metrics import class_distance, class_distance_minmax, input_similarity
-from ..models import build_model
+from ..models import LoadedModel, describe_module, load_model
 from ..rules import PAPER_METHODS, resolve_rule
 from .decoding import Batch, ImageSet, batch_loader
 from .distributed import World, barrier, process_group, world_from_environment
@@ -56,6 +56,10 @@ class RunReport:
         done_now: images this call computed or recorded as failed.
         failed_now: of them, the failures.
         seconds: wall time of the loop.
+        failed_images: the keys of this call's failures, in order.
+        model: the model and its weights, in words.
+        model_notes: what was done to the model (eval mode, default preprocessing).
+        preprocessing: the images' preprocessing, in words.
     """
 
     db: Path
@@ -66,6 +70,10 @@ class RunReport:
     done_now: int
     failed_now: int
     seconds: float
+    failed_images: list[str] = field(default_factory=list)
+    model: str = ""
+    model_notes: tuple[str, ...] = ()
+    preprocessing: str = ""
 
     @property
     def images_per_second(self) -> float:
@@ -83,8 +91,11 @@ def run_class_distance(
     images: Optional[Union[str, os.PathLike]],
     db: Union[str, os.PathLike],
     *,
-    model: Union[str, nn.Module] = "vgg16",
+    model: Union[str, nn.Module, LoadedModel] = "vgg16",
     weights: str = "random",
+    model_args: Union[str, dict, None] = None,
+    output: Optional[str] = None,
+    precision: Optional[str] = None,
     methods: Sequence[str] = PAPER_METHODS,
     pairs: str = "max-random",
     seed: int = 0,
@@ -102,10 +113,16 @@ def run_class_distance(
     Args:
         images: a folder (recursive, sorted) or None for the bundled sample images.
         db: the SQLite file; under torchrun each rank writes ``<stem>.rank-R<suffix>``.
-        model: a name from :data:`backpropvis.models.MODEL_NAMES`, or an ``nn.Module``
-            with ``.preprocessing`` (used as it is: its train/eval mode is kept).
-        weights: "random", "imagenet" or a checkpoint path (for a model name); for a
-            module, how its weights are described in the settings.
+        model: a built-in name, ``MODULE:CALLABLE`` or ``PATH.py:CALLABLE`` (built by
+            :func:`backpropvis.models.load_model`), a :class:`~backpropvis.models.LoadedModel`,
+            or an ``nn.Module`` (used as it is: its train/eval mode is kept; without a
+            ``.preprocessing`` it gets ImageNet's at ``input_size``).
+        weights: "random", "imagenet" or a checkpoint path (for a model given as text);
+            for a module, how its weights are described in the settings.
+        model_args: keyword arguments of a ``MODULE:CALLABLE`` model (JSON or a dict).
+        output: the key, index or attribute of the logits in the model's output.
+        precision: the engine's arithmetic: None (PyTorch's global flags), "float32",
+            "tf32" or "bfloat16"; part of the run's identity.
         methods: rule names, e.g. ("saliency", "deconvnet", "gbp").
         pairs: which two logits per image, one of :data:`~backpropvis.stats.pairs.PAIRS`.
         seed: the random weights' and the random logits' seed.
@@ -134,33 +151,41 @@ def run_class_distance(
     if input_size is not None and input_size < 8:
         raise BackpropvisError(f"--input-size must be at least 8 pixels, not {input_size}")
     keys = list_images(images, limit)
-    network, name, weights_description = _network(model, weights, seed, model_name)
-    preprocess = network.preprocessing if input_size is None else network.preprocessing.resized(input_size)
-    network = network.to(torch_device)
+    loaded = _network(model, weights, seed, model_name, model_args, output, input_size)
+    network = loaded.module.to(torch_device)
 
     settings = RunSettings(
-        model=name, weights=str(weights), methods=tuple(rule.name for rule in rules), pairs=pairs, seed=int(seed),
-        input_size=input_size, images=SAMPLES_SOURCE if images is None else str(Path(images).resolve()),
-        rank=world.rank, world_size=world.size,
+        model=loaded.name, weights=str(loaded.weights), methods=tuple(rule.name for rule in rules), pairs=pairs,
+        seed=int(seed), input_size=input_size, images=SAMPLES_SOURCE if images is None else str(Path(images).resolve()),
+        rank=world.rank, world_size=world.size, model_args=loaded.args_json, model_source=loaded.source,
+        weights_fingerprint=loaded.fingerprint, output=loaded.output, precision=precision or "default",
     )
     other = {"batch_size": batch_size, "workers": workers, "device": str(torch_device), "limit": limit}
     with process_group(world, torch_device):
-        store = ResultsStore(rank_db_path(db, world.rank, world.size), settings, weights_description, other)
+        store = ResultsStore(rank_db_path(db, world.rank, world.size), settings, loaded.weights_description, other)
         try:
-            report = _run(store, keys, images, network, preprocess, rules, settings, batch_size, workers, torch_device, world, progress)
+            report = _run(
+                store, keys, images, network, loaded.preprocessing, rules, settings, batch_size, workers, torch_device,
+                world, progress,
+            )
         finally:
             store.close()
         barrier(world)
-    return report
+    return replace(report, model=loaded.title, model_notes=loaded.notes, preprocessing=loaded.preprocessing_description)
 
 
-def _network(model: Union[str, nn.Module], weights: str, seed: int, model_name: Optional[str]) -> tuple[nn.Module, str, str]:
+def _network(
+    model: Union[str, nn.Module, LoadedModel], weights: str, seed: int, model_name: Optional[str],
+    model_args: Union[str, dict, None], output: Optional[str], input_size: Optional[int],
+) -> LoadedModel:
+    """The model as :class:`LoadedModel`: built from text, or a module described as it is."""
+    if isinstance(model, LoadedModel):
+        return model
     if isinstance(model, str):
-        network = build_model(model, weights, seed)
-        return network, model, network.weights_description
-    if not isinstance(model, nn.Module) or not callable(getattr(model, "preprocessing", None)):
-        raise ModelError("a model given as a module needs a .preprocessing (PIL image -> Tensor[3, S, S])")
-    return model, model_name or type(model).__name__, getattr(model, "weights_description", str(weights))
+        return load_model(
+            model, model_args=model_args, weights=weights, seed=seed, input_size=input_size, output=output
+        )
+    return describe_module(model, model_name, str(weights), input_size)
 
 
 def _run(store, keys, images, network, preprocess, rules, settings, batch_size, workers, device, world, progress) -> RunReport:
@@ -174,22 +199,33 @@ def _run(store, keys, images, network, preprocess, rules, settings, batch_size, 
     pending = sum(len(batch) for batch in batches)
     dataset = ImageSet(None if images is None else Path(images), mine, preprocess)
 
-    started, done_now, failed_now, num_classes = time.perf_counter(), 0, 0, None
+    started, done_now, failed_images, num_classes = time.perf_counter(), 0, [], None
     description = "class distance" + (f" (rank {world.rank}/{world.size})" if world.size > 1 else "")
-    with tqdm(total=pending, unit="image", desc=description, disable=not progress or pending == 0,
-              position=world.local_rank if world.size > 1 else None, dynamic_ncols=True) as bar:
-        for batch in batch_loader(dataset, batches, workers):
-            rows = []
-            if batch.keys:
-                rows, num_classes = _measure(network, batch, rules, settings, batch_size, device, num_classes)
-            store.write_batch(rows, batch.failures, len(batch.keys) + len(batch.failures))
-            done_now += len(batch.keys) + len(batch.failures)
-            failed_now += len(batch.failures)
-            bar.update(len(batch.keys) + len(batch.failures))
-            if failed_now:
-                bar.set_postfix(failed=failed_now)
+    try:
+        with tqdm(total=pending, unit="image", desc=description, disable=not progress or pending == 0,
+                  position=world.local_rank if world.size > 1 else None, dynamic_ncols=True) as bar:
+            for batch in batch_loader(dataset, batches, workers):
+                rows: list[ResultRow] = []
+                if batch.keys:
+                    rows, num_classes = _measure(network, batch, rules, settings, batch_size, device, num_classes)
+                store.write_batch(rows, batch.failures, len(batch.keys) + len(batch.failures))
+                done_now += len(batch.keys) + len(batch.failures)
+                failed_images += [key for key, _, _ in batch.failures]
+                bar.update(len(batch.keys) + len(batch.failures))
+                if failed_images:
+                    bar.set_postfix(failed=len(failed_images))
+    except KeyboardInterrupt:
+        store.finish(complete=False)  # rolls back a batch cut off halfway
+        saved = len(store.done_images())
+        raise Interrupted(
+            f"{saved} of {len(mine)} images saved in {store.path} ({saved - len(done)} in this session); "
+            "run the same command again to resume"
+        ) from None
     store.finish(complete=len(done) + done_now == len(mine))
-    return RunReport(store.path, world.rank, world.size, len(mine), len(done), done_now, failed_now, time.perf_counter() - started)
+    return RunReport(
+        store.path, world.rank, world.size, len(mine), len(done), done_now, len(failed_images),
+        time.perf_counter() - started, failed_images,
+    )
 
 
 def _measure(
@@ -215,12 +251,14 @@ def _measure(
         chosen = choose_pairs(settings.pairs, logits, batch.keys, settings.seed)  # [2, count]
     padded = torch.zeros((2, batch_size), dtype=torch.long)
     padded[:, :count] = chosen
-    maps = attribute_many(network, inputs, [padded[0].to(device), padded[1].to(device)], rules)
+    precision: dict[str, Any] = {} if settings.precision == "default" else {"precision": settings.precision}
+    maps = attribute_many(network, inputs, [padded[0].to(device), padded[1].to(device)], rules, **precision)
     # the logits the pairs were chosen from; "random-random" takes none, so always the shared pass's
     predicted = (maps.logits[:count] if settings.pairs == "random-random" else logits).argmax(dim=1).cpu()
 
     rows = []
     image = inputs[:count]
+    num_logits = maps.logits.shape[1]
     for rule in rules:
         pair = maps[rule.name][:, :count]  # [2, count, 3, S, S]
         distance = class_distance(pair[0], pair[1]).cpu()
@@ -230,8 +268,9 @@ def _measure(
             first, second, top = int(chosen[0, column]), int(chosen[1, column]), int(predicted[column])
             rows.append(ResultRow(
                 image=key, content_hash=batch.hashes[column], method=rule.name,
-                first_logit=first, first_name=class_name(first), second_logit=second, second_name=class_name(second),
-                predicted=top, predicted_name=class_name(top),
+                first_logit=first, first_name=logit_name(first, num_logits),
+                second_logit=second, second_name=logit_name(second, num_logits),
+                predicted=top, predicted_name=logit_name(top, num_logits),
                 class_distance=float(distance[column]), class_distance_minmax=float(distance_minmax[column]),
                 input_similarity_first=float(similarity[0, column]), input_similarity_second=float(similarity[1, column]),
             ))

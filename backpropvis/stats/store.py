@@ -2,8 +2,9 @@
 
 One file holds one run (one rank's share of it under torchrun):
 
-- ``runs``: the settings that decide the results (model, weights, methods, pairs,
-  seed, input size, images folder, rank, world size), the other settings (batch size,
+- ``runs``: the settings that decide the results (model, its arguments and source,
+  weights and their fingerprint, output selector, methods, pairs, seed, input size,
+  precision, images folder, rank, world size), the other settings (batch size,
   workers, device, limit), library versions, start and end times.
 - ``sessions``: one row per start of the command (a resumed run has several).
 - ``results``: one row per (run, image, method), unique.
@@ -12,6 +13,11 @@ One file holds one run (one rank's share of it under torchrun):
 Each batch's rows are written in one transaction, so a process killed at any moment
 (even ``kill -9``) leaves whole batches or nothing; a restart skips every image that
 already has rows and never writes one twice.
+
+Schema 2 added the model's arguments, source, weights fingerprint, output selector and
+precision to a run's identity. A schema-1 database (written before) is still read by
+:func:`read_database` (those settings then read "unknown (schema 1)"), but a run is
+not resumed in it: without a fingerprint it cannot tell whether the model is the same.
 """
 
 from __future__ import annotations
@@ -23,19 +29,23 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import ClassVar, Iterable, Optional, Sequence, Union
 
 from ..errors import StoreError
 
-__all__ = ["RunSettings", "ResultRow", "ResultsStore", "read_database", "StoredRun"]
+__all__ = ["RunSettings", "ResultRow", "ResultsStore", "read_database", "StoredRun", "show_setting"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+UNKNOWN_IN_SCHEMA_1 = "unknown (schema 1)"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     model TEXT NOT NULL, weights TEXT NOT NULL, weights_description TEXT NOT NULL,
+    model_args TEXT NOT NULL, model_source TEXT NOT NULL, weights_fingerprint TEXT NOT NULL, output TEXT,
+    precision TEXT NOT NULL,
     methods TEXT NOT NULL, pairs TEXT NOT NULL, seed INTEGER NOT NULL, input_size INTEGER,
     images TEXT NOT NULL, rank INTEGER NOT NULL, world_size INTEGER NOT NULL,
     settings TEXT NOT NULL, versions TEXT NOT NULL, images_total INTEGER,
@@ -74,7 +84,10 @@ class RunSettings:
     """The settings that decide a run's results; a database refuses any other ones.
 
     ``images`` is the images folder's absolute path (or "samples"); ``methods`` keeps
-    the user's order.
+    the user's order; ``model_args`` is canonical JSON; ``model_source`` says where the
+    model's code came from ("built-in", ``module NAME``, ``file sha256:...``);
+    ``weights_fingerprint`` is the SHA-256 of its state dict; ``precision`` is the
+    engine's arithmetic ("default": PyTorch's global flags).
     """
 
     model: str
@@ -86,24 +99,36 @@ class RunSettings:
     images: str
     rank: int = 0
     world_size: int = 1
+    model_args: str = "{}"
+    model_source: str = "built-in"
+    weights_fingerprint: str = ""
+    output: Optional[str] = None
+    precision: str = "default"
 
-    _FLAGS = {
-        "model": "--model", "weights": "--weights", "methods": "--methods", "pairs": "--pairs", "seed": "--seed",
-        "input_size": "--input-size", "images": "--images", "rank": "rank", "world_size": "world size (torchrun processes)",
+    FLAGS: ClassVar[dict[str, str]] = {
+        "model": "--model", "model_args": "--model-args", "model_source": "the model's code (its source)",
+        "weights": "--weights", "weights_fingerprint": "the weights (SHA-256 of the state dict)", "output": "--output",
+        "methods": "--methods", "pairs": "--pairs", "seed": "--seed", "input_size": "--input-size",
+        "precision": "--precision", "images": "--images", "rank": "rank",
+        "world_size": "world size (torchrun processes)",
     }
 
     def differences(self, other: "RunSettings", ignore: Sequence[str] = ()) -> list[str]:
         """'--model: vgg16 here, cnn3 there' for each setting that differs."""
         found = []
-        for name, flag in self._FLAGS.items():
+        for name, flag in self.FLAGS.items():
             mine, theirs = getattr(self, name), getattr(other, name)
             if name not in ignore and mine != theirs:
-                found.append(f"{flag} {_show(theirs)} there, {_show(mine)} here")
+                found.append(f"{flag} {show_setting(theirs)} there, {show_setting(mine)} here")
         return found
 
 
-def _show(value) -> str:
-    return ",".join(value) if isinstance(value, tuple) else str(value)
+def show_setting(value) -> str:
+    """A setting's value as a user reads it: methods joined by commas, hashes cut to 12 hex digits."""
+    if isinstance(value, tuple):
+        return ",".join(value)
+    text = str(value)
+    return text if "sha256:" not in text else text[: text.index("sha256:") + 7 + 12] + "..."
 
 
 @dataclass(frozen=True)
@@ -144,9 +169,18 @@ def _versions() -> dict:
 
 
 def _settings_from_row(row: sqlite3.Row) -> RunSettings:
+    """The settings of a ``runs`` row; a schema-1 row lacks the model's identity beyond its name."""
+    columns = row.keys()
+
+    def newer(name: str, schema_1_value):
+        return row[name] if name in columns else schema_1_value
+
     return RunSettings(
         model=row["model"], weights=row["weights"], methods=tuple(row["methods"].split(",")), pairs=row["pairs"],
         seed=row["seed"], input_size=row["input_size"], images=row["images"], rank=row["rank"], world_size=row["world_size"],
+        model_args=newer("model_args", UNKNOWN_IN_SCHEMA_1), model_source=newer("model_source", UNKNOWN_IN_SCHEMA_1),
+        weights_fingerprint=newer("weights_fingerprint", UNKNOWN_IN_SCHEMA_1), output=newer("output", None),
+        precision=newer("precision", "float32"),  # before schema 2 the engine always computed in float32
     )
 
 
@@ -195,13 +229,21 @@ class ResultsStore:
         )
         version = self.connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
         if version != str(SCHEMA_VERSION):
-            raise StoreError(f"database {self.path} has schema version {version}; this backpropvis writes {SCHEMA_VERSION}")
+            self.connection.execute("ROLLBACK")
+            self.connection.close()
+            older = version.isdigit() and int(version) < SCHEMA_VERSION
+            raise StoreError(
+                f"database {self.path} was written by an {'older' if older else 'other'} backpropvis (schema "
+                f"{version}, this one writes {SCHEMA_VERSION}); summarize still reads it, but a run cannot resume in "
+                "it: use another --db"
+            )
         rows = self.connection.execute("SELECT * FROM runs").fetchall()
         if rows:
             stored = _settings_from_row(rows[0])
             differences = self.settings.differences(stored)
             if differences:
                 self.connection.execute("ROLLBACK")
+                self.connection.close()
                 raise StoreError(
                     f"database {self.path} holds a run with other settings ({'; '.join(differences)}); "
                     "use the same settings to resume it, or another --db"
@@ -209,10 +251,13 @@ class ResultsStore:
             return rows[0]["id"]
         s = self.settings
         return self.connection.execute(
-            "INSERT INTO runs (model, weights, weights_description, methods, pairs, seed, input_size, images, rank, "
-            "world_size, settings, versions, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (s.model, s.weights, weights_description, ",".join(s.methods), s.pairs, s.seed, s.input_size, s.images,
-             s.rank, s.world_size, json.dumps(other_settings, sort_keys=True), json.dumps(_versions(), sort_keys=True), _now()),
+            "INSERT INTO runs (model, weights, weights_description, model_args, model_source, weights_fingerprint, "
+            "output, precision, methods, pairs, seed, input_size, images, rank, world_size, settings, versions, "
+            "started_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (s.model, s.weights, weights_description, s.model_args, s.model_source, s.weights_fingerprint, s.output,
+             s.precision, ",".join(s.methods), s.pairs, s.seed, s.input_size, s.images, s.rank, s.world_size,
+             json.dumps(other_settings, sort_keys=True), json.dumps(_versions(), sort_keys=True), _now()),
         ).lastrowid
 
     def done_images(self) -> set[str]:
@@ -248,7 +293,12 @@ class ResultsStore:
             raise StoreError(f"cannot write database {self.path}: {error}") from None
 
     def finish(self, complete: bool) -> None:
-        """Close the session; mark the run finished when every image has its rows."""
+        """Close the session; mark the run finished when every image has its rows.
+
+        A batch interrupted halfway (Ctrl-C inside :meth:`write_batch`) is rolled back first.
+        """
+        if self.connection.in_transaction:
+            self.connection.execute("ROLLBACK")
         now = _now()
         self.connection.execute("UPDATE sessions SET ended_at = ? WHERE id = ?", (now, self.session_id))
         if complete:
@@ -277,8 +327,9 @@ class StoredRun:
     failures: list[dict]
 
 
-def read_database(path: Union[str, os.PathLike]) -> StoredRun:
-    """Read a results database (read-only, so a read-only file is fine).
+def read_database(path: Union[str, os.PathLike], rows: bool = True) -> StoredRun:
+    """Read a results database (read-only, so a read-only file is fine); with
+    ``rows=False`` only its run's settings (``results`` and ``failures`` left empty).
 
     Raises:
         StoreError: a missing file, not a database, or not a class-distance database.
@@ -293,8 +344,10 @@ def read_database(path: Union[str, os.PathLike]) -> StoredRun:
             runs = connection.execute("SELECT * FROM runs").fetchall()
             if len(runs) != 1:
                 raise StoreError(f"database {path} holds {len(runs)} runs, not one")
-            results = [dict(row) for row in connection.execute("SELECT * FROM results ORDER BY image, method")]
-            failures = [dict(row) for row in connection.execute("SELECT * FROM failures ORDER BY image")]
+            results, failures = [], []
+            if rows:
+                results = [dict(row) for row in connection.execute("SELECT * FROM results ORDER BY image, method")]
+                failures = [dict(row) for row in connection.execute("SELECT * FROM failures ORDER BY image")]
         finally:
             connection.close()
     except sqlite3.DatabaseError as error:

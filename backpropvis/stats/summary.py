@@ -200,7 +200,9 @@ def summarize(
         "settings": {
             "model": settings.model, "weights": settings.weights, "weights_description": run.runs[0].run["weights_description"],
             "methods": methods, "pairs": settings.pairs, "seed": settings.seed, "input_size": settings.input_size,
-            "images": settings.images, "world_size": settings.world_size,
+            "images": settings.images, "world_size": settings.world_size, "model_args": settings.model_args,
+            "model_source": settings.model_source, "weights_fingerprint": settings.weights_fingerprint,
+            "output": settings.output, "precision": settings.precision,
         },
         "images": len(run.images), "images_expected": run.expected, "complete": run.complete,
         "failures": len(run.failures), "failure_reasons": {row["image"]: row["reason"] for row in run.failures},
