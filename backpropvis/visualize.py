@@ -88,12 +88,11 @@ def visualize(
     network = model.module.to(torch_device)
     out = make_folder(out)  # a file in the way or no permission is an error before the long part, not after
     generator = torch.Generator().manual_seed(seed)
-    arithmetic: dict[str, Any] = {} if precision is None else {"precision": precision}  # None: the engine's default
 
     results = []
     for source, picture in tqdm(pictures, desc="images", unit="image", disable=len(pictures) < 2):
         inputs = model.preprocessing(picture)[None].to(torch_device)
-        maps = attribute_many(network, inputs, list(targets), rules, generator=generator, **arithmetic)
+        maps = attribute_many(network, inputs, list(targets), rules, generator=generator, precision=precision)
         results.append((source, inputs, maps))
 
     summary: dict[str, Any] = {

@@ -123,7 +123,7 @@ def test_a_model_file_in_visualize_gives_the_reference_maps(model_file, tmp_path
             "--save-maps", str(tmp_path / "maps.npz")]
     status, stdout, err = run_cli(argv, capsys)
     assert status == 0, err
-    assert "put in eval mode" in stdout and "bn1 (BatchNorm2d)" in stdout and "drop (Dropout)" in stdout
+    assert "put in eval mode" in stdout and "BatchNorm2d 'bn1'" in stdout and "Dropout 'drop'" in stdout
     assert "ImageNet mean/std" in stdout and f"centre crop {SIZE}" in stdout  # the default preprocessing, stated
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == f"{model_file}:build" and summary["model_args"] == {"classes": 5}
@@ -267,7 +267,7 @@ def test_cli_output_option_and_a_model_returning_a_dict(model_file, tmp_path, ca
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
-        (["--model", "{file}:compiled"], "torch.compile'd module"),
+        (["--model", "{file}:compiled"], "compiled with torch.compile"),
         (["--model", "{file}:not_a_model"], "returned a str, not a torch.nn.Module"),
         (["--model", "{file}:missing"], "has no 'missing'"),
         (["--model", "{file}:build", "--model-args", '{"clases": 3}'], "unexpected keyword argument 'clases'"),
@@ -298,7 +298,7 @@ def test_a_module_given_to_the_api_keeps_its_mode_and_gets_the_default_preproces
     described = describe_module(model, input_size=SIZE)
     assert described.preprocessing(load_image("tabby")).shape == (3, SIZE, SIZE)
     assert model.training  # the API uses the module as it is
-    with pytest.raises(ModelError, match="torch.compile'd"):
+    with pytest.raises(ModelError, match="compiled with torch.compile"):
         describe_module(torch.compile(model.eval()))
     report = run_class_distance(None, tmp_path / "api.sqlite", model=model.eval(), input_size=SIZE, limit=1, workers=0,
                                 progress=False)

@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from ..errors import InputError, ModelError, NoActivationError
+from ..module_checks import refuse_compiled, training_dependent_modules
 from ..rules import PAPER_METHODS, Rule, resolve_rule, resolve_rules
 from ..targets import Target, resolve_targets
 from .planning import DEFAULT_MAX_BATCH, BackwardPlan, plan_backward
 from .precision import Precision
-from .recording import ForwardRecord, RecordedForward, hidden_kind
+from .recording import ForwardRecord, RecordedForward
 from .ruled import RuleSlot
 
 __all__ = [
@@ -38,16 +39,6 @@ __all__ = [
 
 Method = Union[str, Rule]
 Model = Callable[[torch.Tensor], torch.Tensor]
-
-TRAINING_DEPENDENT: tuple[type, ...] = (
-    nn.modules.batchnorm._BatchNorm,
-    nn.modules.instancenorm._InstanceNorm,
-    nn.modules.dropout._DropoutNd,
-    nn.AlphaDropout,
-    nn.FeatureAlphaDropout,
-)
-"""Modules that compute differently in training mode (batch statistics, random masks)."""
-
 
 class TrainingModeWarning(UserWarning):
     """A model in training mode: its maps change between calls and its BatchNorm statistics move."""
@@ -249,17 +240,9 @@ def _check_inputs(inputs: torch.Tensor) -> None:
 
 def _check_model(model: Model) -> None:
     """Refuse a compiled model; warn about one in training mode."""
-    if hidden_kind(model) == "compiled module" or hasattr(model, "_torchdynamo_orig_callable"):
-        raise ModelError(
-            f"{type(model).__name__} is compiled with torch.compile, which hides its activations from the engine; "
-            "pass the uncompiled module (for a compiled module: model._orig_mod)"
-        )
+    refuse_compiled(model)
     if isinstance(model, nn.Module):
-        training = [
-            f"{type(module).__name__} '{name or type(model).__name__}'"
-            for name, module in model.named_modules()
-            if module.training and isinstance(module, TRAINING_DEPENDENT)
-        ]
+        training = training_dependent_modules(model)
         if training:
             shown = ", ".join(training[:4]) + (f" and {len(training) - 4} more" if len(training) > 4 else "")
             warnings.warn(

@@ -23,7 +23,6 @@ track the running module (for error messages), removed when the forward pass end
 
 from __future__ import annotations
 
-import sys
 import weakref
 from typing import Any, Callable, Optional
 
@@ -34,6 +33,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..activations import OTHER_NONLINEARITIES, PIECEWISE_LINEAR, function_name
 from ..errors import UnsupportedActivationError
+from ..module_checks import hidden_kind
 from .pooling import MAX_POOLS, RecomputedMaxPool2d
 from .ruled import RuledActivation, RuleSlot
 
@@ -146,21 +146,6 @@ class _Interceptor(TorchFunctionMode):
         if func in CONVOLUTIONS:
             self.record.add_convolution_output(out)
         return out
-
-
-def hidden_kind(module: Any) -> Optional[str]:
-    """"TorchScript module" or "compiled module" when ``module``'s activations run where the
-    interceptor cannot see them, else None."""
-    if isinstance(module, torch.jit.ScriptModule):
-        return "TorchScript module"
-    if getattr(module, "_compiled_call_impl", None) is not None or _is_optimized_module(module):
-        return "compiled module"
-    return None
-
-
-def _is_optimized_module(module: Any) -> bool:
-    eval_frame = sys.modules.get("torch._dynamo.eval_frame")  # never imported unless torch.compile ran
-    return eval_frame is not None and isinstance(module, eval_frame.OptimizedModule)
 
 
 class RecordedForward:

@@ -37,6 +37,7 @@ from PIL import Image
 from torch import nn
 
 from ..errors import BackpropvisError, ModelError, WeightsError
+from ..module_checks import refuse_compiled, training_dependent_modules
 from .fingerprint import file_fingerprint, weights_fingerprint
 from .output import SelectOutput, select_output
 from .preprocessing import IMAGENET, Preprocessing
@@ -47,7 +48,6 @@ __all__ = [
     "resolve_model",
     "describe_module",
     "parse_model_args",
-    "mode_dependent_modules",
     "DEFAULT_INPUT_SIZE",
     "BUILT_IN",
 ]
@@ -58,7 +58,6 @@ DEFAULT_INPUT_SIZE = 224
 BUILT_IN = "built-in"
 """The ``source`` of a built-in model."""
 
-_MODE_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd, nn.Dropout)
 
 
 @dataclass(frozen=True)
@@ -128,15 +127,6 @@ def parse_model_args(text: Union[str, Mapping[str, Any], None]) -> dict[str, Any
     return value
 
 
-def mode_dependent_modules(model: nn.Module) -> list[str]:
-    """Paths of the submodules that behave differently in training mode (BatchNorm, Dropout)."""
-    return [
-        f"{name or type(model).__name__} ({type(module).__name__})"
-        for name, module in model.named_modules()
-        if isinstance(module, _MODE_DEPENDENT)
-    ]
-
-
 def resolve_model(
     model: str,
     built_in: Mapping[str, Callable[[str, int], nn.Module]],
@@ -193,7 +183,7 @@ def resolve_model(
             load_into(module, weights)
             weights_description = weights
         if module.training:
-            affected = mode_dependent_modules(module)
+            affected = training_dependent_modules(module)
             module.eval()
             changed = f" (in training mode {_first(affected, 4)} would change the maps)" if affected else ""
             notes.append("put in eval mode" + changed)
@@ -219,7 +209,7 @@ def describe_module(
     """
     if not isinstance(module, nn.Module):
         raise ModelError(f"a model must be a torch.nn.Module, not {type(module).__name__}")
-    _refuse_compiled(module, name or type(module).__name__)
+    refuse_compiled(module, name or type(module).__name__)
     inner = module.model if isinstance(module, SelectOutput) else module
     cls = type(inner)
     preprocessing, described = _preprocessing(module, name or cls.__name__, input_size)
@@ -360,13 +350,7 @@ def _call(build: Callable, name: str, arguments: dict[str, Any], seed: int) -> n
         raise ModelError(f"{call} raised {_one_line(error)}{_where(error)}") from None
     if not isinstance(module, nn.Module):
         raise ModelError(f"{call} returned a {type(module).__name__}, not a torch.nn.Module")
-    _refuse_compiled(module, call)
+    refuse_compiled(module, call)
     return module.cpu()
 
 
-def _refuse_compiled(module: nn.Module, name: str) -> None:
-    if isinstance(getattr(module, "_orig_mod", None), nn.Module):
-        raise ModelError(
-            f"{name} is a torch.compile'd module, whose compiled graph hides its activations from backpropvis; "
-            "pass the uncompiled module (model._orig_mod)"
-        )

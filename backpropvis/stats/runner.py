@@ -22,7 +22,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -251,8 +251,8 @@ def _measure(
         chosen = choose_pairs(settings.pairs, logits, batch.keys, settings.seed)  # [2, count]
     padded = torch.zeros((2, batch_size), dtype=torch.long)
     padded[:, :count] = chosen
-    precision: dict[str, Any] = {} if settings.precision == "default" else {"precision": settings.precision}
-    maps = attribute_many(network, inputs, [padded[0].to(device), padded[1].to(device)], rules, **precision)
+    precision = None if settings.precision == "default" else settings.precision
+    maps = attribute_many(network, inputs, [padded[0].to(device), padded[1].to(device)], rules, precision=precision)
     # the logits the pairs were chosen from; "random-random" takes none, so always the shared pass's
     predicted = (maps.logits[:count] if settings.pairs == "random-random" else logits).argmax(dim=1).cpu()
 
