@@ -91,9 +91,13 @@ def test_redrawable_layers_are_convs_and_linears_in_forward_order():
             return self.fc(self.norm(self.slope(self.conv(x)).mean((2, 3))))
 
     model = Reversed()
+    example = torch.zeros(1, 3, 2, 2)
     assert redrawable_layers(model) == ("fc", "conv")  # registration order, parameterised non-layers left out
-    assert redrawable_layers(model, torch.zeros(1, 3, 2, 2)) == ("conv", "fc")
+    assert redrawable_layers(model, example) == ("conv", "fc")
     assert not model._forward_pre_hooks and not model.conv._forward_pre_hooks  # the trace left no hook
+    assert layers_after(model, "conv", example) == ("fc",) and layers_after(model, "conv") == ()
+    star = trained_up_to(model, "conv", example, seed=0)
+    assert torch.equal(star.conv.weight, model.conv.weight) and not torch.equal(star.fc.weight, model.fc.weight)
 
 
 def test_built_in_models_declare_their_stages():

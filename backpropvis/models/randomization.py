@@ -316,33 +316,41 @@ def randomized(model: nn.Module, **options) -> nn.Module:
     return redraw(model, redrawable_layers(model), description="every layer", **options)
 
 
-def layers_after(model: nn.Module, stage: StageLike) -> tuple[str, ...]:
-    """The layers after the stage's last one: what :func:`trained_up_to` redraws."""
+def layers_after(model: nn.Module, stage: StageLike, example: torch.Tensor | None = None) -> tuple[str, ...]:
+    """The layers after the stage's last one: what :func:`trained_up_to` redraws
+    (in the order of :func:`redrawable_layers`, traced on ``example`` when given)."""
     resolved = resolve_stage(model, stage)
-    layers = redrawable_layers(model)
-    return layers[max(layers.index(name) for name in resolved.layers) + 1 :]
+    layers = redrawable_layers(model, example)
+    return layers[max(_position(layers, name) for name in resolved.layers) + 1 :]
 
 
-def layers_from(model: nn.Module, stage: StageLike) -> tuple[str, ...]:
+def layers_from(model: nn.Module, stage: StageLike, example: torch.Tensor | None = None) -> tuple[str, ...]:
     """The stage's first layer and every later one: what :func:`redrawn_from` redraws."""
     resolved = resolve_stage(model, stage)
-    layers = redrawable_layers(model)
-    return layers[min(layers.index(name) for name in resolved.layers) :]
+    layers = redrawable_layers(model, example)
+    return layers[min(_position(layers, name) for name in resolved.layers) :]
 
 
-def trained_up_to(model: nn.Module, stage: StageLike, **options) -> nn.Module:
+def _position(layers: Sequence[str], name: str) -> int:
+    if name not in layers:
+        raise ModelError(f"layer {name!r} is not called in the forward pass on the example")
+    return layers.index(name)
+
+
+def trained_up_to(model: nn.Module, stage: StageLike, example: torch.Tensor | None = None, **options) -> nn.Module:
     """The paper's star row: layers up to and including ``stage`` trained, every later
     layer redrawn. ``stage``: a :class:`Stage`, a stage label or a layer name;
-    ``options``: those of :func:`redraw`."""
+    ``example``: an input batch to order the layers by a forward pass (default: the
+    model's own order, see :func:`redrawable_layers`); ``options``: those of :func:`redraw`."""
     label = resolve_stage(model, stage).label
-    return redraw(model, layers_after(model, stage), description=f"every layer after {label}", **options)
+    return redraw(model, layers_after(model, stage, example), description=f"every layer after {label}", **options)
 
 
-def redrawn_from(model: nn.Module, stage: StageLike, **options) -> nn.Module:
+def redrawn_from(model: nn.Module, stage: StageLike, example: torch.Tensor | None = None, **options) -> nn.Module:
     """Cascading randomisation from the top down to ``stage``: the stage and every later
-    layer redrawn. ``options``: those of :func:`redraw`."""
+    layer redrawn. ``example`` and ``options``: as for :func:`trained_up_to`."""
     label = resolve_stage(model, stage).label
-    return redraw(model, layers_from(model, stage), description=f"{label} and every later layer", **options)
+    return redraw(model, layers_from(model, stage, example), description=f"{label} and every later layer", **options)
 
 
 def only_redrawn(model: nn.Module, stage: StageLike, **options) -> nn.Module:
