@@ -6,7 +6,7 @@ This network has exactly VGG's ingredients at a size that trains in about a minu
 two CPU cores (:mod:`backpropvis.models.digits_training`): 3 x 3 convolutions with
 ReLU in three blocks, each closed by a 2 x 2 max-pool, then a dense fc1 with ReLU and
 the logits fc2. Its trained weights ship with the package
-(``backpropvis/data/digits_vgg.pt``, state dict, 171 KiB); its random twin is the same
+(``backpropvis/data/digits_vgg.pt``, state dict, 170 KiB); its random twin is the same
 architecture with the paper's init.
 
 Shapes: [B, 3, 32, 32] -> [B, 10]::
