@@ -8,9 +8,13 @@ The random three-layer CNN (Eq. 3): an image x [C, H, W]; N filters w_i [C, k, k
 image at stride b (``F.unfold``); the readout column V[:, k] with the feature of
 filter i at patch j at index q_ij = i J + j (channel-major, as ``torch.flatten``).
 
-- :func:`closed_form_map`: Lemma 1 (Eq. 4) for saliency, DeconvNet and GBP, and
-  with a max-pool between the ReLU and the readout either exactly with the pool's
-  switches (Eq. 6) or with the paper's approximation "chosen <=> w.y > 0" (Eq. 7).
+- :data:`METHOD_FORMS`: each method's h and g (Eq. 2), stated here, not read from
+  :mod:`backpropvis.rules`: a wrong rule there makes the engine disagree with this.
+- :func:`closed_form_map`: Lemma 1 (Eq. 4) for saliency, DeconvNet and GBP; with a
+  max-pool (any window, stride, padding) between the ReLU and the readout either
+  exactly with the pool's switches (Eq. 6) or with the paper's approximation
+  "chosen <=> w.y > 0" (Eq. 7); with an average pool, each output gets the mean
+  share of the readout of every window containing it (no switches).
 - :func:`switch_disagreement`: how often Eq. 7's assumption fails.
 - :func:`limit_image`: Theorem 1's limit, sum_j D_j^T y_j / ||y_j||.
 - :func:`recovery`: a map's cosine similarity with the limit image.
@@ -22,32 +26,36 @@ filter i at patch j at index q_ij = i J + j (channel-major, as ``torch.flatten``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import MethodError
 from .metrics import cosine_similarity
-from .rules import Rule, resolve_rule
 
 __all__ = [
-    "patches",
-    "fold_patches",
-    "pool_switches",
-    "closed_form_map",
-    "switch_disagreement",
-    "SwitchDisagreement",
-    "limit_image",
-    "recovery",
-    "tangent_squared",
+    "METHOD_FORMS",
+    "MethodForm",
     "PowerLaw",
-    "fit_power_law",
-    "law_amplitude",
-    "filters_needed",
+    "SwitchDisagreement",
+    "closed_form_map",
     "effective_dimension",
+    "filters_needed",
+    "fit_power_law",
+    "fold_patches",
     "gaussianity",
+    "law_amplitude",
+    "limit_image",
+    "method_form",
+    "patches",
+    "pool_switches",
+    "recovery",
+    "switch_disagreement",
+    "tangent_squared",
 ]
 
 _FILTER_CHUNK = 256
@@ -70,108 +78,198 @@ def fold_patches(columns: torch.Tensor, image_size: Sequence[int], kernel_size: 
     return F.fold(columns.unsqueeze(0), tuple(image_size), kernel_size, padding=padding, stride=stride)[0]
 
 
-def pool_switches(outputs: torch.Tensor, pool: int) -> torch.Tensor:
-    """delta'(o_ij) of Eq. 6: which ReLU outputs a max-pool (window = stride = ``pool``,
-    floor mode) passes on; ties go to the first maximum in row-major order, as
-    PyTorch's max-pool does (it matters where a whole window is 0).
+@dataclass(frozen=True)
+class MethodForm:
+    """One method's h and g of the paper's Eq. 2, stated here on their own (never read
+    from :mod:`backpropvis.rules`, so that a wrong rule there disagrees with this).
 
-    Shapes: outputs [N, H', W'] -> bool [N, H', W'] (False outside the pooled area).
+    Attributes:
+        h: applied to the gradient R arriving at a ReLU's output: t for saliency,
+            max(t, 0) for DeconvNet and GBP.
+        g_is_relu: g(t) = max(t, 0) for saliency and GBP, so g'(y) = 1[y > 0] (the
+            forward mask); g(t) = t for DeconvNet, so g'(y) = 1.
     """
-    channels, height, width = outputs.shape
-    rows, cols = height // pool, width // pool
-    cropped = outputs[:, : rows * pool, : cols * pool]
-    windows = cropped.reshape(channels, rows, pool, cols, pool).permute(0, 1, 3, 2, 4).reshape(channels, rows, cols, -1)
-    chosen = F.one_hot(windows.argmax(dim=-1), pool * pool).bool()
-    chosen = chosen.reshape(channels, rows, cols, pool, pool).permute(0, 1, 3, 2, 4).reshape(channels, rows * pool, cols * pool)
-    switches = torch.zeros_like(outputs, dtype=torch.bool)
-    switches[:, : rows * pool, : cols * pool] = chosen
-    return switches
+
+    h: Callable[[torch.Tensor], torch.Tensor]
+    g_is_relu: bool
 
 
-def _readout_per_position(readout_column: torch.Tensor, feature_shape: tuple, pool: Optional[int]) -> torch.Tensor:
-    """V[q_ij, k] (or V[q~_ij, k] under pooling, Eq. 6) for every filter i and conv output j.
+def _identity(values: torch.Tensor) -> torch.Tensor:
+    return values
 
-    Shapes: readout_column [N H'' W''] -> [N, H', W'] where (N, H', W') = ``feature_shape``
-    and (H'', W'') = (H' // pool, W' // pool); 0 outside the pooled area.
+
+def _relu(values: torch.Tensor) -> torch.Tensor:
+    return values.clamp_min(0)
+
+
+METHOD_FORMS: dict[str, MethodForm] = {
+    "saliency": MethodForm(h=_identity, g_is_relu=True),
+    "deconvnet": MethodForm(h=_relu, g_is_relu=False),
+    "gbp": MethodForm(h=_relu, g_is_relu=True),
+}
+"""Eq. 2 for the paper's three methods, by name."""
+
+
+def method_form(method: str) -> MethodForm:
+    """Eq. 2's (h, g) of a method named "saliency", "deconvnet" or "gbp".
+
+    Raises:
+        MethodError: for anything else (a :class:`~backpropvis.rules.Rule` included: the
+            closed forms state the paper's methods themselves).
     """
-    channels, height, width = feature_shape
+    if not isinstance(method, str) or method.strip().lower() not in METHOD_FORMS:
+        raise MethodError(f"closed forms exist for the methods {', '.join(METHOD_FORMS)}, not {method!r}")
+    return METHOD_FORMS[method.strip().lower()]
+
+
+def _pool_windows(values: torch.Tensor, window: int, stride: int, padding: int, fill: float) -> torch.Tensor:
+    """The pool's windows of each channel as columns, padding with ``fill``.
+
+    Shapes: values [N, H', W'] -> [N, window^2, L], L the number of windows (row-major).
+    """
+    padded = F.pad(values.unsqueeze(1), (padding,) * 4, value=fill)
+    return F.unfold(padded, window, stride=stride)
+
+
+def _add_windows_back(columns: torch.Tensor, size: Sequence[int], window: int, stride: int, padding: int) -> torch.Tensor:
+    """The adjoint of :func:`_pool_windows`: every window's values put back where they
+    came from, overlapping windows adding up, padding dropped.
+
+    Shapes: columns [N, window^2, L] -> [N, H', W'] with ``size`` = (H', W').
+    """
+    height, width = size
+    padded = F.fold(columns, (height + 2 * padding, width + 2 * padding), window, stride=stride)
+    return padded[:, 0, padding : padding + height, padding : padding + width]
+
+
+def pool_switches(outputs: torch.Tensor, pool: int, stride: int | None = None, padding: int = 0) -> torch.Tensor:
+    """delta'(o_ij) of Eq. 6: which ReLU outputs a max-pool passes on, for any window
+    ``pool``, stride (default: the window) and padding, in floor mode.
+
+    Each window passes on its first maximum in row-major order, as PyTorch's max-pool
+    does (it matters where a whole window is 0); padded positions never win. With
+    overlapping windows an output is chosen when at least one window chooses it.
+
+    Shapes: outputs [N, H', W'] -> bool [N, H', W'] (False where no window chose).
+    """
+    stride = stride or pool
+    windows = _pool_windows(outputs, pool, stride, padding, float("-inf"))  # [N, w^2, L]
+    chosen = F.one_hot(windows.argmax(dim=1), pool * pool).transpose(1, 2).to(outputs.dtype)  # [N, w^2, L]
+    return _add_windows_back(chosen, outputs.shape[1:], pool, stride, padding) > 0
+
+
+def _pooled_area(size: Sequence[int], pool: int, stride: int, padding: int, like: torch.Tensor) -> torch.Tensor:
+    """bool [H', W']: the outputs that at least one pool window covers."""
+    ones = like.new_ones(1, *size)
+    return _add_windows_back(_pool_windows(ones, pool, stride, padding, 0.0), size, pool, stride, padding)[0] > 0
+
+
+def _gradient_at_relu(
+    pre: torch.Tensor, readout: torch.Tensor, pool: int | None, stride: int, padding: int, mode: str,
+    approximate: bool,
+) -> torch.Tensor:
+    """R: what the readout column sends back to each ReLU output, through the pool.
+
+    No pool: V[q_ij, k]. Max-pool (Eq. 6): the sum of V over the windows that choose the
+    output (delta'(o_ij) V[q~_ij, k] when windows do not overlap); with ``approximate``
+    (Eq. 7) "chosen" becomes 1[w_i . y_j > 0] for every window containing the output.
+    Average pool: the sum over the windows containing the output of V / (the number of
+    unpadded outputs in that window).
+
+    Shapes: pre [n, H', W'] (w_i . y_j), readout [n, L] (the pooled grid flattened) -> [n, H', W'].
+    """
     if not pool:
-        return readout_column.reshape(channels, height, width)
-    rows, cols = height // pool, width // pool
-    pooled = readout_column.reshape(channels, rows, cols)
-    spread = pooled.repeat_interleave(pool, dim=1).repeat_interleave(pool, dim=2)
-    full = readout_column.new_zeros(feature_shape)
-    full[:, : rows * pool, : cols * pool] = spread
-    return full
+        return readout.reshape(pre.shape)
+    per_window = readout.unsqueeze(1)  # [n, 1, L]
+    if mode == "average":
+        inside = _pool_windows(pre.new_ones(1, *pre.shape[1:]), pool, stride, padding, 0.0)  # [1, w^2, L]
+        share = inside / inside.sum(dim=1, keepdim=True)
+    elif mode == "max" and approximate:
+        share = _pool_windows(pre.new_ones(1, *pre.shape[1:]), pool, stride, padding, 0.0)
+    elif mode == "max":
+        windows = _pool_windows(pre.clamp_min(0), pool, stride, padding, float("-inf"))  # the ReLU outputs o_ij
+        share = F.one_hot(windows.argmax(dim=1), pool * pool).transpose(1, 2).to(pre.dtype)
+    else:
+        raise ValueError(f"pool_mode must be 'max' or 'average', not {mode!r}")
+    if approximate and mode != "max":
+        raise ValueError("Eq. 7's approximation is about max-pooling's switches (pool_mode='max')")
+    gradient = _add_windows_back(share * per_window, pre.shape[1:], pool, stride, padding)
+    return gradient * (pre > 0) if approximate else gradient
 
 
 def closed_form_map(
     image: torch.Tensor,
     filters: torch.Tensor,
     readout_column: torch.Tensor,
-    method: Union[str, Rule],
+    method: str,
     *,
     stride: int,
     padding: int,
-    pool: Optional[int] = None,
+    pool: int | None = None,
+    pool_stride: int | None = None,
+    pool_padding: int = 0,
+    pool_mode: str = "max",
     approximate_pool: bool = False,
 ) -> torch.Tensor:
     """s_k(x) of Lemma 1 for the random three-layer CNN, with Z_k = 1 (the raw map).
 
     Without pooling (Eq. 4):  s_k(x) = sum_j D_j^T sum_i h(V[q_ij, k]) w~(i, j), where
-    w~(i, j) = w_i for DeconvNet and w_i 1[w_i . y_j > 0] for saliency and GBP.
-    With a max-pool of window ``pool`` (Eq. 6): h(delta'(o_ij) V[q~_ij, k]) replaces
-    h(V[q_ij, k]), delta' being the pool's switches; with ``approximate_pool`` (Eq. 7)
-    delta'(o_ij) is replaced by 1[w_i . y_j > 0].
+    w~(i, j) = w_i for DeconvNet and w_i 1[w_i . y_j > 0] for saliency and GBP (h and g
+    of Eq. 2 as :data:`METHOD_FORMS` states them).
+    With a max-pool (Eq. 6) V[q_ij, k] becomes the gradient the pool sends to output
+    (i, j): delta'(o_ij) V[q~_ij, k] for non-overlapping windows, the sum of V over every
+    window that chooses (i, j) when windows overlap; with ``approximate_pool`` (Eq. 7)
+    "chosen" is replaced by 1[w_i . y_j > 0]. With an average pool it is the sum over
+    the windows containing (i, j) of V divided by the window's number of (unpadded) outputs.
+    h applies to that sum: it is what reaches the ReLU.
 
     Args:
         image: x [C, H, W].
         filters: w [N, C, k, k] (the conv has no bias).
-        readout_column: V[:, k] [N H'' W''], the features flattened channel-major
-            (H'' W'' = J without pooling, the pooled grid with it).
-        method: "saliency", "deconvnet", "gbp" (or any :class:`Rule`: h and g of Eq. 2).
+        readout_column: V[:, k] [N H'' W''], the (pooled) features flattened channel-major.
+        method: "saliency", "deconvnet" or "gbp".
         stride, padding: the convolution's stride b and zero padding.
-        pool: the max-pool's window (= stride), or None.
-        approximate_pool: use Eq. 7 instead of Eq. 6.
+        pool: the pool's window, or None for no pool.
+        pool_stride: the pool's stride (default: the window).
+        pool_padding: the pool's padding (never chosen by a max, left out of a mean).
+        pool_mode: "max" or "average".
+        approximate_pool: use Eq. 7 instead of Eq. 6 (max-pooling only).
 
     Returns:
         [C, H, W] in the dtype of ``image``.
+
+    Raises:
+        MethodError: for a method other than the three.
     """
-    rule = resolve_rule(method)
+    form = method_form(method)
     channels_out, _, kernel, _ = filters.shape
     columns = patches(image, kernel, stride, padding)  # [p, J]
     side_h = (image.shape[1] + 2 * padding - kernel) // stride + 1
     side_w = (image.shape[2] + 2 * padding - kernel) // stride + 1
-    readout = _readout_per_position(readout_column.to(image), (channels_out, side_h, side_w), pool)
+    readout = readout_column.to(image).reshape(channels_out, -1)  # [N, L]
     flat_filters = filters.to(image).reshape(channels_out, -1)  # [N, p]
     per_patch = torch.zeros_like(columns)  # [p, J]
     for start in range(0, channels_out, _FILTER_CHUNK):  # Eq. 4 is a sum over filters
         w = flat_filters[start : start + _FILTER_CHUNK]
-        pre = w @ columns  # w_i . y_j  [n, J]
-        passes = pre > 0
-        weight = readout[start : start + _FILTER_CHUNK].reshape(len(w), -1)
-        if pool:
-            if approximate_pool:
-                chosen = passes
-            else:
-                chosen = pool_switches(pre.clamp_min(0).reshape(len(w), side_h, side_w), pool).reshape(len(w), -1)
-            weight = weight * chosen
-        coefficient = weight.clamp_min(0) if rule.h == "relu" else weight  # h(.)
-        if rule.g == "activation":
-            coefficient = coefficient * passes  # the forward mask of w~(i, j)
-        per_patch += w.T @ coefficient
+        pre = (w @ columns).reshape(len(w), side_h, side_w)  # w_i . y_j
+        gradient = _gradient_at_relu(pre, readout[start : start + _FILTER_CHUNK], pool, pool_stride or pool or 1,
+                                     pool_padding, pool_mode, approximate_pool)
+        coefficient = form.h(gradient)
+        if form.g_is_relu:
+            coefficient = coefficient * (pre > 0)  # the forward mask of w~(i, j)
+        per_patch += w.T @ coefficient.reshape(len(w), -1)
     return fold_patches(per_patch, image.shape[1:], kernel, stride, padding)
 
 
 @dataclass(frozen=True)
 class SwitchDisagreement:
-    """How often Eq. 7's "chosen by the pool <=> w.y > 0" fails, over the (i, j) of the
-    pooled area.
+    """How often Eq. 7's "chosen by the pool <=> w.y > 0" fails, over the (i, j) that
+    some pool window covers.
 
     Attributes:
         total: the fraction of (i, j) where the two disagree.
         chosen_but_inactive: chosen by the pool although w.y <= 0 (a window of zeros).
-        active_but_not_chosen: w.y > 0 but another output of the window won.
+        active_but_not_chosen: w.y > 0 but no window chose it (each lost to a larger output).
     """
 
     total: float
@@ -179,25 +277,29 @@ class SwitchDisagreement:
     active_but_not_chosen: float
 
 
-def switch_disagreement(image: torch.Tensor, filters: torch.Tensor, *, stride: int, padding: int, pool: int) -> SwitchDisagreement:
-    """Eq. 6 vs Eq. 7: compare the pool's switches with 1[w_i . y_j > 0].
+def switch_disagreement(
+    image: torch.Tensor, filters: torch.Tensor, *, stride: int, padding: int, pool: int,
+    pool_stride: int | None = None, pool_padding: int = 0,
+) -> SwitchDisagreement:
+    """Eq. 6 vs Eq. 7: compare the max-pool's switches (chosen by at least one window)
+    with 1[w_i . y_j > 0], for any window, stride and padding of the pool.
 
     Shapes: image [C, H, W], filters [N, C, k, k].
     """
+    pool_stride = pool_stride or pool
     channels_out, _, kernel, _ = filters.shape
     columns = patches(image, kernel, stride, padding)
     side_h = (image.shape[1] + 2 * padding - kernel) // stride + 1
     side_w = (image.shape[2] + 2 * padding - kernel) // stride + 1
-    rows, cols = side_h // pool * pool, side_w // pool * pool
+    covered = _pooled_area((side_h, side_w), pool, pool_stride, pool_padding, columns)
     counts = np.zeros(2)
-    total = 0
     flat_filters = filters.to(image).reshape(channels_out, -1)
     for start in range(0, channels_out, _FILTER_CHUNK):
         pre = (flat_filters[start : start + _FILTER_CHUNK] @ columns).reshape(-1, side_h, side_w)
-        chosen = pool_switches(pre.clamp_min(0), pool)[:, :rows, :cols]
-        active = (pre > 0)[:, :rows, :cols]
+        chosen = pool_switches(pre.clamp_min(0), pool, pool_stride, pool_padding)[:, covered]
+        active = (pre > 0)[:, covered]
         counts += [float((chosen & ~active).sum()), float((active & ~chosen).sum())]
-        total += chosen.numel()
+    total = channels_out * int(covered.sum())
     return SwitchDisagreement(float(counts.sum() / total), float(counts[0] / total), float(counts[1] / total))
 
 
@@ -225,7 +327,7 @@ def recovery(maps: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
     return cosine_similarity(maps, limit.expand_as(maps))
 
 
-def tangent_squared(recoveries: Union[torch.Tensor, np.ndarray]) -> np.ndarray:
+def tangent_squared(recoveries: torch.Tensor | np.ndarray | Sequence[float] | float) -> np.ndarray:
     """tan^2 of the angle between map and limit, 1 / recovery^2 - 1: the squared ratio of
     the map's error across the limit to its part along it, which falls like 1 / N at
     every N (1 - recovery ~ tan^2 / 2 only once recovery is near 1)."""
@@ -253,7 +355,7 @@ class PowerLaw:
     points: int
     r_squared: float
 
-    def predict(self, x: Union[float, np.ndarray]) -> np.ndarray:
+    def predict(self, x: float | np.ndarray) -> np.ndarray:
         """y at ``x`` on the fitted line."""
         return np.exp(self.intercept) * np.power(np.asarray(x, dtype=np.float64), self.slope)
 
@@ -267,17 +369,17 @@ def fit_power_law(x: Sequence[float], y: Sequence[float], confidence: float = 0.
     Raises:
         ValueError: fewer than three points, or a non-positive value.
     """
-    from scipy import stats
+    from scipy import stats  # type: ignore[import-untyped]
 
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if x.size < 3 or x.size != y.size:
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if xs.size < 3 or xs.size != ys.size:
         raise ValueError("a power-law fit needs at least three (x, y) pairs of equal length")
-    if (x <= 0).any() or (y <= 0).any():
+    if (xs <= 0).any() or (ys <= 0).any():
         raise ValueError("a power-law fit needs positive x and y")
-    fit = stats.linregress(np.log(x), np.log(y))
-    half = stats.t.ppf(0.5 + confidence / 2, x.size - 2) * fit.stderr
+    fit = stats.linregress(np.log(xs), np.log(ys))
+    half = stats.t.ppf(0.5 + confidence / 2, xs.size - 2) * fit.stderr
     return PowerLaw(float(fit.slope), float(fit.intercept), float(fit.slope - half), float(fit.slope + half),
-                    confidence, int(x.size), float(fit.rvalue**2))
+                    confidence, int(xs.size), float(fit.rvalue**2))
 
 
 def law_amplitude(num_filters: Sequence[float], recoveries: Sequence[float]) -> float:
@@ -319,7 +421,7 @@ def gaussianity(values: torch.Tensor) -> dict[str, float]:
     Returns "ks" (Kolmogorov-Smirnov distance to N(mean, std^2) of the values),
     "skewness" and "excess_kurtosis" (0 and 0 for a Gaussian).
     """
-    from scipy import stats
+    from scipy import stats  # type: ignore[import-untyped]
 
     flat = values.detach().double().flatten().cpu().numpy()
     mean, std = float(flat.mean()), float(flat.std())

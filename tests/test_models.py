@@ -143,6 +143,19 @@ def test_vgg16_random_layers_redraws_only_those(vgg16_random, vgg16_checkpoint) 
         assert bool((model.layer(name).bias == (0.0 if random else 0.5)).all()), name
 
 
+def test_vgg16_partial_training_is_the_randomization_modules(vgg16_checkpoint) -> None:
+    """vgg16(random_layers=...) redraws in place what only_redrawn redraws on a copy: the same values."""
+    from backpropvis.models.randomization import default_stages, only_redrawn
+
+    built = vgg16(weights=vgg16_checkpoint, seed=0, random_layers=["conv3_1"])
+    trained = vgg16(weights=vgg16_checkpoint)
+    assert [stage.label for stage in default_stages(trained)] == ["Conv1-1", "Conv3-1", "Conv5-1", "FC3"]
+    copied = only_redrawn(trained, "Conv3-1", seed=0)
+    for key, value in built.state_dict().items():
+        assert torch.equal(copied.state_dict()[key], value), key
+    assert not torch.equal(trained.layer("conv3_1").weight, copied.layer("conv3_1").weight)
+
+
 def test_vgg16_partial_training_errors() -> None:
     with pytest.raises(WeightsError, match="trained weights"):
         vgg16(weights="random", trained_upto="conv3_1")

@@ -63,6 +63,109 @@ def test_closed_form_equals_engine(num_filters, kernel_size, stride, pool, input
     assert _relative_error(double["saliency"][0, 0], double["gbp"][0, 0]) > 0.1
 
 
+POOLINGS = [
+    # pool window, stride, padding, mode, conv (num_filters, kernel, stride, input_size), seed
+    (2, 2, 0, "average", (8, 3, 1, 13), 7),  # non-overlapping, odd side: the last row and column are dropped
+    (3, 2, 0, "max", (10, 5, 2, 29), 8),  # overlapping windows: an output can be chosen twice
+    (3, 2, 0, "average", (10, 5, 2, 29), 9),
+    (9, 1, 4, "max", (6, 7, 1, 20), 10),  # the authors' code: 9 x 9, stride 1, "SAME" padding
+    (9, 1, 4, "average", (6, 7, 1, 20), 11),
+    (3, 3, 1, "max", (12, 3, 1, 17), 12),  # padded, non-overlapping
+]
+
+
+@pytest.mark.parametrize("pool, pool_stride, pool_padding, pool_mode, conv, seed", POOLINGS)
+def test_closed_form_equals_engine_for_any_pool(pool, pool_stride, pool_padding, pool_mode, conv, seed):
+    """Eq. 6 (max, with the switches summed over overlapping windows) and the average pool's
+    closed form against the engine in float64, for each of the three methods."""
+    num_filters, kernel_size, stride, input_size = conv
+    pooling = {"pool_stride": pool_stride, "pool_padding": pool_padding, "pool_mode": pool_mode}
+    model = three_layer_cnn(num_filters, kernel_size, stride, pool, num_classes=3, input_size=input_size, seed=seed,
+                            **pooling).double()
+    assert isinstance(model.pool, torch.nn.MaxPool2d if pool_mode == "max" else torch.nn.AvgPool2d)
+    x = torch.randn(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    engine = backpropvis.attribute_many(model, x, [0, 2], list(METHODS))
+    columns = model.readout.columns([0, 2]).double()
+    maps = {}
+    for method in METHODS:
+        for number, column in enumerate(columns):
+            closed = theory.closed_form_map(x[0], model.conv.weight.detach(), column, method, stride=stride,
+                                            padding=kernel_size // 2, pool=pool, **pooling)
+            assert _relative_error(closed, engine[method][number, 0]) < 1e-10, (method, number)
+            maps[method, number] = closed
+    assert _relative_error(maps["saliency", 0], maps["gbp", 0]) > 0.1
+    # Under max-pooling the readout reaches only chosen outputs, so DeconvNet equals GBP
+    # exactly when no chosen output is inactive (no window of zeros): the case of the
+    # authors' 9 x 9 stride-1 pool. Under average pooling every output gets a share.
+    found = theory.switch_disagreement(x[0], model.conv.weight.detach(), stride=stride, padding=kernel_size // 2,
+                                       pool=pool, pool_stride=pool_stride, pool_padding=pool_padding)
+    if pool_mode == "max" and found.chosen_but_inactive == 0:
+        assert _relative_error(maps["deconvnet", 0], maps["gbp", 0]) < 1e-12
+    else:
+        assert _relative_error(maps["deconvnet", 0], maps["gbp", 0]) > 0.01
+
+
+def test_pool_switches_of_overlapping_padded_windows_match_max_pool_indices():
+    """Chosen by at least one window <=> PyTorch's max-pool names it in some window."""
+    outputs = torch.randn(3, 9, 8, generator=torch.Generator().manual_seed(2)).clamp_min(0)
+    outputs[1, :4, :4] = 0.0  # windows of zeros: the first valid position wins
+    for window, stride, padding in ((3, 2, 0), (3, 1, 1), (9, 1, 4), (4, 3, 2)):
+        switches = theory.pool_switches(outputs, window, stride, padding)
+        _, indices = F.max_pool2d(outputs.unsqueeze(0), window, stride, padding, return_indices=True)
+        expected = torch.zeros(3 * 9 * 8, dtype=torch.bool)
+        expected[(indices[0] + (torch.arange(3) * 9 * 8).view(3, 1, 1)).flatten()] = True
+        assert torch.equal(switches.flatten(), expected), (window, stride, padding)
+
+
+def test_average_pool_closed_form_by_hand():
+    """One 1 x 1 filter (w.y = the pixel), a 2 x 2 average pool, stride 1: each output's
+    gradient is the sum over the windows containing it of V / 4."""
+    image = torch.tensor([[[1.0, -2.0, 3.0], [4.0, 5.0, -6.0], [7.0, 8.0, 9.0]]], dtype=torch.float64)
+    filters = torch.ones(1, 1, 1, 1, dtype=torch.float64)
+    readout = torch.tensor([4.0, -8.0, 12.0, -16.0], dtype=torch.float64)  # windows at (0,0), (0,1), (1,0), (1,1)
+    common = {"stride": 1, "padding": 0, "pool": 2, "pool_stride": 1, "pool_mode": "average"}
+    gradient = torch.tensor([[1.0, -1.0, -2.0], [4.0, -2.0, -6.0], [3.0, -1.0, -4.0]], dtype=torch.float64)
+    active = (image[0] > 0).double()
+    expected = {"saliency": gradient * active, "deconvnet": gradient.clamp_min(0),
+                "gbp": gradient.clamp_min(0) * active}
+    for method, map_ in expected.items():
+        closed = theory.closed_form_map(image, filters, readout, method, **common)
+        assert torch.equal(closed[0], map_), method
+    with pytest.raises(ValueError, match="max-pooling"):
+        theory.closed_form_map(image, filters, readout, "gbp", approximate_pool=True, **common)
+
+
+def test_switch_disagreement_with_overlapping_windows_by_hand():
+    """A 1 x 3 row, 2-wide windows at stride 1: [3, 1, 2] -> windows (3, 1) and (1, 2) choose
+    3 and 2; 1 is active but never chosen."""
+    one = torch.ones(1, 1, 1, 1)
+    row = torch.tensor([[[3.0, 1.0, 2.0], [-1.0, -1.0, -1.0]]])  # 2 x 3; the second row is inactive
+    found = theory.switch_disagreement(row, one, stride=1, padding=0, pool=2, pool_stride=1)
+    # windows: 2 x 2 at stride 1 over [2, 3] -> 1 x 2 windows, covering all six outputs;
+    # window 1 (cols 0-1) chooses (0,0)=3, window 2 (cols 1-2) chooses (0,2)=2.
+    assert (found.active_but_not_chosen, found.chosen_but_inactive) == (1 / 6, 0.0)
+
+
+def test_closed_forms_state_eq2_themselves(monkeypatch):
+    """A wrong GBP rule in rules.py (h swapped to the identity) changes the engine's map,
+    and the closed form, which never reads rules.py, no longer agrees with it."""
+    from backpropvis.rules import RULES, Rule
+
+    model = three_layer_cnn(12, 5, 2, 2, num_classes=2, input_size=24, seed=3).double()
+    x = torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    column = model.readout.columns([1])[0].double()
+    closed = theory.closed_form_map(x[0], model.conv.weight.detach(), column, "gbp", stride=2, padding=2, pool=2)
+    right = backpropvis.attribute_many(model, x, [1], ["gbp"])["gbp"][0, 0]
+    assert _relative_error(closed, right) < 1e-10
+    monkeypatch.setitem(RULES, "gbp", Rule("gbp", h="identity", g="activation"))
+    wrong = backpropvis.attribute_many(model, x, [1], ["gbp"])["gbp"][0, 0]
+    assert torch.equal(theory.closed_form_map(x[0], model.conv.weight.detach(), column, "gbp", stride=2, padding=2,
+                                              pool=2), closed)
+    assert _relative_error(closed, wrong) > 0.1
+    with pytest.raises(backpropvis.BackpropvisError, match="closed forms"):
+        theory.closed_form_map(x[0], model.conv.weight.detach(), column, RULES["gbp"], stride=2, padding=2)
+
+
 def test_eq7_deconvnet_takes_gbps_form():
     """Eq. 7: with "chosen <=> w.y > 0", DeconvNet with pooling is exactly GBP's form,
     while with the exact switches (Eq. 6) the two differ."""
@@ -199,10 +302,10 @@ def test_effective_dimension():
 
 TINY = {
     "closed-form": (
-        {"configurations": [dict(num_filters=8, kernel_size=7, stride=2, pool=None, input_size=24),
-                            dict(num_filters=12, kernel_size=3, stride=1, pool=2, input_size=21)],
+        {"configurations": [{"num_filters": 8, "kernel_size": 7, "stride": 2, "pool": None, "input_size": 24},
+                            {"num_filters": 12, "kernel_size": 3, "stride": 1, "pool": 2, "input_size": 21}],
          "seeds": [0, 1], "targets": [0, 1], "num_classes": 2,
-         "shown": dict(num_filters=64, kernel_size=7, stride=2, pool=2, input_size=64), "pool_sizes": [2, 3]},
+         "shown": {"num_filters": 64, "kernel_size": 7, "stride": 2, "pool": 2, "input_size": 64}, "pool_sizes": [2, 3]},
         {"closed_form_equals_engine", "pooling_turns_deconvnet_into_recovery"},
     ),
     "recovery": (

@@ -14,6 +14,8 @@ from typing import Any, Callable, Mapping, Optional, Union
 from torch import nn
 
 from ..errors import ModelError
+from .digits_data import DigitsSet, load_digits_split
+from .digits_vgg import DigitsVGG, digits_vgg
 from .efficientnet import EfficientNetLite0, efficientnet_lite0
 from .fingerprint import weights_fingerprint
 from .init import PAPER_STD, derive_seed, generator_for, truncated_normal_
@@ -37,6 +39,10 @@ __all__ = [
     "three_layer_fcn",
     "vgg16",
     "efficientnet_lite0",
+    "digits_vgg",
+    "DigitsVGG",
+    "load_digits_split",
+    "DigitsSet",
     "ThreeLayerCNN",
     "ThreeLayerFCN",
     "VGG16",
@@ -76,6 +82,7 @@ _BUILDERS: dict[str, Callable[[str, int], nn.Module]] = {
     "cnn3-pool": _random_only("cnn3-pool", lambda seed: three_layer_cnn(pool=2, seed=seed)),
     "fcn3": _random_only("fcn3", lambda seed: three_layer_fcn(seed=seed)),
     "efficientnet-lite0": _efficientnet,
+    "digits-vgg": lambda weights, seed: digits_vgg(weights, seed=seed),  # weights "trained", "random" or a path
 }
 
 MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)

@@ -10,7 +10,6 @@ and convolutions pad like TensorFlow's "SAME", as the weights were trained with.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -19,9 +18,10 @@ from torch import nn
 from ..errors import WeightsError
 from .init import keeps_global_rng
 from .preprocessing import TF_LITE
+from .randomization import Stage
 from .weights import load_into
 
-__all__ = ["EfficientNetLite0", "efficientnet_lite0", "checkpoint_path"]
+__all__ = ["EFFICIENTNET_LITE0_STAGES", "EfficientNetLite0", "checkpoint_path", "efficientnet_lite0"]
 
 _BATCH_NORM_EPS = 1e-3
 
@@ -35,6 +35,30 @@ _STAGES = (
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 )
+
+
+def _stage_layers(number: int) -> tuple[str, ...]:
+    """The convolutions of MBConv stage ``number`` (1-7, in the order of ``_STAGES``)."""
+    first = sum(repeats for repeats, *_ in _STAGES[: number - 1])
+    layers: list[str] = []
+    for block in range(first, first + _STAGES[number - 1][0]):
+        expands = _STAGES[number - 1][3] != 1
+        layers += [f"_blocks.{block}.{conv}" for conv in ("_expand_conv",) * expands + ("_depthwise_conv", "_project_conv")]
+    return tuple(layers)
+
+
+EFFICIENTNET_LITE0_STAGES: tuple[Stage, ...] = (
+    Stage("stem", ("_conv_stem",)),
+    Stage("stage 2", _stage_layers(2)),
+    Stage("stage 4", _stage_layers(4)),
+    Stage("stage 6", _stage_layers(6)),
+    Stage("head", ("_conv_head",)),
+    Stage("classifier", ("_fc",)),
+)
+"""Figure 9's columns for EfficientNet-Lite0, spread from the input to the logits: the stem
+convolution, the 2nd (blocks 1-2, 24 channels), 4th (blocks 5-7, 80 channels) and 6th
+(blocks 11-14, 192 channels) of its seven MBConv stages, the 1 x 1 head convolution and
+the dense classifier."""
 
 
 class Conv2dSame(nn.Conv2d):
@@ -89,7 +113,10 @@ class EfficientNetLite0(nn.Module):
     Attributes:
         weights_description: what the weights are, for reports.
         preprocessing: TensorFlow's Lite pipeline, (pixel - 127) / 128.
+        randomization_stages: :data:`EFFICIENTNET_LITE0_STAGES`.
     """
+
+    randomization_stages = EFFICIENTNET_LITE0_STAGES
 
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
@@ -130,7 +157,7 @@ def checkpoint_path() -> str:
 
 
 @keeps_global_rng
-def efficientnet_lite0(weights: Optional[str] = "imagenet") -> EfficientNetLite0:
+def efficientnet_lite0(weights: str | None = "imagenet") -> EfficientNetLite0:
     """EfficientNet-Lite0 in eval mode, with ImageNet weights ("imagenet", the default),
     a checkpoint path with the same keys, or ``None`` for PyTorch's default init."""
     model = EfficientNetLite0()

@@ -9,17 +9,18 @@ known by the paper's names, conv1_1 ... conv5_3, fc1, fc2, fc3 (Figure 9's rows)
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from ..errors import WeightsError
-from .init import PAPER_STD, init_layer_, keeps_global_rng
+from .init import PAPER_STD, keeps_global_rng
 from .preprocessing import IMAGENET
+from .randomization import Stage, layers_after, redraw_layers_
 from .weights import check_fits, hub_checkpoint, read_state_dict
 
-__all__ = ["VGG16", "vgg16", "VGG16_LAYERS", "VGG16_URL"]
+__all__ = ["VGG16", "VGG16_LAYERS", "VGG16_STAGES", "VGG16_URL", "vgg16"]
 
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 VGG16_FILE = "vgg16-397923af.pth"
@@ -45,6 +46,15 @@ LAYER_KEYS: dict[str, str] = _layer_keys()
 VGG16_LAYERS: tuple[str, ...] = tuple(LAYER_KEYS)
 """conv1_1, conv1_2, conv2_1, ..., conv5_3, fc1, fc2, fc3, in forward order."""
 
+VGG16_STAGES: tuple[Stage, ...] = (
+    Stage("Conv1-1", ("conv1_1",)),
+    Stage("Conv3-1", ("conv3_1",)),
+    Stage("Conv5-1", ("conv5_1",)),
+    Stage("FC3", ("fc3",)),
+)
+"""Figure 9's columns: the paper's Conv1-1, Conv3-1, Conv5-1 and FC3 (any other layer
+name, e.g. "conv5_3" for "every dense layer random", is a one-layer stage too)."""
+
 
 class VGG16(nn.Module):
     """torchvision's VGG-16 (no batch norm). Shapes: [B, 3, H, W] -> [B, 1000].
@@ -52,7 +62,13 @@ class VGG16(nn.Module):
     Attributes:
         weights_description: what the weights are, for reports.
         preprocessing: the ImageNet pipeline.
+        layer_paths: paper layer name -> module path (the names
+            :mod:`~backpropvis.models.randomization` uses and seeds with).
+        randomization_stages: :data:`VGG16_STAGES`.
     """
+
+    layer_paths = LAYER_KEYS
+    randomization_stages = VGG16_STAGES
 
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
@@ -95,10 +111,10 @@ def _check_layer(name: str) -> str:
 
 @keeps_global_rng
 def vgg16(
-    weights: Union[str, os.PathLike] = "random",
+    weights: str | os.PathLike = "random",
     seed: int = 0,
-    trained_upto: Optional[str] = None,
-    random_layers: Optional[Sequence[str]] = None,
+    trained_upto: str | None = None,
+    random_layers: Sequence[str] | None = None,
     std: float = PAPER_STD,
     bias: float = 0.0,
 ) -> VGG16:
@@ -112,6 +128,8 @@ def vgg16(
         trained_upto: keep trained weights up to and including this layer and draw
             the rest at random (the paper's "Conv3-1*" rows).
         random_layers: draw only these layers at random (the paper's "Conv3-1<>" rows).
+            Both redraw in place, as :mod:`~backpropvis.models.randomization` does on a
+            copy of any model (``trained_up_to``, ``only_redrawn``) with the same values.
         std, bias: the random init (truncated normal std, constant bias).
 
     Raises:
@@ -133,8 +151,7 @@ def vgg16(
         model.load_state_dict(state_dict)
         source = "imagenet" if str(weights) == "imagenet" else os.fspath(weights)
         if trained_upto:
-            position = VGG16_LAYERS.index(_check_layer(trained_upto))
-            redraw = list(VGG16_LAYERS[position + 1 :])
+            redraw = list(layers_after(model, _check_layer(trained_upto)))
             model.weights_description = f"{source} up to {trained_upto}, random after (seed {seed})"
         elif random_layers:
             redraw = [_check_layer(name) for name in random_layers]
@@ -142,6 +159,5 @@ def vgg16(
         else:
             redraw = []
             model.weights_description = source
-    for name in redraw:
-        init_layer_(model.layer(name), seed, name, std, bias)
+    redraw_layers_(model, redraw, seed, std, bias)
     return model.eval()
