@@ -8,7 +8,9 @@
 # as wheels in .whl/: they are installed into /tmp/site first. It runs, each step timed,
 # its output in OUT_DIR/log.txt:
 #   1. the CUDA tests (tests/test_gpu.py and every test parameterised on cuda);
-#   2. backpropvis reproduce --quick --device cuda (report in OUT_DIR/reproduce-index.html);
+#   2. backpropvis reproduce --quick --device cuda, every figure but fig5, then fig5 into the same
+#      report under cProfile (its seeded weight drawing is CPU work: the profile's top lines say
+#      where its time goes); the report in OUT_DIR/reproduce-index.html;
 #   3. class-distance --device cuda over 2,000 generated JPEGs with DataLoader workers,
 #      resumed half-way, with the device memory after each part (OUT_DIR/class_distance.json);
 #   4. the same folder through a 1-process torchrun with NCCL, then summarize;
@@ -40,7 +42,10 @@ step environment bash -c 'nvidia-smi --query-gpu=name,memory.total,driver_versio
   python3 -c "import torch, sys; print(sys.version); print(torch.__version__, torch.cuda.get_device_name(0))"'
 step cuda-tests python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_engine.py \
   tests/test_engine_lifetime.py tests/test_engine_pooling.py -k "cuda or gpu"
-step reproduce-quick python3 -m backpropvis reproduce --quick --device cuda --out "$work/report"
+figures=$(python3 -c "from backpropvis.experiments import PAPER; print(' '.join(name for name in PAPER if name != 'fig5'))")
+step reproduce-quick python3 -m backpropvis reproduce $figures --quick --device cuda --out "$work/report"
+step fig5-profile bash -c "python3 -m cProfile -o '$work/fig5.prof' -m backpropvis reproduce fig5 --quick --device cuda \
+  --out '$work/report' && python3 -c \"import pstats; pstats.Stats('$work/fig5.prof').sort_stats('tottime').print_stats(15)\""
 cp "$work/report/index.html" "$out/reproduce-index.html" 2>/dev/null
 step class-distance bash -c "python3 benchmarks/bench_class_distance.py --device cuda --model vgg16 --weights random \
   --size 224 --images 2000 --batch-size 64 --workers 8 --folder '$work/images' > '$out/class_distance.json'"
