@@ -13,6 +13,7 @@ import sys
 from typing import Callable, Optional, Sequence
 
 from .errors import BackpropvisError
+from .rules import PAPER_METHODS
 
 __all__ = ["main", "build_parser", "PRECISION_CHOICES"]
 
@@ -97,7 +98,7 @@ def _add_visualize(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("images", nargs="*", metavar="IMAGE-or-NAME", help="image files or sample names (default: tabby)")
     _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
-    parser.add_argument("--methods", default="saliency,deconvnet,gbp",
+    parser.add_argument("--methods", default=",".join(PAPER_METHODS),
                         help="comma-separated rule names (default: %(default)s)")
     parser.add_argument("--targets", default="max,random",
                         help="comma-separated: max, random or logit indices (default: %(default)s)")
@@ -149,7 +150,7 @@ def _add_class_distance(commands: argparse._SubParsersAction) -> None:
                         "--images or --samples)")
     source.add_argument("--samples", action="store_true", help="use the bundled sample images instead of a folder")
     _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
-    parser.add_argument("--methods", default="saliency,deconvnet,gbp",
+    parser.add_argument("--methods", default=",".join(PAPER_METHODS),
                         help="comma-separated rule names (default: %(default)s)")
     parser.add_argument("--pairs", default="max-random", choices=list(PAIRS),
                         help="which two logits per image (default: %(default)s)")

@@ -10,15 +10,18 @@
   offsets that fake similarity for DeconvNet's tiled patterns).
 - :func:`ks_statistic`: how different two samples' distributions are (Figure 3's
   fc1 weight histograms): the two-sample Kolmogorov-Smirnov statistic.
+- :func:`ratio`: "a is k times b", the quotient the claims compare (NaN where it means nothing).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 __all__ = [
     "cosine_similarity", "class_distance", "class_distance_minmax", "input_similarity", "minmax_normalize",
-    "ks_statistic",
+    "ks_statistic", "ratio",
 ]
 
 _EPS = 1e-12
@@ -95,3 +98,17 @@ def ks_statistic(a: torch.Tensor, b: torch.Tensor) -> float:
     cdf_a = torch.searchsorted(a, points, right=True).double() / len(a)
     cdf_b = torch.searchsorted(b, points, right=True).double() / len(b)
     return float((cdf_a - cdf_b).abs().max())
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    """``numerator / denominator``, or NaN where the denominator is 0, negative or not finite.
+
+    Claims of the form "a is at least k times b" (saliency's class distance over GBP's)
+    read it. There is no epsilon floor: a GBP map of zeros has class distance 0, and
+    "saliency / GBP >= 5" must then fail, not pass with a quotient of 1e12; a claim on
+    NaN does not hold (:meth:`backpropvis.experiments.base.Claim.evaluate`).
+    """
+    numerator, denominator = float(numerator), float(denominator)
+    if not (math.isfinite(denominator) and denominator > 0.0):
+        return math.nan
+    return numerator / denominator

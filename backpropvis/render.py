@@ -8,6 +8,7 @@ H x W x 3, no abs, no per-channel treatment).
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -18,7 +19,7 @@ from PIL import Image
 from .metrics import minmax_normalize
 from .rules import METHOD_LABELS
 
-__all__ = ["METHOD_LABELS", "to_display", "save_png", "save_grid", "pyplot", "save_figure"]
+__all__ = ["METHOD_LABELS", "to_display", "save_png", "save_grid", "pyplot", "save_figure", "figure_title"]
 
 Picture = Union[torch.Tensor, np.ndarray]
 
@@ -123,3 +124,12 @@ def save_figure(figure, path: Union[str, os.PathLike], title: Optional[str] = No
     figure.savefig(path, dpi=100)
     pyplot().close(figure)
     return path
+
+
+def figure_title(headline: str, model: str, weights: str, note: Optional[str] = None, width: int = 110) -> str:
+    """A figure's title: the headline, the model and weights used, and a note (e.g. why a
+    stand-in network was used), wrapped, so that the picture alone says which network drew it."""
+    lines = [headline, f"model: {model}, weights: {weights}"]
+    if note:
+        lines += textwrap.wrap(note, width)
+    return "\n".join(lines)

@@ -115,8 +115,9 @@ RULES: dict[str, Rule] = {rule.name: rule for rule in (SALIENCY, DECONVNET, GUID
 """Every named rule, by name. ``"guided_backprop"`` is accepted as an alias of ``"gbp"``."""
 
 PAPER_METHODS: tuple[str, ...] = (SALIENCY.name, DECONVNET.name, GUIDED_BACKPROP.name)
-"""The paper's three methods in its row order (Figures 2, 4, 6, 8; the bars of Figure 7):
-the default ``methods`` of every function and command that computes maps."""
+"""The paper's three methods in the row order of its Figures 2 and 8 and the bar order of
+Figure 7 (Figures 4 and 6 show them in reverse): the default ``methods`` of every function
+and command that computes maps."""
 
 METHOD_LABELS: dict[str, str] = {
     SALIENCY.name: "Saliency", DECONVNET.name: "DeconvNet", GUIDED_BACKPROP.name: "GBP", LINEAR.name: "Linear",

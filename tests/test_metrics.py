@@ -7,7 +7,14 @@ import math
 import pytest
 import torch
 
-from backpropvis.metrics import class_distance, class_distance_minmax, cosine_similarity, input_similarity, minmax_normalize
+from backpropvis.metrics import (
+    class_distance,
+    class_distance_minmax,
+    cosine_similarity,
+    input_similarity,
+    minmax_normalize,
+    ratio,
+)
 
 
 def seeded_maps(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -90,3 +97,23 @@ def test_input_similarity_broadcasts_the_batch() -> None:
 
 def test_cosine_similarity_of_a_zero_map_is_zero() -> None:
     assert float(cosine_similarity(torch.zeros(3, 2, 2), seeded_maps(3, 2, 2))) == 0.0
+
+
+def test_ratio_is_nan_where_the_denominator_means_nothing() -> None:
+    assert ratio(3.0, 1.5) == 2.0
+    assert ratio(-1.0, 4.0) == -0.25
+    for denominator in (0.0, -0.0, -2.0, math.inf, -math.inf, math.nan):
+        assert math.isnan(ratio(1.0, denominator)), denominator
+    assert math.isnan(ratio(math.nan, 1.0))
+
+
+def test_a_zero_map_fails_a_ratio_claim() -> None:
+    # Issue 10: GBP maps of zeros have class distance 0; "saliency / GBP >= 5" must not hold.
+    from backpropvis.experiments.base import Claim
+
+    saliency = seeded_maps(2, 3, 4, 4, seed=7)
+    zero_gbp = torch.zeros(2, 3, 4, 4)
+    gbp_distance = float(class_distance(zero_gbp[0], zero_gbp[1]))
+    value = ratio(float(class_distance(saliency[0], saliency[1])), gbp_distance)
+    assert gbp_distance == 0.0 and math.isnan(value)
+    assert not Claim("saliency_5x_gbp", "", "saliency_over_gbp", ">=", 5.0).evaluate({"saliency_over_gbp": value}).holds

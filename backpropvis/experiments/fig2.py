@@ -13,11 +13,11 @@ from typing import Any, Mapping
 
 from ..engine import attribute_many
 from ..images import class_name
-from ..metrics import class_distance, class_distance_minmax, input_similarity
-from ..render import METHOD_LABELS, save_grid, to_display
+from ..metrics import class_distance, class_distance_minmax, input_similarity, ratio
+from ..render import figure_title, save_grid, to_display
+from ..rules import METHOD_LABELS, PAPER_METHODS
 from .base import Claim, Experiment, Measurement, RunContext
 from .common import model_inputs, trained_network
-from .trained import METHODS, figure_title, ratio
 
 __all__ = ["EXPERIMENT"]
 
@@ -27,13 +27,13 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     network = trained_network(context)
     targets = list(settings["targets"])
     inputs = model_inputs(network.model, [settings["image"]], context.device, settings.get("size"))
-    maps = attribute_many(network.model, inputs, targets, METHODS)  # one forward pass for everything
+    maps = attribute_many(network.model, inputs, targets, PAPER_METHODS)  # one forward pass for everything
     indices = [int(index) for index in maps.targets[:, 0]]
     predicted = indices[0]
 
     metrics: dict[str, float] = {}
     rows, captions = [], []
-    for method in METHODS:
+    for method in PAPER_METHODS:
         method_maps = maps[method][:, 0].cpu()  # [T, 3, S, S]
         reference = method_maps[0]
         others = method_maps[1:]
@@ -62,7 +62,7 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     save_grid(
         [[picture if row == 0 else None] + maps_row for row, maps_row in enumerate(rows)],
         context.out / "figure.png",
-        row_labels=[METHOD_LABELS[method] for method in METHODS],
+        row_labels=[METHOD_LABELS[method] for method in PAPER_METHODS],
         column_labels=[f"input '{settings['image']}'"]
         + [f"{'max logit (' + str(index) + ')' if target == 'max' else f'logit {index}'}\n{class_name(index)}"
            for target, index in zip(targets, indices)],

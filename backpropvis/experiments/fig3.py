@@ -17,10 +17,9 @@ import torch
 
 from ..metrics import ks_statistic
 from ..models import vgg16
+from ..render import figure_title, pyplot, save_figure
 from .base import Claim, Experiment, Measurement, RunContext, Skip
 from .common import vgg16_checkpoint, vgg16_note
-from ..render import pyplot, save_figure
-from .trained import figure_title
 
 __all__ = ["EXPERIMENT", "NO_VGG16"]
 

@@ -14,9 +14,10 @@ from typing import Mapping
 from tqdm.auto import tqdm
 
 from ..models import three_layer_cnn, three_layer_fcn
-from ..render import METHOD_LABELS, save_grid
+from ..render import save_grid
+from ..rules import METHOD_LABELS
 from .base import Claim, Experiment, Measurement, RunContext
-from .random_nets import PAPER_METHODS, method_maps, similarity_caption
+from .random_nets import COLUMN_ORDER, method_maps, similarity_caption
 
 __all__ = ["EXPERIMENT", "measure"]
 
@@ -39,13 +40,13 @@ def measure(settings: Mapping, context: RunContext) -> Measurement:
     results = {}
     for network in tqdm(NETWORKS, desc="fig4 networks", unit="network", disable=not context.progress):
         model = _build(network, settings, context.seed).to(context.device)
-        results[network] = method_maps(model, PAPER_METHODS, context, settings["target"])
+        results[network] = method_maps(model, COLUMN_ORDER, context, settings["target"])
         del model
 
     metrics = {
         f"{network}_{method}_similarity": results[network].similarity[method]
         for network in NETWORKS
-        for method in PAPER_METHODS
+        for method in COLUMN_ORDER
     }
     others = [abs(value) for key, value in metrics.items() if key != "cnn_gbp_similarity"]
     metrics["others_max_abs_similarity"] = max(others)
@@ -54,10 +55,10 @@ def measure(settings: Mapping, context: RunContext) -> Measurement:
     rows, captions = [], []
     for network in NETWORKS:
         maps = results[network]
-        rows.append([maps.picture] + [maps.display(method) for method in PAPER_METHODS])
+        rows.append([maps.picture] + [maps.display(method) for method in COLUMN_ORDER])
         captions.append(
             [f"input ({settings['input_size']} px)"]
-            + [f"{METHOD_LABELS[m]}-{names[network]}\n{similarity_caption(maps.similarity[m])}" for m in PAPER_METHODS]
+            + [f"{METHOD_LABELS[m]}-{names[network]}\n{similarity_caption(maps.similarity[m])}" for m in COLUMN_ORDER]
         )
     save_grid(
         rows,
@@ -67,7 +68,7 @@ def measure(settings: Mapping, context: RunContext) -> Measurement:
             f"stride {settings['stride']}",
             f"random 3-layer FCN\nNh={settings['hidden']}",
         ],
-        column_labels=["input"] + [METHOD_LABELS[m] for m in PAPER_METHODS],
+        column_labels=["input"] + [METHOD_LABELS[m] for m in COLUMN_ORDER],
         panel_labels=captions,
         title=f"Figure 4: random CNN vs random FCN, \"{context.image}\", {settings['target']} logit",
     )

@@ -16,10 +16,12 @@ from typing import Mapping
 
 from tqdm.auto import tqdm
 
+from ..metrics import ratio
 from ..models import three_layer_cnn, vgg16
-from ..render import METHOD_LABELS, save_grid
+from ..render import save_grid
+from ..rules import METHOD_LABELS
 from .base import Claim, Experiment, Measurement, RunContext
-from .random_nets import PAPER_METHODS, method_maps, similarity_caption
+from .random_nets import COLUMN_ORDER, method_maps, similarity_caption
 
 __all__ = ["EXPERIMENT", "measure"]
 
@@ -42,10 +44,10 @@ def measure(settings: Mapping, context: RunContext) -> Measurement:
         if network == "vgg":
             model = vgg16("random", seed=context.seed).to(context.device)
             preprocessing = model.preprocessing.resized(settings["vgg_input_size"])
-            methods = PAPER_METHODS
+            methods = COLUMN_ORDER
         else:
             model = _cnn(settings, context.seed, settings["pool"] if network == "pool" else None).to(context.device)
-            preprocessing, methods = model.preprocessing, PAPER_METHODS if network == "pool" else ("deconvnet",)
+            preprocessing, methods = model.preprocessing, COLUMN_ORDER if network == "pool" else ("deconvnet",)
         results[network] = method_maps(model, methods, context, settings["target"], preprocessing)
         del model
 
@@ -57,9 +59,7 @@ def measure(settings: Mapping, context: RunContext) -> Measurement:
     saliency = abs(metrics["vgg_saliency_similarity"])
     metrics.update(
         deconvnet_pool_gain=metrics["pool_deconvnet_similarity"] - metrics["nopool_deconvnet_similarity"],
-        vgg_deconvnet_over_abs_saliency=(
-            metrics["vgg_deconvnet_similarity"] / saliency if saliency > 0 else float("inf")
-        ),
+        vgg_deconvnet_over_abs_saliency=ratio(metrics["vgg_deconvnet_similarity"], saliency),
         vgg_abs_saliency_similarity=saliency,
     )
     _draw(settings, context, results)
@@ -83,15 +83,15 @@ def _draw(settings: Mapping, context: RunContext, results: Mapping) -> None:
     """Row 1: the pooled CNN (and DeconvNet without the pool); row 2: random VGG-16."""
     pooled, nopool, vgg = results["pool"], results["nopool"], results["vgg"]
     rows = [
-        [pooled.picture] + [pooled.display(m) for m in PAPER_METHODS] + [nopool.display("deconvnet")],
-        [vgg.picture] + [vgg.display(m) for m in PAPER_METHODS] + [None],
+        [pooled.picture] + [pooled.display(m) for m in COLUMN_ORDER] + [nopool.display("deconvnet")],
+        [vgg.picture] + [vgg.display(m) for m in COLUMN_ORDER] + [None],
     ]
     captions = [
         [f"input ({settings['input_size']} px)"]
-        + [f"{METHOD_LABELS[m]}-pool\n{similarity_caption(pooled.similarity[m])}" for m in PAPER_METHODS]
+        + [f"{METHOD_LABELS[m]}-pool\n{similarity_caption(pooled.similarity[m])}" for m in COLUMN_ORDER]
         + [f"DeconvNet, no pool (Fig. 4)\n{similarity_caption(nopool.similarity['deconvnet'])}"],
         [f"input ({settings['vgg_input_size']} px)"]
-        + [f"{METHOD_LABELS[m]}-VGG\n{similarity_caption(vgg.similarity[m])}" for m in PAPER_METHODS],
+        + [f"{METHOD_LABELS[m]}-VGG\n{similarity_caption(vgg.similarity[m])}" for m in COLUMN_ORDER],
     ]
     save_grid(
         rows,
@@ -100,7 +100,7 @@ def _draw(settings: Mapping, context: RunContext, results: Mapping) -> None:
             f"random 3-layer CNN\n+ {settings['pool']}x{settings['pool']} max-pool, N={settings['num_filters']}",
             "random VGG-16",
         ],
-        column_labels=["input"] + [METHOD_LABELS[m] for m in PAPER_METHODS] + ["DeconvNet, no pool"],
+        column_labels=["input"] + [METHOD_LABELS[m] for m in COLUMN_ORDER] + ["DeconvNet, no pool"],
         panel_labels=captions,
         title=f"Figure 6: max-pooling and depth in random nets, \"{context.image}\", {settings['target']} logit",
     )

@@ -31,12 +31,12 @@ from tqdm.auto import tqdm
 from ..engine import attribute_many
 from ..errors import ImageError
 from ..images import load_image, sample_names
-from ..metrics import class_distance, class_distance_minmax
+from ..metrics import class_distance, class_distance_minmax, ratio
 from ..models import vgg16
+from ..render import figure_title, pyplot, save_figure
+from ..rules import METHOD_LABELS, PAPER_METHODS
 from .base import Claim, Experiment, Measurement, RunContext
 from .common import trained_network
-from ..render import METHOD_LABELS, pyplot, save_figure
-from .trained import METHODS, figure_title, ratio
 
 __all__ = ["EXPERIMENT", "image_sources", "random_crops", "logit_pairs"]
 
@@ -90,11 +90,11 @@ def _distances(
     """method -> (class distance [B], min-max class distance [B]) for one batch."""
     preprocessing = model.preprocessing if size is None else model.preprocessing.resized(size)
     inputs = preprocessing.batch(pictures).to(device)
-    maps = attribute_many(model, inputs, [pairs[0].to(device), pairs[1].to(device)], METHODS)
+    maps = attribute_many(model, inputs, [pairs[0].to(device), pairs[1].to(device)], PAPER_METHODS)
     return {
         method: (class_distance(maps[method][0], maps[method][1]).cpu(),
                  class_distance_minmax(maps[method][0], maps[method][1]).cpu())
-        for method in METHODS
+        for method in PAPER_METHODS
     }
 
 
@@ -108,7 +108,7 @@ def _over_samples(
     """The default images, in memory: (distances, names of the images measured, unreadable, description)."""
     sources, described = image_sources(settings, context)
     pairs = logit_pairs(len(sources), 1000, context.seed)
-    collected = {net: {method: ([], []) for method in METHODS} for net in networks}
+    collected = {net: {method: ([], []) for method in PAPER_METHODS} for net in networks}
     unreadable, names = [], []
     batch_size = settings["batch_size"]
     batches = range(0, len(sources), batch_size)
@@ -142,7 +142,7 @@ def _over_folder(
     for net, (model, name, weights, size) in networks.items():
         db = context.out / f"class-distance-{net}-{name}-{f'{size}px' if size else 'native'}-seed{context.seed}.sqlite"
         run_class_distance(
-            context.images, db, model=model, model_name=name, weights=weights, methods=METHODS, pairs="random-random",
+            context.images, db, model=model, model_name=name, weights=weights, methods=PAPER_METHODS, pairs="random-random",
             seed=context.seed, input_size=size, limit=settings["max_images"], batch_size=settings["batch_size"],
             workers=2, device=context.device, progress=context.progress, world=World(),
         )
@@ -171,7 +171,7 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         raise ImageError(f"none of the {len(unreadable)} images could be read, e.g. {unreadable[0]}")
     metrics: dict[str, float] = {}
     for net in networks:
-        for method in METHODS:
+        for method in PAPER_METHODS:
             plain = torch.cat(collected[net][method][0])
             minmax = torch.cat(collected[net][method][1])
             metrics[f"{net}_{method}_distance"] = float(plain.mean())
@@ -213,7 +213,7 @@ def _draw(context: RunContext, networks: Mapping[str, tuple], metrics: Mapping[s
         (axes[0], "", "class distance (unit L2 norm; the claims)"),
         (axes[1], "_minmax", "class distance after min-max display normalisation"),
     ):
-        for offset, method in enumerate(METHODS):
+        for offset, method in enumerate(PAPER_METHODS):
             positions = [index + (offset - 1) * width for index in range(len(networks))]
             means = [metrics[f"{net}_{method}_distance{suffix}"] for net in networks]
             errors = [metrics[f"{net}_{method}_sem{suffix}"] for net in networks]

@@ -18,11 +18,11 @@ import torch
 from ..attacks import fgsm
 from ..engine import attribute_many
 from ..images import class_name
-from ..metrics import class_distance, class_distance_minmax
-from ..render import METHOD_LABELS, pyplot, save_figure, to_display
+from ..metrics import class_distance, class_distance_minmax, ratio
+from ..render import figure_title, pyplot, save_figure, to_display
+from ..rules import METHOD_LABELS, PAPER_METHODS
 from .base import Claim, Experiment, Measurement, RunContext
 from .common import model_inputs, trained_network
-from .trained import METHODS, figure_title, ratio
 
 __all__ = ["EXPERIMENT"]
 
@@ -56,14 +56,14 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         chosen, why = len(steps) - 1, "no step tried changes the prediction: the largest"
 
     batch = preprocessing.normalize(torch.cat([pixels, adversarial]))
-    maps = attribute_many(model, batch, ["max"], METHODS)  # [1, 1 + steps, 3, S, S] per method
-    sweep = {method: [] for method in METHODS}
+    maps = attribute_many(model, batch, ["max"], PAPER_METHODS)  # [1, 1 + steps, 3, S, S] per method
+    sweep = {method: [] for method in PAPER_METHODS}
     metrics: dict[str, float] = {
         "prediction_changed": float(predictions[chosen] != original),
         "epsilon_255": steps[chosen],
         "linf_255": float((adversarial[chosen] - pixels[0]).abs().max()) * 255.0,
     }
-    for method in METHODS:
+    for method in PAPER_METHODS:
         method_maps = maps[method][0].cpu()
         reference = method_maps[0].expand_as(method_maps[1:])
         distances = class_distance(reference, method_maps[1:])
@@ -111,7 +111,7 @@ def _draw(context, network, image, picture, adversarial, maps, chosen, original,
         axis.imshow(shown.permute(1, 2, 0).clamp(0, 1).numpy())
         axis.set_xticks([]), axis.set_yticks([])
         axis.set_ylabel(label, fontsize=9)
-        for column, method in enumerate(METHODS, start=1):
+        for column, method in enumerate(PAPER_METHODS, start=1):
             axis = figure.add_subplot(grid[row, column])
             axis.imshow(to_display(maps[method][0, column_in_batch]))
             axis.set_xticks([]), axis.set_yticks([])
@@ -120,7 +120,7 @@ def _draw(context, network, image, picture, adversarial, maps, chosen, original,
             else:
                 axis.set_xlabel(f"distance to original map {metrics[f'distance_{method}']:.3f}", fontsize=8)
     axis = figure.add_subplot(grid[:, 4])
-    for method in METHODS:
+    for method in PAPER_METHODS:
         axis.plot(steps, sweep[method], marker="o", label=METHOD_LABELS[method])
     for step, prediction in zip(steps, predictions):
         if prediction != original:

@@ -17,13 +17,13 @@ from ..images import load_image
 from ..metrics import input_similarity
 from ..models.preprocessing import Preprocessing
 from ..render import to_display
+from ..rules import PAPER_METHODS
 from .base import RunContext
 
-__all__ = ["PAPER_METHODS", "MethodMaps", "method_maps", "similarity_caption"]
+__all__ = ["COLUMN_ORDER", "MethodMaps", "method_maps", "similarity_caption"]
 
-PAPER_METHODS: tuple[str, ...] = ("gbp", "deconvnet", "saliency")
-"""The methods in the paper's column order (Figures 4 and 6)."""
-
+COLUMN_ORDER: tuple[str, ...] = PAPER_METHODS[::-1]
+"""The paper's three methods in the column order of its Figures 4 and 6: GBP, DeconvNet, saliency."""
 
 
 @dataclass
@@ -60,7 +60,7 @@ def method_maps(
 
     Args:
         model: a model on ``context.device``.
-        methods: rule names, e.g. :data:`PAPER_METHODS`.
+        methods: rule names, e.g. :data:`COLUMN_ORDER`.
         context: the run (its image, a sample name or a path, and its device).
         target: the logit explained (the paper: "max").
         preprocessing: the input pipeline; default ``model.preprocessing``.

@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 from ..engine import attribute_many
 from ..theory import closed_form_map, recovery, switch_disagreement
 from .base import Claim, Experiment, Measurement, RunContext
-from ..render import METHOD_LABELS, pyplot, save_figure
-from .theory_common import THEORY_METHODS, map_panel, random_cnn
+from ..render import pyplot, save_figure
+from ..rules import METHOD_LABELS, PAPER_METHODS
+from .theory_common import map_panel, random_cnn
 
 __all__ = ["EXPERIMENT"]
 
@@ -84,15 +85,15 @@ def _compare(config: Mapping[str, Any], seed: int, settings: Mapping[str, Any], 
     """Relative errors per method (max over targets) of the float64 engine, and of the
     float32 engine (keys "<method>_float32"), and the maps of the first target."""
     cnn = random_cnn(context, seed=seed, num_classes=settings["num_classes"], **config)
-    single = attribute_many(cnn.model, cnn.inputs, list(settings["targets"]), list(THEORY_METHODS))
+    single = attribute_many(cnn.model, cnn.inputs, list(settings["targets"]), list(PAPER_METHODS))
     model = cnn.model.double()
     inputs = cnn.inputs.double()
-    engine = attribute_many(model, inputs, list(settings["targets"]), list(THEORY_METHODS))
+    engine = attribute_many(model, inputs, list(settings["targets"]), list(PAPER_METHODS))
     filters = model.conv.weight.detach()
     columns = model.readout.columns(settings["targets"]).to(inputs)
     geometry = {"stride": config["stride"], "padding": config["kernel_size"] // 2, "pool": config["pool"]}
     errors, shown = {}, {}
-    for method in THEORY_METHODS:
+    for method in PAPER_METHODS:
         errors[method] = errors[f"{method}_float32"] = 0.0
         for number, column in enumerate(columns):
             closed = closed_form_map(inputs[0], filters, column, method, **geometry)
@@ -121,15 +122,15 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
             per_method[method] = max(per_method.get(method, 0.0), error)
     for method, error in per_method.items():
         metrics[f"max_relative_error_{method}"] = error
-    metrics["max_relative_error"] = max(per_method[method] for method in THEORY_METHODS)
-    metrics["max_relative_error_float32"] = max(per_method[f"{method}_float32"] for method in THEORY_METHODS)
-    metrics["comparisons"] = len(runs) * len(settings["targets"]) * len(THEORY_METHODS)
+    metrics["max_relative_error"] = max(per_method[method] for method in PAPER_METHODS)
+    metrics["max_relative_error_float32"] = max(per_method[f"{method}_float32"] for method in PAPER_METHODS)
+    metrics["comparisons"] = len(runs) * len(settings["targets"]) * len(PAPER_METHODS)
 
     shown_config = dict(settings["shown"])
     _, pooled = _compare(shown_config, context.seed, settings, context)
     _, unpooled = _compare({**shown_config, "pool": None}, context.seed, settings, context)
     limit = pooled["limit"]
-    for method in THEORY_METHODS:
+    for method in PAPER_METHODS:
         metrics[f"recovery_{method}_pool"] = float(recovery(pooled[method]["closed"], limit))
         metrics[f"recovery_{method}_no_pool"] = float(recovery(unpooled[method]["closed"], limit))
         metrics[f"eq7_cosine_to_eq6_{method}"] = float(
@@ -165,7 +166,7 @@ def _draw(pooled: dict, unpooled: dict, disagreements: dict, metrics: dict, conf
     figure = plt.figure(figsize=(13, 10))
     grid = figure.add_gridspec(4, 5, height_ratios=[1, 1, 1, 0.9])
     columns = ("engine (pool 2)", "Eq. 6 closed form", "|engine - Eq. 6|", "Eq. 7 approximation", "no pool (Eq. 4)")
-    for row, method in enumerate(THEORY_METHODS):
+    for row, method in enumerate(PAPER_METHODS):
         engine, closed = pooled[method]["engine"], pooled[method]["closed"]
         difference = (engine - closed).abs().sum(0)
         scale = float(difference.max())
@@ -194,11 +195,11 @@ def _draw(pooled: dict, unpooled: dict, disagreements: dict, metrics: dict, conf
     axis.set_title("How often Eq. 7's assumption (chosen <=> w.y > 0) fails", fontsize=10)
     axis.legend(fontsize=8, loc="upper left", ncol=2)
     axis = figure.add_subplot(grid[3, 3:])
-    positions = torch.arange(len(THEORY_METHODS)).numpy()
+    positions = torch.arange(len(PAPER_METHODS)).numpy()
     for offset, (suffix, label, color) in enumerate((("", "float64 engine", "tab:green"), ("_float32", "float32 engine", "tab:olive"))):
-        errors = [max(metrics[f"max_relative_error_{method}{suffix}"], 1e-17) for method in THEORY_METHODS]
+        errors = [max(metrics[f"max_relative_error_{method}{suffix}"], 1e-17) for method in PAPER_METHODS]
         axis.bar(positions + 0.4 * offset - 0.2, errors, width=0.4, color=color, label=label, bottom=1e-18)
-    axis.set_xticks(positions, [METHOD_LABELS[m] for m in THEORY_METHODS])
+    axis.set_xticks(positions, [METHOD_LABELS[m] for m in PAPER_METHODS])
     axis.axhline(1e-5, color="tab:red", linestyle="--", label="claim: < 1e-5")
     axis.set_yscale("log")
     axis.set_ylim(1e-18, 1e-3)

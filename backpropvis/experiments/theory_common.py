@@ -16,12 +16,7 @@ from ..theory import limit_image
 from .base import RunContext
 from .common import model_inputs
 
-__all__ = ["THEORY_METHODS", "RandomCNN", "random_cnn", "map_panel"]
-
-THEORY_METHODS: tuple[str, ...] = ("saliency", "deconvnet", "gbp")
-"""The three methods of Lemma 1, in the order the studies report them."""
-
-
+__all__ = ["RandomCNN", "random_cnn", "map_panel"]
 
 class RandomCNN:
     """The random three-layer CNN (Eq. 3) with the run's image through its preprocessing.

@@ -27,13 +27,14 @@ import torch
 from torch import nn
 
 from ..engine import attribute_many
-from ..metrics import class_distance
+from ..metrics import class_distance, ratio
 from ..models import generator_for, truncated_normal_
 from ..theory import effective_dimension
 from .base import Claim, Experiment, Measurement, RunContext
 from .common import model_inputs, trained_network
-from ..render import METHOD_LABELS, pyplot, save_figure
-from .theory_common import THEORY_METHODS, map_panel
+from ..render import pyplot, save_figure
+from ..rules import METHOD_LABELS, PAPER_METHODS
+from .theory_common import map_panel
 
 __all__ = ["EXPERIMENT", "ActivationPasses", "activation_passes"]
 
@@ -156,18 +157,18 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
                                        generator_for(settings["random_filters_seed"], "dead-zones-random-filters"))
     metrics["effective_dimension_trained"] = effective_dimension(trained_filters)
     metrics["effective_dimension_random"] = effective_dimension(random_filters)
-    metrics["effective_dimension_ratio"] = metrics["effective_dimension_trained"] / metrics["effective_dimension_random"]
+    metrics["effective_dimension_ratio"] = ratio(metrics["effective_dimension_trained"], metrics["effective_dimension_random"])
     metrics["patch_dimension"] = float(trained_filters[0].numel())
 
     generator = torch.Generator().manual_seed(context.seed)
-    maps = attribute_many(model, inputs, list(settings["targets"]), list(THEORY_METHODS), generator=generator)
+    maps = attribute_many(model, inputs, list(settings["targets"]), list(PAPER_METHODS), generator=generator)
     picture = model.preprocessing.unnormalize(inputs[0].cpu())
     edges = sobel(picture.mean(0).double().numpy())
-    for method in THEORY_METHODS:
+    for method in PAPER_METHODS:
         first_map = maps[method][0, 0].cpu()
         metrics[f"edge_correlation_{method}"] = _edge_correlation(first_map, edges, settings["blur_sigma"])
         metrics[f"class_distance_{method}"] = float(class_distance(maps[method][0, 0], maps[method][1, 0]))
-    metrics["gbp_over_saliency_class_distance"] = metrics["class_distance_gbp"] / metrics["class_distance_saliency"]
+    metrics["gbp_over_saliency_class_distance"] = ratio(metrics["class_distance_gbp"], metrics["class_distance_saliency"])
     targets = maps.targets[:, 0].tolist()
     _draw(maps, picture, edges, first, per_layer, passing, metrics, targets, network.name, context)
     notes = [
@@ -199,7 +200,7 @@ def _draw(maps, picture, edges, first, per_layer, passing, metrics, targets, nam
     axis.set_title("first layer: share of filters passing", fontsize=9)
     axis.set_xlabel(f"dead patches {metrics['dead_fraction_first_layer']:.1%}", fontsize=8)
     figure.colorbar(shown, ax=axis, fraction=0.046)
-    for column, method in enumerate(THEORY_METHODS, start=1):
+    for column, method in enumerate(PAPER_METHODS, start=1):
         for row in (0, 1):
             caption = (f"edge corr. {metrics[f'edge_correlation_{method}']:+.2f}" if row == 0
                        else f"class distance {metrics[f'class_distance_{method}']:.3f}")

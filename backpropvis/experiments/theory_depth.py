@@ -24,8 +24,9 @@ from ..models.vgg import LAYER_KEYS, VGG16, VGG16_LAYERS
 from ..theory import limit_image, recovery
 from .base import Claim, Experiment, Measurement, RunContext
 from .common import model_inputs
-from ..render import METHOD_LABELS, pyplot, save_figure
-from .theory_common import THEORY_METHODS, map_panel
+from ..render import pyplot, save_figure
+from ..rules import METHOD_LABELS, PAPER_METHODS
+from .theory_common import map_panel
 
 __all__ = ["EXPERIMENT", "LayerReadout", "layer_readout"]
 
@@ -91,13 +92,13 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     limit = limit_image(inputs[0].double(), 3, 1, 1).float()
     image = inputs[0].cpu()
     metrics: dict[str, float] = {}
-    curves = {method: [] for method in THEORY_METHODS}
-    centred = {method: [] for method in THEORY_METHODS}
+    curves = {method: [] for method in PAPER_METHODS}
+    centred = {method: [] for method in PAPER_METHODS}
     shown = {}
     for layer in tqdm(settings["layers"], desc="VGG-16 layers", disable=not context.progress):
         readout = layer_readout(model, layer, inputs, context.seed)
-        maps = attribute_many(readout, inputs, [0], list(THEORY_METHODS))
-        for method in THEORY_METHODS:
+        maps = attribute_many(readout, inputs, [0], list(PAPER_METHODS))
+        for method in PAPER_METHODS:
             value = float(recovery(maps[method][0, 0], limit.to(maps[method])))
             curves[method].append(value)
             metrics[f"recovery_{method}_{layer}"] = value
@@ -105,7 +106,7 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
             metrics[f"centred_recovery_{method}_{layer}"] = centred[method][-1]
         metrics[f"input_similarity_gbp_{layer}"] = float(input_similarity(maps["gbp"][0, 0].cpu(), image))
         if layer in settings["shown_layers"]:
-            shown[layer] = {method: maps[method][0, 0].cpu() for method in THEORY_METHODS}
+            shown[layer] = {method: maps[method][0, 0].cpu() for method in PAPER_METHODS}
     convs = [layer for layer in settings["layers"] if layer.startswith("conv")]
     last = convs[-1]
     metrics["gbp_recovery_min"] = min(curves["gbp"])
@@ -138,7 +139,7 @@ def _draw(settings, curves: dict, centred: dict, shown: dict, limit: torch.Tenso
     grid = figure.add_gridspec(3, columns, height_ratios=[1.4, 1, 1])
     axis = figure.add_subplot(grid[0, :])
     positions = list(range(len(settings["layers"])))
-    for method, color in zip(THEORY_METHODS, ("tab:blue", "tab:orange", "tab:green")):
+    for method, color in zip(PAPER_METHODS, ("tab:blue", "tab:orange", "tab:green")):
         axis.plot(positions, curves[method], "o-", color=color, label=f"{METHOD_LABELS[method]}: recovery")
         axis.plot(positions, centred[method], "s--", color=color, alpha=0.6, markersize=4,
                   label=f"{METHOD_LABELS[method]}: centred recovery")

@@ -18,8 +18,9 @@ from ..engine import attribute_many
 from ..metrics import class_distance, input_similarity
 from ..theory import gaussianity, recovery
 from .base import Claim, Experiment, Measurement, RunContext
-from ..render import METHOD_LABELS, pyplot, save_figure
-from .theory_common import THEORY_METHODS, map_panel, random_cnn
+from ..render import pyplot, save_figure
+from ..rules import METHOD_LABELS, PAPER_METHODS
+from .theory_common import map_panel, random_cnn
 
 __all__ = ["EXPERIMENT"]
 
@@ -54,11 +55,11 @@ CLAIMS = (
 def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     cnn = random_cnn(context, **{key: settings[key] for key in ("num_filters", "kernel_size", "stride", "input_size",
                                                                  "num_classes")})
-    maps = attribute_many(cnn.model, cnn.inputs, list(settings["targets"]), list(THEORY_METHODS))
+    maps = attribute_many(cnn.model, cnn.inputs, list(settings["targets"]), list(PAPER_METHODS))
     image = cnn.inputs[0].cpu()
     metrics: dict[str, float] = {}
     first = {}
-    for method in THEORY_METHODS:
+    for method in PAPER_METHODS:
         first[method] = maps[method][0, 0].cpu()
         for name, value in gaussianity(first[method]).items():
             metrics[f"{name}_{method}"] = value
@@ -92,7 +93,7 @@ def _draw(maps: Mapping[str, torch.Tensor], metrics: Mapping[str, float], cnn, s
         "curve: the fitted normal N(0, 1)",
         fontsize=9, va="center",
     )
-    for column, method in enumerate(THEORY_METHODS, start=1):
+    for column, method in enumerate(PAPER_METHODS, start=1):
         values = maps[method].double().flatten().numpy()
         standardised = (values - values.mean()) / values.std()
         map_panel(axes[0][column], maps[method], METHOD_LABELS[method],

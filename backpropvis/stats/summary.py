@@ -17,6 +17,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from ..errors import StoreError
+from ..metrics import ratio
 from .store import RunSettings, StoredRun, read_database
 
 __all__ = ["expand_databases", "bootstrap_means", "Collected", "collect", "summarize", "format_summary", "plot_summary", "RATIOS"]
@@ -224,8 +225,9 @@ def summarize(
         if top in methods and bottom in methods:
             a, b = methods.index(top), methods.index(bottom)
             values = run.tables["class_distance"]
-            low, high = _interval(samples["class_distance"][:, a] / samples["class_distance"][:, b], confidence)
-            summary["ratios"][f"{top}/{bottom}"] = {"mean": float(values[:, a].mean() / values[:, b].mean()), "low": low, "high": high}
+            resampled = np.array([ratio(n, d) for n, d in zip(samples["class_distance"][:, a], samples["class_distance"][:, b])])
+            low, high = _interval(resampled, confidence)
+            summary["ratios"][f"{top}/{bottom}"] = {"mean": ratio(values[:, a].mean(), values[:, b].mean()), "low": low, "high": high}
     return summary
 
 
