@@ -112,11 +112,14 @@ def _add_visualize(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_class_distance(args: argparse.Namespace) -> int:
+    from .image_sets import Samples
     from .stats import run_class_distance
     from .stats.summary import format_summary, summarize
 
+    if args.crops and not args.samples:
+        raise BackpropvisError("--crops goes with --samples (crops of the bundled samples)")
     report = run_class_distance(
-        None if args.samples else args.images, args.db, model=args.model, weights=args.weights,
+        Samples(args.crops, args.seed) if args.samples else args.images, args.db, model=args.model, weights=args.weights,
         methods=_split(args.methods), pairs=args.pairs, seed=args.seed, input_size=args.input_size, limit=args.limit,
         batch_size=args.batch_size, workers=args.workers, device=args.device, model_args=args.model_args,
         output=args.output, precision=_precision(args.precision),
@@ -149,6 +152,9 @@ def _add_class_distance(commands: argparse._SubParsersAction) -> None:
                         help="folder of images, searched recursively, e.g. an ImageFolder tree (no default: give "
                         "--images or --samples)")
     source.add_argument("--samples", action="store_true", help="use the bundled sample images instead of a folder")
+    parser.add_argument("--crops", type=int, default=0, metavar="N",
+                        help="with --samples: N seeded random crops of them too, keys such as tabby#crop07 "
+                        "(default: %(default)s)")
     _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
     parser.add_argument("--methods", default=",".join(PAPER_METHODS),
                         help="comma-separated rule names (default: %(default)s)")

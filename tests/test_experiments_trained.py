@@ -9,6 +9,7 @@ about VGG-16 means something only with the real ImageNet checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 
 import numpy as np
 import pytest
@@ -18,8 +19,8 @@ from scipy.stats import ks_2samp
 
 from backpropvis.experiments import PAPER, RunContext, run_experiment
 from backpropvis.experiments.common import trained_network
-from backpropvis.experiments.fig7 import image_sources, logit_pairs
 from backpropvis.errors import ImageError
+from backpropvis.image_sets import Samples
 from backpropvis.images import load_image, sample_names
 from backpropvis.models import VGG16, efficientnet_lite0
 
@@ -136,21 +137,18 @@ def test_fig7_over_a_folder_of_only_broken_images_is_a_user_error(tmp_path, no_h
         run_tiny("fig7", tmp_path, images=tmp_path / "images")
 
 
-def test_fig7_default_images_and_logit_pairs_are_seeded(tmp_path):
-    settings = PAPER["fig7"].quick
-    context = RunContext(out=tmp_path, seed=3)
-    sources, described = image_sources(settings, context)
-    assert len(sources) == len(sample_names()) + settings["crops"] and "crops" in described
-    again, _ = image_sources(settings, RunContext(out=tmp_path, seed=3))
-    other, _ = image_sources(settings, RunContext(out=tmp_path, seed=4))
-    crop = np.asarray(sources[-1][1]())
-    assert np.array_equal(crop, np.asarray(again[-1][1]()))
-    assert [name for name, _ in other] != [name for name, _ in sources] or not np.array_equal(crop, np.asarray(other[-1][1]()))
-
-    pairs = logit_pairs(5000, 1000, seed=0)
-    assert pairs.shape == (2, 5000) and bool((pairs[0] != pairs[1]).all())
-    assert int(pairs.min()) == 0 and int(pairs.max()) == 999
-    assert torch.equal(pairs, logit_pairs(5000, 1000, seed=0))
+def test_fig7_over_the_samples_and_their_crops_resumes_from_its_databases(tmp_path, no_hub_checkpoint):
+    result = run_tiny("fig7", tmp_path, {"crops": 2})
+    keys = Samples(crops=2, seed=0).keys()
+    assert result.metrics["images"] == len(keys) and sorted(result.details["images"]) == sorted(keys)
+    assert any("6 bundled sample images and 2 seeded random crops" in note for note in result.notes)
+    databases = sorted(path.name for path in (tmp_path / "fig7").glob("*.sqlite"))
+    assert len(databases) == 2 and all("samples+2crops-seed0" in name for name in databases)
+    again = run_tiny("fig7", tmp_path, {"crops": 2})  # the same folder: both runs are read back, not recomputed
+    assert again.metrics == result.metrics
+    for name in databases:
+        with sqlite3.connect(tmp_path / "fig7" / name) as connection:
+            assert [row[0] for row in connection.execute("SELECT images_done FROM sessions ORDER BY id")] == [8, 0]
 
 
 def test_fig3_and_fig9_skip_without_a_trained_vgg16(tmp_path, no_hub_checkpoint):

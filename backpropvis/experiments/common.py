@@ -13,7 +13,7 @@ from ..images import load_image
 from ..models import VGG16, efficientnet_lite0, vgg16
 from ..models.vgg import VGG16_FILE
 from ..models.weights import check_fits, read_state_dict
-from ..stats.listing import list_images
+from ..image_sets import list_images
 from .base import RunContext
 
 __all__ = ["TrainedNetwork", "vgg16_checkpoint", "trained_network", "model_inputs", "check_run_inputs", "vgg16_note"]

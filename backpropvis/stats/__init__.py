@@ -28,8 +28,9 @@ with ``OMP_NUM_THREADS=1``); otherwise they agree to float32 rounding (measured:
 5e-5 relative, 2 threads against 1).
 """
 
+from ..image_sets import IMAGE_SUFFIXES, Samples, list_images
 from .compare import format_runs, group_by_run, plot_runs, summarize_runs
-from .listing import IMAGE_SUFFIXES, list_images, rank_db_path, shard
+from .listing import rank_db_path, shard
 from .pairs import PAIRS, choose_pairs
 from .runner import RunReport, run_class_distance
 from .store import RunSettings, read_database
@@ -48,6 +49,7 @@ __all__ = [
     "format_summary",
     "plot_summary",
     "list_images",
+    "Samples",
     "shard",
     "rank_db_path",
     "IMAGE_SUFFIXES",

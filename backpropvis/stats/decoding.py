@@ -1,25 +1,23 @@
 """Reading and decoding images in DataLoader workers, bad files turned into reasons.
 
-Each item is read once as bytes (for its SHA-256 content hash), decoded with
-:func:`backpropvis.images.load_image` and put through the model's own
-``preprocessing``. A file that cannot be read or decoded becomes a failure carrying
-one line of reason instead of an exception, so one bad file never stops a run.
+Each item is read by key from its source (:func:`backpropvis.image_sets.read_image`:
+a file's bytes with their SHA-256 content hash, or a bundled sample or crop) and put
+through the model's own ``preprocessing``. An image that cannot be read or decoded
+becomes a failure carrying one line of reason instead of an exception, so one bad
+file never stops a run.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import BackpropvisError
-from ..images import SAMPLES, load_image
+from ..image_sets import ImageSource, read_image
 
 __all__ = ["Decoded", "Batch", "ImageSet", "collate", "batch_loader"]
 
@@ -29,8 +27,8 @@ class Decoded:
     """One image after its worker is done with it.
 
     Attributes:
-        key: its path relative to the images folder (or the sample name).
-        content_hash: SHA-256 of the file's bytes ("" when they could not be read).
+        key: its path relative to the images folder, or a sample's or crop's key.
+        content_hash: SHA-256 of the file's bytes (of a sample's pixels; "" when they could not be read).
         pixels: [3, S, S] model input, or None when it failed.
         reason: why it failed, or None.
     """
@@ -58,13 +56,14 @@ class Batch:
 
 
 class ImageSet(Dataset):
-    """Images by key under ``root`` (or bundled samples when ``root`` is None).
+    """Images by key from ``source`` (a folder, :class:`~backpropvis.image_sets.Samples`,
+    or None for the bundled samples).
 
     ``preprocess`` maps a PIL image to Tensor[3, S, S] (a model's ``preprocessing``).
     """
 
-    def __init__(self, root: Optional[Path], keys: Sequence[str], preprocess: Callable[[Image.Image], torch.Tensor]) -> None:
-        self.root = Path(root) if root is not None else None
+    def __init__(self, source: ImageSource, keys: Sequence[str], preprocess: Callable[[Image.Image], torch.Tensor]) -> None:
+        self.source = source
         self.keys = list(keys)
         self.preprocess = preprocess
 
@@ -72,38 +71,16 @@ class ImageSet(Dataset):
         return len(self.keys)
 
     def __getitem__(self, index: int) -> Decoded:
-        key = self.keys[index]
-        if self.root is None:
-            return self._decode(key, key, hashlib.sha256(np.ascontiguousarray(SAMPLES[key]()).tobytes()).hexdigest())
-        path = self.root / key
+        read = read_image(self.source, self.keys[index])
+        if read.picture is None:
+            return Decoded(read.key, read.content_hash, None, read.reason)
         try:
-            data = path.read_bytes()
-        except IsADirectoryError:
-            return Decoded(key, "", None, "cannot be read: it is a folder, not a file")
-        except FileNotFoundError:
-            return Decoded(key, "", None, "cannot be opened: no such file (a dangling link, or removed during the run)")
-        except PermissionError:
-            return Decoded(key, "", None, "cannot be read: permission denied")
-        except OSError as error:
-            return Decoded(key, "", None, f"cannot be read: {error.strerror or error}")
-        content_hash = hashlib.sha256(data).hexdigest()
-        if not data:
-            return Decoded(key, content_hash, None, "empty file (0 bytes)")
-        return self._decode(key, str(path), content_hash)
-
-    def _decode(self, key: str, source: str, content_hash: str) -> Decoded:
-        try:
-            pixels = self.preprocess(load_image(source))
+            pixels = self.preprocess(read.picture)
         except BackpropvisError as error:
-            return Decoded(key, content_hash, None, _strip_name(str(error), source))
+            return Decoded(read.key, read.content_hash, None, str(error))
         except (OSError, ValueError, MemoryError) as error:  # a decoder failing past load_image's checks
-            return Decoded(key, content_hash, None, f"could not be decoded: {error}")
-        return Decoded(key, content_hash, pixels, None)
-
-
-def _strip_name(message: str, source: str) -> str:
-    """load_image's messages start with the file name, which the failures table already has."""
-    return message[len(source):].strip() if message.startswith(source) else message
+            return Decoded(read.key, read.content_hash, None, f"could not be decoded: {error}")
+        return Decoded(read.key, read.content_hash, pixels, None)
 
 
 def collate(items: list[Decoded]) -> Batch:

@@ -31,13 +31,14 @@ from tqdm.auto import tqdm
 from ..devices import resolve_device
 from ..engine import attribute_many
 from ..errors import BackpropvisError, Interrupted
+from ..image_sets import ImageSource, list_images, source_setting
 from ..images import logit_name
 from ..metrics import class_distance, class_distance_minmax, input_similarity
 from ..models import LoadedModel, describe_module, load_model
 from ..rules import PAPER_METHODS, resolve_rule
 from .decoding import Batch, ImageSet, batch_loader
 from .distributed import World, barrier, process_group, world_from_environment
-from .listing import SAMPLES_SOURCE, list_images, rank_db_path, shard
+from .listing import rank_db_path, shard
 from .pairs import PAIRS, choose_pairs, random_pairs
 from .store import ResultRow, ResultsStore, RunSettings
 
@@ -88,7 +89,7 @@ def _check_counts(batch_size: int, workers: int) -> None:
 
 
 def run_class_distance(
-    images: Optional[Union[str, os.PathLike]],
+    images: ImageSource,
     db: Union[str, os.PathLike],
     *,
     model: Union[str, nn.Module, LoadedModel] = "vgg16",
@@ -111,7 +112,8 @@ def run_class_distance(
     """Compute and store the class distance of every image under ``images`` (resumable).
 
     Args:
-        images: a folder (recursive, sorted) or None for the bundled sample images.
+        images: a folder (recursive, sorted), a :class:`~backpropvis.image_sets.Samples`
+            (the bundled samples and seeded crops of them), or None for the bundled samples.
         db: the SQLite file; under torchrun each rank writes ``<stem>.rank-R<suffix>``.
         model: a built-in name, ``MODULE:CALLABLE`` or ``PATH.py:CALLABLE`` (built by
             :func:`backpropvis.models.load_model`), a :class:`~backpropvis.models.LoadedModel`,
@@ -156,7 +158,7 @@ def run_class_distance(
 
     settings = RunSettings(
         model=loaded.name, weights=str(loaded.weights), methods=tuple(rule.name for rule in rules), pairs=pairs,
-        seed=int(seed), input_size=input_size, images=SAMPLES_SOURCE if images is None else str(Path(images).resolve()),
+        seed=int(seed), input_size=input_size, images=source_setting(images),
         rank=world.rank, world_size=world.size, model_args=loaded.args_json, model_source=loaded.source,
         weights_fingerprint=loaded.fingerprint, output=loaded.output, precision=precision or "default",
     )
@@ -197,7 +199,7 @@ def _run(store, keys, images, network, preprocess, rules, settings, batch_size, 
     batches = [[i for i in block if mine[i] not in done] for block in blocks]
     batches = [batch for batch in batches if batch]
     pending = sum(len(batch) for batch in batches)
-    dataset = ImageSet(None if images is None else Path(images), mine, preprocess)
+    dataset = ImageSet(images, mine, preprocess)
 
     started, done_now, failed_images, num_classes = time.perf_counter(), 0, [], None
     description = "class distance" + (f" (rank {world.rank}/{world.size})" if world.size > 1 else "")
