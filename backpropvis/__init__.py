@@ -7,6 +7,9 @@ Backpropagation-based Visualizations", ICML 2018.
 >>> model = backpropvis.models.vgg16(weights="random")
 >>> maps = backpropvis.attribute_many(model, x, ["max", "random"], ["saliency", "deconvnet", "gbp"])
 >>> maps["gbp"].shape  # [T, B, 3, H, W]
+
+The package is layered: a module imports only from its own layer and the layers below
+(CONTRIBUTING.md, "Layers"; checked by tests/test_layers.py).
 """
 
 from . import models

@@ -203,11 +203,12 @@ def _add_summarize(commands: argparse._SubParsersAction) -> None:
 def _run_selected(group: str, names: Sequence[str], args: argparse.Namespace, **options) -> int:
     """Run the named paper figures or theory studies, print their claims and the report's path."""
     from . import experiments
-    from .report import summary_table
     from .devices import resolve_device
+    from .report import summary_table
+    from .suite import run_suite
 
     registry = experiments.PAPER if group == "paper" else experiments.THEORY
-    results = experiments.run_suite(
+    results = run_suite(
         experiments.select(registry, names), args.out, quick=args.quick, device=resolve_device(args.device),
         seed=args.seed, vgg16_weights=args.vgg16_weights, **options,
     )

@@ -19,7 +19,10 @@ from PIL import Image
 from .metrics import minmax_normalize
 from .rules import METHOD_LABELS
 
-__all__ = ["METHOD_LABELS", "to_display", "save_png", "save_grid", "pyplot", "save_figure", "figure_title"]
+__all__ = [
+    "METHOD_LABELS", "to_display", "save_png", "save_grid", "pyplot", "save_figure", "figure_title", "map_panel",
+    "similarity_caption",
+]
 
 Picture = Union[torch.Tensor, np.ndarray]
 
@@ -133,3 +136,24 @@ def figure_title(headline: str, model: str, weights: str, note: Optional[str] = 
     if note:
         lines += textwrap.wrap(note, width)
     return "\n".join(lines)
+
+
+def map_panel(axis, picture: Picture, title: str = "", caption: str = "") -> None:
+    """Draw a raw [3, H, W] map (the paper's min-max display) or an [H, W] / [H, W, 3]
+    array in [0, 1] on a matplotlib ``axis``, without ticks."""
+    if isinstance(picture, torch.Tensor) and picture.dim() == 3 and picture.shape[0] == 3:
+        shown = to_display(picture)
+    else:
+        shown = np.asarray(picture)
+    axis.imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    if title:
+        axis.set_title(title, fontsize=9)
+    if caption:
+        axis.set_xlabel(caption, fontsize=8)
+
+
+def similarity_caption(similarity: float, name: str = "input sim.") -> str:
+    """"input sim. +0.61": the number printed under a panel."""
+    return f"{name} {similarity:+.2f}"

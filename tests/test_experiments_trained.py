@@ -18,7 +18,7 @@ from PIL import Image
 from scipy.stats import ks_2samp
 
 from backpropvis.experiments import PAPER, RunContext, run_experiment
-from backpropvis.experiments.common import trained_network
+from backpropvis.experiments.networks import trained_network
 from backpropvis.errors import ImageError
 from backpropvis.image_sets import Samples
 from backpropvis.images import load_image, sample_names

@@ -17,7 +17,7 @@ from ..metrics import class_distance, class_distance_minmax, input_similarity, r
 from ..render import figure_title, save_grid, to_display
 from ..rules import METHOD_LABELS, PAPER_METHODS
 from .base import Claim, Experiment, Measurement, RunContext
-from .common import model_inputs, trained_network
+from .networks import model_inputs, trained_network
 
 __all__ = ["EXPERIMENT"]
 

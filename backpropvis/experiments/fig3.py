@@ -19,7 +19,7 @@ from ..metrics import ks_statistic
 from ..models import vgg16
 from ..render import figure_title, pyplot, save_figure
 from .base import Claim, Experiment, Measurement, RunContext, Skip
-from .common import vgg16_checkpoint, vgg16_note
+from .networks import vgg16_checkpoint, vgg16_note
 
 __all__ = ["EXPERIMENT", "NO_VGG16"]
 

@@ -14,10 +14,10 @@ from typing import Mapping
 from tqdm.auto import tqdm
 
 from ..models import three_layer_cnn, three_layer_fcn
-from ..render import save_grid
+from ..render import save_grid, similarity_caption
 from ..rules import METHOD_LABELS
 from .base import Claim, Experiment, Measurement, RunContext
-from .random_nets import COLUMN_ORDER, method_maps, similarity_caption
+from .method_maps import COLUMN_ORDER, method_maps
 
 __all__ = ["EXPERIMENT", "measure"]
 

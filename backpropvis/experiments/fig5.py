@@ -29,9 +29,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..models import three_layer_cnn, three_layer_fcn
+from ..render import similarity_caption
 from ..theory import limit_image, recovery
 from .base import Claim, Experiment, Measurement, RunContext
-from .random_nets import MethodMaps, method_maps, similarity_caption
+from .method_maps import MethodMaps, method_maps
 
 __all__ = ["EXPERIMENT", "measure", "weights_to_reach", "weight_ratio"]
 

@@ -18,10 +18,10 @@ from tqdm.auto import tqdm
 
 from ..metrics import ratio
 from ..models import three_layer_cnn, vgg16
-from ..render import save_grid
+from ..render import save_grid, similarity_caption
 from ..rules import METHOD_LABELS
 from .base import Claim, Experiment, Measurement, RunContext
-from .random_nets import COLUMN_ORDER, method_maps, similarity_caption
+from .method_maps import COLUMN_ORDER, method_maps
 
 __all__ = ["EXPERIMENT", "measure"]
 

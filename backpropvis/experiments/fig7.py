@@ -9,7 +9,7 @@ paper averages over 10K ImageNet images; here the images are ``--images DIR`` (a
 folder of image files or an ImageFolder tree: the first ``max_images`` in sorted order)
 or, by default, the bundled sample images plus ``crops`` seeded random crops of them
 (:class:`backpropvis.image_sets.Samples`). The random network is the paper's random
-VGG-16; the trained one is :func:`~backpropvis.experiments.common.trained_network`.
+VGG-16; the trained one is :func:`~backpropvis.experiments.networks.trained_network`.
 
 Every image source goes through :func:`backpropvis.stats.run_class_distance` (images
 decoded by DataLoader workers, unreadable files recorded and left out, logit pairs from
@@ -35,7 +35,7 @@ from ..rules import METHOD_LABELS, PAPER_METHODS
 from ..stats import Collected, collect, run_class_distance
 from ..stats.distributed import World
 from .base import Claim, Experiment, Measurement, RunContext
-from .common import trained_network
+from .networks import trained_network
 
 __all__ = ["EXPERIMENT", "image_source"]
 

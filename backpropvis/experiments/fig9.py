@@ -22,7 +22,7 @@ from ..metrics import class_distance, class_distance_minmax, input_similarity
 from ..models import vgg16
 from ..render import figure_title, save_grid, to_display
 from .base import Claim, Experiment, Measurement, RunContext, Skip
-from .common import model_inputs, vgg16_checkpoint, vgg16_note
+from .networks import model_inputs, vgg16_checkpoint, vgg16_note
 from .fig3 import NO_VGG16
 
 __all__ = ["EXPERIMENT"]

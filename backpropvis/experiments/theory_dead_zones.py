@@ -31,10 +31,9 @@ from ..metrics import class_distance, ratio
 from ..models import generator_for, truncated_normal_
 from ..theory import effective_dimension
 from .base import Claim, Experiment, Measurement, RunContext
-from .common import model_inputs, trained_network
-from ..render import pyplot, save_figure
+from .networks import model_inputs, trained_network
+from ..render import map_panel, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
-from .theory_common import map_panel
 
 __all__ = ["EXPERIMENT", "ActivationPasses", "activation_passes"]
 

@@ -23,10 +23,9 @@ from ..models import generator_for, vgg16
 from ..models.vgg import LAYER_KEYS, VGG16, VGG16_LAYERS
 from ..theory import limit_image, recovery
 from .base import Claim, Experiment, Measurement, RunContext
-from .common import model_inputs
-from ..render import pyplot, save_figure
+from .networks import model_inputs
+from ..render import map_panel, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
-from .theory_common import map_panel
 
 __all__ = ["EXPERIMENT", "LayerReadout", "layer_readout"]
 

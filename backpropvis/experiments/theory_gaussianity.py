@@ -18,9 +18,9 @@ from ..engine import attribute_many
 from ..metrics import class_distance, input_similarity
 from ..theory import gaussianity, recovery
 from .base import Claim, Experiment, Measurement, RunContext
-from ..render import pyplot, save_figure
+from ..render import map_panel, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
-from .theory_common import map_panel, random_cnn
+from .random_cnn import random_cnn
 
 __all__ = ["EXPERIMENT"]
 

@@ -27,9 +27,9 @@ from ..engine import attribute_many
 from ..models import three_layer_fcn
 from ..theory import filters_needed, fit_power_law, law_amplitude, recovery, tangent_squared
 from .base import Claim, Experiment, Measurement, RunContext
-from .common import model_inputs
-from ..render import pyplot, save_figure
-from .theory_common import map_panel, random_cnn
+from .networks import model_inputs
+from ..render import map_panel, pyplot, save_figure
+from .random_cnn import random_cnn
 
 __all__ = ["EXPERIMENT"]
 

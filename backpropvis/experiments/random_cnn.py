@@ -1,22 +1,19 @@
-"""What the theory studies share: the random three-layer CNN on the run's image, its
-limit image, and the figure plumbing (map panels, saving figure.png).
+"""The random three-layer CNN (Eq. 3) with the run's image through it and Theorem 1's
+limit image of that image: what the theory studies compare the engine's maps with.
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
-import torch
 
 from ..models import three_layer_cnn
 from ..models.shallow import ThreeLayerCNN
-from ..render import to_display
 from ..theory import limit_image
 from .base import RunContext
-from .common import model_inputs
+from .networks import model_inputs
 
-__all__ = ["RandomCNN", "random_cnn", "map_panel"]
+__all__ = ["RandomCNN", "random_cnn"]
 
 class RandomCNN:
     """The random three-layer CNN (Eq. 3) with the run's image through its preprocessing.
@@ -63,19 +60,3 @@ def random_cnn(
         num_filters, kernel_size, stride, pool, num_classes, input_size, context.seed if seed is None else seed
     )
     return RandomCNN(model, context)
-
-
-def map_panel(axis, picture: torch.Tensor, title: str = "", caption: str = "") -> None:
-    """Draw a raw [3, H, W] map (the paper's min-max display) or an [H, W] / [H, W, 3]
-    array in [0, 1] on ``axis``, without ticks."""
-    if isinstance(picture, torch.Tensor) and picture.dim() == 3 and picture.shape[0] == 3:
-        shown = to_display(picture)
-    else:
-        shown = np.asarray(picture)
-    axis.imshow(shown, cmap="gray" if shown.ndim == 2 else None)
-    axis.set_xticks([])
-    axis.set_yticks([])
-    if title:
-        axis.set_title(title, fontsize=9)
-    if caption:
-        axis.set_xlabel(caption, fontsize=8)

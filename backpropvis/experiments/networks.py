@@ -1,4 +1,6 @@
-"""What several experiments share: which trained network to use, and model inputs."""
+"""The networks experiments run on, and their inputs: the run's trained network (VGG-16
+where its checkpoint is present, else a stand-in, with the note that says so), and
+images through a model's own preprocessing."""
 
 from __future__ import annotations
 
@@ -10,13 +12,11 @@ import torch
 from torch import nn
 
 from ..images import load_image
-from ..models import VGG16, efficientnet_lite0, vgg16
+from ..models import efficientnet_lite0, vgg16
 from ..models.vgg import VGG16_FILE
-from ..models.weights import check_fits, read_state_dict
-from ..image_sets import list_images
 from .base import RunContext
 
-__all__ = ["TrainedNetwork", "vgg16_checkpoint", "trained_network", "model_inputs", "check_run_inputs", "vgg16_note"]
+__all__ = ["TrainedNetwork", "vgg16_checkpoint", "trained_network", "model_inputs", "vgg16_note"]
 
 
 @dataclass
@@ -78,18 +78,3 @@ def model_inputs(
     cropped to ``size`` x ``size`` when given (else the model's own crop)."""
     preprocessing = model.preprocessing if size is None else model.preprocessing.resized(size)
     return preprocessing.batch([load_image(source) for source in sources]).to(device)
-
-
-def check_run_inputs(images: Optional[Path], vgg16_weights: Optional[Path]) -> None:
-    """Refuse, before anything runs, an ``--images`` folder that does not exist and a
-    ``--vgg16-weights`` file that cannot be read or does not fit VGG-16.
-
-    Raises:
-        ImageError: naming the folder; WeightsError: naming the file and the mismatch.
-    """
-    if images is not None:
-        list_images(images, limit=1)  # raises ImageError for a missing folder or one with no images
-    if vgg16_weights is not None:
-        with torch.device("meta"):  # shapes only: no memory, no random init
-            shapes = VGG16()
-        check_fits(shapes, read_state_dict(vgg16_weights), f"weights file {vgg16_weights}")

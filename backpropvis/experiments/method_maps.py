@@ -1,6 +1,5 @@
-"""What the random-network figures (4, 5, 6) share: one image through a random model,
-every method's map for one target from ONE forward pass, and each map's input
-similarity; and the panel captions their figures print.
+"""Every method's map of the run's image for one target, from ONE forward pass, with
+each map's input similarity: what the random-network figures (4, 5, 6) show.
 """
 
 from __future__ import annotations
@@ -12,15 +11,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..engine import Target, attribute_many
+from ..engine import attribute_many
 from ..images import load_image
 from ..metrics import input_similarity
 from ..models.preprocessing import Preprocessing
 from ..render import to_display
 from ..rules import PAPER_METHODS
+from ..targets import Target
 from .base import RunContext
 
-__all__ = ["COLUMN_ORDER", "MethodMaps", "method_maps", "similarity_caption"]
+__all__ = ["COLUMN_ORDER", "MethodMaps", "method_maps"]
 
 COLUMN_ORDER: tuple[str, ...] = PAPER_METHODS[::-1]
 """The paper's three methods in the column order of its Figures 4 and 6: GBP, DeconvNet, saliency."""
@@ -77,8 +77,3 @@ def method_maps(
         similarity={method: float(input_similarity(map_, cpu_inputs[0])) for method, map_ in maps.items()},
         target=int(result.targets[0, 0]),
     )
-
-
-def similarity_caption(similarity: float, name: str = "input sim.") -> str:
-    """"input sim. +0.61": the number printed under a panel."""
-    return f"{name} {similarity:+.2f}"
