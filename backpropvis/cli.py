@@ -204,7 +204,7 @@ def _run_selected(group: str, names: Sequence[str], args: argparse.Namespace, **
     """Run the named paper figures or theory studies, print their claims and the report's path."""
     from . import experiments
     from .devices import resolve_device
-    from .report import summary_table
+    from .report import INDEX_FILE, summary_table
     from .suite import run_suite
 
     registry = experiments.PAPER if group == "paper" else experiments.THEORY
@@ -213,7 +213,7 @@ def _run_selected(group: str, names: Sequence[str], args: argparse.Namespace, **
         seed=args.seed, vgg16_weights=args.vgg16_weights, **options,
     )
     print(summary_table(results))
-    print(f"report: {args.out}/index.html")
+    print(f"report: {args.out}/{INDEX_FILE}")
     return 0  # a claim that does not hold is a finding, not a failure
 
 

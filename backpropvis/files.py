@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import Iterator, Mapping, Union
+
+import numpy as np
 
 from .errors import OutputError
 
-__all__ = ["write_text", "write_json", "make_folder"]
+__all__ = ["write_text", "write_json", "write_arrays", "replacing", "make_folder"]
 
 
 def make_folder(path: Union[str, os.PathLike]) -> Path:
@@ -31,16 +34,34 @@ def make_folder(path: Union[str, os.PathLike]) -> Path:
     return path
 
 
-def write_text(text: str, path: Union[str, os.PathLike]) -> Path:
-    """Write ``text`` to ``path`` atomically: a sibling ``.partial`` file, then a rename."""
+@contextlib.contextmanager
+def replacing(path: Union[str, os.PathLike]) -> Iterator[Path]:
+    """Yield a sibling file to write in full (``results.json.partial``, or
+    ``figure.partial.png`` for a picture, whose writer reads the suffix); it replaces
+    ``path`` at once when the block ends without an error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
+    picture = path.suffix.lower() in (".png", ".jpg", ".jpeg", ".pdf", ".svg")
+    partial = path.with_name(f"{path.stem}.partial{path.suffix}" if picture else f"{path.name}.partial")
+    yield partial
     os.replace(partial, path)
-    return path
+
+
+def write_text(text: str, path: Union[str, os.PathLike]) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    with replacing(path) as partial:
+        partial.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 def write_json(data: dict, path: Union[str, os.PathLike]) -> Path:
     """Write ``data`` as indented JSON, atomically."""
     return write_text(json.dumps(data, indent=2) + "\n", path)
+
+
+def write_arrays(arrays: Mapping[str, np.ndarray], path: Union[str, os.PathLike]) -> Path:
+    """Write named arrays as an uncompressed ``.npz`` file, atomically (load it with
+    ``np.load(path, allow_pickle=False)``)."""
+    with replacing(path) as partial, open(partial, "wb") as file:
+        np.savez(file, **arrays)  # type: ignore[arg-type]
+    return Path(path)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .files import replacing
 from .metrics import minmax_normalize
 from .rules import METHOD_LABELS
 
@@ -100,11 +101,10 @@ def save_grid(
                 axis.set_xlabel(panel_labels[r][c], fontsize=7)
     if title:
         figure.suptitle(title, fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    with replacing(path) as partial:
+        figure.savefig(partial, dpi=110)
     plt.close(figure)
-    return path
+    return Path(path)
 
 
 def pyplot():
@@ -118,15 +118,15 @@ def pyplot():
 
 
 def save_figure(figure, path: Union[str, os.PathLike], title: Optional[str] = None) -> Path:
-    """Title (optional), lay out, write as PNG and close a matplotlib figure."""
+    """Title (optional), lay out, write as PNG (atomically) and close a matplotlib figure."""
     if title:
         figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    if figure.get_layout_engine() is None:  # a figure made with layout="constrained" keeps its own
+        figure.tight_layout()
+    with replacing(path) as partial:
+        figure.savefig(partial, dpi=100)
     pyplot().close(figure)
-    return path
+    return Path(path)
 
 
 def figure_title(headline: str, model: str, weights: str, note: Optional[str] = None, width: int = 110) -> str:

@@ -16,23 +16,26 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence, Union
 
-from .experiments.base import ExperimentResult
+from .experiments.base import METRICS_FILE, ExperimentResult
 from .files import write_json, write_text
 
-__all__ = ["write_result", "collect_results", "write_index", "summary_table"]
+__all__ = ["INDEX_FILE", "write_result", "collect_results", "write_index", "summary_table"]
+
+INDEX_FILE = "index.html"
+"""The report's page, in the output folder."""
 
 _GROUP_ORDER = {"paper": 0, "theory": 1}
 
 
 def write_result(result: ExperimentResult, out: Union[str, os.PathLike]) -> Path:
     """Write ``out/<experiment>/metrics.json`` atomically; returns its path."""
-    return write_json(result.to_json(), Path(out) / result.experiment / "metrics.json")
+    return write_json(result.to_json(), Path(out) / result.experiment / METRICS_FILE)
 
 
 def collect_results(out: Union[str, os.PathLike]) -> list[dict]:
     """Every ``metrics.json`` under ``out``, paper figures first, then theory studies."""
     results = []
-    for path in sorted(Path(out).glob("*/metrics.json")):
+    for path in sorted(Path(out).glob(f"*/{METRICS_FILE}")):
         try:
             results.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, json.JSONDecodeError):
@@ -109,8 +112,8 @@ def _section(result: dict, folder: Path) -> str:
     )
     for note in result.get("notes", []):
         parts.append(f"<p class='note'>{html.escape(note)}</p>")
-    figure = folder / result["experiment"] / (result.get("figure") or "figure.png")
-    if result.get("figure") and figure.is_file():
+    figure = folder / result["experiment"] / result["figure"] if result.get("figure") else None
+    if figure is not None and figure.is_file():
         encoded = base64.b64encode(figure.read_bytes()).decode("ascii")
         parts.append(f"<img alt='{name} figure' src='data:image/png;base64,{encoded}'>")
     parts.append(_claims_table(result["claims"]))
@@ -188,4 +191,4 @@ def write_index(out: Union[str, os.PathLike], title: str = "backpropvis report")
         + "".join(_section(result, folder) for result in results)
         + "</body></html>"
     )
-    return write_text(page, folder / "index.html")
+    return write_text(page, folder / INDEX_FILE)

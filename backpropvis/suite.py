@@ -1,5 +1,6 @@
 """Running experiments as a suite: inputs checked first, each result written as soon as it
-finishes (a crash later never loses it), the report rebuilt at the end.
+finishes (a crash later never loses it), the report rebuilt at the end; and redrawing a
+result's figure from its saved data, without computing anything.
 
 It sits above both :mod:`backpropvis.experiments` (what runs) and
 :mod:`backpropvis.report` (what is written), which know nothing of each other's callers.
@@ -14,14 +15,15 @@ from typing import Optional, Sequence, Union
 import torch
 from tqdm.auto import tqdm
 
-from .experiments import Experiment, ExperimentResult, RunContext, run_experiment
+from .experiments import Experiment, ExperimentResult, RunContext, find, load_figure_data, run_experiment
+from .experiments.base import FIGURE_FILE
 from .files import make_folder
 from .image_sets import list_images
 from .models import VGG16
 from .models.weights import check_fits, read_state_dict
-from .report import write_index, write_result
+from .report import INDEX_FILE, write_index, write_result
 
-__all__ = ["run_suite", "check_run_inputs"]
+__all__ = ["run_suite", "check_run_inputs", "redraw"]
 
 
 def check_run_inputs(images: Optional[Path], vgg16_weights: Optional[Path]) -> None:
@@ -69,3 +71,24 @@ def run_suite(
         results.append(result)
     write_index(folder)
     return results
+
+
+def redraw(result_dir: Union[str, os.PathLike]) -> Path:
+    """Redraw ``result_dir/figure.png`` from ``metrics.json`` and ``figure_data.npz`` alone
+    (no model is built, no map computed), e.g. after a change to a figure's layout; the
+    report beside it (``../index.html``), if any, is rebuilt to show the new figure.
+
+    Returns:
+        The figure's path.
+
+    Raises:
+        BackpropvisError: a folder without an experiment's result and figure data, or a
+            result of an experiment this version does not know.
+    """
+    folder = Path(result_dir)
+    data = load_figure_data(folder)
+    figure = folder / FIGURE_FILE
+    find(data.experiment).draw(data, figure)
+    if (folder.parent / INDEX_FILE).is_file():
+        write_index(folder.parent)
+    return figure

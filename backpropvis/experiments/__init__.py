@@ -30,9 +30,12 @@ from .base import (
     ClaimResult,
     Experiment,
     ExperimentResult,
+    FigureData,
     Measurement,
     RunContext,
     Skip,
+    UnknownMetricError,
+    load_figure_data,
     run_experiment,
 )
 
@@ -43,13 +46,17 @@ __all__ = [
     "THEORY_MODULES",
     "registry",
     "select",
+    "find",
     "Claim",
     "ClaimResult",
     "Experiment",
     "ExperimentResult",
+    "FigureData",
     "Measurement",
     "RunContext",
     "Skip",
+    "UnknownMetricError",
+    "load_figure_data",
     "run_experiment",
 ]
 
@@ -97,3 +104,15 @@ def select(registry: Mapping[str, Experiment], names: Sequence[str]) -> list[Exp
         raise BackpropvisError(f"unknown experiment {unknown[0]!r}; choose from {', '.join(registry)} or all")
     return [experiment for experiment in registry.values() if experiment.name in names]
 
+
+
+def find(name: str) -> Experiment:
+    """The paper figure or theory study named ``name``.
+
+    Raises:
+        BackpropvisError: for a name neither registry knows.
+    """
+    for experiments in (PAPER, THEORY):
+        if name in experiments:
+            return experiments[name]
+    raise BackpropvisError(f"unknown experiment {name!r}; choose from {', '.join([*PAPER, *THEORY])}")

@@ -2,34 +2,56 @@
 
 An experiment (one paper figure, or one theory study) is an :class:`Experiment`:
 its name and title, its settings at full (paper) size and at ``--quick`` size, its
-claims (id, text, metric, comparison, threshold), and a ``measure`` function that
-computes the metrics and draws the figure. Whether a claim holds is decided here,
-from the declared threshold, never by the experiment's own code nor by the report.
+claims (id, text, metric, comparison, threshold), a ``measure`` function that computes
+the metrics and the arrays its figure needs, and a ``draw`` function that makes the
+figure from those alone. :func:`run_experiment` runs the two as separate steps, with
+the arrays saved in between (``figure_data.npz`` beside ``metrics.json``), so a figure
+can be redrawn from a result folder without computing anything
+(:func:`load_figure_data`). Whether a claim holds is decided here, from the declared
+threshold, never by the experiment's own code nor by the report.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import operator
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
+import numpy as np
 import torch
 
 from ..errors import BackpropvisError
+from ..files import write_arrays
 
 __all__ = [
+    "FIGURE_FILE",
+    "METRICS_FILE",
+    "FIGURE_DATA_FILE",
     "Claim",
     "ClaimResult",
     "Experiment",
     "ExperimentResult",
+    "FigureData",
     "Measurement",
     "RunContext",
     "Skip",
+    "UnknownMetricError",
+    "load_figure_data",
     "run_experiment",
 ]
+
+FIGURE_FILE = "figure.png"
+"""An experiment's figure, in its result folder."""
+
+METRICS_FILE = "metrics.json"
+"""An experiment's result (:meth:`ExperimentResult.to_json`), in its result folder."""
+
+FIGURE_DATA_FILE = "figure_data.npz"
+"""The arrays and texts an experiment's figure is drawn from (:attr:`Measurement.figure`), in its result folder."""
 
 _COMPARISONS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -61,10 +83,19 @@ class Claim:
         if self.comparison not in _COMPARISONS:
             raise ValueError(f"claim {self.id}: comparison must be one of {list(_COMPARISONS)}")
 
-    def evaluate(self, metrics: Mapping[str, float]) -> "ClaimResult":
-        """The claim's verdict on ``metrics`` (a missing or NaN value does not hold)."""
-        value = metrics.get(self.metric)
-        value = float(value) if value is not None else float("nan")
+    def evaluate(self, metrics: Mapping[str, float]) -> ClaimResult:
+        """The claim's verdict on ``metrics`` (a NaN value does not hold).
+
+        Raises:
+            UnknownMetricError: when ``metrics`` has no ``self.metric`` (a typo in the
+                claim, or a metric the experiment forgot to return: a bug, not a finding).
+        """
+        if self.metric not in metrics:
+            raise UnknownMetricError(
+                f"claim {self.id!r} reads metric {self.metric!r}, which was not measured "
+                f"(measured: {', '.join(sorted(metrics)) or 'nothing'})"
+            )
+        value = float(metrics[self.metric])
         holds = not math.isnan(value) and _COMPARISONS[self.comparison](value, self.threshold)
         return ClaimResult(self.id, self.text, self.metric, self.comparison, self.threshold, value, bool(holds))
 
@@ -86,12 +117,17 @@ class Skip(BackpropvisError):
     """Raised by ``measure`` when an experiment cannot run here; the message says why."""
 
 
+class UnknownMetricError(LookupError):
+    """A claim names a metric that ``measure`` did not return: a bug in the experiment."""
+
+
 @dataclass
 class RunContext:
     """What a run gives every experiment.
 
     Attributes:
-        out: the experiment's own folder (``DIR/<experiment>``), to write figure.png in.
+        out: the experiment's own folder (``DIR/<experiment>``), where its results are written
+            (and anything it keeps between runs, e.g. fig7's databases).
         quick: reduced sizes instead of the paper's.
         device: where to compute.
         seed: the seed of every random draw.
@@ -113,14 +149,65 @@ class RunContext:
 
 @dataclass(frozen=True)
 class Measurement:
-    """What ``measure`` returns: the metrics, the model and weights used, and any
-    settings it resolved at run time (e.g. which trained model stood in)."""
+    """What ``measure`` returns.
+
+    Attributes:
+        metrics: name -> value; every claim's metric must be among them.
+        model, weights: what was measured, for the report.
+        notes: sentences for the report (e.g. why a stand-in network was used).
+        details: anything else worth keeping in metrics.json (JSON-ready after tensors
+            become lists), e.g. the resolved targets.
+        figure: what ``draw`` needs beyond the result itself: name -> a tensor, a numpy
+            array, a number, a string or a list of strings (saved as ``figure_data.npz``).
+    """
 
     metrics: Mapping[str, float]
     model: str
     weights: str
     notes: tuple[str, ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)
+    figure: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FigureData:
+    """What an experiment's ``draw`` reads: its result as written to metrics.json (settings
+    after a JSON round trip: tuples are lists) and the arrays of ``figure_data.npz``.
+
+    Attributes:
+        experiment, settings, metrics, details, notes, model, weights: as in metrics.json.
+        arrays: :attr:`Measurement.figure` as numpy arrays.
+    """
+
+    experiment: str
+    settings: Mapping[str, Any]
+    metrics: Mapping[str, float]
+    details: Mapping[str, Any]
+    notes: Sequence[str]
+    model: str
+    weights: str
+    arrays: Mapping[str, np.ndarray]
+
+    def tensor(self, name: str) -> torch.Tensor:
+        """The array ``name`` as a CPU tensor."""
+        return torch.from_numpy(np.array(self.arrays[name]))
+
+    def text(self, name: str) -> str:
+        """The string ``name``."""
+        return str(self.arrays[name])
+
+    def texts(self, name: str) -> list[str]:
+        """The list of strings ``name``."""
+        return [str(item) for item in self.arrays[name]]
+
+    @classmethod
+    def from_result(cls, result: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> FigureData:
+        """From a result as metrics.json holds it and the saved arrays."""
+        return cls(
+            experiment=result["experiment"], settings=result["settings"], metrics=result["metrics"],
+            details=result.get("details", {}), notes=result.get("notes", []), model=result["model"],
+            weights=result["weights"], arrays=arrays,
+        )
 
 
 @dataclass(frozen=True)
@@ -133,8 +220,10 @@ class Experiment:
         full: the paper's settings.
         quick: the reduced settings of ``--quick``.
         claims: what the run tests.
-        measure: ``(settings, context) -> Measurement``; writes ``context.out/figure.png``
-            and raises :class:`Skip` when it cannot run here.
+        measure: ``(settings, context) -> Measurement``: the numbers and the figure's
+            arrays; raises :class:`Skip` when it cannot run here. It draws nothing.
+        draw: ``(figure_data, path)``: writes the figure, a PNG at ``path``, from a
+            :class:`FigureData` alone (no model, no image, no computation of maps).
         group: "paper" (a figure of the paper) or "theory" (a theory study).
     """
 
@@ -144,6 +233,7 @@ class Experiment:
     quick: Mapping[str, Any]
     claims: tuple[Claim, ...]
     measure: Callable[[Mapping[str, Any], RunContext], Measurement]
+    draw: Callable[[FigureData, Path], None]
     group: str = "paper"
 
 
@@ -172,10 +262,14 @@ class ExperimentResult:
 
 
 def run_experiment(experiment: Experiment, context: RunContext) -> ExperimentResult:
-    """Run one experiment with the settings ``context.quick`` selects and judge its claims.
+    """Run one experiment with the settings ``context.quick`` selects, judge its claims,
+    save its figure's data (``figure_data.npz``) and draw the figure from that data.
 
     A :class:`Skip` becomes a skipped result with its reason; a claim that does not
     hold is a finding, not an error.
+
+    Raises:
+        UnknownMetricError: a claim names a metric that ``measure`` did not return.
     """
     settings = dict(experiment.quick if context.quick else experiment.full)
     context.out.mkdir(parents=True, exist_ok=True)
@@ -187,22 +281,54 @@ def run_experiment(experiment: Experiment, context: RunContext) -> ExperimentRes
             experiment.name, experiment.title, experiment.group, "-", "-", settings,
             time.perf_counter() - start, [], {}, skipped=str(reason),
         )
-    seconds = time.perf_counter() - start
-    figure = context.out / "figure.png"
-    return ExperimentResult(
+    claims = [claim.evaluate(measured.metrics) for claim in experiment.claims]
+    result = ExperimentResult(
         experiment=experiment.name,
         title=experiment.title,
         group=experiment.group,
         model=measured.model,
         weights=measured.weights,
         settings=settings,
-        seconds=seconds,
-        claims=[claim.evaluate(measured.metrics) for claim in experiment.claims],
+        seconds=time.perf_counter() - start,
+        claims=claims,
         metrics={key: _plain(value) for key, value in measured.metrics.items()},
         notes=list(measured.notes),
         details={key: _plain(value) for key, value in measured.details.items()},
-        figure=figure.name if figure.is_file() else None,
     )
+    data_file = write_arrays({name: _array(name, value) for name, value in measured.figure.items()},
+                             context.out / FIGURE_DATA_FILE)
+    arrays = _read_arrays(data_file)
+    experiment.draw(FigureData.from_result(json.loads(json.dumps(result.to_json())), arrays), context.out / FIGURE_FILE)
+    result.figure = FIGURE_FILE if (context.out / FIGURE_FILE).is_file() else None
+    return result
+
+
+def load_figure_data(result_dir: Path) -> FigureData:
+    """The :class:`FigureData` of a result folder (``metrics.json`` and ``figure_data.npz``).
+
+    Raises:
+        BackpropvisError: a folder without both files, or with unreadable ones.
+    """
+    result_dir = Path(result_dir)
+    try:
+        result = json.loads((result_dir / METRICS_FILE).read_text(encoding="utf-8"))
+        arrays = _read_arrays(result_dir / FIGURE_DATA_FILE)
+    except (OSError, ValueError) as error:
+        raise BackpropvisError(f"{result_dir} is not an experiment's result folder with its figure data: {error}") from None
+    return FigureData.from_result(result, arrays)
+
+
+def _array(name: str, value: Any) -> np.ndarray:
+    """A figure's value as a numpy array that loads without pickle."""
+    array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if array.dtype == object:
+        raise TypeError(f"figure data {name!r} must be numbers or strings, not {type(value).__name__}")
+    return array
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as saved:
+        return {name: saved[name] for name in saved.files}
 
 
 def _plain(value: Any) -> Any:

@@ -9,14 +9,17 @@ and the max logit's map, averaged over the two other logits.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
+
+import torch
 
 from ..engine import attribute_many
 from ..images import class_name
 from ..metrics import class_distance, class_distance_minmax, input_similarity, ratio
 from ..render import figure_title, save_grid, to_display
 from ..rules import METHOD_LABELS, PAPER_METHODS
-from .base import Claim, Experiment, Measurement, RunContext
+from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .networks import model_inputs, trained_network
 
 __all__ = ["EXPERIMENT"]
@@ -29,57 +32,73 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     inputs = model_inputs(network.model, [settings["image"]], context.device, settings.get("size"))
     maps = attribute_many(network.model, inputs, targets, PAPER_METHODS)  # one forward pass for everything
     indices = [int(index) for index in maps.targets[:, 0]]
-    predicted = indices[0]
 
     metrics: dict[str, float] = {}
-    rows, captions = [], []
+    distances, similarities = [], []
     for method in PAPER_METHODS:
         method_maps = maps[method][:, 0].cpu()  # [T, 3, S, S]
         reference = method_maps[0]
         others = method_maps[1:]
-        distances = class_distance(reference.expand_as(others), others)
-        distances_minmax = class_distance_minmax(reference.expand_as(others), others)
-        similarities = input_similarity(method_maps, inputs[0].cpu())
+        distance = class_distance(reference.expand_as(others), others)
+        distance_minmax = class_distance_minmax(reference.expand_as(others), others)
+        similarity = input_similarity(method_maps, inputs[0].cpu())
         for number, index in enumerate(indices[1:]):
-            metrics[f"distance_{method}_{index}"] = float(distances[number])
-            metrics[f"distance_minmax_{method}_{index}"] = float(distances_minmax[number])
-        metrics[f"distance_{method}"] = float(distances.mean())
-        metrics[f"distance_minmax_{method}"] = float(distances_minmax.mean())
-        for target, index, similarity in zip(targets, indices, similarities):
-            metrics[f"similarity_{method}_{target}"] = float(similarity)
-        rows.append([to_display(map_) for map_ in method_maps])
-        captions.append(
-            [f"input similarity {float(similarities[0]):+.2f}"]
-            + [f"distance {float(d):.3f}, similarity {float(s):+.2f}" for d, s in zip(distances, similarities[1:])]
-        )
+            metrics[f"distance_{method}_{index}"] = float(distance[number])
+            metrics[f"distance_minmax_{method}_{index}"] = float(distance_minmax[number])
+        metrics[f"distance_{method}"] = float(distance.mean())
+        metrics[f"distance_minmax_{method}"] = float(distance_minmax.mean())
+        for target, value in zip(targets, similarity):
+            metrics[f"similarity_{method}_{target}"] = float(value)
+        distances.append(distance)
+        similarities.append(similarity)
     for other in ("gbp", "deconvnet"):
         metrics[f"saliency_over_{other}"] = ratio(metrics["distance_saliency"], metrics[f"distance_{other}"])
         metrics[f"saliency_over_{other}_minmax"] = ratio(
             metrics["distance_minmax_saliency"], metrics[f"distance_minmax_{other}"]
         )
-
-    picture = network.model.preprocessing.unnormalize(inputs[0].cpu())
-    save_grid(
-        [[picture if row == 0 else None] + maps_row for row, maps_row in enumerate(rows)],
-        context.out / "figure.png",
-        row_labels=[METHOD_LABELS[method] for method in PAPER_METHODS],
-        column_labels=[f"input '{settings['image']}'"]
-        + [f"{'max logit (' + str(index) + ')' if target == 'max' else f'logit {index}'}\n{class_name(index)}"
-           for target, index in zip(targets, indices)],
-        panel_labels=[[f"predicted {predicted}\n{class_name(predicted)}" if row == 0 else ""] + captions_row
-                      for row, captions_row in enumerate(captions)],
-        title=figure_title(
-            "Figure 2: each method for the max logit and two other logits (caption: class distance to the max map)",
-            network.name, network.weights, network.note,
-        ),
-        panel_size=2.8,
-    )
     return Measurement(
         metrics=metrics,
         model=network.name,
         weights=network.weights,
         notes=(network.note,) if network.note else (),
         details={"targets": indices, "target_names": [class_name(index) for index in indices], "input_size": list(inputs.shape)},
+        figure={
+            "methods": list(PAPER_METHODS),
+            "maps": torch.stack([maps[method][:, 0] for method in PAPER_METHODS]).cpu(),  # [M, T, 3, S, S]
+            "picture": network.model.preprocessing.unnormalize(inputs[0].cpu()),  # [3, S, S] in [0, 1]
+            "distances": torch.stack(distances),  # [M, T - 1]: each other logit's map against the max logit's
+            "similarities": torch.stack(similarities),  # [M, T]
+            "note": network.note or "",
+        },
+    )
+
+
+def draw(data: FigureData, path: Path) -> None:
+    """Rows: the methods; columns: the input, then the map of each target."""
+    maps, distances, similarities = data.tensor("maps"), data.tensor("distances"), data.tensor("similarities")
+    targets, indices = data.settings["targets"], data.details["targets"]
+    predicted = indices[0]
+    rows, captions = [], []
+    for row, method in enumerate(data.texts("methods")):
+        rows.append([data.tensor("picture") if row == 0 else None] + [to_display(map_) for map_ in maps[row]])
+        captions.append(
+            [f"predicted {predicted}\n{class_name(predicted)}" if row == 0 else ""]
+            + [f"input similarity {float(similarities[row, 0]):+.2f}"]
+            + [f"distance {float(d):.3f}, similarity {float(s):+.2f}" for d, s in zip(distances[row], similarities[row, 1:])]
+        )
+    save_grid(
+        rows,
+        path,
+        row_labels=[METHOD_LABELS[method] for method in data.texts("methods")],
+        column_labels=[f"input '{data.settings['image']}'"]
+        + [f"{'max logit (' + str(index) + ')' if target == 'max' else f'logit {index}'}\n{class_name(index)}"
+           for target, index in zip(targets, indices)],
+        panel_labels=captions,
+        title=figure_title(
+            "Figure 2: each method for the max logit and two other logits (caption: class distance to the max map)",
+            data.model, data.weights, data.text("note"),
+        ),
+        panel_size=2.8,
     )
 
 
@@ -101,4 +120,5 @@ EXPERIMENT = Experiment(
         ),
     ),
     measure=measure,
+    draw=draw,
 )

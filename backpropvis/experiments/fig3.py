@@ -11,6 +11,7 @@ VGG-16 checkpoint.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -18,7 +19,7 @@ import torch
 from ..metrics import ks_statistic
 from ..models import vgg16
 from ..render import figure_title, pyplot, save_figure
-from .base import Claim, Experiment, Measurement, RunContext, Skip
+from .base import Claim, Experiment, FigureData, Measurement, RunContext, Skip
 from .networks import vgg16_checkpoint, vgg16_note
 
 __all__ = ["EXPERIMENT", "NO_VGG16"]
@@ -44,20 +45,23 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     for neuron, values in samples.items():
         metrics[f"mean_{neuron}"] = float(values.double().mean())
         metrics[f"std_{neuron}"] = float(values.double().std())
-    _draw(context, samples, metrics, settings["bins"], str(checkpoint))
+    note = vgg16_note(checkpoint)
     return Measurement(
         metrics=metrics,
         model="vgg16",
         weights=str(checkpoint),
         notes=(f"fc1 neurons {first} and {second} counted from 0 (rows of classifier.0.weight).",)
-        + tuple(filter(None, [vgg16_note(checkpoint)])),
+        + tuple(filter(None, [note])),
+        figure={"neurons": [first, second], "weights": torch.stack([samples[first], samples[second]]),
+                "note": note or ""},
     )
 
 
-def _draw(context: RunContext, samples: Mapping[int, torch.Tensor], metrics: Mapping[str, float], bins: int,
-          weights: str) -> None:
+def draw(data: FigureData, path: Path) -> None:
     """Each neuron's histogram (the paper's b and c), then both empirical CDFs overlaid."""
     plt = pyplot()
+    metrics, bins = data.metrics, data.settings["bins"]
+    samples = dict(zip(data.tensor("neurons").tolist(), data.tensor("weights")))  # neuron -> its incoming weights
     values = torch.cat(list(samples.values()))
     low, high = float(values.quantile(0.0005)), float(values.quantile(0.9995))
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.6))
@@ -75,8 +79,9 @@ def _draw(context: RunContext, samples: Mapping[int, torch.Tensor], metrics: Map
     axes[2].set_xlabel("incoming weight", fontsize=9)
     axes[2].set_ylabel("fraction of weights below", fontsize=9)
     axes[2].legend(fontsize=8)
-    title = figure_title("Figure 3: histograms of the weights into two fc1 neurons", "vgg16", weights, vgg16_note(weights))
-    save_figure(figure, context.out / "figure.png", title)
+    title = figure_title("Figure 3: histograms of the weights into two fc1 neurons", data.model, data.weights,
+                         data.text("note"))
+    save_figure(figure, path, title)
 
 
 EXPERIMENT = Experiment(
@@ -92,4 +97,5 @@ EXPERIMENT = Experiment(
         ),
     ),
     measure=measure,
+    draw=draw,
 )

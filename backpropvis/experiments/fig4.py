@@ -9,14 +9,16 @@ image, far too large for Nh hidden units, so GBP is noise there too.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping
 
+import torch
 from tqdm.auto import tqdm
 
 from ..models import three_layer_cnn, three_layer_fcn
-from ..render import save_grid, similarity_caption
+from ..render import save_grid, similarity_caption, to_display
 from ..rules import METHOD_LABELS
-from .base import Claim, Experiment, Measurement, RunContext
+from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .method_maps import COLUMN_ORDER, method_maps
 
 __all__ = ["EXPERIMENT", "measure"]
@@ -51,27 +53,6 @@ def measure(settings: Mapping, context: RunContext) -> Measurement:
     others = [abs(value) for key, value in metrics.items() if key != "cnn_gbp_similarity"]
     metrics["others_max_abs_similarity"] = max(others)
 
-    names = {"cnn": "CNN", "fcn": "FCN"}
-    rows, captions = [], []
-    for network in NETWORKS:
-        maps = results[network]
-        rows.append([maps.picture] + [maps.display(method) for method in COLUMN_ORDER])
-        captions.append(
-            [f"input ({settings['input_size']} px)"]
-            + [f"{METHOD_LABELS[m]}-{names[network]}\n{similarity_caption(maps.similarity[m])}" for m in COLUMN_ORDER]
-        )
-    save_grid(
-        rows,
-        context.out / "figure.png",
-        row_labels=[
-            f"random 3-layer CNN\nN={settings['num_filters']}, {settings['kernel_size']}x{settings['kernel_size']}, "
-            f"stride {settings['stride']}",
-            f"random 3-layer FCN\nNh={settings['hidden']}",
-        ],
-        column_labels=["input"] + [METHOD_LABELS[m] for m in COLUMN_ORDER],
-        panel_labels=captions,
-        title=f"Figure 4: random CNN vs random FCN, \"{context.image}\", {settings['target']} logit",
-    )
     model = (
         f"three-layer CNN (N={settings['num_filters']}, {settings['kernel_size']}x{settings['kernel_size']}, "
         f"stride {settings['stride']}) and three-layer FCN (Nh={settings['hidden']}), {settings['input_size']} px input"
@@ -81,6 +62,39 @@ def measure(settings: Mapping, context: RunContext) -> Measurement:
         model=model,
         weights=f"random, truncated normal std 0.1 (seed {context.seed})",
         details={"image": context.image, "targets": {network: results[network].target for network in NETWORKS}},
+        figure={
+            "methods": list(COLUMN_ORDER),
+            "pictures": torch.stack([results[network].picture for network in NETWORKS]),  # [2, 3, S, S] in [0, 1]
+            "maps": torch.stack([torch.stack([results[network].maps[method] for method in COLUMN_ORDER])
+                                 for network in NETWORKS]),  # [2, 3 methods, 3, S, S]
+        },
+    )
+
+
+def draw(data: FigureData, path: Path) -> None:
+    """Rows: the CNN and the FCN; columns: the input, then each method's map."""
+    settings, methods = data.settings, data.texts("methods")
+    names = {"cnn": "CNN", "fcn": "FCN"}
+    rows, captions = [], []
+    for number, network in enumerate(NETWORKS):
+        maps = data.tensor("maps")[number]
+        rows.append([data.tensor("pictures")[number]] + [to_display(map_) for map_ in maps])
+        captions.append(
+            [f"input ({settings['input_size']} px)"]
+            + [f"{METHOD_LABELS[m]}-{names[network]}\n{similarity_caption(data.metrics[f'{network}_{m}_similarity'])}"
+               for m in methods]
+        )
+    save_grid(
+        rows,
+        path,
+        row_labels=[
+            f"random 3-layer CNN\nN={settings['num_filters']}, {settings['kernel_size']}x{settings['kernel_size']}, "
+            f"stride {settings['stride']}",
+            f"random 3-layer FCN\nNh={settings['hidden']}",
+        ],
+        column_labels=["input"] + [METHOD_LABELS[m] for m in methods],
+        panel_labels=captions,
+        title=f"Figure 4: random CNN vs random FCN, \"{data.details['image']}\", {settings['target']} logit",
     )
 
 
@@ -99,4 +113,5 @@ EXPERIMENT = Experiment(
               "|input similarity| below 0.2", "others_max_abs_similarity", "<", 0.2),
     ),
     measure=measure,
+    draw=draw,
 )

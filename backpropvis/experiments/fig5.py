@@ -23,15 +23,17 @@ the data allow is reported instead (``weight_ratio_kind`` in the details).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from ..models import three_layer_cnn, three_layer_fcn
-from ..render import similarity_caption
+from ..render import pyplot, save_figure, similarity_caption, to_display
 from ..theory import limit_image, recovery
-from .base import Claim, Experiment, Measurement, RunContext
+from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .method_maps import MethodMaps, method_maps
 
 __all__ = ["EXPERIMENT", "measure", "weights_to_reach", "weight_ratio"]
@@ -131,7 +133,6 @@ def measure(settings: Mapping, context: RunContext) -> Measurement:
         largest_cnn_minus_fcn_similarity=cnn_similarity[-1] - fcn_similarity[-1],
         largest_cnn_minus_fcn_recovery=cnn_recovery[-1] - fcn_recovery[-1],
     )
-    _draw(settings, context, cnn_maps, fcn_maps, cnn_recovery, fcn_recovery, cnn_weights, fcn_weights, ratio)
     notes = [
         f"Weights ratio ({ratio['kind']}): {ratio['ratio']:.3g} by input similarity, "
         f"{ratio_recovery['ratio']:.3g} ({ratio_recovery['kind']}) by recovery.",
@@ -157,54 +158,65 @@ def measure(settings: Mapping, context: RunContext) -> Measurement:
             "weight_ratio_recovery": ratio_recovery,
             "targets": {"cnn": [m.target for m in cnn_maps], "fcn": [m.target for m in fcn_maps]},
         },
+        figure={
+            "cnn_picture": cnn_maps[0].picture, "fcn_picture": fcn_maps[0].picture,  # [3, S, S] in [0, 1]
+            "cnn_gbp": torch.stack([maps.maps["gbp"] for maps in cnn_maps]),  # [len(num_filters), 3, S, S]
+            "fcn_gbp": torch.stack([maps.maps["gbp"] for maps in fcn_maps]),  # [len(hidden), 3, S', S']
+        },
     )
 
 
-def _draw(settings, context, cnn_maps, fcn_maps, cnn_recovery, fcn_recovery, cnn_weights, fcn_weights, ratio) -> None:
+def draw(data: FigureData, path: Path) -> None:
     """Two rows of GBP maps (CNN by N, FCN by Nh) above three plots of the similarities."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    columns = max(len(cnn_maps), len(fcn_maps)) + 1
+    settings, metrics, details = data.settings, data.metrics, data.details
+    curves = {
+        net: {
+            "sizes": settings[key],
+            "similarity": [metrics[f"{net}_{symbol}{size}_similarity"] for size in settings[key]],
+            "recovery": [metrics[f"{net}_{symbol}{size}_recovery"] for size in settings[key]],
+            "weights": details[f"{net}_first_layer_weights"],
+        }
+        for net, symbol, key in (("cnn", "N", "num_filters"), ("fcn", "Nh", "hidden"))
+    }
+    ratio = details["weight_ratio_similarity"]
+    plt = pyplot()
+    columns = max(len(settings["num_filters"]), len(settings["hidden"])) + 1
     figure = plt.figure(figsize=(2.4 * columns, 10.5), layout="constrained")
     top, bottom = figure.subfigures(2, 1, height_ratios=[2.0, 1.2])
     axes = top.subplots(2, columns, squeeze=False)
-    rows = [
-        ("CNN", "N", settings["num_filters"], cnn_maps, cnn_recovery, settings["cnn_input_size"]),
-        ("FCN", "Nh", settings["hidden"], fcn_maps, fcn_recovery, settings["fcn_input_size"]),
-    ]
-    for row, (net, symbol, sizes, maps, recoveries, side) in enumerate(rows):
+    for row, (net, symbol, side) in enumerate(
+        (("cnn", "N", settings["cnn_input_size"]), ("fcn", "Nh", settings["fcn_input_size"]))
+    ):
+        curve = curves[net]
         for axis in axes[row]:
             axis.set_xticks([])
             axis.set_yticks([])
-        axes[row][0].imshow(maps[0].picture.permute(1, 2, 0).numpy())
+        axes[row][0].imshow(data.tensor(f"{net}_picture").permute(1, 2, 0).numpy())
         axes[row][0].set_title(f"input ({side} px)", fontsize=9)
-        axes[row][0].set_ylabel(f"random 3-layer {net}", fontsize=10)
-        for column, (size, item, rec) in enumerate(zip(sizes, maps, recoveries), start=1):
-            axes[row][column].imshow(item.display("gbp"))
-            axes[row][column].set_title(f"GBP-{net}, {symbol} = {size}", fontsize=9)
+        axes[row][0].set_ylabel(f"random 3-layer {net.upper()}", fontsize=10)
+        panels = zip(curve["sizes"], data.tensor(f"{net}_gbp"), curve["similarity"], curve["recovery"])
+        for column, (size, gbp, similarity, recovered) in enumerate(panels, start=1):
+            axes[row][column].imshow(to_display(gbp))
+            axes[row][column].set_title(f"GBP-{net.upper()}, {symbol} = {size}", fontsize=9)
             axes[row][column].set_xlabel(
-                f"{similarity_caption(item.similarity['gbp'])}\n{similarity_caption(rec, 'recovery')}", fontsize=8
+                f"{similarity_caption(similarity)}\n{similarity_caption(recovered, 'recovery')}", fontsize=8
             )
-        for column in range(len(sizes) + 1, columns):
+        for column in range(len(curve["sizes"]) + 1, columns):
             axes[row][column].axis("off")
-    top.suptitle(f"Figure 5: GBP of \"{context.image}\" ({settings['target']} logit) as the first layer grows",
+    top.suptitle(f"Figure 5: GBP of \"{details['image']}\" ({settings['target']} logit) as the first layer grows",
                  fontsize=11)
 
     plots = bottom.subplots(1, 3)
-    cnn_similarity = [m.similarity["gbp"] for m in cnn_maps]
-    fcn_similarity = [m.similarity["gbp"] for m in fcn_maps]
-    for axis, sizes, similarity, recoveries, label, colour in (
-        (plots[0], settings["num_filters"], cnn_similarity, cnn_recovery, "N (CNN filters)", "tab:blue"),
-        (plots[1], settings["hidden"], fcn_similarity, fcn_recovery, "Nh (FCN hidden units)", "tab:orange"),
+    for axis, net, label, colour in (
+        (plots[0], "cnn", "N (CNN filters)", "tab:blue"),
+        (plots[1], "fcn", "Nh (FCN hidden units)", "tab:orange"),
     ):
-        axis.plot(sizes, similarity, "o-", color=colour, label="input similarity")
-        axis.plot(sizes, recoveries, "s--", color=colour, label="recovery (cos with x_lim)")
+        sizes = curves[net]["sizes"]
+        axis.plot(sizes, curves[net]["similarity"], "o-", color=colour, label="input similarity")
+        axis.plot(sizes, curves[net]["recovery"], "s--", color=colour, label="recovery (cos with x_lim)")
         axis.set_xscale("log")
         axis.set_xticks(list(sizes))
-        axis.set_xticklabels([str(s) for s in sizes], fontsize=8)
+        axis.set_xticklabels([str(size) for size in sizes], fontsize=8)
         axis.minorticks_off()
         axis.set_xlabel(label, fontsize=9)
         axis.set_ylabel("similarity", fontsize=9)
@@ -212,10 +224,9 @@ def _draw(settings, context, cnn_maps, fcn_maps, cnn_recovery, fcn_recovery, cnn
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7, loc="upper left")
     axis = plots[2]
-    axis.plot(cnn_weights, cnn_similarity, "o-", color="tab:blue", label="CNN input sim.")
-    axis.plot(cnn_weights, cnn_recovery, "s--", color="tab:blue", label="CNN recovery")
-    axis.plot(fcn_weights, fcn_similarity, "o-", color="tab:orange", label="FCN input sim.")
-    axis.plot(fcn_weights, fcn_recovery, "s--", color="tab:orange", label="FCN recovery")
+    for net, colour in (("cnn", "tab:blue"), ("fcn", "tab:orange")):
+        axis.plot(curves[net]["weights"], curves[net]["similarity"], "o-", color=colour, label=f"{net.upper()} input sim.")
+        axis.plot(curves[net]["weights"], curves[net]["recovery"], "s--", color=colour, label=f"{net.upper()} recovery")
     if ratio["levels"]:
         axis.axhspan(ratio["levels"][0], ratio["levels"][-1], color="grey", alpha=0.15, label="levels both reach")
     axis.set_xscale("log")
@@ -225,8 +236,7 @@ def _draw(settings, context, cnn_maps, fcn_maps, cnn_recovery, fcn_recovery, cnn
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7, loc="upper left")
     axis.set_title(f"FCN / CNN weights for equal input sim.:\n{ratio['ratio']:.3g} ({ratio['kind']})", fontsize=8)
-    figure.savefig(context.out / "figure.png", dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 EXPERIMENT = Experiment(
@@ -252,4 +262,5 @@ EXPERIMENT = Experiment(
               "at Nh = 70000 (the largest of each sweep)", "largest_cnn_minus_fcn_recovery", ">", 0.0),
     ),
     measure=measure,
+    draw=draw,
 )

@@ -12,15 +12,17 @@ windows at stride ``pool`` (the authors' code used 9 x 9 windows at stride 1).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping
 
+import torch
 from tqdm.auto import tqdm
 
 from ..metrics import ratio
 from ..models import three_layer_cnn, vgg16
-from ..render import save_grid, similarity_caption
+from ..render import save_grid, similarity_caption, to_display
 from ..rules import METHOD_LABELS
-from .base import Claim, Experiment, Measurement, RunContext
+from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .method_maps import COLUMN_ORDER, method_maps
 
 __all__ = ["EXPERIMENT", "measure"]
@@ -62,7 +64,6 @@ def measure(settings: Mapping, context: RunContext) -> Measurement:
         vgg_deconvnet_over_abs_saliency=ratio(metrics["vgg_deconvnet_similarity"], saliency),
         vgg_abs_saliency_similarity=saliency,
     )
-    _draw(settings, context, results)
     return Measurement(
         metrics=metrics,
         model=(
@@ -76,33 +77,45 @@ def measure(settings: Mapping, context: RunContext) -> Measurement:
             f"{settings['pool']} here (the authors' code used 9x9 windows at stride 1).",
         ),
         details={"image": context.image, "targets": {network: maps.target for network, maps in results.items()}},
+        figure={
+            "methods": list(COLUMN_ORDER),
+            "pool_picture": results["pool"].picture, "vgg_picture": results["vgg"].picture,  # [3, S, S] in [0, 1]
+            "pool_maps": torch.stack([results["pool"].maps[m] for m in COLUMN_ORDER]),  # [3 methods, 3, S, S]
+            "nopool_deconvnet": results["nopool"].maps["deconvnet"],  # [3, S, S]
+            "vgg_maps": torch.stack([results["vgg"].maps[m] for m in COLUMN_ORDER]),  # [3 methods, 3, S', S']
+        },
     )
 
 
-def _draw(settings: Mapping, context: RunContext, results: Mapping) -> None:
+def draw(data: FigureData, path: Path) -> None:
     """Row 1: the pooled CNN (and DeconvNet without the pool); row 2: random VGG-16."""
-    pooled, nopool, vgg = results["pool"], results["nopool"], results["vgg"]
+    settings, methods = data.settings, data.texts("methods")
+
+    def caption(network: str, method: str) -> str:
+        return similarity_caption(data.metrics[f"{network}_{method}_similarity"])
+
     rows = [
-        [pooled.picture] + [pooled.display(m) for m in COLUMN_ORDER] + [nopool.display("deconvnet")],
-        [vgg.picture] + [vgg.display(m) for m in COLUMN_ORDER] + [None],
+        [data.tensor("pool_picture")] + [to_display(map_) for map_ in data.tensor("pool_maps")]
+        + [to_display(data.tensor("nopool_deconvnet"))],
+        [data.tensor("vgg_picture")] + [to_display(map_) for map_ in data.tensor("vgg_maps")] + [None],
     ]
     captions = [
         [f"input ({settings['input_size']} px)"]
-        + [f"{METHOD_LABELS[m]}-pool\n{similarity_caption(pooled.similarity[m])}" for m in COLUMN_ORDER]
-        + [f"DeconvNet, no pool (Fig. 4)\n{similarity_caption(nopool.similarity['deconvnet'])}"],
+        + [f"{METHOD_LABELS[m]}-pool\n{caption('pool', m)}" for m in methods]
+        + [f"DeconvNet, no pool (Fig. 4)\n{caption('nopool', 'deconvnet')}"],
         [f"input ({settings['vgg_input_size']} px)"]
-        + [f"{METHOD_LABELS[m]}-VGG\n{similarity_caption(vgg.similarity[m])}" for m in COLUMN_ORDER],
+        + [f"{METHOD_LABELS[m]}-VGG\n{caption('vgg', m)}" for m in methods],
     ]
     save_grid(
         rows,
-        context.out / "figure.png",
+        path,
         row_labels=[
             f"random 3-layer CNN\n+ {settings['pool']}x{settings['pool']} max-pool, N={settings['num_filters']}",
             "random VGG-16",
         ],
-        column_labels=["input"] + [METHOD_LABELS[m] for m in COLUMN_ORDER] + ["DeconvNet, no pool"],
+        column_labels=["input"] + [METHOD_LABELS[m] for m in methods] + ["DeconvNet, no pool"],
         panel_labels=captions,
-        title=f"Figure 6: max-pooling and depth in random nets, \"{context.image}\", {settings['target']} logit",
+        title=f"Figure 6: max-pooling and depth in random nets, \"{data.details['image']}\", {settings['target']} logit",
     )
 
 
@@ -126,4 +139,5 @@ EXPERIMENT = Experiment(
               "vgg_abs_saliency_similarity", "<", 0.1),
     ),
     measure=measure,
+    draw=draw,
 )

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Optional
 
 import numpy as np
 from torch import nn
@@ -34,7 +35,7 @@ from ..render import figure_title, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
 from ..stats import Collected, collect, run_class_distance
 from ..stats.distributed import World
-from .base import Claim, Experiment, Measurement, RunContext
+from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .networks import trained_network
 
 __all__ = ["EXPERIMENT", "image_source"]
@@ -67,7 +68,7 @@ def image_source(settings: Mapping[str, Any], context: RunContext) -> ImageSourc
     return context.images if context.images is not None else Samples(settings["crops"], context.seed)
 
 
-def _database(network: Network, source: ImageSource, context: RunContext):
+def _database(network: Network, source: ImageSource, context: RunContext) -> Path:
     """The network's resumable database in the output folder; one file per image source."""
     stem = f"class-distance-{network.label}-{network.name}-{network.input_size}-seed{context.seed}"
     return context.out / (f"{stem}-{source.setting}.sqlite" if isinstance(source, Samples) else f"{stem}.sqlite")
@@ -128,20 +129,24 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         notes.append(trained.note)
     if unreadable:
         notes.append(f"{len(unreadable)} unreadable images left out, e.g. {unreadable[0]}")
-    _draw(context, networks, metrics, len(names), described, trained.note)
     return Measurement(
         metrics=metrics,
         model=f"random vgg16 / trained {trained.name}",
         weights=f"random (seed {context.seed}) / {trained.weights}",
         notes=tuple(notes),
-        details={"images": names[:50], "unreadable": unreadable[:20]},
+        details={
+            "networks": [{"label": net.label, "model": net.name, "weights": net.weights, "input_size": net.size}
+                         for net in networks],
+            "images": names[:50], "unreadable": unreadable[:20],
+        },
+        figure={"methods": list(PAPER_METHODS), "described": described, "note": trained.note or ""},
     )
 
 
-def _draw(context: RunContext, networks: Sequence[Network], metrics: Mapping[str, float], count: int,
-          described: str, note: Optional[str]) -> None:
+def draw(data: FigureData, path: Path) -> None:
     """Bars: mean class distance per method and network, error bars one standard error;
     left the unit-L2 distance the claims use, right the min-max display variant."""
+    metrics, networks, methods = data.metrics, data.details["networks"], data.texts("methods")
     plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(13, 5.6))
     width = 0.26
@@ -149,14 +154,15 @@ def _draw(context: RunContext, networks: Sequence[Network], metrics: Mapping[str
         (axes[0], "", "class distance (unit L2 norm; the claims)"),
         (axes[1], "_minmax", "class distance after min-max display normalisation"),
     ):
-        for offset, method in enumerate(PAPER_METHODS):
+        for offset, method in enumerate(methods):
             positions = [index + (offset - 1) * width for index in range(len(networks))]
-            means = [metrics[f"{net.label}_{method}_distance{suffix}"] for net in networks]
-            errors = [metrics[f"{net.label}_{method}_sem{suffix}"] for net in networks]
+            means = [metrics[f"{net['label']}_{method}_distance{suffix}"] for net in networks]
+            errors = [metrics[f"{net['label']}_{method}_sem{suffix}"] for net in networks]
             bars = axis.bar(positions, means, width, yerr=errors, capsize=4, label=METHOD_LABELS[method])
             axis.bar_label(bars, labels=[f"{mean:.3f}" for mean in means], fontsize=8, padding=2)
         ticks = [
-            f"{net.label}\n{net.name} ({net.weights})\n{f'{net.size} px' if net.size else 'native input size'}"
+            f"{net['label']}\n{net['model']} ({net['weights']})\n"
+            + (f"{net['input_size']} px" if net["input_size"] else "native input size")
             for net in networks
         ]
         axis.set_xticks(range(len(networks)), ticks, fontsize=8)
@@ -164,13 +170,13 @@ def _draw(context: RunContext, networks: Sequence[Network], metrics: Mapping[str
         axis.legend(fontsize=8)
     axes[0].set_ylim(0, 2)
     title = figure_title(
-        f"Figure 7: mean class distance between two random logits' maps over {count} images "
+        f"Figure 7: mean class distance between two random logits' maps over {int(metrics['images'])} images "
         "(error bars: one standard error)",
-        " / ".join(f"{net.label} {net.name}" for net in networks),
-        " / ".join(net.weights for net in networks),
-        f"Images: {described}. " + (note or ""), width=150,
+        " / ".join(f"{net['label']} {net['model']}" for net in networks),
+        " / ".join(net["weights"] for net in networks),
+        f"Images: {data.text('described')}. " + data.text("note"), width=150,
     )
-    save_figure(figure, context.out / "figure.png", title)
+    save_figure(figure, path, title)
 
 
 EXPERIMENT = Experiment(
@@ -188,4 +194,5 @@ EXPERIMENT = Experiment(
         for other in ("gbp", "deconvnet")
     ),
     measure=measure,
+    draw=draw,
 )

@@ -11,6 +11,7 @@ max logit; a method's change is the class distance between the two maps.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -21,7 +22,7 @@ from ..images import class_name
 from ..metrics import class_distance, class_distance_minmax, ratio
 from ..render import figure_title, pyplot, save_figure, to_display
 from ..rules import METHOD_LABELS, PAPER_METHODS
-from .base import Claim, Experiment, Measurement, RunContext
+from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .networks import model_inputs, trained_network
 
 __all__ = ["EXPERIMENT"]
@@ -76,8 +77,6 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
             metrics["distance_minmax_saliency"], metrics[f"distance_minmax_{other}"]
         )
 
-    _draw(context, network, settings["image"], pixels[0].cpu(), adversarial[chosen].cpu(), maps, chosen,
-          original, predictions, steps, sweep, metrics)
     return Measurement(
         metrics=metrics,
         model=network.name,
@@ -93,34 +92,44 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
             "sweep_predicted": predictions,
             "sweep_distance": sweep,
         },
+        figure={
+            "methods": list(PAPER_METHODS),
+            "pictures": torch.stack([pixels[0], adversarial[chosen]]).cpu(),  # [2, 3, S, S]: original, adversarial
+            "maps": torch.stack([maps[method][0, [0, 1 + chosen]] for method in PAPER_METHODS]).cpu(),  # [M, 2, 3, S, S]
+            "note": network.note or "",
+        },
     )
 
 
-def _draw(context, network, image, picture, adversarial, maps, chosen, original, predictions, steps, sweep, metrics):
+def draw(data: FigureData, path: Path) -> None:
     """Two rows (original, adversarial) x (image, saliency, DeconvNet, GBP), and the
     class distance of each method against the FGSM step."""
+    details, methods, maps = data.details, data.texts("methods"), data.tensor("maps")
+    steps, predictions, sweep = details["sweep_epsilon_255"], details["sweep_predicted"], details["sweep_distance"]
+    original, chosen = details["original_class"][0], steps.index(data.metrics["epsilon_255"])
+    picture, adversarial = data.tensor("pictures")
     plt = pyplot()
     figure = plt.figure(figsize=(15.5, 6.6))
     grid = figure.add_gridspec(2, 5, width_ratios=[1, 1, 1, 1, 1.5])
     rows = [
-        (picture, 0, f"'{image}': {original}\n{class_name(original)}"),
-        (adversarial, 1 + chosen, f"FGSM {steps[chosen]:g}/255: {predictions[chosen]}\n{class_name(predictions[chosen])}"),
+        (picture, f"'{data.settings['image']}': {original}\n{class_name(original)}"),
+        (adversarial, f"FGSM {steps[chosen]:g}/255: {predictions[chosen]}\n{class_name(predictions[chosen])}"),
     ]
-    for row, (shown, column_in_batch, label) in enumerate(rows):
+    for row, (shown, label) in enumerate(rows):
         axis = figure.add_subplot(grid[row, 0])
         axis.imshow(shown.permute(1, 2, 0).clamp(0, 1).numpy())
         axis.set_xticks([]), axis.set_yticks([])
         axis.set_ylabel(label, fontsize=9)
-        for column, method in enumerate(PAPER_METHODS, start=1):
+        for column, method in enumerate(methods, start=1):
             axis = figure.add_subplot(grid[row, column])
-            axis.imshow(to_display(maps[method][0, column_in_batch]))
+            axis.imshow(to_display(maps[column - 1, row]))
             axis.set_xticks([]), axis.set_yticks([])
             if row == 0:
                 axis.set_title(METHOD_LABELS[method], fontsize=10)
             else:
-                axis.set_xlabel(f"distance to original map {metrics[f'distance_{method}']:.3f}", fontsize=8)
+                axis.set_xlabel(f"distance to original map {data.metrics[f'distance_{method}']:.3f}", fontsize=8)
     axis = figure.add_subplot(grid[:, 4])
-    for method in PAPER_METHODS:
+    for method in methods:
         axis.plot(steps, sweep[method], marker="o", label=METHOD_LABELS[method])
     for step, prediction in zip(steps, predictions):
         if prediction != original:
@@ -133,8 +142,8 @@ def _draw(context, network, image, picture, adversarial, maps, chosen, original,
     axis.set_ylim(0, 2)
     axis.legend(fontsize=8)
     title = figure_title("Figure 8: maps of an image and of its FGSM adversarial example (each for its max logit)",
-                         network.name, network.weights, network.note, width=150)
-    save_figure(figure, context.out / "figure.png", title)
+                         data.model, data.weights, data.text("note"), width=150)
+    save_figure(figure, path, title)
 
 
 EXPERIMENT = Experiment(
@@ -156,4 +165,5 @@ EXPERIMENT = Experiment(
         ),
     ),
     measure=measure,
+    draw=draw,
 )

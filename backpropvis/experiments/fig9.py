@@ -13,15 +13,17 @@ checkpoint.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
+import torch
 from tqdm.auto import tqdm
 
 from ..engine import attribute_many
 from ..metrics import class_distance, class_distance_minmax, input_similarity
 from ..models import vgg16
 from ..render import figure_title, save_grid, to_display
-from .base import Claim, Experiment, Measurement, RunContext, Skip
+from .base import Claim, Experiment, FigureData, Measurement, RunContext, Skip
 from .networks import model_inputs, vgg16_checkpoint, vgg16_note
 from .fig3 import NO_VGG16
 
@@ -53,7 +55,6 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
 
     reference = maps[("full", None)]
     metrics = {"similarity_full": float(input_similarity(reference, inputs[0].cpu()))}
-    captions = {}
     for (kind, layer), map_ in maps.items():
         if kind == "full":
             continue
@@ -61,36 +62,51 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         metrics[f"similarity_{key}"] = float(input_similarity(map_, inputs[0].cpu()))
         metrics[f"distance_{key}"] = float(class_distance(map_, reference))
         metrics[f"distance_minmax_{key}"] = float(class_distance_minmax(map_, reference))
-        captions[(kind, layer)] = (
-            f"{layer}{_SIGNS[kind]}: similarity {metrics[f'similarity_{key}']:+.2f}, distance {metrics[f'distance_{key}']:.3f}"
-        )
     first, last_conv = settings["closer"]
     metrics["distance_gap"] = metrics[f"distance_upto_{first}"] - metrics[f"distance_upto_{last_conv}"]
-
-    rows = [
-        [to_display(reference)] + [to_display(maps[("upto", layer)]) for layer in layers],
-        [picture] + [to_display(maps[("except", layer)]) for layer in layers],
-    ]
-    save_grid(
-        rows,
-        context.out / "figure.png",
-        row_labels=["trained up to L (L*)", "all trained but L (L<>)"],
-        column_labels=["fully trained"] + [f"L = {layer}" for layer in layers],
-        panel_labels=[
-            [f"similarity {metrics['similarity_full']:+.2f}"] + [captions[("upto", layer)] for layer in layers],
-            [f"input '{settings['image']}'"] + [captions[("except", layer)] for layer in layers],
-        ],
-        title=figure_title("Figure 9: GBP (max logit) in partly trained VGG-16, random layers drawn as in the paper; "
-                           "captions: input similarity, class distance to the fully trained map",
-                           "vgg16", f"{checkpoint}, random layers seed {context.seed}", vgg16_note(checkpoint)),
-        panel_size=2.6,
-    )
+    note = vgg16_note(checkpoint)
     return Measurement(
         metrics=metrics,
         model="vgg16",
         weights=str(checkpoint),
-        notes=tuple(filter(None, [vgg16_note(checkpoint)])),
+        notes=tuple(filter(None, [note])),
         details={f"{kind}_{layer}": description for (kind, layer), description in descriptions.items()},
+        figure={
+            "picture": picture,  # [3, S, S] in [0, 1]
+            "full": reference,  # [3, S, S]
+            "upto": torch.stack([maps[("upto", layer)] for layer in layers]),  # [L, 3, S, S]
+            "except": torch.stack([maps[("except", layer)] for layer in layers]),  # [L, 3, S, S]
+            "weights": f"{checkpoint}, random layers seed {context.seed}",
+            "note": note or "",
+        },
+    )
+
+
+def draw(data: FigureData, path: Path) -> None:
+    """Row 1: fully trained, then trained up to each layer; row 2: the input, then all trained but each layer."""
+    metrics, layers = data.metrics, data.settings["layers"]
+
+    def caption(kind: str, layer: str) -> str:
+        key = f"{kind}_{layer}"
+        return f"{layer}{_SIGNS[kind]}: similarity {metrics[f'similarity_{key}']:+.2f}, distance {metrics[f'distance_{key}']:.3f}"
+
+    rows = [
+        [to_display(data.tensor("full"))] + [to_display(map_) for map_ in data.tensor("upto")],
+        [data.tensor("picture")] + [to_display(map_) for map_ in data.tensor("except")],
+    ]
+    save_grid(
+        rows,
+        path,
+        row_labels=["trained up to L (L*)", "all trained but L (L<>)"],
+        column_labels=["fully trained"] + [f"L = {layer}" for layer in layers],
+        panel_labels=[
+            [f"similarity {metrics['similarity_full']:+.2f}"] + [caption("upto", layer) for layer in layers],
+            [f"input '{data.settings['image']}'"] + [caption("except", layer) for layer in layers],
+        ],
+        title=figure_title("Figure 9: GBP (max logit) in partly trained VGG-16, random layers drawn as in the paper; "
+                           "captions: input similarity, class distance to the fully trained map",
+                           data.model, data.text("weights"), data.text("note")),
+        panel_size=2.6,
     )
 
 
@@ -108,4 +124,5 @@ EXPERIMENT = Experiment(
         ),
     ),
     measure=measure,
+    draw=draw,
 )

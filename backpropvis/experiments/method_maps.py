@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -15,7 +14,6 @@ from ..engine import attribute_many
 from ..images import load_image
 from ..metrics import input_similarity
 from ..models.preprocessing import Preprocessing
-from ..render import to_display
 from ..rules import PAPER_METHODS
 from ..targets import Target
 from .base import RunContext
@@ -43,10 +41,6 @@ class MethodMaps:
     maps: dict[str, torch.Tensor]
     similarity: dict[str, float]
     target: int
-
-    def display(self, method: str) -> np.ndarray:
-        """[S, S, 3] uint8: the map after the paper's min-max display normalisation."""
-        return to_display(self.maps[method])
 
 
 def method_maps(

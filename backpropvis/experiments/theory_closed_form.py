@@ -10,6 +10,7 @@ float64. The study also measures how often Eq. 7's assumption ("chosen by the po
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -17,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..engine import attribute_many
 from ..theory import closed_form_map, recovery, switch_disagreement
-from .base import Claim, Experiment, Measurement, RunContext
+from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from ..render import map_panel, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
 from .random_cnn import random_cnn
@@ -138,18 +139,15 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         )
     metrics["deconvnet_recovery_gain_from_pool"] = metrics["recovery_deconvnet_pool"] - metrics["recovery_deconvnet_no_pool"]
 
-    disagreements = {}
     for pool in settings["pool_sizes"]:
         found = switch_disagreement(
             pooled["inputs"], pooled["filters"], stride=shown_config["stride"],
             padding=shown_config["kernel_size"] // 2, pool=pool,
         )
-        disagreements[pool] = found
         metrics[f"switch_disagreement_pool{pool}"] = found.total
         metrics[f"chosen_but_inactive_pool{pool}"] = found.chosen_but_inactive
         metrics[f"active_but_not_chosen_pool{pool}"] = found.active_but_not_chosen
 
-    _draw(pooled, unpooled, disagreements, metrics, shown_config, context)
     notes = (
         f"Eq. 7's assumption fails for {metrics['switch_disagreement_pool2']:.1%} of the (filter, position) pairs "
         f"under a 2 x 2 pool: {metrics['active_but_not_chosen_pool2']:.1%} are active but lose to a larger output "
@@ -158,24 +156,38 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         "pooled DeconvNet recovers much less of the image. The float64 engine and closed form share the "
         "im2col arithmetic, so they can agree bit for bit; max_relative_error_float32 compares the float32 engine.",
     )
-    return Measurement(metrics, "three-layer CNN (random)", f"random (seeds {list(settings['seeds'])})", notes)
+    shown = {
+        "methods": list(PAPER_METHODS),
+        # [M, 3, S, S] each; float32 is all the display needs (it normalises in float32)
+        "engine": torch.stack([pooled[method]["engine"] for method in PAPER_METHODS]).float(),
+        "closed": torch.stack([pooled[method]["closed"] for method in PAPER_METHODS]).float(),
+        "approximate": torch.stack([pooled[method]["approximate"] for method in PAPER_METHODS]).float(),
+        "unpooled": torch.stack([unpooled[method]["closed"] for method in PAPER_METHODS]).float(),
+        # [M, S, S] float64: |engine - Eq. 6| summed over channels, at float64 round-off
+        "difference": torch.stack([(pooled[method]["engine"] - pooled[method]["closed"]).abs().sum(0)
+                                   for method in PAPER_METHODS]),
+    }
+    return Measurement(metrics, "three-layer CNN (random)", f"random (seeds {list(settings['seeds'])})", notes,
+                       figure=shown)
 
 
-def _draw(pooled: dict, unpooled: dict, disagreements: dict, metrics: dict, config: Mapping[str, Any], context: RunContext) -> None:
+def draw(data: FigureData, path: Path) -> None:
+    """Rows: the methods (engine, Eq. 6, their difference, Eq. 7, no pool); below, Eq. 7's
+    failure rate per pool window and the largest errors against the engine."""
+    metrics, config, methods = data.metrics, data.settings["shown"], data.texts("methods")
     plt = pyplot()
     figure = plt.figure(figsize=(13, 10))
     grid = figure.add_gridspec(4, 5, height_ratios=[1, 1, 1, 0.9])
     columns = ("engine (pool 2)", "Eq. 6 closed form", "|engine - Eq. 6|", "Eq. 7 approximation", "no pool (Eq. 4)")
-    for row, method in enumerate(PAPER_METHODS):
-        engine, closed = pooled[method]["engine"], pooled[method]["closed"]
-        difference = (engine - closed).abs().sum(0)
+    for row, method in enumerate(methods):
+        difference = data.tensor("difference")[row]
         scale = float(difference.max())
         panels = (
-            (engine, ""),
-            (closed, f"recovery {metrics[f'recovery_{method}_pool']:.2f}"),
+            (data.tensor("engine")[row], ""),
+            (data.tensor("closed")[row], f"recovery {metrics[f'recovery_{method}_pool']:.2f}"),
             ((difference / scale).numpy() if scale > 0 else difference.numpy(), f"max |diff| {scale:.1e}"),
-            (pooled[method]["approximate"], f"cos to Eq. 6 {metrics[f'eq7_cosine_to_eq6_{method}']:.2f}"),
-            (unpooled[method]["closed"], f"recovery {metrics[f'recovery_{method}_no_pool']:.2f}"),
+            (data.tensor("approximate")[row], f"cos to Eq. 6 {metrics[f'eq7_cosine_to_eq6_{method}']:.2f}"),
+            (data.tensor("unpooled")[row], f"recovery {metrics[f'recovery_{method}_no_pool']:.2f}"),
         )
         for column, (picture, caption) in enumerate(panels):
             axis = figure.add_subplot(grid[row, column])
@@ -183,10 +195,10 @@ def _draw(pooled: dict, unpooled: dict, disagreements: dict, metrics: dict, conf
             if column == 0:
                 axis.set_ylabel(METHOD_LABELS[method], fontsize=10)
     axis = figure.add_subplot(grid[3, :3])
-    pools = list(disagreements)
+    pools = data.settings["pool_sizes"]
     labels = [f"{pool} x {pool}" for pool in pools]
-    active = [disagreements[pool].active_but_not_chosen for pool in pools]
-    chosen = [disagreements[pool].chosen_but_inactive for pool in pools]
+    active = [metrics[f"active_but_not_chosen_pool{pool}"] for pool in pools]
+    chosen = [metrics[f"chosen_but_inactive_pool{pool}"] for pool in pools]
     axis.bar(labels, active, label="w.y > 0 but not chosen by the pool")
     axis.bar(labels, chosen, bottom=active, label="chosen by the pool but w.y <= 0")
     axis.set_ylabel("fraction of (i, j)")
@@ -195,11 +207,11 @@ def _draw(pooled: dict, unpooled: dict, disagreements: dict, metrics: dict, conf
     axis.set_title("How often Eq. 7's assumption (chosen <=> w.y > 0) fails", fontsize=10)
     axis.legend(fontsize=8, loc="upper left", ncol=2)
     axis = figure.add_subplot(grid[3, 3:])
-    positions = torch.arange(len(PAPER_METHODS)).numpy()
+    positions = torch.arange(len(methods)).numpy()
     for offset, (suffix, label, color) in enumerate((("", "float64 engine", "tab:green"), ("_float32", "float32 engine", "tab:olive"))):
-        errors = [max(metrics[f"max_relative_error_{method}{suffix}"], 1e-17) for method in PAPER_METHODS]
+        errors = [max(metrics[f"max_relative_error_{method}{suffix}"], 1e-17) for method in methods]
         axis.bar(positions + 0.4 * offset - 0.2, errors, width=0.4, color=color, label=label, bottom=1e-18)
-    axis.set_xticks(positions, [METHOD_LABELS[m] for m in PAPER_METHODS])
+    axis.set_xticks(positions, [METHOD_LABELS[m] for m in methods])
     axis.axhline(1e-5, color="tab:red", linestyle="--", label="claim: < 1e-5")
     axis.set_yscale("log")
     axis.set_ylim(1e-18, 1e-3)
@@ -210,7 +222,7 @@ def _draw(pooled: dict, unpooled: dict, disagreements: dict, metrics: dict, conf
         f"Lemma 1 / Eq. 6-7: random CNN, N = {config['num_filters']}, {config['kernel_size']} x {config['kernel_size']} "
         f"filters, stride {config['stride']}, {config['input_size']} px", fontsize=11,
     )
-    save_figure(figure, context.out / "figure.png")
+    save_figure(figure, path)
 
 
 EXPERIMENT = Experiment(
@@ -220,5 +232,6 @@ EXPERIMENT = Experiment(
     quick=QUICK,
     claims=CLAIMS,
     measure=measure,
+    draw=draw,
     group="theory",
 )

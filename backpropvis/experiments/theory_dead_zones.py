@@ -20,6 +20,7 @@ where its weights are present, else EfficientNet-Lite0):
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -30,7 +31,7 @@ from ..engine import attribute_many
 from ..metrics import class_distance, ratio
 from ..models import generator_for, truncated_normal_
 from ..theory import effective_dimension
-from .base import Claim, Experiment, Measurement, RunContext
+from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .networks import model_inputs, trained_network
 from ..render import map_panel, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
@@ -169,7 +170,6 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         metrics[f"class_distance_{method}"] = float(class_distance(maps[method][0, 0], maps[method][1, 0]))
     metrics["gbp_over_saliency_class_distance"] = ratio(metrics["class_distance_gbp"], metrics["class_distance_saliency"])
     targets = maps.targets[:, 0].tolist()
-    _draw(maps, picture, edges, first, per_layer, passing, metrics, targets, network.name, context)
     notes = [
         f"First activation ({first_name}): {metrics['dead_fraction_first_layer']:.1%} of the patches are passed by no "
         f"filter; on average {metrics['passing_fraction_first_layer']:.0%} of the filters pass a patch. "
@@ -181,17 +181,28 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     if network.note:
         notes.insert(0, network.note)
     details = {"dead_fraction_per_activation": per_layer, "passing_fraction_per_activation": passing,
-               "activations": [name for name, _ in recorded.layers]}
-    return Measurement(metrics, network.name, network.weights, tuple(notes), details)
+               "activations": [name for name, _ in recorded.layers], "targets": targets}
+    figure = {
+        "methods": list(PAPER_METHODS),
+        "maps": torch.stack([maps[method][:, 0] for method in PAPER_METHODS]).cpu(),  # [M, 2 targets, 3, S, S]
+        "picture": picture,  # [3, S, S] in [0, 1]
+        "edges": edges,  # [S, S] Sobel magnitude
+        "share": first.double().mean(0),  # [H', W']: the share of first-layer filters passing each patch
+    }
+    return Measurement(metrics, network.name, network.weights, tuple(notes), details, figure)
 
 
-def _draw(maps, picture, edges, first, per_layer, passing, metrics, targets, name, context: RunContext) -> None:
+def draw(data: FigureData, path: Path) -> None:
+    """The input, its edges and each method's maps for both targets; the first layer's
+    passing filters and effective dimension; the dead fraction at every activation."""
+    metrics, details, edges = data.metrics, data.details, data.arrays["edges"]
+    per_layer, passing, targets = details["dead_fraction_per_activation"], details["passing_fraction_per_activation"], details["targets"]
     plt = pyplot()
     figure = plt.figure(figsize=(15, 9))
     grid = figure.add_gridspec(3, 5, height_ratios=[1, 1, 0.9])
-    map_panel(figure.add_subplot(grid[0, 0]), picture.permute(1, 2, 0).numpy(), "input")
+    map_panel(figure.add_subplot(grid[0, 0]), data.tensor("picture").permute(1, 2, 0).numpy(), "input")
     map_panel(figure.add_subplot(grid[1, 0]), edges / max(edges.max(), 1e-12), "Sobel edge map")
-    share = first.double().mean(0).numpy()
+    share = data.arrays["share"]
     axis = figure.add_subplot(grid[0, 4])
     shown = axis.imshow(share, cmap="magma", vmin=0, vmax=1)
     axis.set_xticks([])
@@ -199,11 +210,11 @@ def _draw(maps, picture, edges, first, per_layer, passing, metrics, targets, nam
     axis.set_title("first layer: share of filters passing", fontsize=9)
     axis.set_xlabel(f"dead patches {metrics['dead_fraction_first_layer']:.1%}", fontsize=8)
     figure.colorbar(shown, ax=axis, fraction=0.046)
-    for column, method in enumerate(PAPER_METHODS, start=1):
+    for column, (method, maps) in enumerate(zip(data.texts("methods"), data.tensor("maps")), start=1):
         for row in (0, 1):
             caption = (f"edge corr. {metrics[f'edge_correlation_{method}']:+.2f}" if row == 0
                        else f"class distance {metrics[f'class_distance_{method}']:.3f}")
-            map_panel(figure.add_subplot(grid[row, column]), maps[method][row, 0].cpu(),
+            map_panel(figure.add_subplot(grid[row, column]), maps[row],
                       f"{METHOD_LABELS[method]}, logit {targets[row]}", caption)
     axis = figure.add_subplot(grid[1, 4])
     axis.bar(["trained", "random"], [metrics["effective_dimension_trained"], metrics["effective_dimension_random"]],
@@ -218,8 +229,8 @@ def _draw(maps, picture, edges, first, per_layer, passing, metrics, targets, nam
     axis.set_title("dead zones at every activation", fontsize=9)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    figure.suptitle(f"Eq. 9 in trained {name}: dead zones, and GBP against an edge detector", fontsize=11)
-    save_figure(figure, context.out / "figure.png")
+    figure.suptitle(f"Eq. 9 in trained {data.model}: dead zones, and GBP against an edge detector", fontsize=11)
+    save_figure(figure, path)
 
 
 EXPERIMENT = Experiment(
@@ -229,5 +240,6 @@ EXPERIMENT = Experiment(
     quick=QUICK,
     claims=CLAIMS,
     measure=measure,
+    draw=draw,
     group="theory",
 )

@@ -11,6 +11,7 @@ stride 1, Theorem 1) is plotted against depth.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -22,7 +23,7 @@ from ..metrics import input_similarity
 from ..models import generator_for, vgg16
 from ..models.vgg import LAYER_KEYS, VGG16, VGG16_LAYERS
 from ..theory import limit_image, recovery
-from .base import Claim, Experiment, Measurement, RunContext
+from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .networks import model_inputs
 from ..render import map_panel, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
@@ -105,7 +106,7 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
             metrics[f"centred_recovery_{method}_{layer}"] = centred[method][-1]
         metrics[f"input_similarity_gbp_{layer}"] = float(input_similarity(maps["gbp"][0, 0].cpu(), image))
         if layer in settings["shown_layers"]:
-            shown[layer] = {method: maps[method][0, 0].cpu() for method in PAPER_METHODS}
+            shown[layer] = {method: maps[method][0, 0].cpu() for method in ("gbp", "saliency")}
     convs = [layer for layer in settings["layers"] if layer.startswith("conv")]
     last = convs[-1]
     metrics["gbp_recovery_min"] = min(curves["gbp"])
@@ -115,7 +116,6 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     metrics["gbp_minus_saliency_last_conv"] = (
         metrics[f"centred_recovery_gbp_{last}"] - metrics[f"centred_recovery_saliency_{last}"]
     )
-    _draw(settings, curves, centred, shown, limit, metrics, context)
     notes = (
         "Recovery is the cosine with x_lim; the centred recovery removes each channel's mean from both first, since "
         "a positive top gradient gives DeconvNet a constant colour offset (sum of the filters) that the plain cosine "
@@ -128,19 +128,28 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         f"{metrics['gbp_centred_recovery_last_conv']:.2f} at {last}): V^(1) of a deep net is not exactly i.i.d. "
         "DeconvNet takes up part of the image only past the first max-pool (conv2_1 on), as Eq. 6-7 predict.",
     )
-    return Measurement(metrics, "VGG-16 (random)", model.weights_description, notes)
+    figure = {
+        "methods": list(PAPER_METHODS), "limit": limit.cpu(), "shown_layers": list(shown),
+        **{f"shown_{method}": torch.stack([maps[method] for maps in shown.values()]) for method in ("gbp", "saliency")},
+    }  # limit [3, S, S]; shown_gbp, shown_saliency [len(shown_layers), 3, S, S]
+    return Measurement(metrics, "VGG-16 (random)", model.weights_description, notes, figure=figure)
 
 
-def _draw(settings, curves: dict, centred: dict, shown: dict, limit: torch.Tensor, metrics: dict, context: RunContext) -> None:
+def draw(data: FigureData, path: Path) -> None:
+    """Top: every method's (centred) recovery against depth; below, GBP's and saliency's maps from some layers."""
+    settings, metrics = data.settings, data.metrics
+    shown = {layer: number for number, layer in enumerate(data.texts("shown_layers"))}
     plt = pyplot()
     columns = len(settings["shown_layers"]) + 1
     figure = plt.figure(figsize=(2.3 * columns, 8.6))
     grid = figure.add_gridspec(3, columns, height_ratios=[1.4, 1, 1])
     axis = figure.add_subplot(grid[0, :])
     positions = list(range(len(settings["layers"])))
-    for method, color in zip(PAPER_METHODS, ("tab:blue", "tab:orange", "tab:green")):
-        axis.plot(positions, curves[method], "o-", color=color, label=f"{METHOD_LABELS[method]}: recovery")
-        axis.plot(positions, centred[method], "s--", color=color, alpha=0.6, markersize=4,
+    for method, color in zip(data.texts("methods"), ("tab:blue", "tab:orange", "tab:green")):
+        curve = [metrics[f"recovery_{method}_{layer}"] for layer in settings["layers"]]
+        centred = [metrics[f"centred_recovery_{method}_{layer}"] for layer in settings["layers"]]
+        axis.plot(positions, curve, "o-", color=color, label=f"{METHOD_LABELS[method]}: recovery")
+        axis.plot(positions, centred, "s--", color=color, alpha=0.6, markersize=4,
                   label=f"{METHOD_LABELS[method]}: centred recovery")
     axis.set_xticks(positions, settings["layers"], rotation=45, fontsize=8)
     axis.set_ylim(-0.05, 1.0)
@@ -149,16 +158,17 @@ def _draw(settings, curves: dict, centred: dict, shown: dict, limit: torch.Tenso
                    f"({settings['input_size']} px), random positive top gradient", fontsize=10)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7, ncol=3)
-    map_panel(figure.add_subplot(grid[1, 0]), limit, "limit image x_lim", "3x3 patches, stride 1")
+    map_panel(figure.add_subplot(grid[1, 0]), data.tensor("limit"), "limit image x_lim", "3x3 patches, stride 1")
     figure.add_subplot(grid[2, 0]).axis("off")
     for column, layer in enumerate(settings["shown_layers"], start=1):
         if layer not in shown:
             continue
         for row, method in ((1, "gbp"), (2, "saliency")):
-            map_panel(figure.add_subplot(grid[row, column]), shown[layer][method], f"{METHOD_LABELS[method]}, {layer}",
+            map_panel(figure.add_subplot(grid[row, column]), data.tensor(f"shown_{method}")[shown[layer]],
+                      f"{METHOD_LABELS[method]}, {layer}",
                       f"recovery {metrics[f'recovery_{method}_{layer}']:.2f} "
                       f"(centred {metrics[f'centred_recovery_{method}_{layer}']:.2f})")
-    save_figure(figure, context.out / "figure.png")
+    save_figure(figure, path)
 
 
 EXPERIMENT = Experiment(
@@ -168,5 +178,6 @@ EXPERIMENT = Experiment(
     quick=QUICK,
     claims=CLAIMS,
     measure=measure,
+    draw=draw,
     group="theory",
 )

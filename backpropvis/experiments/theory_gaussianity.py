@@ -9,6 +9,7 @@ histogram: its values can look nearly Gaussian too.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 from ..engine import attribute_many
 from ..metrics import class_distance, input_similarity
 from ..theory import gaussianity, recovery
-from .base import Claim, Experiment, Measurement, RunContext
+from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from ..render import map_panel, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
 from .random_cnn import random_cnn
@@ -68,22 +69,26 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         metrics[f"abs_input_similarity_{method}"] = abs(similarity)
         metrics[f"recovery_{method}"] = float(recovery(first[method], cnn.limit))
         metrics[f"class_distance_{method}"] = float(class_distance(maps[method][0, 0], maps[method][1, 0]))
-    _draw(first, metrics, cnn, settings, context)
     notes = (
         f"GBP's histogram is close to Gaussian as well (KS {metrics['ks_gbp']:.3f}, skewness "
         f"{metrics['skewness_gbp']:.2f}): a Gaussian-looking histogram does not mean noise; what tells GBP apart is "
         f"its recovery ({metrics['recovery_gbp']:.2f} against {metrics['recovery_saliency']:.2f} for saliency and "
         f"{metrics['recovery_deconvnet']:.2f} for DeconvNet) and its smaller class distance.",
     )
-    return Measurement(metrics, "three-layer CNN (random)", f"random (seed {context.seed})", notes)
+    figure = {"methods": list(PAPER_METHODS), "maps": torch.stack([first[method] for method in PAPER_METHODS]),
+              "picture": cnn.picture}  # maps [M, 3, S, S] for the first target; picture [3, S, S] in [0, 1]
+    return Measurement(metrics, "three-layer CNN (random)", f"random (seed {context.seed})", notes, figure=figure)
 
 
-def _draw(maps: Mapping[str, torch.Tensor], metrics: Mapping[str, float], cnn, settings, context: RunContext) -> None:
+def draw(data: FigureData, path: Path) -> None:
+    """Top: the input and each method's map; bottom: each map's standardised histogram
+    against the normal."""
     from scipy import stats
 
+    settings, metrics = data.settings, data.metrics
     plt = pyplot()
     figure, axes = plt.subplots(2, 4, figsize=(15, 7.2), gridspec_kw={"height_ratios": [1, 1]})
-    map_panel(axes[0][0], cnn.picture.permute(1, 2, 0).numpy(), "input")
+    map_panel(axes[0][0], data.tensor("picture").permute(1, 2, 0).numpy(), "input")
     axes[1][0].axis("off")
     axes[1][0].text(
         0.0, 0.5,
@@ -93,10 +98,10 @@ def _draw(maps: Mapping[str, torch.Tensor], metrics: Mapping[str, float], cnn, s
         "curve: the fitted normal N(0, 1)",
         fontsize=9, va="center",
     )
-    for column, method in enumerate(PAPER_METHODS, start=1):
-        values = maps[method].double().flatten().numpy()
+    for column, (method, map_) in enumerate(zip(data.texts("methods"), data.tensor("maps")), start=1):
+        values = map_.double().flatten().numpy()
         standardised = (values - values.mean()) / values.std()
-        map_panel(axes[0][column], maps[method], METHOD_LABELS[method],
+        map_panel(axes[0][column], map_, METHOD_LABELS[method],
                   f"input similarity {metrics[f'input_similarity_{method}']:+.3f}, "
                   f"recovery {metrics[f'recovery_{method}']:.2f}")
         axis = axes[1][column]
@@ -113,7 +118,7 @@ def _draw(maps: Mapping[str, torch.Tensor], metrics: Mapping[str, float], cnn, s
         axis.legend(fontsize=7)
     figure.suptitle("Theorem 2: saliency and DeconvNet in a random CNN are Gaussian noise; GBP is not noise, "
                     "though its histogram looks Gaussian too", fontsize=11)
-    save_figure(figure, context.out / "figure.png")
+    save_figure(figure, path)
 
 
 EXPERIMENT = Experiment(
@@ -123,5 +128,6 @@ EXPERIMENT = Experiment(
     quick=QUICK,
     claims=CLAIMS,
     measure=measure,
+    draw=draw,
     group="theory",
 )

@@ -17,7 +17,9 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from ..errors import StoreError
+from ..files import replacing
 from ..metrics import ratio
+from ..render import pyplot
 from .store import RunSettings, StoredRun, read_database
 
 __all__ = ["expand_databases", "bootstrap_means", "Collected", "collect", "summarize", "format_summary", "plot_summary", "RATIOS"]
@@ -259,11 +261,7 @@ def format_summary(summary: dict) -> str:
 def plot_summary(summary: dict, path: Union[str, os.PathLike], title: Optional[str] = None) -> Path:
     """A bar chart like the paper's Figure 7: mean class distance per method with its
     bootstrap interval, unit-L2 and min-max variants side by side. Returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     methods = list(summary["methods"])
     if not methods:
         raise StoreError("no results to plot yet")
@@ -280,10 +278,7 @@ def plot_summary(summary: dict, path: Union[str, os.PathLike], title: Optional[s
         title or f"{settings['model']} ({settings['weights']}), {summary['images']} images, pairs {settings['pairs']}",
         fontsize=10,
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial.png")
-    figure.savefig(partial, dpi=120)
+    with replacing(path) as partial:
+        figure.savefig(partial, dpi=120)
     plt.close(figure)
-    os.replace(partial, path)
-    return path
+    return Path(path)
