@@ -28,6 +28,7 @@ from backpropvis.experiments import (
     UnknownMetricError,
     registry,
     run_experiment,
+    select,
 )
 from backpropvis.suite import redraw, run_suite
 
@@ -92,6 +93,15 @@ def test_a_figure_is_redrawn_from_its_result_folder_without_computing(tmp_path, 
     (tmp_path / "empty").mkdir()
     with pytest.raises(BackpropvisError, match="not an experiment's result folder"):
         redraw(tmp_path / "empty")
+
+
+def test_a_selection_runs_in_the_papers_figure_order_whatever_the_order_asked():
+    chosen = select(PAPER, ["fig8", "fig2", "fig6"])
+    assert [experiment.name for experiment in chosen] == ["fig2", "fig6", "fig8"]
+    numbers = [int(name.removeprefix("fig")) for name in PAPER]
+    assert numbers == sorted(numbers) and [experiment.name for experiment in select(PAPER, ["all"])] == list(PAPER)
+    with pytest.raises(BackpropvisError, match="unknown experiment 'fig1'"):
+        select(PAPER, ["fig2", "fig1"])
 
 
 def test_the_registry_refuses_modules_without_an_experiment():

@@ -22,7 +22,8 @@ from backpropvis import theory
 from backpropvis.cli import main
 from backpropvis.experiments import THEORY
 from backpropvis.experiments.base import RunContext, run_experiment
-from backpropvis.models import three_layer_cnn
+from backpropvis.images import load_image
+from backpropvis.models import three_layer_cnn, three_layer_fcn
 
 METHODS = ("saliency", "deconvnet", "gbp")
 
@@ -370,7 +371,11 @@ def test_recovery_study_values_are_consistent(tiny_results):
     means = [metrics[f"recovery_at_{count}"] for count in settings["num_filters"]]
     assert means == sorted(means) and 0 < means[0] < means[-1] < 1
     assert metrics["recovery_law_slope_low"] <= metrics["recovery_law_slope"] <= metrics["recovery_law_slope_high"]
-    assert metrics["d_over_p"] == pytest.approx(3 * 32 * 32 / (3 * 7 * 7))
+    # d / p counted on the networks themselves: the FCN's input size over one CNN filter's weights
+    fcn = three_layer_fcn(hidden=4, input_size=settings["fcn_input_size"], num_classes=2)
+    inputs = fcn.preprocessing.batch([load_image("tabby")])
+    filters = three_layer_cnn(4, settings["kernel_size"], num_classes=2, input_size=settings["fcn_input_size"]).conv.weight
+    assert metrics["d_over_p"] == pytest.approx(inputs[0].numel() / filters[0].numel())
 
 
 # --- the command --------------------------------------------------------------------------
