@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Callable, NoReturn, Optional, Sequence
 
 from .errors import BackpropvisError
 from .rules import PAPER_METHODS
@@ -119,7 +119,8 @@ def _run_class_distance(args: argparse.Namespace) -> int:
     if args.crops and not args.samples:
         raise BackpropvisError("--crops goes with --samples (crops of the bundled samples)")
     report = run_class_distance(
-        Samples(args.crops, args.seed) if args.samples else args.images, args.db, model=args.model, weights=args.weights,
+        Samples(args.crops, args.seed) if args.samples else args.images, args.db,
+        model=args.model, weights=args.weights,
         methods=_split(args.methods), pairs=args.pairs, seed=args.seed, input_size=args.input_size, limit=args.limit,
         batch_size=args.batch_size, workers=args.workers, device=args.device, model_args=args.model_args,
         output=args.output, precision=_precision(args.precision),
@@ -223,7 +224,8 @@ def _run_reproduce(args: argparse.Namespace) -> int:
 
 def _add_reproduce(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "reproduce", help="the paper's figures with their claims checked: DIR/<fig>/figure.png, metrics.json, DIR/index.html"
+        "reproduce",
+        help="the paper's figures with their claims checked: DIR/<fig>/figure.png, metrics.json, DIR/index.html"
     )
     parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="fig2 ... fig9, or all (the default)")
     parser.add_argument("--quick", action="store_true", help="reduced sizes (minutes on a laptop CPU)")
@@ -248,7 +250,8 @@ def _run_theory(args: argparse.Namespace) -> int:
 
 def _add_theory(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "theory", help="the paper's theory computed (closed forms, Theorems 1-2, depth, dead zones), with claims checked"
+        "theory",
+        help="the paper's theory computed (closed forms, Theorems 1-2, depth, dead zones), with claims checked"
     )
     parser.add_argument("studies", nargs="*", metavar="STUDY",
                         help="closed-form, recovery, gaussianity, depth, dead-zones, or all (the default)")
@@ -272,7 +275,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line and status 2, as for every user error
+    def error(self, message: str) -> NoReturn:  # one line and status 2, as for every user error
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

@@ -98,7 +98,9 @@ class Samples:
     def keys(self) -> list[str]:
         """The photos' names, then ``"<photo>#crop<NN>"`` for each crop."""
         width = max(2, len(str(self.crops - 1)))
-        return sample_names() + [f"{crop.photo}{_CROP_MARK}{number:0{width}d}" for number, crop in enumerate(self.drawn())]
+        return sample_names() + [
+            f"{crop.photo}{_CROP_MARK}{number:0{width}d}" for number, crop in enumerate(self.drawn())
+        ]
 
     def load(self, key: str) -> Image.Image:
         """The RGB picture of ``key``.
@@ -256,4 +258,4 @@ def read_image(source: ImageSource, key: str) -> ReadImage:
 
 def _strip_name(message: str, source: str) -> str:
     """load_image's messages start with the file name, which the failures table already has."""
-    return message[len(source):].strip() if message.startswith(source) else message
+    return message[len(source) :].strip() if message.startswith(source) else message

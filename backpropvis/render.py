@@ -21,11 +21,12 @@ from .metrics import minmax_normalize
 from .rules import METHOD_LABELS
 
 __all__ = [
-    "METHOD_LABELS", "to_display", "save_png", "save_grid", "pyplot", "save_figure", "figure_title", "map_panel",
-    "similarity_caption",
+    "Picture", "METHOD_LABELS", "to_display", "save_png", "save_grid", "pyplot", "save_figure", "figure_title",
+    "map_panel", "similarity_caption",
 ]
 
 Picture = Union[torch.Tensor, np.ndarray]
+"""A picture: an [H, W, 3] uint8 array, or a [3, H, W] / [H, W, 3] tensor or array in [0, 1]."""
 
 
 def to_display(map_: torch.Tensor) -> np.ndarray:
@@ -36,13 +37,15 @@ def to_display(map_: torch.Tensor) -> np.ndarray:
 
 def _as_uint8(picture: Picture) -> np.ndarray:
     if isinstance(picture, torch.Tensor):
-        picture = picture.detach().cpu()
-        if picture.dim() == 3 and picture.shape[0] in (1, 3):
-            picture = picture.permute(1, 2, 0)
-        picture = picture.numpy()
-    if picture.dtype != np.uint8:
-        picture = (np.clip(picture, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-    return picture.squeeze(-1) if picture.ndim == 3 and picture.shape[-1] == 1 else picture
+        tensor = picture.detach().cpu()
+        if tensor.dim() == 3 and tensor.shape[0] in (1, 3):
+            tensor = tensor.permute(1, 2, 0)
+        array = tensor.numpy()
+    else:
+        array = picture
+    if array.dtype != np.uint8:
+        array = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    return array.squeeze(-1) if array.ndim == 3 and array.shape[-1] == 1 else array
 
 
 def save_png(picture: Picture, path: Union[str, os.PathLike]) -> Path:

@@ -40,7 +40,8 @@ def collect_results(out: Union[str, os.PathLike]) -> list[dict]:
             results.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, json.JSONDecodeError):
             continue  # a foreign or damaged file is left out, never fatal
-    return sorted(results, key=lambda result: (_GROUP_ORDER.get(result.get("group"), 2), _natural(result["experiment"])))
+    return sorted(results, key=lambda result: (_GROUP_ORDER.get(result.get("group"), 2),
+                                               _natural(result["experiment"])))
 
 
 def _natural(name: str) -> tuple:
@@ -107,7 +108,8 @@ def _section(result: dict, folder: Path) -> str:
         return "".join(parts)
     held = sum(claim["holds"] for claim in result["claims"])
     parts.append(
-        f"<p class='meta'>model <b>{html.escape(result['model'])}</b>, weights <b>{html.escape(result['weights'])}</b>, "
+        f"<p class='meta'>model <b>{html.escape(result['model'])}</b>, "
+        f"weights <b>{html.escape(result['weights'])}</b>, "
         f"{result['seconds']:.1f} s; {held} of {len(result['claims'])} claims hold</p>"
     )
     for note in result.get("notes", []):
@@ -133,7 +135,8 @@ def _values_table(metrics: dict) -> str:
         for key, value in metrics.items()
     )
     return (
-        f"<details><summary>all {len(metrics)} measured values</summary><table class='values'><thead><tr><th>metric</th>"
+        f"<details><summary>all {len(metrics)} measured values</summary>"
+        "<table class='values'><thead><tr><th>metric</th>"
         f"<th>value</th></tr></thead><tbody>{rows}</tbody></table></details>"
     )
 

@@ -11,8 +11,7 @@ import pytest
 from captum.attr import Deconvolution, GuidedBackprop
 from PIL import Image
 
-from backpropvis.experiments import PAPER, RunContext, run_experiment
-from backpropvis.experiments import fig4, fig5, fig6
+from backpropvis.experiments import PAPER, RunContext, fig4, fig5, fig6, run_experiment
 from backpropvis.images import load_image
 from backpropvis.metrics import input_similarity
 from backpropvis.models import three_layer_cnn

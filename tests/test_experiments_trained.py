@@ -17,10 +17,10 @@ import torch
 from PIL import Image
 from scipy.stats import ks_2samp
 
-from backpropvis.experiments import PAPER, RunContext, run_experiment
-from backpropvis.experiments.networks import trained_network
 from backpropvis import rules
 from backpropvis.errors import ImageError
+from backpropvis.experiments import PAPER, RunContext, run_experiment
+from backpropvis.experiments.networks import trained_network
 from backpropvis.image_sets import Samples
 from backpropvis.images import load_image, sample_names
 from backpropvis.models import VGG16, efficientnet_lite0

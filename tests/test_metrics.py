@@ -41,7 +41,9 @@ def test_class_distance_is_batched_over_leading_dims() -> None:
     assert distances.shape == (2, 3) and distances.dtype == torch.float64
     for t in range(2):
         for s in range(3):
-            cosine = torch.dot(a[t, s].flatten().double(), b[t, s].flatten().double()) / (a[t, s].norm() * b[t, s].norm())
+            cosine = torch.dot(a[t, s].flatten().double(), b[t, s].flatten().double()) / (
+                a[t, s].norm() * b[t, s].norm()
+            )
             assert float(distances[t, s]) == pytest.approx(math.sqrt(2 - 2 * float(cosine)))
 
 
@@ -59,7 +61,9 @@ def test_class_distance_minmax_closed_forms() -> None:
     a = seeded_maps(3, 4, 4, seed=3)
     assert float(class_distance_minmax(a, 2.0 * a + 3.0)) == pytest.approx(0.0, abs=1e-12)  # affine-invariant
     # [-1, 3] -> [0, 1]; its negative [1, -3] -> [1, 0]: orthogonal, sqrt(2)
-    assert float(class_distance_minmax(torch.tensor([[[-1.0, 3.0]]]), torch.tensor([[[1.0, -3.0]]]))) == pytest.approx(math.sqrt(2))
+    assert float(class_distance_minmax(torch.tensor([[[-1.0, 3.0]]]), torch.tensor([[[1.0, -3.0]]]))) == pytest.approx(
+        math.sqrt(2)
+    )
     # unlike the raw distance, a sign flip is not distance 2 after min-max
     assert float(class_distance(a, -a)) == pytest.approx(2.0)
     assert float(class_distance_minmax(a, -a)) < 1.9

@@ -115,8 +115,12 @@ def test_saliency_is_the_true_gradient_for_every_activation() -> None:
 def test_per_channel_prelu_uses_each_channels_slope() -> None:
     # weights [0.3, 0.9, 0.9, 0.9]: only y1 < 0, so g' = [0.3, 1, 1, 1]
     #   saliency 0.3 r1 + [-2,-5,8] = [-2.3, -5, 8.3];  gbp 0.3 r1 + [3,3,0] = [2.7, 3, 0.3]
-    torch.testing.assert_close(hand_map(per_channel_prelu(), "saliency"), torch.tensor([[-2.3, -5.0, 8.3]], dtype=torch.float64))
-    torch.testing.assert_close(hand_map(per_channel_prelu(), "gbp"), torch.tensor([[2.7, 3.0, 0.3]], dtype=torch.float64))
+    torch.testing.assert_close(
+        hand_map(per_channel_prelu(), "saliency"), torch.tensor([[-2.3, -5.0, 8.3]], dtype=torch.float64)
+    )
+    torch.testing.assert_close(
+        hand_map(per_channel_prelu(), "gbp"), torch.tensor([[2.7, 3.0, 0.3]], dtype=torch.float64)
+    )
 
 
 def test_second_logit_hand_computed() -> None:
@@ -137,7 +141,9 @@ def test_linear_rule_crosses_activations_as_identity() -> None:
     expected = torch.tensor([[-3.0, -5.0, 9.0]], dtype=torch.float64)
     torch.testing.assert_close(hand_map(nn.ReLU(), LINEAR), expected)
     torch.testing.assert_close(hand_map(nn.Hardtanh(-3.0, 2.0), "linear"), expected)
-    torch.testing.assert_close(expected, torch.tensor(W2[:1], dtype=torch.float64) @ torch.tensor(W1, dtype=torch.float64))
+    torch.testing.assert_close(
+        expected, torch.tensor(W2[:1], dtype=torch.float64) @ torch.tensor(W1, dtype=torch.float64)
+    )
 
 
 def test_custom_rule_is_keyed_by_its_name() -> None:

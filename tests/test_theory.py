@@ -374,7 +374,8 @@ def test_recovery_study_values_are_consistent(tiny_results):
     # d / p counted on the networks themselves: the FCN's input size over one CNN filter's weights
     fcn = three_layer_fcn(hidden=4, input_size=settings["fcn_input_size"], num_classes=2)
     inputs = fcn.preprocessing.batch([load_image("tabby")])
-    filters = three_layer_cnn(4, settings["kernel_size"], num_classes=2, input_size=settings["fcn_input_size"]).conv.weight
+    cnn = three_layer_cnn(4, settings["kernel_size"], num_classes=2, input_size=settings["fcn_input_size"])
+    filters = cnn.conv.weight
     assert metrics["d_over_p"] == pytest.approx(inputs[0].numel() / filters[0].numel())
 
 
@@ -394,10 +395,13 @@ def test_cli_theory_writes_figure_metrics_and_report(tmp_path, monkeypatch, caps
     assert "claims hold" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["theory", "no-such-study"], "unknown experiment"),
-    (["theory", "gaussianity", "--image", "/no/such/image.png"], "neither an image file"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["theory", "no-such-study"], "unknown experiment"),
+        (["theory", "gaussianity", "--image", "/no/such/image.png"], "neither an image file"),
+    ],
+)
 def test_cli_theory_bad_input_is_one_line_and_status_2(argv, message, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err

@@ -314,7 +314,8 @@ def load_figure_data(result_dir: Path) -> FigureData:
         result = json.loads((result_dir / METRICS_FILE).read_text(encoding="utf-8"))
         arrays = _read_arrays(result_dir / FIGURE_DATA_FILE)
     except (OSError, ValueError) as error:
-        raise BackpropvisError(f"{result_dir} is not an experiment's result folder with its figure data: {error}") from None
+        message = f"{result_dir} is not an experiment's result folder with its figure data: {error}"
+        raise BackpropvisError(message) from None
     return FigureData.from_result(result, arrays)
 
 

@@ -20,7 +20,7 @@ from ..metrics import class_distance, class_distance_minmax, input_similarity, r
 from ..render import figure_title, save_grid, to_display
 from ..rules import METHOD_LABELS, PAPER_METHODS
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
-from .networks import model_inputs, trained_network
+from .networks import input_pipeline, model_inputs, trained_network
 
 __all__ = ["EXPERIMENT"]
 
@@ -61,11 +61,15 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         model=network.name,
         weights=network.weights,
         notes=(network.note,) if network.note else (),
-        details={"targets": indices, "target_names": [class_name(index) for index in indices], "input_size": list(inputs.shape)},
+        details={
+            "targets": indices,
+            "target_names": [class_name(index) for index in indices],
+            "input_size": list(inputs.shape),
+        },
         figure={
             "methods": list(PAPER_METHODS),
             "maps": torch.stack([maps[method][:, 0] for method in PAPER_METHODS]).cpu(),  # [M, T, 3, S, S]
-            "picture": network.model.preprocessing.unnormalize(inputs[0].cpu()),  # [3, S, S] in [0, 1]
+            "picture": input_pipeline(network.model).unnormalize(inputs[0].cpu()),  # [3, S, S] in [0, 1]
             "distances": torch.stack(distances),  # [M, T - 1]: each other logit's map against the max logit's
             "similarities": torch.stack(similarities),  # [M, T]
             "note": network.note or "",
@@ -79,24 +83,31 @@ def draw(data: FigureData, path: Path) -> None:
     targets, indices = data.settings["targets"], data.details["targets"]
     predicted = indices[0]
     rows, captions = [], []
-    for row, method in enumerate(data.texts("methods")):
+    for row in range(len(data.texts("methods"))):
         rows.append([data.tensor("picture") if row == 0 else None] + [to_display(map_) for map_ in maps[row]])
         captions.append(
             [f"predicted {predicted}\n{class_name(predicted)}" if row == 0 else ""]
             + [f"input similarity {float(similarities[row, 0]):+.2f}"]
-            + [f"distance {float(d):.3f}, similarity {float(s):+.2f}" for d, s in zip(distances[row], similarities[row, 1:])]
+            + [
+                f"distance {float(d):.3f}, similarity {float(s):+.2f}"
+                for d, s in zip(distances[row], similarities[row, 1:])
+            ]
         )
     save_grid(
         rows,
         path,
         row_labels=[METHOD_LABELS[method] for method in data.texts("methods")],
         column_labels=[f"input '{data.settings['image']}'"]
-        + [f"{'max logit (' + str(index) + ')' if target == 'max' else f'logit {index}'}\n{class_name(index)}"
-           for target, index in zip(targets, indices)],
+        + [
+            f"{'max logit (' + str(index) + ')' if target == 'max' else f'logit {index}'}\n{class_name(index)}"
+            for target, index in zip(targets, indices)
+        ],
         panel_labels=captions,
         title=figure_title(
             "Figure 2: each method for the max logit and two other logits (caption: class distance to the max map)",
-            data.model, data.weights, data.text("note"),
+            data.model,
+            data.weights,
+            data.text("note"),
         ),
         panel_size=2.8,
     )
@@ -111,12 +122,16 @@ EXPERIMENT = Experiment(
         Claim(
             "saliency_5x_gbp",
             "Saliency's class distance (max logit vs logits 482 and 560, mean) is at least 5x GBP's",
-            "saliency_over_gbp", ">=", 5.0,
+            "saliency_over_gbp",
+            ">=",
+            5.0,
         ),
         Claim(
             "saliency_2x_deconvnet",
             "Saliency's class distance (max logit vs logits 482 and 560, mean) is at least 2x DeconvNet's",
-            "saliency_over_deconvnet", ">=", 2.0,
+            "saliency_over_deconvnet",
+            ">=",
+            2.0,
         ),
     ),
     measure=measure,

@@ -12,9 +12,10 @@ VGG-16 checkpoint.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 import torch
+from torch import nn
 
 from ..metrics import ks_statistic
 from ..models import vgg16
@@ -37,7 +38,7 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         raise Skip(NO_VGG16)
     model = vgg16(checkpoint, seed=context.seed)
     first, second = (int(neuron) for neuron in settings["neurons"])
-    weights = model.layer("fc1").weight.detach()  # [4096, 25088]: row i = the weights into neuron i
+    weights = cast(nn.Linear, model.layer("fc1")).weight.detach()  # [4096, 25088]: row i = the weights into neuron i
     samples = {first: weights[first].clone(), second: weights[second].clone()}
     del model, weights
 

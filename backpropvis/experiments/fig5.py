@@ -28,6 +28,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from ..models import three_layer_cnn, three_layer_fcn
@@ -78,7 +79,12 @@ def weight_ratio(
         levels = np.linspace(low, high, _LEVELS)
         ratios = [weights_to_reach(fcn_weights, fcn_similarity, s) / weights_to_reach(cnn_weights, cnn_similarity, s)
                   for s in levels]
-        return {"ratio": float(min(ratios)), "kind": "min over common levels", "levels": levels.tolist(), "ratios": ratios}
+        return {
+            "ratio": float(min(ratios)),
+            "kind": "min over common levels",
+            "levels": levels.tolist(),
+            "ratios": ratios,
+        }
     if fcn_best[-1] < cnn_best[0]:  # the FCN's best is below the CNN's smallest network
         return {"ratio": float(fcn_weights[-1] / cnn_weights[0]), "kind": "lower bound", "levels": [], "ratios": []}
     return {"ratio": float(fcn_weights[0] / cnn_weights[-1]), "kind": "upper bound", "levels": [], "ratios": []}
@@ -96,9 +102,13 @@ def measure(settings: Mapping, context: RunContext) -> Measurement:
     fcn_maps: list[MethodMaps] = []
     sizes = [("cnn", n) for n in settings["num_filters"]] + [("fcn", nh) for nh in settings["hidden"]]
     for network, size in tqdm(sizes, desc="fig5 networks", unit="network", disable=not context.progress):
+        model: nn.Module
         if network == "cnn":
             model = three_layer_cnn(
-                num_filters=size, kernel_size=kernel, stride=stride, input_size=settings["cnn_input_size"],
+                num_filters=size,
+                kernel_size=kernel,
+                stride=stride,
+                input_size=settings["cnn_input_size"],
                 seed=context.seed,
             )
         else:
@@ -159,7 +169,8 @@ def measure(settings: Mapping, context: RunContext) -> Measurement:
             "targets": {"cnn": [m.target for m in cnn_maps], "fcn": [m.target for m in fcn_maps]},
         },
         figure={
-            "cnn_picture": cnn_maps[0].picture, "fcn_picture": fcn_maps[0].picture,  # [3, S, S] in [0, 1]
+            "cnn_picture": cnn_maps[0].picture,
+            "fcn_picture": fcn_maps[0].picture,  # [3, S, S] in [0, 1]
             "cnn_gbp": torch.stack([maps.maps["gbp"] for maps in cnn_maps]),  # [len(num_filters), 3, S, S]
             "fcn_gbp": torch.stack([maps.maps["gbp"] for maps in fcn_maps]),  # [len(hidden), 3, S', S']
         },
@@ -203,8 +214,9 @@ def draw(data: FigureData, path: Path) -> None:
             )
         for column in range(len(curve["sizes"]) + 1, columns):
             axes[row][column].axis("off")
-    top.suptitle(f"Figure 5: GBP of \"{details['image']}\" ({settings['target']} logit) as the first layer grows",
-                 fontsize=11)
+    top.suptitle(
+        f'Figure 5: GBP of "{details["image"]}" ({settings["target"]} logit) as the first layer grows', fontsize=11
+    )
 
     plots = bottom.subplots(1, 3)
     for axis, net, label, colour in (
@@ -225,7 +237,9 @@ def draw(data: FigureData, path: Path) -> None:
         axis.legend(fontsize=7, loc="upper left")
     axis = plots[2]
     for net, colour in (("cnn", "tab:blue"), ("fcn", "tab:orange")):
-        axis.plot(curves[net]["weights"], curves[net]["similarity"], "o-", color=colour, label=f"{net.upper()} input sim.")
+        axis.plot(
+            curves[net]["weights"], curves[net]["similarity"], "o-", color=colour, label=f"{net.upper()} input sim."
+        )
         axis.plot(curves[net]["weights"], curves[net]["recovery"], "s--", color=colour, label=f"{net.upper()} recovery")
     if ratio["levels"]:
         axis.axhspan(ratio["levels"][0], ratio["levels"][-1], color="grey", alpha=0.15, label="levels both reach")
@@ -242,24 +256,53 @@ def draw(data: FigureData, path: Path) -> None:
 EXPERIMENT = Experiment(
     name="fig5",
     title="Figure 5: GBP needs far fewer first-layer weights with local connections (CNN by N, FCN by Nh)",
-    full={"target": "max", "cnn_input_size": 224, "kernel_size": 7, "stride": 2,
-          "num_filters": (8, 16, 32, 64), "fcn_input_size": 64, "hidden": (5000, 10000, 40000, 70000)},
-    quick={"target": "max", "cnn_input_size": 112, "kernel_size": 7, "stride": 2,
-           "num_filters": (8, 16, 32, 64), "fcn_input_size": 64, "hidden": (5000, 10000, 40000, 70000)},
+    full={
+        "target": "max",
+        "cnn_input_size": 224,
+        "kernel_size": 7,
+        "stride": 2,
+        "num_filters": (8, 16, 32, 64),
+        "fcn_input_size": 64,
+        "hidden": (5000, 10000, 40000, 70000),
+    },
+    quick={
+        "target": "max",
+        "cnn_input_size": 112,
+        "kernel_size": 7,
+        "stride": 2,
+        "num_filters": (8, 16, 32, 64),
+        "fcn_input_size": 64,
+        "hidden": (5000, 10000, 40000, 70000),
+    },
     claims=(
-        Claim("cnn_rises_with_n", "the CNN's GBP input similarity rises at every step of N",
-              "cnn_min_rise", ">", 0.0),
-        Claim("fcn_rises_with_nh", "the FCN's GBP input similarity rises at every step of Nh",
-              "fcn_min_rise", ">", 0.0),
-        Claim("cnn_needs_fewer_weights",
-              "the CNN reaches a given input similarity with at least 1000x fewer first-layer weights (N p vs Nh d) "
-              "than the FCN (smallest ratio over the levels both reach)", "weight_ratio_min", ">=", 1000.0),
-        Claim("paper_sentence_similarity",
-              "the paper's sentence, by input similarity: the CNN at N = 64 beats the FCN at Nh = 70000 "
-              "(the largest of each sweep)", "largest_cnn_minus_fcn_similarity", ">", 0.0),
-        Claim("paper_sentence_recovery",
-              "the paper's sentence, by recovery (cosine with the limit image): the CNN at N = 64 beats the FCN "
-              "at Nh = 70000 (the largest of each sweep)", "largest_cnn_minus_fcn_recovery", ">", 0.0),
+        Claim("cnn_rises_with_n", "the CNN's GBP input similarity rises at every step of N", "cnn_min_rise", ">", 0.0),
+        Claim(
+            "fcn_rises_with_nh", "the FCN's GBP input similarity rises at every step of Nh", "fcn_min_rise", ">", 0.0
+        ),
+        Claim(
+            "cnn_needs_fewer_weights",
+            "the CNN reaches a given input similarity with at least 1000x fewer first-layer weights (N p vs Nh d) "
+            "than the FCN (smallest ratio over the levels both reach)",
+            "weight_ratio_min",
+            ">=",
+            1000.0,
+        ),
+        Claim(
+            "paper_sentence_similarity",
+            "the paper's sentence, by input similarity: the CNN at N = 64 beats the FCN at Nh = 70000 "
+            "(the largest of each sweep)",
+            "largest_cnn_minus_fcn_similarity",
+            ">",
+            0.0,
+        ),
+        Claim(
+            "paper_sentence_recovery",
+            "the paper's sentence, by recovery (cosine with the limit image): the CNN at N = 64 beats the FCN "
+            "at Nh = 70000 (the largest of each sweep)",
+            "largest_cnn_minus_fcn_recovery",
+            ">",
+            0.0,
+        ),
     ),
     measure=measure,
     draw=draw,

@@ -13,14 +13,14 @@ windows at stride ``pool`` (the authors' code used 9 x 9 windows at stride 1).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from ..metrics import ratio
 from ..models import three_layer_cnn, vgg16
-from ..render import save_grid, similarity_caption, to_display
+from ..render import Picture, save_grid, similarity_caption, to_display
 from ..rules import METHOD_LABELS
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .method_maps import COLUMN_ORDER, method_maps
@@ -94,7 +94,7 @@ def draw(data: FigureData, path: Path) -> None:
     def caption(network: str, method: str) -> str:
         return similarity_caption(data.metrics[f"{network}_{method}_similarity"])
 
-    rows = [
+    rows: Sequence[Sequence[Optional[Picture]]] = [
         [data.tensor("pool_picture")] + [to_display(map_) for map_ in data.tensor("pool_maps")]
         + [to_display(data.tensor("nopool_deconvnet"))],
         [data.tensor("vgg_picture")] + [to_display(map_) for map_ in data.tensor("vgg_maps")] + [None],
@@ -115,28 +115,60 @@ def draw(data: FigureData, path: Path) -> None:
         ],
         column_labels=["input"] + [METHOD_LABELS[m] for m in methods] + ["DeconvNet, no pool"],
         panel_labels=captions,
-        title=f"Figure 6: max-pooling and depth in random nets, \"{data.details['image']}\", {settings['target']} logit",
+        title=f'Figure 6: max-pooling and depth in random nets, "{data.details["image"]}", {settings["target"]} logit',
     )
 
 
 EXPERIMENT = Experiment(
     name="fig6",
     title="Figure 6: with max-pooling DeconvNet recovers the image too; random VGG-16 behaves like the shallow CNN",
-    full={"target": "max", "input_size": 224, "num_filters": 256, "kernel_size": 7, "stride": 2,
-          "pool": 2, "vgg_input_size": 224},
-    quick={"target": "max", "input_size": 112, "num_filters": 256, "kernel_size": 7, "stride": 2,
-           "pool": 2, "vgg_input_size": 224},
+    full={
+        "target": "max",
+        "input_size": 224,
+        "num_filters": 256,
+        "kernel_size": 7,
+        "stride": 2,
+        "pool": 2,
+        "vgg_input_size": 224,
+    },
+    quick={
+        "target": "max",
+        "input_size": 112,
+        "num_filters": 256,
+        "kernel_size": 7,
+        "stride": 2,
+        "pool": 2,
+        "vgg_input_size": 224,
+    },
     claims=(
-        Claim("deconvnet_needs_pooling",
-              "DeconvNet's input similarity with max-pooling exceeds its similarity without pooling by at least 0.1",
-              "deconvnet_pool_gain", ">=", 0.1),
-        Claim("gbp_vgg_recovers", "in random VGG-16 GBP's input similarity is at least 0.5",
-              "vgg_gbp_similarity", ">=", 0.5),
-        Claim("deconvnet_vgg_beats_saliency",
-              "in random VGG-16 DeconvNet's input similarity is at least 5x saliency's absolute value",
-              "vgg_deconvnet_over_abs_saliency", ">=", 5.0),
-        Claim("saliency_vgg_is_noise", "in random VGG-16 saliency's |input similarity| is below 0.1",
-              "vgg_abs_saliency_similarity", "<", 0.1),
+        Claim(
+            "deconvnet_needs_pooling",
+            "DeconvNet's input similarity with max-pooling exceeds its similarity without pooling by at least 0.1",
+            "deconvnet_pool_gain",
+            ">=",
+            0.1,
+        ),
+        Claim(
+            "gbp_vgg_recovers",
+            "in random VGG-16 GBP's input similarity is at least 0.5",
+            "vgg_gbp_similarity",
+            ">=",
+            0.5,
+        ),
+        Claim(
+            "deconvnet_vgg_beats_saliency",
+            "in random VGG-16 DeconvNet's input similarity is at least 5x saliency's absolute value",
+            "vgg_deconvnet_over_abs_saliency",
+            ">=",
+            5.0,
+        ),
+        Claim(
+            "saliency_vgg_is_noise",
+            "in random VGG-16 saliency's |input similarity| is below 0.1",
+            "vgg_abs_saliency_similarity",
+            "<",
+            0.1,
+        ),
     ),
     measure=measure,
     draw=draw,

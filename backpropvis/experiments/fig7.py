@@ -74,13 +74,27 @@ def _database(network: Network, source: ImageSource, context: RunContext) -> Pat
     return context.out / (f"{stem}-{source.setting}.sqlite" if isinstance(source, Samples) else f"{stem}.sqlite")
 
 
-def _class_distances(network: Network, source: ImageSource, settings: Mapping[str, Any], context: RunContext) -> Collected:
+def _class_distances(
+    network: Network, source: ImageSource, settings: Mapping[str, Any], context: RunContext
+) -> Collected:
     """Every image of ``source`` through ``network``: the stored run, read back."""
     db = _database(network, source, context)
     run_class_distance(
-        source, db, model=network.model, model_name=network.name, weights=network.weights, methods=PAPER_METHODS,
-        pairs="random-random", seed=context.seed, input_size=network.size, limit=settings["max_images"],
-        batch_size=settings["batch_size"], workers=2, device=context.device, progress=context.progress, world=World(),
+        source,
+        db,
+        model=network.model,
+        model_name=network.name,
+        weights=network.weights,
+        methods=PAPER_METHODS,
+        pairs="random-random",
+        seed=context.seed,
+        input_size=network.size,
+        limit=settings["max_images"],
+        batch_size=settings["batch_size"],
+        workers=2,
+        device=context.device,
+        progress=context.progress,
+        world=World(),
     )
     return collect([db])
 
@@ -95,8 +109,13 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     """Class distances of every image in both networks, their means and standard errors."""
     trained = trained_network(context)
     networks = [
-        Network("random", vgg16(seed=context.seed).to(context.device), "vgg16", f"random (seed {context.seed})",
-                settings["size_random"]),
+        Network(
+            "random",
+            vgg16(seed=context.seed).to(context.device),
+            "vgg16",
+            f"random (seed {context.seed})",
+            settings["size_random"],
+        ),
         Network("trained", trained.model, trained.name, trained.weights, settings["size_trained"]),
     ]
     source = image_source(settings, context)
@@ -135,9 +154,12 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         weights=f"random (seed {context.seed}) / {trained.weights}",
         notes=tuple(notes),
         details={
-            "networks": [{"label": net.label, "model": net.name, "weights": net.weights, "input_size": net.size}
-                         for net in networks],
-            "images": names[:50], "unreadable": unreadable[:20],
+            "networks": [
+                {"label": net.label, "model": net.name, "weights": net.weights, "input_size": net.size}
+                for net in networks
+            ],
+            "images": names[:50],
+            "unreadable": unreadable[:20],
         },
         figure={"methods": list(PAPER_METHODS), "described": described, "note": trained.note or ""},
     )
@@ -174,7 +196,8 @@ def draw(data: FigureData, path: Path) -> None:
         "(error bars: one standard error)",
         " / ".join(f"{net['label']} {net['model']}" for net in networks),
         " / ".join(net["weights"] for net in networks),
-        f"Images: {data.text('described')}. " + data.text("note"), width=150,
+        f"Images: {data.text('described')}. " + data.text("note"),
+        width=150,
     )
     save_figure(figure, path, title)
 
@@ -188,7 +211,9 @@ EXPERIMENT = Experiment(
         Claim(
             f"{net}_saliency_3x_{other}",
             f"In the {net} network, saliency's average class distance is at least 3x {METHOD_LABELS[other]}'s",
-            f"{net}_saliency_over_{other}", ">=", 3.0,
+            f"{net}_saliency_over_{other}",
+            ">=",
+            3.0,
         )
         for net in ("random", "trained")
         for other in ("gbp", "deconvnet")

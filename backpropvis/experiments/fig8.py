@@ -23,7 +23,7 @@ from ..metrics import class_distance, class_distance_minmax, ratio
 from ..render import figure_title, pyplot, save_figure, to_display
 from ..rules import METHOD_LABELS, PAPER_METHODS
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
-from .networks import model_inputs, trained_network
+from .networks import input_pipeline, model_inputs, trained_network
 
 __all__ = ["EXPERIMENT"]
 
@@ -33,7 +33,7 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     of the original and of each adversarial image, one forward pass for all of them."""
     network = trained_network(context)
     model = network.model
-    preprocessing = model.preprocessing if settings.get("size") is None else model.preprocessing.resized(settings["size"])
+    preprocessing = input_pipeline(model, settings.get("size"))
     inputs = model_inputs(model, [settings["image"]], context.device, settings.get("size"))
     pixels = preprocessing.unnormalize(inputs)  # [1, 3, S, S] in [0, 1]
 
@@ -42,9 +42,10 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
 
     with torch.no_grad():
         original = int(on_pixels(pixels).argmax(dim=1))
-    steps = sorted(set(float(step) for step in settings["epsilons"]) | (
-        {float(settings["epsilon"])} if settings.get("epsilon") is not None else set()
-    ))
+    steps = sorted(
+        set(float(step) for step in settings["epsilons"])
+        | ({float(settings["epsilon"])} if settings.get("epsilon") is not None else set())
+    )
     adversarial = torch.cat([fgsm(on_pixels, pixels, original, step / 255.0, bounds=(0.0, 1.0)) for step in steps])
     with torch.no_grad():
         predictions = [int(index) for index in on_pixels(adversarial).argmax(dim=1)]
@@ -58,7 +59,7 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
 
     batch = preprocessing.normalize(torch.cat([pixels, adversarial]))
     maps = attribute_many(model, batch, ["max"], PAPER_METHODS)  # [1, 1 + steps, 3, S, S] per method
-    sweep = {method: [] for method in PAPER_METHODS}
+    sweep: dict[str, list[float]] = {}
     metrics: dict[str, float] = {
         "prediction_changed": float(predictions[chosen] != original),
         "epsilon_255": steps[chosen],
@@ -81,7 +82,8 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         metrics=metrics,
         model=network.name,
         weights=network.weights,
-        notes=((network.note,) if network.note else ()) + (
+        notes=((network.note,) if network.note else ())
+        + (
             f"FGSM step {steps[chosen]:g}/255 in pixel space ({why}): "
             f"{original} {class_name(original)} -> {predictions[chosen]} {class_name(predictions[chosen])}.",
         ),
@@ -95,7 +97,9 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         figure={
             "methods": list(PAPER_METHODS),
             "pictures": torch.stack([pixels[0], adversarial[chosen]]).cpu(),  # [2, 3, S, S]: original, adversarial
-            "maps": torch.stack([maps[method][0, [0, 1 + chosen]] for method in PAPER_METHODS]).cpu(),  # [M, 2, 3, S, S]
+            "maps": torch.stack(
+                [maps[method][0, [0, 1 + chosen]] for method in PAPER_METHODS]
+            ).cpu(),  # [M, 2, 3, S, S]
             "note": network.note or "",
         },
     )
@@ -141,8 +145,13 @@ def draw(data: FigureData, path: Path) -> None:
     axis.set_ylabel("class distance, original vs adversarial map", fontsize=8)
     axis.set_ylim(0, 2)
     axis.legend(fontsize=8)
-    title = figure_title("Figure 8: maps of an image and of its FGSM adversarial example (each for its max logit)",
-                         data.model, data.weights, data.text("note"), width=150)
+    title = figure_title(
+        "Figure 8: maps of an image and of its FGSM adversarial example (each for its max logit)",
+        data.model,
+        data.weights,
+        data.text("note"),
+        width=150,
+    )
     save_figure(figure, path, title)
 
 
@@ -156,12 +165,16 @@ EXPERIMENT = Experiment(
         Claim(
             "saliency_3x_gbp",
             "Saliency's distance between the original and adversarial maps is at least 3x GBP's",
-            "saliency_over_gbp", ">=", 3.0,
+            "saliency_over_gbp",
+            ">=",
+            3.0,
         ),
         Claim(
             "saliency_3x_deconvnet",
             "Saliency's distance between the original and adversarial maps is at least 3x DeconvNet's",
-            "saliency_over_deconvnet", ">=", 3.0,
+            "saliency_over_deconvnet",
+            ">=",
+            3.0,
         ),
     ),
     measure=measure,

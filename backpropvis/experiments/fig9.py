@@ -14,7 +14,7 @@ checkpoint.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -22,10 +22,10 @@ from tqdm.auto import tqdm
 from ..engine import attribute_many
 from ..metrics import class_distance, class_distance_minmax, input_similarity
 from ..models import vgg16
-from ..render import figure_title, save_grid, to_display
+from ..render import Picture, figure_title, save_grid, to_display
 from .base import Claim, Experiment, FigureData, Measurement, RunContext, Skip
-from .networks import model_inputs, vgg16_checkpoint, vgg16_note
 from .fig3 import NO_VGG16
+from .networks import input_pipeline, model_inputs, vgg16_checkpoint, vgg16_note
 
 __all__ = ["EXPERIMENT"]
 
@@ -38,21 +38,22 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     if checkpoint is None:
         raise Skip(NO_VGG16)
     layers = list(settings["layers"])
-    variants = [("full", None, {})]
+    variants: list[tuple[str, Optional[str], dict[str, Any]]] = [("full", None, {})]
     variants += [("upto", layer, {"trained_upto": layer}) for layer in layers]
     variants += [("except", layer, {"random_layers": [layer]}) for layer in layers]
 
-    inputs = picture = None
+    inputs: Optional[torch.Tensor] = None
     maps, descriptions = {}, {}
     for kind, layer, partial in tqdm(variants, desc="fig9 networks", unit="network", disable=not context.progress):
         model = vgg16(checkpoint, seed=context.seed, **partial).to(context.device)
         if inputs is None:
             inputs = model_inputs(model, [settings["image"]], context.device, settings.get("size"))
-            picture = model.preprocessing.unnormalize(inputs[0].cpu())
+            picture = input_pipeline(model).unnormalize(inputs[0].cpu())
         maps[(kind, layer)] = attribute_many(model, inputs, ["max"], ["gbp"])["gbp"][0, 0].cpu()  # [3, S, S]
         descriptions[(kind, layer)] = model.weights_description
         del model
 
+    assert inputs is not None  # set by the first variant
     reference = maps[("full", None)]
     metrics = {"similarity_full": float(input_similarity(reference, inputs[0].cpu()))}
     for (kind, layer), map_ in maps.items():
@@ -88,9 +89,10 @@ def draw(data: FigureData, path: Path) -> None:
 
     def caption(kind: str, layer: str) -> str:
         key = f"{kind}_{layer}"
-        return f"{layer}{_SIGNS[kind]}: similarity {metrics[f'similarity_{key}']:+.2f}, distance {metrics[f'distance_{key}']:.3f}"
+        similarity, distance = metrics[f"similarity_{key}"], metrics[f"distance_{key}"]
+        return f"{layer}{_SIGNS[kind]}: similarity {similarity:+.2f}, distance {distance:.3f}"
 
-    rows = [
+    rows: Sequence[Sequence[Optional[Picture]]] = [
         [to_display(data.tensor("full"))] + [to_display(map_) for map_ in data.tensor("upto")],
         [data.tensor("picture")] + [to_display(map_) for map_ in data.tensor("except")],
     ]
@@ -103,9 +105,13 @@ def draw(data: FigureData, path: Path) -> None:
             [f"similarity {metrics['similarity_full']:+.2f}"] + [caption("upto", layer) for layer in layers],
             [f"input '{data.settings['image']}'"] + [caption("except", layer) for layer in layers],
         ],
-        title=figure_title("Figure 9: GBP (max logit) in partly trained VGG-16, random layers drawn as in the paper; "
-                           "captions: input similarity, class distance to the fully trained map",
-                           data.model, data.text("weights"), data.text("note")),
+        title=figure_title(
+            "Figure 9: GBP (max logit) in partly trained VGG-16, random layers drawn as in the paper; "
+            "captions: input similarity, class distance to the fully trained map",
+            data.model,
+            data.text("weights"),
+            data.text("note"),
+        ),
         panel_size=2.6,
     )
 
@@ -113,14 +119,26 @@ def draw(data: FigureData, path: Path) -> None:
 EXPERIMENT = Experiment(
     name="fig9",
     title="GBP in partly trained VGG-16: trained conv layers filter out patches, dense layers hardly matter",
-    full={"image": "tabby", "size": 224, "layers": ("conv1_1", "conv3_1", "conv5_1", "fc3"), "closer": ("conv1_1", "conv5_1")},
-    quick={"image": "tabby", "size": 112, "layers": ("conv1_1", "conv3_1", "conv5_1", "fc3"), "closer": ("conv1_1", "conv5_1")},
+    full={
+        "image": "tabby",
+        "size": 224,
+        "layers": ("conv1_1", "conv3_1", "conv5_1", "fc3"),
+        "closer": ("conv1_1", "conv5_1"),
+    },
+    quick={
+        "image": "tabby",
+        "size": 112,
+        "layers": ("conv1_1", "conv3_1", "conv5_1", "fc3"),
+        "closer": ("conv1_1", "conv5_1"),
+    },
     claims=(
         Claim(
             "conv5_1_closer_than_conv1_1",
             "GBP with trained weights up to conv5_1 is closer to the fully trained GBP map than with trained weights "
             "up to conv1_1 (value: distance(conv1_1*) - distance(conv5_1*))",
-            "distance_gap", ">", 0.0,
+            "distance_gap",
+            ">",
+            0.0,
         ),
     ),
     measure=measure,

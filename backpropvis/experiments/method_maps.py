@@ -13,7 +13,7 @@ from torch import nn
 from ..engine import attribute_many
 from ..images import load_image
 from ..metrics import input_similarity
-from ..models.preprocessing import Preprocessing
+from ..models.preprocessing import Preprocessing, preprocessing_of
 from ..rules import PAPER_METHODS
 from ..targets import Target
 from .base import RunContext
@@ -59,7 +59,7 @@ def method_maps(
         target: the logit explained (the paper: "max").
         preprocessing: the input pipeline; default ``model.preprocessing``.
     """
-    preprocessing = preprocessing or model.preprocessing
+    preprocessing = preprocessing or preprocessing_of(model)
     inputs = preprocessing.batch([load_image(context.image)]).to(context.device)
     result = attribute_many(model, inputs, [target], list(methods))
     maps = {method: result[method][0, 0].detach().cpu() for method in methods}

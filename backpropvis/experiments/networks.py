@@ -12,11 +12,12 @@ import torch
 from torch import nn
 
 from ..images import load_image
-from ..models import efficientnet_lite0, vgg16
+from ..models import Preprocessing, efficientnet_lite0, vgg16
+from ..models.preprocessing import preprocessing_of
 from ..models.vgg import VGG16_FILE
 from .base import RunContext
 
-__all__ = ["TrainedNetwork", "vgg16_checkpoint", "trained_network", "model_inputs", "vgg16_note"]
+__all__ = ["TrainedNetwork", "vgg16_checkpoint", "trained_network", "input_pipeline", "model_inputs", "vgg16_note"]
 
 
 @dataclass
@@ -61,20 +62,24 @@ def trained_network(context: RunContext) -> TrainedNetwork:
     """The paper's trained VGG-16 where its weights are present, else EfficientNet-Lite0."""
     checkpoint = vgg16_checkpoint(context)
     if checkpoint is not None:
-        model = vgg16(checkpoint, seed=context.seed).to(context.device)
-        return TrainedNetwork(model, "vgg16", model.weights_description, vgg16_note(checkpoint))
-    model = efficientnet_lite0().to(context.device)
+        vgg = vgg16(checkpoint, seed=context.seed).to(context.device)
+        return TrainedNetwork(vgg, "vgg16", vgg.weights_description, vgg16_note(checkpoint))
+    stand_in = efficientnet_lite0().to(context.device)
     note = (
         "No trained VGG-16 weights were found (--vgg16-weights, or vgg16-397923af.pth in the torch hub cache): "
         "the ImageNet-trained EfficientNet-Lite0 (ReLU6) stands in for the paper's trained VGG-16."
     )
-    return TrainedNetwork(model, "efficientnet-lite0", model.weights_description, note)
+    return TrainedNetwork(stand_in, "efficientnet-lite0", stand_in.weights_description, note)
+
+
+def input_pipeline(model: nn.Module, size: Optional[int] = None) -> Preprocessing:
+    """The model's own preprocessing, cropping to ``size`` x ``size`` when given (else the model's own crop)."""
+    pipeline = preprocessing_of(model)
+    return pipeline if size is None else pipeline.resized(size)
 
 
 def model_inputs(
     model: nn.Module, sources: Sequence[str], device: torch.device, size: Optional[int] = None
 ) -> torch.Tensor:
-    """[B, 3, S, S]: images (sample names or paths) through the model's own preprocessing,
-    cropped to ``size`` x ``size`` when given (else the model's own crop)."""
-    preprocessing = model.preprocessing if size is None else model.preprocessing.resized(size)
-    return preprocessing.batch([load_image(source) for source in sources]).to(device)
+    """[B, 3, S, S]: images (sample names or paths) through :func:`input_pipeline`."""
+    return input_pipeline(model, size).batch([load_image(source) for source in sources]).to(device)

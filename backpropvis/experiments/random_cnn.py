@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-
 from ..models import three_layer_cnn
+from ..models.preprocessing import preprocessing_of
 from ..models.shallow import ThreeLayerCNN
 from ..theory import limit_image
 from .base import RunContext
@@ -28,15 +28,19 @@ class RandomCNN:
     def __init__(self, model: ThreeLayerCNN, context: RunContext) -> None:
         self.model = model.to(context.device)
         self.inputs = model_inputs(model, [context.image], context.device)
-        conv = model.conv
-        self.limit = limit_image(self.inputs[0].double(), conv.kernel_size[0], conv.stride[0], conv.padding[0]).float().cpu()
-        self.picture = model.preprocessing.unnormalize(self.inputs[0].cpu())
+        geometry = self.geometry
+        self.limit = (
+            limit_image(self.inputs[0].double(), geometry["kernel_size"], geometry["stride"], geometry["padding"])
+            .float()
+            .cpu()
+        )
+        self.picture = preprocessing_of(model).unnormalize(self.inputs[0].cpu())
 
     @property
     def geometry(self) -> dict[str, int]:
         """kernel_size, stride and padding of the convolution."""
         conv = self.model.conv
-        return {"kernel_size": conv.kernel_size[0], "stride": conv.stride[0], "padding": conv.padding[0]}
+        return {"kernel_size": conv.kernel_size[0], "stride": conv.stride[0], "padding": int(conv.padding[0])}
 
 
 def random_cnn(

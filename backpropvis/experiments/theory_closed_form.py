@@ -17,17 +17,23 @@ import torch
 from tqdm.auto import tqdm
 
 from ..engine import attribute_many
+from ..render import Picture, map_panel, pyplot, save_figure
+from ..rules import METHOD_LABELS, PAPER_METHODS
 from ..theory import closed_form_map, recovery, switch_disagreement
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
-from ..render import map_panel, pyplot, save_figure
-from ..rules import METHOD_LABELS, PAPER_METHODS
 from .random_cnn import random_cnn
 
 __all__ = ["EXPERIMENT"]
 
 
 def _config(num_filters: int, kernel_size: int, stride: int, pool, input_size: int) -> dict:
-    return {"num_filters": num_filters, "kernel_size": kernel_size, "stride": stride, "pool": pool, "input_size": input_size}
+    return {
+        "num_filters": num_filters,
+        "kernel_size": kernel_size,
+        "stride": stride,
+        "pool": pool,
+        "input_size": input_size,
+    }
 
 
 FULL: dict[str, Any] = {
@@ -67,13 +73,17 @@ CLAIMS = (
         "closed_form_equals_engine",
         "Lemma 1 (Eq. 4) and Eq. 6 computed from the weights equal the engine's maps for every method, "
         "configuration, seed and target (largest relative L2 error)",
-        "max_relative_error", "<", 1e-5,
+        "max_relative_error",
+        "<",
+        1e-5,
     ),
     Claim(
         "pooling_turns_deconvnet_into_recovery",
         "with max-pooling DeconvNet recovers part of the image (Eq. 6-7: it takes GBP's form): its recovery "
         "rises by at least 0.1 over the unpooled CNN",
-        "deconvnet_recovery_gain_from_pool", ">=", 0.1,
+        "deconvnet_recovery_gain_from_pool",
+        ">=",
+        0.1,
     ),
 )
 
@@ -82,7 +92,9 @@ def _relative_error(closed: torch.Tensor, engine: torch.Tensor) -> float:
     return float((closed - engine).norm() / engine.norm().clamp_min(1e-300))
 
 
-def _compare(config: Mapping[str, Any], seed: int, settings: Mapping[str, Any], context: RunContext) -> tuple[dict, dict]:
+def _compare(
+    config: Mapping[str, Any], seed: int, settings: Mapping[str, Any], context: RunContext
+) -> tuple[dict, dict]:
     """Relative errors per method (max over targets) of the float64 engine, and of the
     float32 engine (keys "<method>_float32"), and the maps of the first target."""
     cnn = random_cnn(context, seed=seed, num_classes=settings["num_classes"], **config)
@@ -93,7 +105,8 @@ def _compare(config: Mapping[str, Any], seed: int, settings: Mapping[str, Any], 
     filters = model.conv.weight.detach()
     columns = model.readout.columns(settings["targets"]).to(inputs)
     geometry = {"stride": config["stride"], "padding": config["kernel_size"] // 2, "pool": config["pool"]}
-    errors, shown = {}, {}
+    errors: dict[str, float] = {}
+    shown: dict[str, Any] = {}
     for method in PAPER_METHODS:
         errors[method] = errors[f"{method}_float32"] = 0.0
         for number, column in enumerate(columns):
@@ -137,12 +150,17 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         metrics[f"eq7_cosine_to_eq6_{method}"] = float(
             recovery(pooled[method]["approximate"], pooled[method]["closed"])
         )
-    metrics["deconvnet_recovery_gain_from_pool"] = metrics["recovery_deconvnet_pool"] - metrics["recovery_deconvnet_no_pool"]
+    metrics["deconvnet_recovery_gain_from_pool"] = (
+        metrics["recovery_deconvnet_pool"] - metrics["recovery_deconvnet_no_pool"]
+    )
 
     for pool in settings["pool_sizes"]:
         found = switch_disagreement(
-            pooled["inputs"], pooled["filters"], stride=shown_config["stride"],
-            padding=shown_config["kernel_size"] // 2, pool=pool,
+            pooled["inputs"],
+            pooled["filters"],
+            stride=shown_config["stride"],
+            padding=shown_config["kernel_size"] // 2,
+            pool=pool,
         )
         metrics[f"switch_disagreement_pool{pool}"] = found.total
         metrics[f"chosen_but_inactive_pool{pool}"] = found.chosen_but_inactive
@@ -164,11 +182,13 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         "approximate": torch.stack([pooled[method]["approximate"] for method in PAPER_METHODS]).float(),
         "unpooled": torch.stack([unpooled[method]["closed"] for method in PAPER_METHODS]).float(),
         # [M, S, S] float64: |engine - Eq. 6| summed over channels, at float64 round-off
-        "difference": torch.stack([(pooled[method]["engine"] - pooled[method]["closed"]).abs().sum(0)
-                                   for method in PAPER_METHODS]),
+        "difference": torch.stack(
+            [(pooled[method]["engine"] - pooled[method]["closed"]).abs().sum(0) for method in PAPER_METHODS]
+        ),
     }
-    return Measurement(metrics, "three-layer CNN (random)", f"random (seeds {list(settings['seeds'])})", notes,
-                       figure=shown)
+    return Measurement(
+        metrics, "three-layer CNN (random)", f"random (seeds {list(settings['seeds'])})", notes, figure=shown
+    )
 
 
 def draw(data: FigureData, path: Path) -> None:
@@ -182,7 +202,7 @@ def draw(data: FigureData, path: Path) -> None:
     for row, method in enumerate(methods):
         difference = data.tensor("difference")[row]
         scale = float(difference.max())
-        panels = (
+        panels: tuple[tuple[Picture, str], ...] = (
             (data.tensor("engine")[row], ""),
             (data.tensor("closed")[row], f"recovery {metrics[f'recovery_{method}_pool']:.2f}"),
             ((difference / scale).numpy() if scale > 0 else difference.numpy(), f"max |diff| {scale:.1e}"),
@@ -208,7 +228,9 @@ def draw(data: FigureData, path: Path) -> None:
     axis.legend(fontsize=8, loc="upper left", ncol=2)
     axis = figure.add_subplot(grid[3, 3:])
     positions = torch.arange(len(methods)).numpy()
-    for offset, (suffix, label, color) in enumerate((("", "float64 engine", "tab:green"), ("_float32", "float32 engine", "tab:olive"))):
+    for offset, (suffix, label, color) in enumerate(
+        (("", "float64 engine", "tab:green"), ("_float32", "float32 engine", "tab:olive"))
+    ):
         errors = [max(metrics[f"max_relative_error_{method}{suffix}"], 1e-17) for method in methods]
         axis.bar(positions + 0.4 * offset - 0.2, errors, width=0.4, color=color, label=label, bottom=1e-18)
     axis.set_xticks(positions, [METHOD_LABELS[m] for m in methods])
@@ -219,8 +241,10 @@ def draw(data: FigureData, path: Path) -> None:
     axis.set_ylabel("largest relative L2 error\n(0 drawn as 1e-17)")
     axis.legend(fontsize=8)
     figure.suptitle(
-        f"Lemma 1 / Eq. 6-7: random CNN, N = {config['num_filters']}, {config['kernel_size']} x {config['kernel_size']} "
-        f"filters, stride {config['stride']}, {config['input_size']} px", fontsize=11,
+        f"Lemma 1 / Eq. 6-7: random CNN, N = {config['num_filters']}, "
+        f"{config['kernel_size']} x {config['kernel_size']} filters, stride {config['stride']}, "
+        f"{config['input_size']} px",
+        fontsize=11,
     )
     save_figure(figure, path)
 

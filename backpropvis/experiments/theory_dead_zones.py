@@ -30,11 +30,11 @@ from torch import nn
 from ..engine import attribute_many
 from ..metrics import class_distance, ratio
 from ..models import generator_for, truncated_normal_
-from ..theory import effective_dimension
-from .base import Claim, Experiment, FigureData, Measurement, RunContext
-from .networks import model_inputs, trained_network
 from ..render import map_panel, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
+from ..theory import effective_dimension
+from .base import Claim, Experiment, FigureData, Measurement, RunContext
+from .networks import input_pipeline, model_inputs, trained_network
 
 __all__ = ["EXPERIMENT", "ActivationPasses", "activation_passes"]
 
@@ -84,7 +84,7 @@ class ActivationPasses:
         self.first_filters: Optional[torch.Tensor] = None
         self._handles: list = []
 
-    def __enter__(self) -> "ActivationPasses":
+    def __enter__(self) -> ActivationPasses:
         for name, module in self.model.named_modules():
             if isinstance(module, (nn.ReLU, nn.Hardtanh)):
                 self._handles.append(module.register_forward_pre_hook(self._activation(name)))
@@ -135,9 +135,7 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
 
     network = trained_network(context)
     model = network.model
-    if settings["input_size"]:
-        model.preprocessing = model.preprocessing.resized(settings["input_size"])
-    inputs = model_inputs(model, [context.image], context.device)
+    inputs = model_inputs(model, [context.image], context.device, settings["input_size"] or None)
     recorded = activation_passes(model, inputs)
     if not recorded.layers or recorded.first_filters is None:
         raise RuntimeError(f"{network.name} showed no convolution or no ReLU / ReLU6 module")
@@ -157,18 +155,22 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
                                        generator_for(settings["random_filters_seed"], "dead-zones-random-filters"))
     metrics["effective_dimension_trained"] = effective_dimension(trained_filters)
     metrics["effective_dimension_random"] = effective_dimension(random_filters)
-    metrics["effective_dimension_ratio"] = ratio(metrics["effective_dimension_trained"], metrics["effective_dimension_random"])
+    metrics["effective_dimension_ratio"] = ratio(
+        metrics["effective_dimension_trained"], metrics["effective_dimension_random"]
+    )
     metrics["patch_dimension"] = float(trained_filters[0].numel())
 
     generator = torch.Generator().manual_seed(context.seed)
     maps = attribute_many(model, inputs, list(settings["targets"]), list(PAPER_METHODS), generator=generator)
-    picture = model.preprocessing.unnormalize(inputs[0].cpu())
+    picture = input_pipeline(model).unnormalize(inputs[0].cpu())
     edges = sobel(picture.mean(0).double().numpy())
     for method in PAPER_METHODS:
         first_map = maps[method][0, 0].cpu()
         metrics[f"edge_correlation_{method}"] = _edge_correlation(first_map, edges, settings["blur_sigma"])
         metrics[f"class_distance_{method}"] = float(class_distance(maps[method][0, 0], maps[method][1, 0]))
-    metrics["gbp_over_saliency_class_distance"] = ratio(metrics["class_distance_gbp"], metrics["class_distance_saliency"])
+    metrics["gbp_over_saliency_class_distance"] = ratio(
+        metrics["class_distance_gbp"], metrics["class_distance_saliency"]
+    )
     targets = maps.targets[:, 0].tolist()
     notes = [
         f"First activation ({first_name}): {metrics['dead_fraction_first_layer']:.1%} of the patches are passed by no "
@@ -180,8 +182,12 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     ]
     if network.note:
         notes.insert(0, network.note)
-    details = {"dead_fraction_per_activation": per_layer, "passing_fraction_per_activation": passing,
-               "activations": [name for name, _ in recorded.layers], "targets": targets}
+    details = {
+        "dead_fraction_per_activation": per_layer,
+        "passing_fraction_per_activation": passing,
+        "activations": [name for name, _ in recorded.layers],
+        "targets": targets,
+    }
     figure = {
         "methods": list(PAPER_METHODS),
         "maps": torch.stack([maps[method][:, 0] for method in PAPER_METHODS]).cpu(),  # [M, 2 targets, 3, S, S]
@@ -196,7 +202,11 @@ def draw(data: FigureData, path: Path) -> None:
     """The input, its edges and each method's maps for both targets; the first layer's
     passing filters and effective dimension; the dead fraction at every activation."""
     metrics, details, edges = data.metrics, data.details, data.arrays["edges"]
-    per_layer, passing, targets = details["dead_fraction_per_activation"], details["passing_fraction_per_activation"], details["targets"]
+    per_layer, passing, targets = (
+        details["dead_fraction_per_activation"],
+        details["passing_fraction_per_activation"],
+        details["targets"],
+    )
     plt = pyplot()
     figure = plt.figure(figsize=(15, 9))
     grid = figure.add_gridspec(3, 5, height_ratios=[1, 1, 0.9])
@@ -212,13 +222,23 @@ def draw(data: FigureData, path: Path) -> None:
     figure.colorbar(shown, ax=axis, fraction=0.046)
     for column, (method, maps) in enumerate(zip(data.texts("methods"), data.tensor("maps")), start=1):
         for row in (0, 1):
-            caption = (f"edge corr. {metrics[f'edge_correlation_{method}']:+.2f}" if row == 0
-                       else f"class distance {metrics[f'class_distance_{method}']:.3f}")
-            map_panel(figure.add_subplot(grid[row, column]), maps[row],
-                      f"{METHOD_LABELS[method]}, logit {targets[row]}", caption)
+            caption = (
+                f"edge corr. {metrics[f'edge_correlation_{method}']:+.2f}"
+                if row == 0
+                else f"class distance {metrics[f'class_distance_{method}']:.3f}"
+            )
+            map_panel(
+                figure.add_subplot(grid[row, column]),
+                maps[row],
+                f"{METHOD_LABELS[method]}, logit {targets[row]}",
+                caption,
+            )
     axis = figure.add_subplot(grid[1, 4])
-    axis.bar(["trained", "random"], [metrics["effective_dimension_trained"], metrics["effective_dimension_random"]],
-             color=["tab:blue", "tab:gray"])
+    axis.bar(
+        ["trained", "random"],
+        [metrics["effective_dimension_trained"], metrics["effective_dimension_random"]],
+        color=["tab:blue", "tab:gray"],
+    )
     axis.set_title(f"first-layer filters: effective dimension\n(of {int(metrics['patch_dimension'])})", fontsize=9)
     axis = figure.add_subplot(grid[2, :])
     axis.plot(range(len(per_layer)), per_layer, "o-", color="tab:red", label="positions passed by no channel (dead)")

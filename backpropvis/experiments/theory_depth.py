@@ -22,11 +22,11 @@ from ..engine import attribute_many
 from ..metrics import input_similarity
 from ..models import generator_for, vgg16
 from ..models.vgg import LAYER_KEYS, VGG16, VGG16_LAYERS
+from ..render import map_panel, pyplot, save_figure
+from ..rules import METHOD_LABELS, PAPER_METHODS
 from ..theory import limit_image, recovery
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .networks import model_inputs
-from ..render import map_panel, pyplot, save_figure
-from ..rules import METHOD_LABELS, PAPER_METHODS
 
 __all__ = ["EXPERIMENT", "LayerReadout", "layer_readout"]
 
@@ -92,9 +92,9 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     limit = limit_image(inputs[0].double(), 3, 1, 1).float()
     image = inputs[0].cpu()
     metrics: dict[str, float] = {}
-    curves = {method: [] for method in PAPER_METHODS}
-    centred = {method: [] for method in PAPER_METHODS}
-    shown = {}
+    curves: dict[str, list[float]] = {method: [] for method in PAPER_METHODS}
+    centred: dict[str, list[float]] = {method: [] for method in PAPER_METHODS}
+    shown: dict[str, dict[str, torch.Tensor]] = {}
     for layer in tqdm(settings["layers"], desc="VGG-16 layers", disable=not context.progress):
         readout = layer_readout(model, layer, inputs, context.seed)
         maps = attribute_many(readout, inputs, [0], list(PAPER_METHODS))
@@ -120,7 +120,8 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         "Recovery is the cosine with x_lim; the centred recovery removes each channel's mean from both first, since "
         "a positive top gradient gives DeconvNet a constant colour offset (sum of the filters) that the plain cosine "
         "counts as recovery (DeconvNet from conv1_1: "
-        f"{metrics['recovery_deconvnet_conv1_1']:.2f} plain, {metrics['centred_recovery_deconvnet_conv1_1']:.2f} centred). "
+        f"{metrics['recovery_deconvnet_conv1_1']:.2f} plain, "
+        f"{metrics['centred_recovery_deconvnet_conv1_1']:.2f} centred). "
         "Claims use the centred recovery.",
         "From conv1_1 saliency equals GBP (a positive top gradient makes h the identity there); deeper, saliency's "
         "signed gradients cancel and its recovery falls, while GBP's stays high, as Proposition 1 predicts. "
@@ -129,7 +130,9 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         "DeconvNet takes up part of the image only past the first max-pool (conv2_1 on), as Eq. 6-7 predict.",
     )
     figure = {
-        "methods": list(PAPER_METHODS), "limit": limit.cpu(), "shown_layers": list(shown),
+        "methods": list(PAPER_METHODS),
+        "limit": limit.cpu(),
+        "shown_layers": list(shown),
         **{f"shown_{method}": torch.stack([maps[method] for maps in shown.values()]) for method in ("gbp", "saliency")},
     }  # limit [3, S, S]; shown_gbp, shown_saliency [len(shown_layers), 3, S, S]
     return Measurement(metrics, "VGG-16 (random)", model.weights_description, notes, figure=figure)
@@ -149,13 +152,23 @@ def draw(data: FigureData, path: Path) -> None:
         curve = [metrics[f"recovery_{method}_{layer}"] for layer in settings["layers"]]
         centred = [metrics[f"centred_recovery_{method}_{layer}"] for layer in settings["layers"]]
         axis.plot(positions, curve, "o-", color=color, label=f"{METHOD_LABELS[method]}: recovery")
-        axis.plot(positions, centred, "s--", color=color, alpha=0.6, markersize=4,
-                  label=f"{METHOD_LABELS[method]}: centred recovery")
+        axis.plot(
+            positions,
+            centred,
+            "s--",
+            color=color,
+            alpha=0.6,
+            markersize=4,
+            label=f"{METHOD_LABELS[method]}: centred recovery",
+        )
     axis.set_xticks(positions, settings["layers"], rotation=45, fontsize=8)
     axis.set_ylim(-0.05, 1.0)
     axis.set_ylabel("recovery (cosine with x_lim)")
-    axis.set_title(f"Proposition 1 / Eq. 8: back-propagated from each ReLU of a random VGG-16 "
-                   f"({settings['input_size']} px), random positive top gradient", fontsize=10)
+    axis.set_title(
+        f"Proposition 1 / Eq. 8: back-propagated from each ReLU of a random VGG-16 "
+        f"({settings['input_size']} px), random positive top gradient",
+        fontsize=10,
+    )
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7, ncol=3)
     map_panel(figure.add_subplot(grid[1, 0]), data.tensor("limit"), "limit image x_lim", "3x3 patches, stride 1")
@@ -164,10 +177,13 @@ def draw(data: FigureData, path: Path) -> None:
         if layer not in shown:
             continue
         for row, method in ((1, "gbp"), (2, "saliency")):
-            map_panel(figure.add_subplot(grid[row, column]), data.tensor(f"shown_{method}")[shown[layer]],
-                      f"{METHOD_LABELS[method]}, {layer}",
-                      f"recovery {metrics[f'recovery_{method}_{layer}']:.2f} "
-                      f"(centred {metrics[f'centred_recovery_{method}_{layer}']:.2f})")
+            map_panel(
+                figure.add_subplot(grid[row, column]),
+                data.tensor(f"shown_{method}")[shown[layer]],
+                f"{METHOD_LABELS[method]}, {layer}",
+                f"recovery {metrics[f'recovery_{method}_{layer}']:.2f} "
+                f"(centred {metrics[f'centred_recovery_{method}_{layer}']:.2f})",
+            )
     save_figure(figure, path)
 
 

@@ -17,10 +17,10 @@ import torch
 
 from ..engine import attribute_many
 from ..metrics import class_distance, input_similarity
-from ..theory import gaussianity, recovery
-from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from ..render import map_panel, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
+from ..theory import gaussianity, recovery
+from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .random_cnn import random_cnn
 
 __all__ = ["EXPERIMENT"]

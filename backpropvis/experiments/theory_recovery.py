@@ -16,8 +16,8 @@ recovery is the cosine between the two. Three measurements:
 
 from __future__ import annotations
 
-import math
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -27,11 +27,11 @@ from tqdm.auto import tqdm
 
 from ..engine import attribute_many
 from ..models import three_layer_fcn
+from ..render import Picture, map_panel, pyplot, save_figure
 from ..theory import PowerLaw, filters_needed, fit_power_law, law_amplitude, recovery, tangent_squared
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .networks import model_inputs
-from ..render import map_panel, pyplot, save_figure
-from .random_cnn import random_cnn
+from .random_cnn import RandomCNN, random_cnn
 
 __all__ = ["EXPERIMENT"]
 
@@ -90,8 +90,10 @@ def _gbp_recovery(model, inputs: torch.Tensor, limit: torch.Tensor, target: int)
     return float(recovery(gbp, limit.to(gbp))), gbp.cpu()
 
 
-def _cnn_recovery(context: RunContext, settings: Mapping[str, Any], **config) -> tuple[float, torch.Tensor, torch.Tensor]:
-    """(recovery, GBP map, limit image) of one random CNN."""
+def _cnn_recovery(
+    context: RunContext, settings: Mapping[str, Any], **config
+) -> tuple[float, torch.Tensor, RandomCNN]:
+    """(recovery, GBP map, the network with its input and limit image) of one random CNN."""
     cnn = random_cnn(context, num_classes=settings["num_classes"], **config)
     value, gbp = _gbp_recovery(cnn.model, cnn.inputs, cnn.limit, settings["target"])
     return value, gbp, cnn
@@ -102,7 +104,9 @@ def _law(settings: Mapping[str, Any], context: RunContext, metrics: dict, progre
     geometry = {key: settings[key] for key in ("input_size", "kernel_size", "stride")}
     for count in settings["num_filters"]:
         for offset in settings["seeds"]:
-            value, gbp, cnn = _cnn_recovery(context, settings, num_filters=count, seed=context.seed + offset, **geometry)
+            value, gbp, cnn = _cnn_recovery(
+                context, settings, num_filters=count, seed=context.seed + offset, **geometry
+            )
             rows.append((count, value))
             if offset == settings["seeds"][0] and count in settings["shown_filters"]:
                 shown[count] = gbp
@@ -115,19 +119,33 @@ def _law(settings: Mapping[str, Any], context: RunContext, metrics: dict, progre
     metrics["recovery_at_largest_n"] = metrics[f"recovery_at_{max(settings['num_filters'])}"]
     fitted = counts >= settings["fit_from_filters"]
     law = fit_power_law(counts[fitted], 1 - values[fitted])
-    metrics.update(recovery_law_slope=law.slope, recovery_law_slope_low=law.slope_low,
-                   recovery_law_slope_high=law.slope_high, recovery_law_r_squared=law.r_squared)
-    tangent = fit_power_law(counts, tangent_squared(values))
-    metrics.update(tan2_law_slope_all=tangent.slope, tan2_law_slope_all_low=tangent.slope_low,
-                   tan2_law_slope_all_high=tangent.slope_high)
+    metrics.update(
+        recovery_law_slope=law.slope,
+        recovery_law_slope_low=law.slope_low,
+        recovery_law_slope_high=law.slope_high,
+        recovery_law_r_squared=law.r_squared,
+    )
+    tangent = fit_power_law(counts, tangent_squared(values).tolist())
+    metrics.update(
+        tan2_law_slope_all=tangent.slope,
+        tan2_law_slope_all_low=tangent.slope_low,
+        tan2_law_slope_all_high=tangent.slope_high,
+    )
     everything = fit_power_law(counts, 1 - values)
     metrics["recovery_law_slope_all"] = everything.slope
-    return {"counts": counts, "values": values, "law": law, "tangent": tangent, "shown": shown,
-            "picture": picture, "limit": limit}
+    return {
+        "counts": counts,
+        "values": values,
+        "law": law,
+        "tangent": tangent,
+        "shown": shown,
+        "picture": picture,
+        "limit": limit,
+    }
 
 
 def _filter_sizes(settings: Mapping[str, Any], context: RunContext, metrics: dict, progress) -> dict:
-    needed = {"kernel": [], "overlapping": []}
+    needed: dict[str, list[float]] = {"kernel": [], "overlapping": []}
     for kernel in settings["filter_sizes"]:
         for mode, stride, counts in (
             ("kernel", kernel, settings["filter_sweep_filters"]),
@@ -135,8 +153,14 @@ def _filter_sizes(settings: Mapping[str, Any], context: RunContext, metrics: dic
         ):
             values = []
             for count in counts:
-                value, _, _ = _cnn_recovery(context, settings, num_filters=count, kernel_size=kernel, stride=stride,
-                                            input_size=settings["input_size"])
+                value, _, _ = _cnn_recovery(
+                    context,
+                    settings,
+                    num_filters=count,
+                    kernel_size=kernel,
+                    stride=stride,
+                    input_size=settings["input_size"],
+                )
                 values.append(value)
                 progress.update()
             amplitude = law_amplitude(counts, values)
@@ -145,10 +169,13 @@ def _filter_sizes(settings: Mapping[str, Any], context: RunContext, metrics: dic
             metrics[f"filters_needed_{kernel}x{kernel}{suffix}"] = needed[mode][-1]
     sizes = [3 * kernel * kernel for kernel in settings["filter_sizes"]]
     exponent = fit_power_law(sizes, needed["kernel"])
-    metrics.update(filters_needed_exponent=exponent.slope, filters_needed_exponent_low=exponent.slope_low,
-                   filters_needed_exponent_high=exponent.slope_high,
-                   filters_needed_exponent_error=abs(exponent.slope - 1.0),
-                   filters_needed_exponent_overlapping=fit_power_law(sizes, needed["overlapping"]).slope)
+    metrics.update(
+        filters_needed_exponent=exponent.slope,
+        filters_needed_exponent_low=exponent.slope_low,
+        filters_needed_exponent_high=exponent.slope_high,
+        filters_needed_exponent_error=abs(exponent.slope - 1.0),
+        filters_needed_exponent_overlapping=fit_power_law(sizes, needed["overlapping"]).slope,
+    )
     return {"sizes": sizes, "needed": needed, "exponent": exponent}
 
 
@@ -162,26 +189,38 @@ def _fcn(settings: Mapping[str, Any], context: RunContext, metrics: dict, progre
         progress.update()
     cnn_values = []
     for count in settings["fcn_cnn_filters"]:
-        cnn_values.append(_cnn_recovery(context, settings, num_filters=count, kernel_size=kernel, stride=kernel,
-                                        input_size=size)[0])
+        cnn_values.append(
+            _cnn_recovery(context, settings, num_filters=count, kernel_size=kernel, stride=kernel, input_size=size)[0]
+        )
         progress.update()
     fcn_amplitude = law_amplitude(settings["fcn_hidden"], fcn_values)
     cnn_amplitude = law_amplitude(settings["fcn_cnn_filters"], cnn_values)
     d_over_p = (3 * size * size) / (3 * kernel * kernel)
     ratio = fcn_amplitude / cnn_amplitude
-    metrics.update(fcn_amplitude=fcn_amplitude, cnn_amplitude=cnn_amplitude, fcn_over_cnn_units=ratio,
-                   d_over_p=d_over_p, fcn_ratio_log2_error=abs(math.log2(ratio / d_over_p)))
+    metrics.update(
+        fcn_amplitude=fcn_amplitude,
+        cnn_amplitude=cnn_amplitude,
+        fcn_over_cnn_units=ratio,
+        d_over_p=d_over_p,
+        fcn_ratio_log2_error=abs(math.log2(ratio / d_over_p)),
+    )
     for hidden, value in zip(settings["fcn_hidden"], fcn_values):
         metrics[f"fcn_recovery_at_{hidden}"] = value
-    return {"fcn": (settings["fcn_hidden"], fcn_values, fcn_amplitude),
-            "cnn": (settings["fcn_cnn_filters"], cnn_values, cnn_amplitude), "d_over_p": d_over_p}
+    return {
+        "fcn": (settings["fcn_hidden"], fcn_values, fcn_amplitude),
+        "cnn": (settings["fcn_cnn_filters"], cnn_values, cnn_amplitude),
+        "d_over_p": d_over_p,
+    }
 
 
 def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     metrics: dict[str, float] = {}
-    total = (len(settings["num_filters"]) * len(settings["seeds"])
-             + len(settings["filter_sizes"]) * (len(settings["filter_sweep_filters"]) + 1)
-             + len(settings["fcn_hidden"]) + len(settings["fcn_cnn_filters"]))
+    total = (
+        len(settings["num_filters"]) * len(settings["seeds"])
+        + len(settings["filter_sizes"]) * (len(settings["filter_sweep_filters"]) + 1)
+        + len(settings["fcn_hidden"])
+        + len(settings["fcn_cnn_filters"])
+    )
     with tqdm(total=total, desc="recovery sweeps", unit="net", disable=not context.progress) as progress:
         law = _law(settings, context, metrics, progress)
         sizes = _filter_sizes(settings, context, metrics, progress)
@@ -197,19 +236,26 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     )
     shown = [count for count in settings["shown_filters"] if count in law["shown"]]
     figure = {
-        "counts": law["counts"], "values": law["values"],  # every (N, seed): N and GBP's recovery
-        "law": _fit_array(law["law"]), "tangent": _fit_array(law["tangent"]), "exponent": _fit_array(sizes["exponent"]),
-        "shown_counts": shown, "shown_maps": torch.stack([law["shown"][count] for count in shown]),  # [k, 3, S, S]
+        "counts": law["counts"],
+        "values": law["values"],  # every (N, seed): N and GBP's recovery
+        "law": _fit_array(law["law"]),
+        "tangent": _fit_array(law["tangent"]),
+        "exponent": _fit_array(sizes["exponent"]),
+        "shown_counts": shown,
+        "shown_maps": torch.stack([law["shown"][count] for count in shown]),  # [k, 3, S, S]
         "shown_recovery": [float(recovery(law["shown"][count], law["limit"])) for count in shown],
-        "picture": law["picture"], "limit": law["limit"],  # [3, S, S]
-        "sizes": sizes["sizes"], "needed_kernel": sizes["needed"]["kernel"],
+        "picture": law["picture"],
+        "limit": law["limit"],  # [3, S, S]
+        "sizes": sizes["sizes"],
+        "needed_kernel": sizes["needed"]["kernel"],
         "needed_overlapping": sizes["needed"]["overlapping"],
     }
     for name in ("fcn", "cnn"):
         units, values, amplitude = fcn[name]
         figure.update({f"{name}_units": units, f"{name}_values": values, f"{name}_amplitude": amplitude})
-    return Measurement(metrics, "three-layer CNN and FCN (random)", f"random (seed {context.seed} + offsets)", notes,
-                       figure=figure)
+    return Measurement(
+        metrics, "three-layer CNN and FCN (random)", f"random (seed {context.seed} + offsets)", notes, figure=figure
+    )
 
 
 def _fit_array(fit: PowerLaw) -> np.ndarray:
@@ -247,34 +293,62 @@ def draw(data: FigureData, path: Path) -> None:
     fitted = np.geomspace(settings["fit_from_filters"], counts.max(), 20)
     whole = np.geomspace(counts.min(), counts.max(), 40)
     axis.plot(whole, law.predict(whole), "--", color="tab:blue", alpha=0.4)
-    axis.plot(fitted, law.predict(fitted), color="tab:blue",
-              label=f"fit N >= {settings['fit_from_filters']}: slope {law.slope:.2f} "
-                    f"[{law.slope_low:.2f}, {law.slope_high:.2f}]")
+    axis.plot(
+        fitted,
+        law.predict(fitted),
+        color="tab:blue",
+        label=f"fit N >= {settings['fit_from_filters']}: slope {law.slope:.2f} "
+        f"[{law.slope_low:.2f}, {law.slope_high:.2f}]",
+    )
     axis.plot(whole, tangent.predict(whole), color="tab:gray", label=f"tan^2 fit: slope {tangent.slope:.2f}")
-    _log_log(axis, "number of filters N", "1 - recovery,  tan^2", f"Theorem 1: GBP's recovery law ({settings['kernel_size']}x"
-             f"{settings['kernel_size']}x3, stride {settings['stride']})")
+    _log_log(
+        axis,
+        "number of filters N",
+        "1 - recovery,  tan^2",
+        f"Theorem 1: GBP's recovery law ({settings['kernel_size']}x"
+        f"{settings['kernel_size']}x3, stride {settings['stride']})",
+    )
 
     axis = figure.add_subplot(grid[0, 2:4])
     p = np.array(arrays["sizes"], dtype=float)
     axis.plot(p, arrays["needed_kernel"], "o", color="tab:orange", label="stride = filter side (no overlap)")
     axis.plot(p, exponent.predict(p), color="tab:orange", label=f"slope {exponent.slope:.2f} (linear: 1)")
-    axis.plot(p, arrays["needed_overlapping"], "s", color="tab:purple",
-              label=f"stride {settings['filter_sweep_overlapping_stride']} (overlapping)")
-    _log_log(axis, "filter size p", f"N for recovery {settings['target_recovery']}", "filters needed against filter size")
+    axis.plot(
+        p,
+        arrays["needed_overlapping"],
+        "s",
+        color="tab:purple",
+        label=f"stride {settings['filter_sweep_overlapping_stride']} (overlapping)",
+    )
+    _log_log(
+        axis, "filter size p", f"N for recovery {settings['target_recovery']}", "filters needed against filter size"
+    )
     axis.minorticks_off()
     axis.set_xticks(p, [f"{k}x{k}x3" for k in settings["filter_sizes"]])
 
     axis = figure.add_subplot(grid[0, 4:])
     for name, color in (("fcn", "tab:red"), ("cnn", "tab:green")):
         units = np.array(arrays[f"{name}_units"], dtype=float)
-        label = "FCN hidden units" if name == "fcn" else f"CNN filters ({settings['kernel_size']}x{settings['kernel_size']}, no overlap)"
+        label = (
+            "FCN hidden units"
+            if name == "fcn"
+            else f"CNN filters ({settings['kernel_size']}x{settings['kernel_size']}, no overlap)"
+        )
         axis.plot(units, tangent_squared(arrays[f"{name}_values"]), "o", color=color, label=label)
         line = np.geomspace(units.min() / 2, units.max() * 2, 10)
         axis.plot(line, float(arrays[f"{name}_amplitude"]) / line, color=color, alpha=0.6)
-    _log_log(axis, "units N", "tan^2 (1/recovery^2 - 1)", f"FCN vs CNN at {settings['fcn_input_size']} px: FCN "
-             f"needs {metrics['fcn_over_cnn_units']:.0f}x (d/p = {metrics['d_over_p']:.0f})")
+    _log_log(
+        axis,
+        "units N",
+        "tan^2 (1/recovery^2 - 1)",
+        f"FCN vs CNN at {settings['fcn_input_size']} px: FCN "
+        f"needs {metrics['fcn_over_cnn_units']:.0f}x (d/p = {metrics['d_over_p']:.0f})",
+    )
 
-    panels = [(data.tensor("picture").permute(1, 2, 0).numpy(), "input", ""), (data.tensor("limit"), "limit image x_lim", "")]
+    panels: list[tuple[Picture, str, str]] = [
+        (data.tensor("picture").permute(1, 2, 0).numpy(), "input", ""),
+        (data.tensor("limit"), "limit image x_lim", ""),
+    ]
     shown = zip(data.tensor("shown_counts").tolist(), data.tensor("shown_maps"), arrays["shown_recovery"])
     panels += [(gbp, f"GBP, N = {count}", f"recovery {value:.3f}") for count, gbp, value in shown]
     for column, (picture, title, caption) in enumerate(panels[:6]):

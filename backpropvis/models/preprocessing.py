@@ -12,8 +12,11 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
-__all__ = ["Preprocessing", "IMAGENET", "TF_LITE", "MAX_RESIZED_AREA"]
+from ..errors import ModelError
+
+__all__ = ["Preprocessing", "IMAGENET", "TF_LITE", "MAX_RESIZED_AREA", "preprocessing_of"]
 
 MAX_RESIZED_AREA = 4
 """Largest resized image, in squares of the resize size. An image more elongated than
@@ -37,7 +40,7 @@ class Preprocessing:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
-    def resized(self, crop: int) -> "Preprocessing":
+    def resized(self, crop: int) -> Preprocessing:
         """The same pipeline for another crop size (keeping the crop / resize ratio)."""
         return replace(self, crop=crop, resize=round(crop * self.resize / self.crop))
 
@@ -48,11 +51,11 @@ class Preprocessing:
         size = (max(self.crop, round(width * scale)), max(self.crop, round(height * scale)))
         left, top = (size[0] - self.crop) // 2, (size[1] - self.crop) // 2
         if size[0] * size[1] <= MAX_RESIZED_AREA * self.resize**2:
-            image = image.resize(size, Image.BILINEAR).crop((left, top, left + self.crop, top + self.crop))
+            image = image.resize(size, Image.Resampling.BILINEAR).crop((left, top, left + self.crop, top + self.crop))
         else:  # a long strip: resize only the part the crop keeps, never the whole strip (100000 x 3 px)
             x_scale, y_scale = size[0] / width, size[1] / height
             box = (left / x_scale, top / y_scale, (left + self.crop) / x_scale, (top + self.crop) / y_scale)
-            image = image.resize((self.crop, self.crop), Image.BILINEAR, box=box)
+            image = image.resize((self.crop, self.crop), Image.Resampling.BILINEAR, box=box)
         pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
         return self.normalize(pixels)
 
@@ -81,3 +84,15 @@ IMAGENET = Preprocessing()
 
 TF_LITE = Preprocessing(mean=(127.0 / 255,) * 3, std=(128.0 / 255,) * 3)
 """TensorFlow's EfficientNet-Lite pipeline: (pixel - 127) / 128 on the 0-255 scale."""
+
+
+def preprocessing_of(model: nn.Module) -> Preprocessing:
+    """``model.preprocessing``, the input pipeline a model carries.
+
+    Raises:
+        ModelError: for a model without one.
+    """
+    preprocessing = getattr(model, "preprocessing", None)
+    if not isinstance(preprocessing, Preprocessing):
+        raise ModelError(f"{type(model).__name__} has no .preprocessing (a backpropvis.models.Preprocessing)")
+    return preprocessing

@@ -19,7 +19,8 @@ not yet done. On K GPUs of one machine, or M machines (each rank writes
     torchrun --nproc-per-node K -m backpropvis class-distance --images val/ ... --device cuda --db results.sqlite
 
     # on machine N = 0 .. M-1 (a fixed --node-rank keeps each rank's file on its machine across restarts)
-    torchrun --nnodes M --node-rank N --nproc-per-node K --master-addr HOST0 --master-port 29500 -m backpropvis class-distance --images val/ ... --device cuda --db results.sqlite
+    torchrun --nnodes M --node-rank N --nproc-per-node K --master-addr HOST0 --master-port 29500 \\
+        -m backpropvis class-distance --images val/ ... --device cuda --db results.sqlite
     backpropvis summarize 'results.rank-*.sqlite'
 
 Values are bit-identical across resumes, workers and ranks when the batch size and the

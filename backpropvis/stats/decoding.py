@@ -10,7 +10,7 @@ file never stops a run.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from PIL import Image
@@ -62,7 +62,8 @@ class ImageSet(Dataset):
     ``preprocess`` maps a PIL image to Tensor[3, S, S] (a model's ``preprocessing``).
     """
 
-    def __init__(self, source: ImageSource, keys: Sequence[str], preprocess: Callable[[Image.Image], torch.Tensor]) -> None:
+    def __init__(self, source: ImageSource, keys: Sequence[str],
+                 preprocess: Callable[[Image.Image], torch.Tensor]) -> None:
         self.source = source
         self.keys = list(keys)
         self.preprocess = preprocess
@@ -87,7 +88,7 @@ def collate(items: list[Decoded]) -> Batch:
     """DataLoader ``collate_fn``: stack the good images, list the failures."""
     good = [item for item in items if item.pixels is not None]
     failures = [(item.key, item.content_hash, item.reason or "") for item in items if item.pixels is None]
-    pixels = torch.stack([item.pixels for item in good]) if good else torch.empty(0)
+    pixels = torch.stack([item.pixels for item in items if item.pixels is not None]) if good else torch.empty(0)
     return Batch([item.key for item in good], [item.content_hash for item in good], pixels, failures)
 
 
@@ -98,5 +99,8 @@ def _one_thread(worker_id: int) -> None:
 def batch_loader(dataset: ImageSet, batches: Sequence[Sequence[int]], workers: int) -> DataLoader:
     """A DataLoader yielding one :class:`Batch` per entry of ``batches`` (dataset indices),
     decoded by ``workers`` processes (0: in this process), at most two batches ahead."""
-    extra = {"prefetch_factor": 2, "persistent_workers": False, "worker_init_fn": _one_thread} if workers > 0 else {}
-    return DataLoader(dataset, batch_sampler=[list(batch) for batch in batches], num_workers=workers, collate_fn=collate, **extra)
+    extra: dict[str, Any] = {}
+    if workers > 0:
+        extra = {"prefetch_factor": 2, "persistent_workers": False, "worker_init_fn": _one_thread}
+    return DataLoader(dataset, batch_sampler=[list(batch) for batch in batches], num_workers=workers,
+                      collate_fn=collate, **extra)

@@ -22,9 +22,10 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
+from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -35,7 +36,7 @@ from ..image_sets import ImageSource, list_images, source_setting
 from ..images import logit_name
 from ..metrics import class_distance, class_distance_minmax, input_similarity
 from ..models import LoadedModel, describe_module, load_model
-from ..rules import PAPER_METHODS, resolve_rule
+from ..rules import PAPER_METHODS, Rule, resolve_rule
 from .decoding import Batch, ImageSet, batch_loader
 from .distributed import World, barrier, process_group, world_from_environment
 from .listing import rank_db_path, shard
@@ -167,8 +168,9 @@ def run_class_distance(
         store = ResultsStore(rank_db_path(db, world.rank, world.size), settings, loaded.weights_description, other)
         try:
             report = _run(
-                store, keys, images, network, loaded.preprocessing, rules, settings, batch_size, workers, torch_device,
-                world, progress,
+                store, keys, images=images, network=network, preprocess=loaded.preprocessing, rules=rules,
+                settings=settings, batch_size=batch_size, workers=workers, device=torch_device, world=world,
+                progress=progress,
             )
         finally:
             store.close()
@@ -190,7 +192,11 @@ def _network(
     return describe_module(model, model_name, str(weights), input_size)
 
 
-def _run(store, keys, images, network, preprocess, rules, settings, batch_size, workers, device, world, progress) -> RunReport:
+def _run(
+    store: ResultsStore, keys: Sequence[str], *, images: ImageSource, network: nn.Module,
+    preprocess: Callable[[Image.Image], torch.Tensor], rules: Sequence[Rule], settings: RunSettings, batch_size: int,
+    workers: int, device: torch.device, world: World, progress: bool,
+) -> RunReport:
     mine = shard(keys, world.rank, world.size)
     batch_size = max(1, min(batch_size, len(mine)))  # a handful of images is not padded to a large batch
     store.set_total(len(mine))
@@ -256,7 +262,8 @@ def _measure(
     precision = None if settings.precision == "default" else settings.precision
     maps = attribute_many(network, inputs, [padded[0].to(device), padded[1].to(device)], rules, precision=precision)
     # the logits the pairs were chosen from; "random-random" takes none, so always the shared pass's
-    predicted = (maps.logits[:count] if settings.pairs == "random-random" else logits).argmax(dim=1).cpu()
+    chosen_from = maps.logits[:count] if settings.pairs == "random-random" or logits is None else logits
+    predicted = chosen_from.argmax(dim=1).cpu()
 
     rows = []
     image = inputs[:count]
@@ -274,6 +281,7 @@ def _measure(
                 second_logit=second, second_name=logit_name(second, num_logits),
                 predicted=top, predicted_name=logit_name(top, num_logits),
                 class_distance=float(distance[column]), class_distance_minmax=float(distance_minmax[column]),
-                input_similarity_first=float(similarity[0, column]), input_similarity_second=float(similarity[1, column]),
+                input_similarity_first=float(similarity[0, column]),
+                input_similarity_second=float(similarity[1, column]),
             ))
     return rows, len(maps.logits[0])

@@ -12,7 +12,7 @@ import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
@@ -22,7 +22,10 @@ from ..metrics import ratio
 from ..render import pyplot
 from .store import RunSettings, StoredRun, read_database
 
-__all__ = ["expand_databases", "bootstrap_means", "Collected", "collect", "summarize", "format_summary", "plot_summary", "RATIOS"]
+__all__ = [
+    "expand_databases", "bootstrap_means", "Collected", "collect", "summarize", "format_summary", "plot_summary",
+    "RATIOS",
+]
 
 RATIOS: tuple[tuple[str, str], ...] = (("saliency", "gbp"), ("saliency", "deconvnet"))
 """Method pairs whose ratio of mean class distances is reported (the paper: saliency far above both)."""
@@ -60,7 +63,9 @@ def expand_databases(sources: Sequence[Union[str, os.PathLike]]) -> list[Path]:
     return unique
 
 
-def bootstrap_means(values: np.ndarray, resamples: int = 2000, seed: int = 0, chunk_elements: int = 4_000_000) -> np.ndarray:
+def bootstrap_means(
+    values: np.ndarray, resamples: int = 2000, seed: int = 0, chunk_elements: int = 4_000_000
+) -> np.ndarray:
     """Means of ``resamples`` bootstrap resamples of the rows of ``values``.
 
     Args:
@@ -116,7 +121,10 @@ def _merge(runs: list[StoredRun]) -> list[str]:
     notes = []
     missing = sorted(set(range(first.settings.world_size)) - set(ranks))
     if missing:
-        notes.append(f"ranks {', '.join(map(str, missing))} of {first.settings.world_size} are missing: their images are not included")
+        notes.append(
+            f"ranks {', '.join(map(str, missing))} of {first.settings.world_size} are missing: "
+            "their images are not included"
+        )
     return notes
 
 
@@ -167,9 +175,13 @@ def collect(databases: Sequence[Union[str, os.PathLike]]) -> Collected:
     images = sorted({row["image"] for row in rows})
     expected = sum(run.run["images_total"] or 0 for run in runs)
     if len(images) + len(failures) < expected:
-        notes.append(f"incomplete: {len(images) + len(failures)} of {expected} images done; run the same command again to finish")
+        notes.append(
+            f"incomplete: {len(images) + len(failures)} of {expected} images done; run the same command again to finish"
+        )
     index = {image: number for number, image in enumerate(images)}
-    tables = {name: np.full((len(images), len(methods)), np.nan) for name in ("class_distance", "class_distance_minmax")}
+    tables = {
+        name: np.full((len(images), len(methods)), np.nan) for name in ("class_distance", "class_distance_minmax")
+    }
     similarity = np.full((len(images), len(methods), 2), np.nan)
     for row in rows:
         at = (index[row["image"]], methods.index(row["method"]))
@@ -198,10 +210,11 @@ def summarize(
     """
     run = collect(databases)
     settings, methods = run.settings, run.methods
-    summary = {
+    summary: dict[str, Any] = {
         "databases": [str(stored.path) for stored in run.runs],
         "settings": {
-            "model": settings.model, "weights": settings.weights, "weights_description": run.runs[0].run["weights_description"],
+            "model": settings.model, "weights": settings.weights,
+            "weights_description": run.runs[0].run["weights_description"],
             "methods": methods, "pairs": settings.pairs, "seed": settings.seed, "input_size": settings.input_size,
             "images": settings.images, "world_size": settings.world_size, "model_args": settings.model_args,
             "model_source": settings.model_source, "weights_fingerprint": settings.weights_fingerprint,
@@ -217,7 +230,7 @@ def summarize(
         return summary
     samples = {name: bootstrap_means(values, resamples, seed) for name, values in run.tables.items()}
     for column, method in enumerate(methods):
-        entry = {"images": len(run.images)}
+        entry: dict[str, Any] = {"images": len(run.images)}
         for name, values in run.tables.items():
             low, high = _interval(samples[name][:, column], confidence)
             entry[name] = {"mean": float(values[:, column].mean()), "low": low, "high": high}
@@ -227,9 +240,10 @@ def summarize(
         if top in methods and bottom in methods:
             a, b = methods.index(top), methods.index(bottom)
             values = run.tables["class_distance"]
-            resampled = np.array([ratio(n, d) for n, d in zip(samples["class_distance"][:, a], samples["class_distance"][:, b])])
-            low, high = _interval(resampled, confidence)
-            summary["ratios"][f"{top}/{bottom}"] = {"mean": ratio(values[:, a].mean(), values[:, b].mean()), "low": low, "high": high}
+            resampled = samples["class_distance"]
+            low, high = _interval(np.array([ratio(n, d) for n, d in zip(resampled[:, a], resampled[:, b])]), confidence)
+            mean = ratio(values[:, a].mean(), values[:, b].mean())
+            summary["ratios"][f"{top}/{bottom}"] = {"mean": mean, "low": low, "high": high}
     return summary
 
 
@@ -248,8 +262,8 @@ def format_summary(summary: dict) -> str:
             f"{method:>10}  {unit['mean']:8.4f} [{unit['low']:.4f}, {unit['high']:.4f}] ({confidence}% CI)"
             f"  {minmax['mean']:8.4f} [{minmax['low']:.4f}, {minmax['high']:.4f}]  {entry['input_similarity']:+10.3f}"
         )
-    for name, ratio in summary["ratios"].items():
-        lines.append(f"ratio {name}: {ratio['mean']:.2f} [{ratio['low']:.2f}, {ratio['high']:.2f}]")
+    for name, interval in summary["ratios"].items():
+        lines.append(f"ratio {name}: {interval['mean']:.2f} [{interval['low']:.2f}, {interval['high']:.2f}]")
     for image, reason in list(summary["failure_reasons"].items())[:10]:
         lines.append(f"failed: {image}: {reason}")
     if summary["failures"] > 10:
@@ -270,8 +284,10 @@ def plot_summary(summary: dict, path: Union[str, os.PathLike], title: Optional[s
     for axis, name, label in zip(axes, ("class_distance", "class_distance_minmax"), ("unit-L2 maps", "min-max maps")):
         entries = [summary["methods"][method][name] for method in methods]
         means = np.array([entry["mean"] for entry in entries])
-        errors = np.array([[entry["mean"] - entry["low"] for entry in entries], [entry["high"] - entry["mean"] for entry in entries]])
-        axis.bar(methods, means, yerr=errors, capsize=4, color=["tab:red", "tab:blue", "tab:green", "tab:gray"][: len(methods)])
+        errors = np.array([[entry["mean"] - entry["low"] for entry in entries],
+                           [entry["high"] - entry["mean"] for entry in entries]])
+        colours = ["tab:red", "tab:blue", "tab:green", "tab:gray"][: len(methods)]
+        axis.bar(methods, means, yerr=errors, capsize=4, color=colours)
         axis.set_title(f"class distance, {label}", fontsize=10)
         axis.set_ylabel("mean L2 distance (95% CI)")
     figure.suptitle(
