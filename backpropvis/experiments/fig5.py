@@ -253,27 +253,17 @@ def draw(data: FigureData, path: Path) -> None:
     save_figure(figure, path)
 
 
+FULL: dict = {
+    "target": "max", "cnn_input_size": 224, "kernel_size": 7, "stride": 2, "num_filters": (8, 16, 32, 64),
+    "fcn_input_size": 64, "hidden": (5000, 10000, 40000, 70000),
+}
+"""The paper's sweeps: N filters of 7 x 7 x 3 at stride 2 on 224 px, Nh hidden units on 64 px."""
+
 EXPERIMENT = Experiment(
     name="fig5",
     title="Figure 5: GBP needs far fewer first-layer weights with local connections (CNN by N, FCN by Nh)",
-    full={
-        "target": "max",
-        "cnn_input_size": 224,
-        "kernel_size": 7,
-        "stride": 2,
-        "num_filters": (8, 16, 32, 64),
-        "fcn_input_size": 64,
-        "hidden": (5000, 10000, 40000, 70000),
-    },
-    quick={
-        "target": "max",
-        "cnn_input_size": 112,
-        "kernel_size": 7,
-        "stride": 2,
-        "num_filters": (8, 16, 32, 64),
-        "fcn_input_size": 64,
-        "hidden": (5000, 10000, 40000, 70000),
-    },
+    full=FULL,
+    quick={**FULL, "cnn_input_size": 112},
     claims=(
         Claim("cnn_rises_with_n", "the CNN's GBP input similarity rises at every step of N", "cnn_min_rise", ">", 0.0),
         Claim(
