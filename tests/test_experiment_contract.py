@@ -26,7 +26,7 @@ from backpropvis.experiments import (
     Measurement,
     RunContext,
     UnknownMetricError,
-    registry,
+    collect_experiments,
     run_experiment,
     select,
 )
@@ -107,13 +107,13 @@ def test_a_selection_runs_in_the_papers_figure_order_whatever_the_order_asked():
 def test_the_registry_refuses_modules_without_an_experiment():
     stray = types.ModuleType("backpropvis.experiments.stray")
     with pytest.raises(TypeError, match="stray must declare EXPERIMENT"):
-        registry([stray], "paper")
+        collect_experiments([stray], "paper")
     twice = types.ModuleType("twice")
     twice.EXPERIMENT = PAPER["fig4"]
     with pytest.raises(ValueError, match="two experiments are named 'fig4'"):
-        registry([twice, twice], "paper")
+        collect_experiments([twice, twice], "paper")
     with pytest.raises(TypeError, match="group 'theory'"):
-        registry([twice], "theory")
+        collect_experiments([twice], "theory")
 
 
 def test_a_registered_module_that_cannot_be_imported_is_an_error():

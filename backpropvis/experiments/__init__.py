@@ -44,7 +44,7 @@ __all__ = [
     "THEORY",
     "PAPER_MODULES",
     "THEORY_MODULES",
-    "registry",
+    "collect_experiments",
     "select",
     "find",
     "Claim",
@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 
-def registry(modules: Sequence[ModuleType], group: str) -> dict[str, Experiment]:
+def collect_experiments(modules: Sequence[ModuleType], group: str) -> dict[str, Experiment]:
     """name -> the ``EXPERIMENT`` each module of ``modules`` declares, in order.
 
     Raises:
@@ -88,10 +88,10 @@ PAPER_MODULES: tuple[str, ...] = tuple(module.__name__.rsplit(".", 1)[1] for mod
 THEORY_MODULES: tuple[str, ...] = tuple(module.__name__.rsplit(".", 1)[1] for module in _THEORY_MODULES)
 """The modules of this package declaring the theory studies (each an ``EXPERIMENT``)."""
 
-PAPER: dict[str, Experiment] = registry(_PAPER_MODULES, "paper")
+PAPER: dict[str, Experiment] = collect_experiments(_PAPER_MODULES, "paper")
 """The paper's figures by name ("fig2" ... "fig9"), in the paper's order."""
 
-THEORY: dict[str, Experiment] = registry(_THEORY_MODULES, "theory")
+THEORY: dict[str, Experiment] = collect_experiments(_THEORY_MODULES, "theory")
 """The theory studies by name ("closed-form", "recovery", "gaussianity", "depth", "dead-zones")."""
 
 
