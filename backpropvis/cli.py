@@ -96,7 +96,8 @@ def _add_visualize(commands: argparse._SubParsersAction) -> None:
         description="Maps of images for chosen methods and targets: one PNG per map, grid.png, summary.json (with the "
         "class distance between the targets' maps per image and method), and optionally the raw maps as arrays.",
     )
-    parser.add_argument("images", nargs="*", metavar="IMAGE-or-NAME", help="image files or sample names (default: tabby)")
+    parser.add_argument("images", nargs="*", metavar="IMAGE-or-NAME",
+                        help="image files or sample names (default: tabby)")
     _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
     parser.add_argument("--methods", default=",".join(PAPER_METHODS),
                         help="comma-separated rule names (default: %(default)s)")

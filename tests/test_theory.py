@@ -306,7 +306,8 @@ TINY = {
         {"configurations": [{"num_filters": 8, "kernel_size": 7, "stride": 2, "pool": None, "input_size": 24},
                             {"num_filters": 12, "kernel_size": 3, "stride": 1, "pool": 2, "input_size": 21}],
          "seeds": [0, 1], "targets": [0, 1], "num_classes": 2,
-         "shown": {"num_filters": 64, "kernel_size": 7, "stride": 2, "pool": 2, "input_size": 64}, "pool_sizes": [2, 3]},
+         "shown": {"num_filters": 64, "kernel_size": 7, "stride": 2, "pool": 2, "input_size": 64},
+         "pool_sizes": [2, 3]},
         {"closed_form_equals_engine", "pooling_turns_deconvnet_into_recovery"},
     ),
     "recovery": (
