@@ -212,7 +212,7 @@ def _run_selected(group: str, names: Sequence[str], args: argparse.Namespace, **
     registry = experiments.PAPER if group == "paper" else experiments.THEORY
     results = run_suite(
         experiments.select(registry, names), args.out, quick=args.quick, device=resolve_device(args.device),
-        seed=args.seed, vgg16_weights=args.vgg16_weights, **options,
+        seed=args.seed, vgg16_weights=args.vgg16_weights, precision=_precision(args.precision), **options,
     )
     print(summary_table(results))
     print(f"report: {args.out}/{INDEX_FILE}")
@@ -239,7 +239,15 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--vgg16-weights", default=None, metavar="FILE",
                         help="torchvision's trained VGG-16 checkpoint, vgg16-397923af.pth (default: the torch hub "
                         "cache's, else EfficientNet-Lite0 stands in for the trained net)")
+    _add_experiment_precision(parser)
     parser.set_defaults(run=_run_reproduce)
+
+
+def _add_experiment_precision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", default="float32", choices=PRECISION_CHOICES,
+                        help="the engine's arithmetic for every map: float32 is exact IEEE float32 whatever PyTorch's "
+                        "flags say, so claims are reproducible; default follows PyTorch's flags; tf32 and bfloat16 "
+                        "trade exactness for speed on GPUs (default: %(default)s)")
 
 
 def _run_theory(args: argparse.Namespace) -> int:
@@ -267,6 +275,7 @@ def _add_theory(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--vgg16-weights", default=None, metavar="FILE",
                         help="dead-zones: torchvision's trained VGG-16 checkpoint (default: the torch hub cache's, "
                         "else the study is skipped)")
+    _add_experiment_precision(parser)
     parser.set_defaults(run=_run_theory)
 
 

@@ -110,7 +110,9 @@ def _section(result: dict, folder: Path) -> str:
     parts.append(
         f"<p class='meta'>model <b>{html.escape(result['model'])}</b>, "
         f"weights <b>{html.escape(result['weights'])}</b>, "
-        f"{result['seconds']:.1f} s; {held} of {len(result['claims'])} claims hold</p>"
+        + "".join(f"{html.escape(str(key))} {html.escape(str(value))}, " for key, value in result.get("run", {}).items()
+                  if key != "quick")
+        + f"{result['seconds']:.1f} s; {held} of {len(result['claims'])} claims hold</p>"
     )
     for note in result.get("notes", []):
         parts.append(f"<p class='note'>{html.escape(note)}</p>")

@@ -52,10 +52,12 @@ def run_suite(
     vgg16_weights: Optional[Union[str, os.PathLike]] = None,
     progress: bool = True,
     image: str = "tabby",
+    precision: Optional[str] = "float32",
 ) -> list[ExperimentResult]:
     """Run ``experiments`` one after the other, writing ``out/<name>/metrics.json`` after
     each and ``out/index.html`` at the end; returns the results. ``image`` (a sample name
-    or a path) is what single-image studies look at."""
+    or a path) is what single-image studies look at; ``precision`` is the engine's
+    arithmetic for every map (default exact float32)."""
     images_folder = Path(images) if images else None
     weights_file = Path(vgg16_weights) if vgg16_weights else None
     check_run_inputs(images_folder, weights_file)
@@ -64,7 +66,7 @@ def run_suite(
     for experiment in tqdm(experiments, desc="experiments", unit="experiment", disable=not progress):
         context = RunContext(
             out=folder / experiment.name, quick=quick, device=torch.device(device), seed=seed, images=images_folder,
-            vgg16_weights=weights_file, progress=progress, image=image,
+            vgg16_weights=weights_file, progress=progress, image=image, precision=precision,
         )
         result = run_experiment(experiment, context)
         write_result(result, folder)

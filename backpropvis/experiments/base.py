@@ -135,6 +135,9 @@ class RunContext:
         vgg16_weights: a trained VGG-16 checkpoint path, or None when not available.
         progress: whether to show progress bars.
         image: the image a single-image study looks at (``--image``: a sample name or a path).
+        precision: the engine's arithmetic for every map (default exact IEEE float32, so that
+            claims are reproducible whatever PyTorch's global flags say; see
+            :mod:`backpropvis.engine.precision`).
     """
 
     out: Path
@@ -145,6 +148,7 @@ class RunContext:
     vgg16_weights: Optional[Path] = None
     progress: bool = True
     image: str = "tabby"
+    precision: Optional[str] = "float32"
 
 
 @dataclass(frozen=True)
@@ -254,6 +258,8 @@ class ExperimentResult:
     details: dict = field(default_factory=dict)
     figure: Optional[str] = None
     skipped: Optional[str] = None
+    run: dict = field(default_factory=dict)
+    """How it was run: seed, device, precision, quick (so results over seeds can be pooled)."""
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -272,6 +278,8 @@ def run_experiment(experiment: Experiment, context: RunContext) -> ExperimentRes
         UnknownMetricError: a claim names a metric that ``measure`` did not return.
     """
     settings = dict(experiment.quick if context.quick else experiment.full)
+    run = {"seed": context.seed, "device": str(context.device), "precision": context.precision or "default",
+           "quick": context.quick}
     context.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
@@ -279,7 +287,7 @@ def run_experiment(experiment: Experiment, context: RunContext) -> ExperimentRes
     except Skip as reason:
         return ExperimentResult(
             experiment.name, experiment.title, experiment.group, "-", "-", settings,
-            time.perf_counter() - start, [], {}, skipped=str(reason),
+            time.perf_counter() - start, [], {}, skipped=str(reason), run=run,
         )
     claims = [claim.evaluate(measured.metrics) for claim in experiment.claims]
     result = ExperimentResult(
@@ -294,6 +302,7 @@ def run_experiment(experiment: Experiment, context: RunContext) -> ExperimentRes
         metrics={key: _plain(value) for key, value in measured.metrics.items()},
         notes=list(measured.notes),
         details={key: _plain(value) for key, value in measured.details.items()},
+        run=run,
     )
     data_file = write_arrays({name: _array(name, value) for name, value in measured.figure.items()},
                              context.out / FIGURE_DATA_FILE)

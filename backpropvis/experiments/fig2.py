@@ -30,7 +30,8 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     network = trained_network(context)
     targets = list(settings["targets"])
     inputs = model_inputs(network.model, [settings["image"]], context.device, settings.get("size"))
-    maps = attribute_many(network.model, inputs, targets, PAPER_METHODS)  # one forward pass for everything
+    # one forward pass for everything
+    maps = attribute_many(network.model, inputs, targets, PAPER_METHODS, precision=context.precision)
     indices = [int(index) for index in maps.targets[:, 0]]
 
     metrics: dict[str, float] = {}

@@ -93,6 +93,7 @@ def _class_distances(
         batch_size=settings["batch_size"],
         workers=2,
         device=context.device,
+        precision=context.precision,
         progress=context.progress,
         world=World(),
     )

@@ -58,7 +58,8 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         chosen, why = len(steps) - 1, "no step tried changes the prediction: the largest"
 
     batch = preprocessing.normalize(torch.cat([pixels, adversarial]))
-    maps = attribute_many(model, batch, ["max"], PAPER_METHODS)  # [1, 1 + steps, 3, S, S] per method
+    # [1, 1 + steps, 3, S, S] per method
+    maps = attribute_many(model, batch, ["max"], PAPER_METHODS, precision=context.precision)
     sweep: dict[str, list[float]] = {}
     metrics: dict[str, float] = {
         "prediction_changed": float(predictions[chosen] != original),

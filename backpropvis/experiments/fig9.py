@@ -49,7 +49,8 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         if inputs is None:
             inputs = model_inputs(model, [settings["image"]], context.device, settings.get("size"))
             picture = input_pipeline(model).unnormalize(inputs[0].cpu())
-        maps[(kind, layer)] = attribute_many(model, inputs, ["max"], ["gbp"])["gbp"][0, 0].cpu()  # [3, S, S]
+        gbp = attribute_many(model, inputs, ["max"], ["gbp"], precision=context.precision)["gbp"]
+        maps[(kind, layer)] = gbp[0, 0].cpu()  # [3, S, S]
         descriptions[(kind, layer)] = model.weights_description
         del model
 

@@ -61,7 +61,7 @@ def method_maps(
     """
     preprocessing = preprocessing or preprocessing_of(model)
     inputs = preprocessing.batch([load_image(context.image)]).to(context.device)
-    result = attribute_many(model, inputs, [target], list(methods))
+    result = attribute_many(model, inputs, [target], list(methods), precision=context.precision)
     maps = {method: result[method][0, 0].detach().cpu() for method in methods}
     cpu_inputs = inputs.cpu()
     return MethodMaps(

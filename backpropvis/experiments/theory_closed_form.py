@@ -98,10 +98,11 @@ def _compare(
     """Relative errors per method (max over targets) of the float64 engine, and of the
     float32 engine (keys "<method>_float32"), and the maps of the first target."""
     cnn = random_cnn(context, seed=seed, num_classes=settings["num_classes"], **config)
-    single = attribute_many(cnn.model, cnn.inputs, list(settings["targets"]), list(PAPER_METHODS))
+    targets = list(settings["targets"])
+    single = attribute_many(cnn.model, cnn.inputs, targets, list(PAPER_METHODS), precision=context.precision)
     model = cnn.model.double()
     inputs = cnn.inputs.double()
-    engine = attribute_many(model, inputs, list(settings["targets"]), list(PAPER_METHODS))
+    engine = attribute_many(model, inputs, targets, list(PAPER_METHODS), precision=context.precision)
     filters = model.conv.weight.detach()
     columns = model.readout.columns(settings["targets"]).to(inputs)
     geometry = {"stride": config["stride"], "padding": config["kernel_size"] // 2, "pool": config["pool"]}

@@ -161,7 +161,9 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     metrics["patch_dimension"] = float(trained_filters[0].numel())
 
     generator = torch.Generator().manual_seed(context.seed)
-    maps = attribute_many(model, inputs, list(settings["targets"]), list(PAPER_METHODS), generator=generator)
+    maps = attribute_many(
+        model, inputs, list(settings["targets"]), list(PAPER_METHODS), generator=generator, precision=context.precision
+    )
     picture = input_pipeline(model).unnormalize(inputs[0].cpu())
     edges = sobel(picture.mean(0).double().numpy())
     for method in PAPER_METHODS:

@@ -97,7 +97,7 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     shown: dict[str, dict[str, torch.Tensor]] = {}
     for layer in tqdm(settings["layers"], desc="VGG-16 layers", disable=not context.progress):
         readout = layer_readout(model, layer, inputs, context.seed)
-        maps = attribute_many(readout, inputs, [0], list(PAPER_METHODS))
+        maps = attribute_many(readout, inputs, [0], list(PAPER_METHODS), precision=context.precision)
         for method in PAPER_METHODS:
             value = float(recovery(maps[method][0, 0], limit.to(maps[method])))
             curves[method].append(value)

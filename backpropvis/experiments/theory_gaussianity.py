@@ -56,7 +56,9 @@ CLAIMS = (
 def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     cnn = random_cnn(context, **{key: settings[key] for key in ("num_filters", "kernel_size", "stride", "input_size",
                                                                  "num_classes")})
-    maps = attribute_many(cnn.model, cnn.inputs, list(settings["targets"]), list(PAPER_METHODS))
+    maps = attribute_many(
+        cnn.model, cnn.inputs, list(settings["targets"]), list(PAPER_METHODS), precision=context.precision
+    )
     image = cnn.inputs[0].cpu()
     metrics: dict[str, float] = {}
     first = {}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import torch
@@ -84,9 +84,11 @@ CLAIMS = (
 )
 
 
-def _gbp_recovery(model, inputs: torch.Tensor, limit: torch.Tensor, target: int) -> tuple[float, torch.Tensor]:
-    """GBP's map of ``target`` from the engine and its cosine with ``limit``."""
-    gbp = attribute_many(model, inputs, [target], ["gbp"])["gbp"][0, 0]
+def _gbp_recovery(
+    model, inputs: torch.Tensor, limit: torch.Tensor, target: int, precision: Optional[str]
+) -> tuple[float, torch.Tensor]:
+    """GBP's map of ``target`` from the engine (at ``precision``) and its cosine with ``limit``."""
+    gbp = attribute_many(model, inputs, [target], ["gbp"], precision=precision)["gbp"][0, 0]
     return float(recovery(gbp, limit.to(gbp))), gbp.cpu()
 
 
@@ -95,7 +97,7 @@ def _cnn_recovery(
 ) -> tuple[float, torch.Tensor, RandomCNN]:
     """(recovery, GBP map, the network with its input and limit image) of one random CNN."""
     cnn = random_cnn(context, num_classes=settings["num_classes"], **config)
-    value, gbp = _gbp_recovery(cnn.model, cnn.inputs, cnn.limit, settings["target"])
+    value, gbp = _gbp_recovery(cnn.model, cnn.inputs, cnn.limit, settings["target"], context.precision)
     return value, gbp, cnn
 
 
@@ -185,7 +187,8 @@ def _fcn(settings: Mapping[str, Any], context: RunContext, metrics: dict, progre
     for hidden in settings["fcn_hidden"]:
         model = three_layer_fcn(hidden, size, settings["num_classes"], seed=context.seed).to(context.device)
         inputs = model_inputs(model, [context.image], context.device)
-        fcn_values.append(_gbp_recovery(model, inputs, inputs[0], settings["target"])[0])  # x_lim = x
+        # x_lim = x
+        fcn_values.append(_gbp_recovery(model, inputs, inputs[0], settings["target"], context.precision)[0])
         progress.update()
     cnn_values = []
     for count in settings["fcn_cnn_filters"]:
