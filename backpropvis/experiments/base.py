@@ -38,6 +38,7 @@ __all__ = [
     "FigureData",
     "Measurement",
     "RunContext",
+    "SABOTAGES",
     "Skip",
     "UnknownMetricError",
     "load_figure_data",
@@ -214,6 +215,16 @@ class FigureData:
         )
 
 
+SABOTAGES: dict[str, str] = {
+    "plain-gradient": "every method computes the plain gradient (saliency) under its own name",
+    "zero-gbp": "GBP's map is all zeros",
+    "zero-deconvnet": "DeconvNet's map is all zeros",
+    "zero-saliency": "saliency's map is all zeros",
+}
+"""Deliberately broken methods an experiment's claims may be declared to catch
+(``tests/test_sabotage.py`` breaks the engine each way and checks that a claim fails)."""
+
+
 @dataclass(frozen=True)
 class Experiment:
     """One experiment, declared as data.
@@ -229,6 +240,10 @@ class Experiment:
         draw: ``(figure_data, path)``: writes the figure, a PNG at ``path``, from a
             :class:`FigureData` alone (no model, no image, no computation of maps).
         group: "paper" (a figure of the paper) or "theory" (a theory study).
+        tiny: the smallest settings that still exercise every claim (seconds on a CPU),
+            for the test suite; empty: the quick ones.
+        catches: the sabotages (names in :data:`SABOTAGES`) under which at least one of
+            the claims fails: what a broken method cannot get past this experiment.
     """
 
     name: str
@@ -239,6 +254,13 @@ class Experiment:
     measure: Callable[[Mapping[str, Any], RunContext], Measurement]
     draw: Callable[[FigureData, Path], None]
     group: str = "paper"
+    tiny: Mapping[str, Any] = field(default_factory=dict)
+    catches: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.catches if name not in SABOTAGES]
+        if unknown:
+            raise ValueError(f"experiment {self.name}: unknown sabotage {unknown[0]!r}; known: {', '.join(SABOTAGES)}")
 
 
 @dataclass

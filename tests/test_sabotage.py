@@ -1,0 +1,55 @@
+"""Claims that a broken method cannot pass: every experiment, run at its tiny settings with
+the engine deliberately broken in each way it declares (``Experiment.catches``), has at
+least one claim that does not hold; and every experiment declares the two sabotages the
+project requires of all of them that look at the broken method."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from backpropvis.experiments import PAPER, THEORY, RunContext, run_experiment
+from backpropvis.rules import PAPER_METHODS
+from sabotage import sabotaged
+
+EXPERIMENTS = {**PAPER, **THEORY}
+
+
+@pytest.fixture
+def no_hub_checkpoint(monkeypatch, tmp_path):
+    """No trained VGG-16 in the torch hub cache: the offline stand-ins run, as in CI."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+
+def run_tiny(name: str, out, progress: bool = False):
+    experiment = EXPERIMENTS[name]
+    experiment = dataclasses.replace(experiment, quick=experiment.tiny or experiment.quick)
+    return run_experiment(experiment, RunContext(out=out / name, quick=True, seed=0, progress=progress))
+
+
+CASES = [(name, kind) for name, experiment in EXPERIMENTS.items() for kind in experiment.catches]
+
+
+def test_every_experiment_declares_what_it_catches() -> None:
+    """At least the plain gradient in place of every method; GBP's zero map wherever GBP
+    is looked at (an experiment that does not compute GBP cannot catch it)."""
+    for name, experiment in EXPERIMENTS.items():
+        assert experiment.tiny, f"{name} declares no tiny settings"
+        assert "plain-gradient" in experiment.catches, f"{name} does not catch the plain gradient"
+        assert "zero-gbp" in experiment.catches, f"{name} does not catch a zero GBP map"
+    assert set(PAPER_METHODS) >= {kind.removeprefix("zero-") for _, kind in CASES if kind.startswith("zero-")}
+
+
+@pytest.mark.parametrize("name, kind", CASES, ids=[f"{name}-{kind}" for name, kind in CASES])
+def test_a_broken_method_fails_a_claim(name: str, kind: str, tmp_path, no_hub_checkpoint) -> None:
+    honest = run_tiny(name, tmp_path / "honest")
+    assert not honest.skipped, f"{name} was skipped: {honest.skipped}"
+    with sabotaged(kind):
+        broken = run_tiny(name, tmp_path / "broken")
+    failing = [claim.id for claim in broken.claims if not claim.holds]
+    assert failing, f"{name}: every claim still holds with {kind}"
+    # what fails must be something the honest run got right: the sabotage, not a finding, is caught
+    held = {claim.id for claim in honest.claims if claim.holds}
+    assert held & set(failing), f"{name}: under {kind} only claims that already fail honestly fail ({failing})"
