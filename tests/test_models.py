@@ -268,6 +268,30 @@ def test_truncated_normal_statistics() -> None:
     assert not torch.equal(truncated_normal_(torch.empty(1000), 0.1, torch.Generator().manual_seed(1)), single)
 
 
+def rejection_sampled(size: int, std: float, generator: torch.Generator) -> torch.Tensor:
+    """The paper's init written out as the algorithm reads: standard normals, then redraw
+    those beyond +-2 until none is left, then scale."""
+    values = torch.randn(size, generator=generator)
+    outside = (values.abs() > 2).nonzero().squeeze(1)
+    while outside.numel():
+        values[outside] = torch.randn(outside.numel(), generator=generator)
+        outside = outside[values[outside].abs() > 2]
+    return values * std
+
+
+def test_seeded_draws_are_the_rejection_algorithm_to_the_bit() -> None:
+    """truncated_normal_ and the block drawing of SeededDense's columns (normals drawn in
+    threads, redraws found for the whole block) give exactly the plain algorithm's values."""
+    from backpropvis.models.init import generator_for
+
+    assert torch.equal(truncated_normal_(torch.empty(5000), 0.1, torch.Generator().manual_seed(4)),
+                       rejection_sampled(5000, 0.1, torch.Generator().manual_seed(4)))
+    layer = SeededDense(2000, 50, seed=5, name="hidden", materialize_bytes=0)
+    wanted = [49, 3, 17, 17, 0]
+    expected = torch.stack([rejection_sampled(2000, 0.1, generator_for(5, "hidden", k)) for k in wanted])
+    assert torch.equal(layer.columns(wanted), expected)
+
+
 def small_cnn(seed: int, **options) -> nn.Module:
     return three_layer_cnn(num_filters=4, kernel_size=3, stride=2, num_classes=10, input_size=16, seed=seed, **options)
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from typing import Callable, TypeVar
+from typing import Callable, Iterable, Sequence, TypeVar
 
 import numpy as np
 import torch
 
-__all__ = ["PAPER_STD", "derive_seed", "generator_for", "truncated_normal_", "init_layer_", "keeps_global_rng"]
+__all__ = [
+    "PAPER_STD", "derive_seed", "generator_for", "truncated_normal_", "truncated_normal_rows_", "init_layer_",
+    "keeps_global_rng",
+]
 
 _Build = TypeVar("_Build", bound=Callable)
 
@@ -76,13 +79,50 @@ def truncated_normal_(tensor: torch.Tensor, std: float, generator: torch.Generat
     flat = target.view(-1)
     flat.normal_(generator=generator)
     outside = flat.abs().gt_(_TRUNCATION).nonzero().squeeze(1)
-    while outside.numel():
-        flat[outside] = torch.randn(outside.numel(), generator=generator)
-        outside = outside[flat[outside].abs() > _TRUNCATION]
+    if outside.numel():
+        flat[outside] = _redrawn(outside.numel(), generator)
     flat.mul_(std)
     if target is not tensor:
         tensor.copy_(target)
     return tensor
+
+
+@torch.no_grad()
+def truncated_normal_rows_(
+    rows: torch.Tensor,
+    std: float,
+    generators: Sequence[torch.Generator],
+    map_rows: Callable[[Callable[[int], None], Iterable[int]], Iterable] = map,
+) -> torch.Tensor:
+    """Fill each row ``rows[r]`` exactly as ``truncated_normal_(rows[r], std, generators[r])``
+    would, faster: the normals are drawn row by row through ``map_rows`` (e.g. a thread
+    pool's ``map``: drawing releases the GIL), the values to redraw are found for the whole
+    block at once, and each row redraws its own from its generator in the same order.
+
+    Shapes: rows [n, d] (CPU, float32, contiguous); ``generators``: n generators.
+    """
+
+    def draw(row: int) -> None:
+        rows[row].normal_(generator=generators[row])
+
+    list(map_rows(draw, range(len(rows))))
+    outside = rows.abs().gt_(_TRUNCATION).nonzero()  # [m, 2] (row, column), sorted by row
+    counts = torch.bincount(outside[:, 0], minlength=len(rows)).tolist()
+    for row, columns in zip(range(len(rows)), outside[:, 1].split(counts)):
+        if columns.numel():
+            rows[row, columns] = _redrawn(columns.numel(), generators[row])
+    return rows.mul_(std)
+
+
+def _redrawn(count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` standard normals inside +-2, drawn as the rejection loop of
+    :func:`truncated_normal_` draws them: all at once, then again those still outside."""
+    values = torch.randn(count, generator=generator)
+    pending = values.abs().gt_(_TRUNCATION).nonzero().squeeze(1)
+    while pending.numel():
+        values[pending] = torch.randn(pending.numel(), generator=generator)
+        pending = pending[values[pending].abs() > _TRUNCATION]
+    return values
 
 
 @torch.no_grad()

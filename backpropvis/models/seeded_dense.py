@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .init import PAPER_STD, generator_for, truncated_normal_
+from .init import PAPER_STD, generator_for, truncated_normal_rows_
 
 __all__ = ["SeededDense", "DEFAULT_MATERIALIZE_BYTES"]
 
@@ -32,8 +32,9 @@ _BLOCK_BYTES = 64 << 20
 @functools.lru_cache(maxsize=1)
 def _drawing_pool() -> ThreadPoolExecutor:
     """One pool of drawing threads for the whole process, rather than new threads (and
-    new malloc arenas) for each block of columns."""
-    return ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()), thread_name_prefix="seeded-dense")
+    new malloc arenas) for each block of columns; at most 8: only the normals' drawing
+    runs outside the GIL, so more threads mostly wait for it."""
+    return ThreadPoolExecutor(max_workers=max(1, min(8, torch.get_num_threads())), thread_name_prefix="seeded-dense")
 
 
 class SeededDense(nn.Module):
@@ -82,14 +83,9 @@ class SeededDense(nn.Module):
         """V[:, k] for each k in ``indices``, as rows: Tensor[len(indices), d] (float32, CPU)."""
         if self.weight is not None:
             return self.weight[torch.as_tensor(list(indices), dtype=torch.long, device=self.weight.device)].cpu()
-        indices = list(indices)
-        block = torch.empty((len(indices), self.in_features))
-
-        def draw(row: int) -> None:
-            truncated_normal_(block[row], self.std, generator_for(self.seed, self.name, indices[row]))
-
-        list(_drawing_pool().map(draw, range(len(indices))))
-        return block
+        generators = [generator_for(self.seed, self.name, index) for index in indices]
+        block = torch.empty((len(generators), self.in_features))
+        return truncated_normal_rows_(block, self.std, generators, _drawing_pool().map)
 
     @property
     def columns_per_block(self) -> int:
