@@ -14,6 +14,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from tiny_nets import reference_map
 from torch import nn
 
 import backpropvis
@@ -21,7 +22,6 @@ from backpropvis.errors import ModelError, WeightsError
 from backpropvis.images import load_image
 from backpropvis.models import SeededDense, three_layer_cnn, truncated_normal_, vgg16
 from backpropvis.models.weights import check_fits, read_state_dict
-from tiny_nets import reference_map
 
 # torchvision's VGG-16 (configuration "D" of Simonyan & Zisserman, as torchvision.models.vgg16
 # documents it): 13 convolutions 3x3 in features (ReLU after each, max-pool after blocks
