@@ -193,7 +193,7 @@ _register(HARDTANH, _hardtanh_inplace_args, F.hardtanh_, _nn.hardtanh_)
 _register(LEAKY_RELU, _leaky_args, F.leaky_relu, _nn.leaky_relu)
 _register(LEAKY_RELU, _leaky_inplace_args, F.leaky_relu_, _nn.leaky_relu_)
 _register(THRESHOLD, _threshold_args, F.threshold, torch.threshold)
-_register(THRESHOLD, _threshold_inplace_args, F.threshold_, torch.threshold_)
+_register(THRESHOLD, _threshold_inplace_args, getattr(F, "threshold_", None), getattr(torch, "threshold_", None))
 _register(PRELU, _prelu_args, F.prelu, torch.prelu, getattr(torch.Tensor, "prelu", None))
 
 

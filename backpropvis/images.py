@@ -90,7 +90,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 @functools.lru_cache(maxsize=1)
 def imagenet_classes() -> tuple[str, ...]:
     """The 1000 ImageNet-1k class names, by index (281 is "tabby")."""
-    text = resources.files("backpropvis").joinpath("data", "imagenet_classes.txt").read_text(encoding="utf-8")
+    text = resources.files("backpropvis").joinpath("data/imagenet_classes.txt").read_text(encoding="utf-8")
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 

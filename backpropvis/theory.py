@@ -369,7 +369,7 @@ def fit_power_law(x: Sequence[float], y: Sequence[float], confidence: float = 0.
     Raises:
         ValueError: fewer than three points, or a non-positive value.
     """
-    from scipy import stats  # type: ignore[import-untyped]
+    from scipy import stats
 
     xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if xs.size < 3 or xs.size != ys.size:
@@ -421,7 +421,7 @@ def gaussianity(values: torch.Tensor) -> dict[str, float]:
     Returns "ks" (Kolmogorov-Smirnov distance to N(mean, std^2) of the values),
     "skewness" and "excess_kurtosis" (0 and 0 for a Gaussian).
     """
-    from scipy import stats  # type: ignore[import-untyped]
+    from scipy import stats
 
     flat = values.detach().double().flatten().cpu().numpy()
     mean, std = float(flat.mean()), float(flat.std())

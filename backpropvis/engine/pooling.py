@@ -31,7 +31,7 @@ class RecomputedMaxPool2d(torch.autograd.Function):
     """``max_pool2d`` keeping only its input; the backward pass recomputes the switches."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, x: torch.Tensor, kernel: list[int], stride: list[int], padding: list[int], dilation: list[int],
         ceil_mode: bool,
     ) -> torch.Tensor:
@@ -41,7 +41,7 @@ class RecomputedMaxPool2d(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
         (x,) = ctx.saved_tensors
         _, switches = torch.ops.aten.max_pool2d_with_indices(x, *ctx.pool)
         grad_input = torch.ops.aten.max_pool2d_with_indices_backward(grad_output, x, *ctx.pool, switches)

@@ -41,7 +41,7 @@ class RuledActivation(torch.autograd.Function):
     """A piecewise-linear activation whose backward pass applies the slot's rule (Eq. 1)."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, y: torch.Tensor, kind: PiecewiseLinear, params: tuple, inplace: bool, slot: RuleSlot
     ) -> torch.Tensor:
         out, saved = kind.forward(y, params, inplace)
@@ -52,7 +52,7 @@ class RuledActivation(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
         (saved,) = ctx.saved_tensors
         kind, params, slot = ctx.kind, ctx.params, ctx.slot
 

@@ -64,7 +64,7 @@ def _random_only(name: str, build: Callable[[int], nn.Module]) -> Callable[[str,
         if weights != "random":
             raise ModelError(f"{name} exists only with random weights, not {weights!r}")
         model = build(seed)
-        model.weights_description = f"random (seed {seed})"
+        setattr(model, "weights_description", f"random (seed {seed})")  # noqa: B010 - not a parameter
         return model
 
     return builder

@@ -96,7 +96,7 @@ def digit_image(pixels: np.ndarray) -> Image.Image:
 def _raw_digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's digits: [1797, 8, 8] float64 grey levels and [1797] int labels."""
     try:
-        from sklearn.datasets import load_digits  # type: ignore[import-untyped]
+        from sklearn.datasets import load_digits
     except ImportError:
         raise ModelError(
             "the digits model's data come from scikit-learn (load_digits); install it with: pip install scikit-learn"

@@ -95,7 +95,7 @@ class DigitsVGG(nn.Module):
 
 def digits_vgg_checkpoint() -> Path:
     """The shipped trained weights (written by ``python -m backpropvis.models.digits_training``)."""
-    return Path(str(resources.files("backpropvis").joinpath("data", "digits_vgg.pt")))
+    return Path(str(resources.files("backpropvis").joinpath("data/digits_vgg.pt")))
 
 
 @keeps_global_rng

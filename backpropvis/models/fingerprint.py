@@ -29,7 +29,7 @@ def weights_fingerprint(model: nn.Module) -> str:
             digest.update(f"{key}\0{value.dtype}\0{list(value.shape)}\0".encode("utf-8"))
             flat = value.detach().to("cpu").contiguous().reshape(-1)
             if flat.numel():
-                digest.update(flat.view(torch.uint8).numpy())  # the buffer itself, no copy
+                digest.update(flat.view(torch.uint8).numpy().data)  # the buffer itself, no copy
     return f"sha256:{digest.hexdigest()}"
 
 

@@ -62,7 +62,7 @@ def keeps_global_rng(build: _Build) -> _Build:
         with torch.random.fork_rng(devices=[]):
             return build(*args, **kwargs)
 
-    return wrapper
+    return wrapper  # type: ignore[return-value]  # functools.wraps keeps build's signature
 
 
 @torch.no_grad()
@@ -136,6 +136,8 @@ def init_layer_(layer: torch.nn.Module, seed: int, name: str, std: float = PAPER
         std: the normal's standard deviation before truncation.
         bias: the constant every bias is set to (the paper: 0).
     """
-    truncated_normal_(layer.weight, std, generator_for(seed, name))
-    if getattr(layer, "bias", None) is not None:
-        layer.bias.fill_(bias)
+    weight, layer_bias = layer.weight, getattr(layer, "bias", None)
+    assert isinstance(weight, torch.Tensor)
+    truncated_normal_(weight, std, generator_for(seed, name))
+    if isinstance(layer_bias, torch.Tensor):
+        layer_bias.fill_(bias)

@@ -75,11 +75,11 @@ class VGG16(nn.Module):
         layers: list[nn.Module] = []
         channels = 3
         for entry in _CONFIG:
-            if entry == "M":
-                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-            else:
+            if isinstance(entry, int):
                 layers += [nn.Conv2d(channels, entry, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
                 channels = entry
+            else:  # "M"
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.classifier = nn.Sequential(

@@ -250,7 +250,7 @@ class ResultsStore:
                 )
             return rows[0]["id"]
         s = self.settings
-        return self.connection.execute(
+        run_id = self.connection.execute(
             "INSERT INTO runs (model, weights, weights_description, model_args, model_source, weights_fingerprint, "
             "output, precision, methods, pairs, seed, input_size, images, rank, world_size, settings, versions, "
             "started_at) "
@@ -259,6 +259,8 @@ class ResultsStore:
              s.precision, ",".join(s.methods), s.pairs, s.seed, s.input_size, s.images, s.rank, s.world_size,
              json.dumps(other_settings, sort_keys=True), json.dumps(_versions(), sort_keys=True), _now()),
         ).lastrowid
+        assert run_id is not None  # an INSERT always has one
+        return run_id
 
     def done_images(self) -> set[str]:
         """Keys of the images that already have rows (results or a failure)."""
