@@ -224,9 +224,13 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(images, reference, tmp
 
 
 def test_torchrun_two_processes_merge_to_the_one_process_run(images, reference, tmp_path):
+    """Each rank takes every second image; together they hold the one-process run's rows.
+    The ranks compute their images in other batches than the single process, so the
+    values agree to float32 rounding (bit for bit where the kernels are batch-invariant,
+    as measured here with one thread per process; not something to rely on)."""
     db = tmp_path / "results.sqlite"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
         "-m", "backpropvis", "class-distance", "--images", str(images), "--db", str(db), "--workers", "0", *RUN_FLAGS,
     ]
     done = subprocess.run(command, env=ONE_THREAD, capture_output=True, text=True, timeout=120)
@@ -239,9 +243,15 @@ def test_torchrun_two_processes_merge_to_the_one_process_run(images, reference, 
         assert {r["image"] for r in stored.results} | {r["image"] for r in stored.failures} == set(keys[rank::2])
     merged, single = summarize([db]), summarize([reference])
     assert merged["complete"] and merged["images"] == GOOD_IMAGES
-    for key in ("methods", "ratios", "images", "failures", "failure_reasons"):
-        assert merged[key] == single[key]  # exactly equal
-    assert sorted(_rows(ranks[0]) + _rows(ranks[1])) == _rows(reference)
+    for key in ("images", "failures", "failure_reasons"):
+        assert merged[key] == single[key]
+    for method, statistics in single["methods"].items():
+        assert merged["methods"][method]["class_distance"]["mean"] == pytest.approx(
+            statistics["class_distance"]["mean"], rel=1e-3
+        )
+    ranked, alone = sorted(_rows(ranks[0]) + _rows(ranks[1])), _rows(reference)
+    assert [row[:9] for row in ranked] == [row[:9] for row in alone]  # images, hashes, methods, logits, names
+    assert np.allclose([row[9:] for row in ranked], [row[9:] for row in alone], rtol=5e-3, atol=1e-5)
     assert "from 2 database(s)" in done.stdout  # rank 0 summarised both ranks after the barrier
 
 
