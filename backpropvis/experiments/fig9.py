@@ -303,7 +303,7 @@ def _plot_distances(axis, data: FigureData, key: str) -> None:
     ticks = [stage + ("" if conv else "\n(dense)") for stage, conv in zip(stages, convolutional)]
     axis.set_xticks(list(positions), ticks, fontsize=8)
     axis.set_ylim(0.0, max(1.5, *star, *diamond) * 1.05)
-    axis.set_ylabel("class distance to the fully trained GBP map", fontsize=8)
+    axis.set_ylabel("class distance to\nthe fully trained map", fontsize=8)
     axis.set_title(f"{data.text(f'{key}_name')}: mean over {len(data.details[key]['images'])} image(s)", fontsize=9)
     axis.legend(fontsize=7)
 
