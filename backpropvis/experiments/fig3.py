@@ -75,22 +75,35 @@ def _logits(count: int, classes: int, seed: int) -> list[int]:
     return sorted(int(index) for index in order[:count])
 
 
+_LOGITS_PER_CALL = 16
+"""Logits per engine call: at most this many maps per method of one image are computed at a time."""
+
+
 def logit_maps_cosines(
     testbed: MeasuredNetwork, logits: list[int], context: RunContext
 ) -> dict[str, torch.Tensor]:
     """method -> [B, L, L]: the cosine between the maps of every two of ``logits``, per image.
 
-    One engine call per image (every method and logit from one forward pass), so that at
-    most L x methods maps of one image are held at a time.
+    Each engine call takes one image and up to :data:`_LOGITS_PER_CALL` logits (every method
+    from one forward pass); the maps of one image ([L, 3, S, S] per method) are kept until
+    its cosines are computed.
     """
+    chunks = [logits[start : start + _LOGITS_PER_CALL] for start in range(0, len(logits), _LOGITS_PER_CALL)]
     cosines: dict[str, list[torch.Tensor]] = {method: [] for method in PAPER_METHODS}
-    for image in tqdm(range(len(testbed.inputs)), desc=f"fig3 {testbed.network.name}", unit="image",
-                      disable=not context.progress or len(testbed.inputs) < 2):
-        maps = attribute_many(testbed.network.model, testbed.inputs[image : image + 1], logits, PAPER_METHODS,
-                              precision=context.precision)
-        for method in PAPER_METHODS:
-            cosines[method].append(pairwise_cosine_similarity(maps[method][:, 0].cpu()))  # [L, L]
-        del maps
+    progress = tqdm(total=len(testbed.inputs) * len(chunks), desc=f"fig3 {testbed.network.name}", unit="call",
+                    disable=not context.progress)
+    with progress:
+        for image in range(len(testbed.inputs)):
+            parts: dict[str, list[torch.Tensor]] = {method: [] for method in PAPER_METHODS}
+            for chunk in chunks:
+                maps = attribute_many(testbed.network.model, testbed.inputs[image : image + 1], chunk, PAPER_METHODS,
+                                      precision=context.precision)
+                for method in PAPER_METHODS:
+                    parts[method].append(maps[method][:, 0].cpu())  # [chunk, 3, S, S]
+                del maps
+                progress.update()
+            for method in PAPER_METHODS:
+                cosines[method].append(pairwise_cosine_similarity(torch.cat(parts[method])))  # [L, L]
     return {method: torch.stack(matrices) for method, matrices in cosines.items()}
 
 
