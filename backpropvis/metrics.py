@@ -1,5 +1,7 @@
 """What a map says, as numbers: pure tensor functions, batch-first, no I/O.
 
+- :func:`pairwise_cosine_similarity`: the cosine between every two maps of a set (the
+  maps of many logits of one image: how alike a method's maps are across classes).
 - :func:`class_distance`: how much a map changes when the target logit changes
   (the paper's Figure 7 and 8): both maps scaled to unit L2 norm, then the L2 norm
   of their difference: 0 for identical maps, 2 for opposite ones.
@@ -20,7 +22,8 @@ import math
 import torch
 
 __all__ = [
-    "cosine_similarity", "class_distance", "class_distance_minmax", "input_similarity", "minmax_normalize",
+    "cosine_similarity", "pairwise_cosine_similarity",
+    "class_distance", "class_distance_minmax", "input_similarity", "minmax_normalize",
     "ks_statistic", "ratio",
 ]
 
@@ -38,6 +41,18 @@ def cosine_similarity(a: torch.Tensor, b: torch.Tensor, sample_dims: int = 3) ->
     """
     a, b = _flat(a, sample_dims), _flat(b, sample_dims)
     return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(_EPS)
+
+
+def pairwise_cosine_similarity(maps: torch.Tensor, sample_dims: int = 3) -> torch.Tensor:
+    """The cosine between every two maps of each set, over their last ``sample_dims`` dims.
+
+    Shapes: [..., L, C, H, W] -> [..., L, L] (float64); entry [i, j] is
+    :func:`cosine_similarity` of maps i and j (1 on the diagonal, 0 where either is zero),
+    computed as one Gram matrix of the unit maps (never L x L copies of the maps).
+    """
+    flat = _flat(maps, sample_dims)  # [..., L, D]
+    unit = flat / flat.norm(dim=-1, keepdim=True).clamp_min(_EPS)
+    return unit @ unit.transpose(-1, -2)
 
 
 def class_distance(a: torch.Tensor, b: torch.Tensor, sample_dims: int = 3) -> torch.Tensor:

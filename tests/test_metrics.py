@@ -13,6 +13,7 @@ from backpropvis.metrics import (
     cosine_similarity,
     input_similarity,
     minmax_normalize,
+    pairwise_cosine_similarity,
     ratio,
 )
 
@@ -33,6 +34,31 @@ def test_class_distance_closed_forms() -> None:
     assert float(class_distance(e1, e2)) == pytest.approx(math.sqrt(2.0))
     sixty = torch.tensor([[[1.0, math.sqrt(3.0)]]])
     assert float(class_distance(torch.tensor([[[2.0, 0.0]]]), sixty)) == pytest.approx(1.0)
+
+
+def test_pairwise_cosine_similarity_closed_forms_and_every_pair() -> None:
+    # hand-made: e1, 3 * e1, e2 and -e1 + e2 (135 degrees from e1)
+    e1, e2 = torch.zeros(1, 2, 2), torch.zeros(1, 2, 2)
+    e1[0, 0, 0], e2[0, 1, 1] = 1.0, 1.0
+    maps = torch.stack([e1, 3 * e1, e2, e2 - e1])  # [4, 1, 2, 2]
+    half = 1 / math.sqrt(2.0)
+    expected = torch.tensor([
+        [1.0, 1.0, 0.0, -half], [1.0, 1.0, 0.0, -half], [0.0, 0.0, 1.0, half], [-half, -half, half, 1.0],
+    ], dtype=torch.float64)
+    assert torch.allclose(pairwise_cosine_similarity(maps), expected, atol=1e-12)
+    # batched over leading dims, each entry the cosine of that pair (a zero map: 0)
+    sets = seeded_maps(2, 5, 3, 4, 4, seed=3)
+    sets[1, 2] = 0.0
+    matrix = pairwise_cosine_similarity(sets)
+    assert matrix.shape == (2, 5, 5)
+    for batch in range(2):
+        for i in range(5):
+            for j in range(5):
+                one = sets[batch, i].flatten().numpy()
+                other = sets[batch, j].flatten().numpy()
+                norms = float(torch.tensor(one).norm() * torch.tensor(other).norm())
+                reference = float(one @ other) / norms if norms > 0 else 0.0
+                assert float(matrix[batch, i, j]) == pytest.approx(reference, abs=1e-12)
 
 
 def test_class_distance_is_batched_over_leading_dims() -> None:
