@@ -27,6 +27,11 @@ figure { margin: 1em 0 2em; } figcaption { font-size: .9em; color: #444; margin-
 """
 
 
+def _setting(value: Any) -> str:
+    return ", ".join(f"{item:g}" if isinstance(item, float) else str(item) for item in value) if isinstance(
+        value, list) else str(value)
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "<td class='none'>not measured</td>"
@@ -83,7 +88,7 @@ def write_page(audit: Mapping[str, Any], figures: Sequence[tuple[Path, str]], fo
         f"<code>{html.escape(model['fingerprint'][:19])}...</code>",
         f"preprocessing: {html.escape(model['preprocessing'])}",
         f"images: {html.escape(audit['images']['described'])}",
-        "settings: " + ", ".join(f"{html.escape(str(key))} {html.escape(str(value))}"
+        "settings: " + "; ".join(f"{html.escape(str(key))} {html.escape(_setting(value))}"
                                  for key, value in settings.items()),
         "seconds: " + ", ".join(f"{html.escape(step)} {seconds:.1f}" for step, seconds in audit["seconds"].items()),
     ]

@@ -178,9 +178,11 @@ def run_audit(
     ]
     for step, measure in steps:
         started = time.perf_counter()
-        kept = load_step(folder, step, identity)
+        step_identity = {**identity, "adversarial_steps": audit["settings"]["adversarial_steps"]} if (
+            step == "adversarial") else identity
+        kept = load_step(folder, step, step_identity)
         try:
-            results[step] = kept or save_step(folder, step, identity, *measure())
+            results[step] = kept or save_step(folder, step, step_identity, *measure())
         except Skip as reason:
             results[step], skipped[step] = None, str(reason)
         audit["seconds"][step] = time.perf_counter() - started
@@ -212,8 +214,7 @@ def _identity(loaded: LoadedModel, probes: Probes, settings: Mapping[str, Any]) 
         "weights_fingerprint": loaded.fingerprint, "output": loaded.output,
         "preprocessing": loaded.preprocessing_description, "images": [list(pair) for pair in zip(probes.keys,
                                                                                                  probes.hashes)],
-        **{key: settings[key] for key in ("methods", "pairs", "seed", "input_size", "precision",
-                                          "adversarial_steps")},
+        **{key: settings[key] for key in ("methods", "pairs", "seed", "input_size", "precision")},
     }
 
 
