@@ -265,6 +265,23 @@ def test_a_crash_in_step_3_keeps_step_1_and_the_rerun_continues(user_files, tmp_
     }
 
 
+def test_ctrl_c_in_a_later_step_says_what_is_kept_and_how_to_go_on(user_files, tmp_path, capsys,
+                                                                   monkeypatch) -> None:
+    model_file, images = user_files
+    out = tmp_path / "out"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backpropvis.audit.run, "adversarial_test", interrupted)
+    status, _, err = run_cli(_audit_argv(f"{model_file}:build", images, out), capsys)
+    last = err.strip().splitlines()[-1]  # after the progress bars: one line
+    assert status == 130 and last.startswith("backpropvis: interrupted: during the adversarial step")
+    assert "(maps, randomization)" in last and "run the same command again" in last
+    assert len(_rows(out / CLASS_DISTANCE_DB)) == 4 * 3
+    assert json.loads((out / AUDIT_FILE).read_text())["verdicts"]["gbp"]["follows_model"] is not None
+
+
 def test_the_few_images_are_spread_over_the_list(tmp_path) -> None:
     """An ImageFolder tree gives the costly steps images of several classes, not the first
     class's; an unreadable one is replaced by the next readable image of the list."""

@@ -21,7 +21,7 @@ import torch
 
 from .. import __version__
 from ..devices import resolve_device
-from ..errors import BackpropvisError, ImageError
+from ..errors import BackpropvisError, ImageError, Interrupted
 from ..experiments.base import Skip
 from ..files import make_folder, write_json
 from ..image_sets import ImageSource, Samples, list_images
@@ -185,6 +185,12 @@ def run_audit(
             results[step] = kept or save_step(folder, step, step_identity, *measure())
         except Skip as reason:
             results[step], skipped[step] = None, str(reason)
+        except KeyboardInterrupt:
+            finished = ", ".join(results) or "none"
+            raise Interrupted(
+                f"during the {step} step; kept in {folder}: the class-distance database ({summary['images']} "
+                f"images), the finished steps ({finished}) and audit.json; run the same command again to go on"
+            ) from None
         audit["seconds"][step] = time.perf_counter() - started
         _write(folder, audit, names, summary, results, skipped)
     reused = [step for step, data in results.items() if data is not None and data.reused]
