@@ -112,15 +112,41 @@ def _add_visualize(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_run_visualize)
 
 
-def _run_class_distance(args: argparse.Namespace) -> int:
+def _image_source(args: argparse.Namespace):
+    """``--images DIR`` or ``--samples [--crops N]`` as an image source (see :func:`_add_image_source`)."""
     from .image_sets import Samples
-    from .stats import run_class_distance
-    from .stats.summary import format_summary, summarize
 
     if args.crops and not args.samples:
         raise BackpropvisError("--crops goes with --samples (crops of the bundled samples)")
+    return Samples(args.crops, args.seed) if args.samples else args.images
+
+
+def _add_image_source(parser: argparse.ArgumentParser) -> None:
+    """--images DIR | --samples [--crops N]: the images of an image-set command."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", metavar="DIR",
+                        help="folder of images, searched recursively, e.g. an ImageFolder tree (no default: give "
+                        "--images or --samples)")
+    source.add_argument("--samples", action="store_true", help="use the bundled sample images instead of a folder")
+    parser.add_argument("--crops", type=int, default=0, metavar="N",
+                        help="with --samples: N seeded random crops of them too, keys such as tabby#crop07 "
+                        "(default: %(default)s)")
+
+
+def _add_streaming_options(parser: argparse.ArgumentParser) -> None:
+    """--limit, --batch-size, --workers: how an image-set command streams its images."""
+    parser.add_argument("--limit", type=int, help="only the first N images of the sorted list (default: all)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="processes decoding images (0: none; default: %(default)s)")
+
+
+def _run_class_distance(args: argparse.Namespace) -> int:
+    from .stats import run_class_distance
+    from .stats.summary import format_summary, summarize
+
     report = run_class_distance(
-        Samples(args.crops, args.seed) if args.samples else args.images, args.db,
+        _image_source(args), args.db,
         model=args.model, weights=args.weights,
         methods=_split(args.methods), pairs=args.pairs, seed=args.seed, input_size=args.input_size, limit=args.limit,
         batch_size=args.batch_size, workers=args.workers, device=args.device, model_args=args.model_args,
@@ -149,29 +175,115 @@ def _add_class_distance(commands: argparse._SubParsersAction) -> None:
         description="Streams a folder of images through a model and stores, per image and method, the class distance "
         "between the maps of two logits. Run it again to resume; under torchrun each rank writes DB.rank-R.",
     )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", metavar="DIR",
-                        help="folder of images, searched recursively, e.g. an ImageFolder tree (no default: give "
-                        "--images or --samples)")
-    source.add_argument("--samples", action="store_true", help="use the bundled sample images instead of a folder")
-    parser.add_argument("--crops", type=int, default=0, metavar="N",
-                        help="with --samples: N seeded random crops of them too, keys such as tabby#crop07 "
-                        "(default: %(default)s)")
+    _add_image_source(parser)
     _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
     parser.add_argument("--methods", default=",".join(PAPER_METHODS),
                         help="comma-separated rule names (default: %(default)s)")
     parser.add_argument("--pairs", default="max-random", choices=list(PAIRS),
                         help="which two logits per image (default: %(default)s)")
     parser.add_argument("--db", required=True, help="SQLite results file (created, or resumed)")
-    parser.add_argument("--limit", type=int, help="only the first N images of the sorted list (default: all)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="processes decoding images (0: none; default: %(default)s)")
+    _add_streaming_options(parser)
     parser.add_argument("--device", default="cpu",
                         help="cpu or cuda (under torchrun: cuda:LOCAL_RANK) (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of random weights and random logits (default: %(default)s)")
     parser.set_defaults(run=_run_class_distance)
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    from .audit import AUDIT_FILE, run_audit
+    from .report import INDEX_FILE
+
+    audit = run_audit(
+        _image_source(args), args.out, model=args.model, weights=args.weights, model_args=args.model_args,
+        output=args.output, input_size=args.input_size, precision=_precision(args.precision),
+        methods=_split(args.methods), pairs=args.pairs, seed=args.seed, limit=args.limit,
+        few_images=args.few_images, adversarial_steps=_steps(args.fgsm_steps), batch_size=args.batch_size,
+        workers=args.workers, device=args.device,
+    )
+    model = audit["model"]
+    _print_model(model["title"], model["preprocessing"], model["notes"])
+    print(f"images: {audit['images']['described']}")
+    for note in audit["notes"]:
+        print(f"note: {note}")
+    print(_audit_table(audit))
+    print(f"wrote {args.out}/{AUDIT_FILE} and {args.out}/{INDEX_FILE}")
+    return 0
+
+
+def _steps(text: str) -> list[float]:
+    """``--fgsm-steps 0.25,0.5,1``: the FGSM steps in units of 1/255."""
+    try:
+        return [float(part) for part in _split(text)]
+    except ValueError:
+        raise BackpropvisError(f"--fgsm-steps takes numbers separated by commas (1/255 units), not {text!r}") from None
+
+
+def _audit_table(audit: dict) -> str:
+    """Per method: the numbers behind the verdicts (class distance [95% CI], its ratio to
+    saliency's, input similarity, change with the top redrawn, change with an adversarial
+    prediction), then the verdicts in words."""
+
+    def number(value, digits: int = 3, sign: str = "") -> str:
+        return "-" if value is None else f"{value:{sign}.{digits}f}"
+
+    lines = [
+        f"{'method':>10}  {'class distance [95% CI]':>25}  {'/ saliency':>10}  {'input sim.':>10}  "
+        f"{'top redrawn':>11}  {'adversarial':>11}"
+    ]
+    for method, entry in audit["verdicts"].items():
+        numbers = entry["numbers"]
+        interval = (f"{number(numbers['class_distance'])} [{number(numbers['class_distance_low'])}, "
+                    f"{number(numbers['class_distance_high'])}]")
+        lines.append(
+            f"{method:>10}  {interval:>25}  {number(numbers['class_distance_over_saliency']):>10}  "
+            f"{number(numbers['input_similarity'], sign='+'):>10}  {number(numbers.get('top_redrawn_distance')):>11}  "
+            f"{number(numbers.get('adversarial_distance')):>11}"
+        )
+    lines.append("verdicts:")
+    lines += [f"{method:>10}  {entry['summary']}" for method, entry in audit["verdicts"].items()]
+    first = next(iter(audit["verdicts"].values()))
+    lines += [f"not measured: {name}: {judged['skipped']}" for name, judged in first["criteria"].items()
+              if judged["skipped"]]
+    return "\n".join(lines)
+
+
+def _add_audit(commands: argparse._SubParsersAction) -> None:
+    from .audit import ADVERSARIAL_STEPS
+    from .stats.pairs import PAIRS
+
+    parser = commands.add_parser(
+        "audit", help="the paper's diagnostics on your model and images, with a verdict per method",
+        description="Are GBP / DeconvNet maps on your model class-sensitive, or do they redraw the image? Measures "
+        "per method the class distance between two logits' maps over the images (resumable database, bootstrap "
+        "95% intervals, ratio to saliency), the input similarity, the change as the model's layers are redrawn "
+        "from the top down, and the change with FGSM adversarial images; judges each method by thresholds "
+        "declared in backpropvis/audit/verdicts.py; writes DIR/audit.json and DIR/index.html. Rerun the same "
+        "command to resume.",
+    )
+    _add_image_source(parser)
+    _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
+    parser.add_argument("--methods", default=",".join(PAPER_METHODS),
+                        help="comma-separated rule names; saliency, the reference, is always added "
+                        "(default: %(default)s)")
+    parser.add_argument("--pairs", default="random-random", choices=list(PAIRS),
+                        help="which two logits per image for the class distance (default: %(default)s, as the "
+                        "paper's Figure 7)")
+    parser.add_argument("--out", default="audit-out",
+                        help="output folder: audit.json, index.html, figures/, class-distance.sqlite, steps/ "
+                        "(default: %(default)s)")
+    parser.add_argument("--few-images", type=int, default=4, metavar="N",
+                        help="images (the first readable ones) of the randomisation and adversarial tests "
+                        "(default: %(default)s)")
+    parser.add_argument("--fgsm-steps", default=",".join(f"{step:g}" for step in ADVERSARIAL_STEPS), metavar="STEPS",
+                        help="FGSM steps of the adversarial test, in units of 1/255, comma-separated; each image is "
+                        "read at its smallest step that changes the prediction (default: %(default)s)")
+    _add_streaming_options(parser)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of random weights, random logits, redrawn layers and the bootstrap "
+                        "(default: %(default)s)")
+    parser.set_defaults(run=_run_audit)
 
 
 def _run_summarize(args: argparse.Namespace) -> int:
@@ -280,7 +392,7 @@ def _add_theory(commands: argparse._SubParsersAction) -> None:
 
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_visualize, _add_class_distance, _add_summarize, _add_reproduce, _add_theory,
+    _add_visualize, _add_class_distance, _add_audit, _add_summarize, _add_reproduce, _add_theory,
 ]
 
 

@@ -19,7 +19,10 @@ from typing import Iterable, Sequence, Union
 from .experiments.base import METRICS_FILE, ExperimentResult
 from .files import write_json, write_text
 
-__all__ = ["INDEX_FILE", "write_result", "collect_results", "write_index", "summary_table"]
+__all__ = [
+    "INDEX_FILE", "PAGE_STYLE", "write_result", "collect_results", "write_index", "summary_table", "claims_table",
+    "embedded_png", "format_value",
+]
 
 INDEX_FILE = "index.html"
 """The report's page, in the output folder."""
@@ -49,7 +52,8 @@ def _natural(name: str) -> tuple:
     return (name.rstrip("0123456789"), int(digits) if digits else 0, name)
 
 
-def _format(value) -> str:
+def format_value(value) -> str:
+    """A value for a page's table: a float to 4 significant digits, anything else escaped."""
     if isinstance(value, float):
         return f"{value:.4g}"
     return html.escape(str(value))
@@ -81,15 +85,17 @@ def summary_table(results: Sequence[ExperimentResult]) -> str:
     return "\n".join(lines)
 
 
-def _claims_table(claims: Iterable[dict]) -> str:
+def claims_table(claims: Iterable[dict]) -> str:
+    """An HTML table of claims as :class:`~backpropvis.experiments.base.ClaimResult` dicts (id, text, metric, value,
+    comparison, threshold, holds), each verdict cell green or red ("" for none)."""
     rows = []
     for claim in claims:
         verdict = "holds" if claim["holds"] else "does not hold"
         css = "pass" if claim["holds"] else "fail"
         rows.append(
             f"<tr class='{css}'><td><code>{html.escape(claim['id'])}</code></td><td>{html.escape(claim['text'])}</td>"
-            f"<td><code>{html.escape(claim['metric'])}</code></td><td class='num'>{_format(claim['value'])}</td>"
-            f"<td class='num'>{html.escape(claim['comparison'])} {_format(claim['threshold'])}</td>"
+            f"<td><code>{html.escape(claim['metric'])}</code></td><td class='num'>{format_value(claim['value'])}</td>"
+            f"<td class='num'>{html.escape(claim['comparison'])} {format_value(claim['threshold'])}</td>"
             f"<td class='verdict'>{verdict}</td></tr>"
         )
     if not rows:
@@ -118,14 +124,19 @@ def _section(result: dict, folder: Path) -> str:
         parts.append(f"<p class='note'>{html.escape(note)}</p>")
     figure = folder / result["experiment"] / result["figure"] if result.get("figure") else None
     if figure is not None and figure.is_file():
-        encoded = base64.b64encode(figure.read_bytes()).decode("ascii")
-        parts.append(f"<img alt='{name} figure' src='data:image/png;base64,{encoded}'>")
-    parts.append(_claims_table(result["claims"]))
-    settings = ", ".join(f"{html.escape(str(key))}={_format(value)}" for key, value in result["settings"].items())
+        parts.append(embedded_png(figure, f"{result['experiment']} figure"))
+    parts.append(claims_table(result["claims"]))
+    settings = ", ".join(f"{html.escape(str(key))}={format_value(value)}" for key, value in result["settings"].items())
     parts.append(f"<p class='settings'><b>settings</b>: {settings}</p>")
     parts.append(_values_table(result.get("metrics", {})))
     parts.append("</section>")
     return "".join(parts)
+
+
+def embedded_png(path: Union[str, os.PathLike], alt: str) -> str:
+    """An ``<img>`` holding the PNG file ``path`` itself (base64), so the page needs no other file."""
+    encoded = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f"<img alt='{html.escape(alt, quote=True)}' src='data:image/png;base64,{encoded}'>"
 
 
 def _values_table(metrics: dict) -> str:
@@ -133,7 +144,7 @@ def _values_table(metrics: dict) -> str:
     if not metrics:
         return ""
     rows = "".join(
-        f"<tr><td><code>{html.escape(str(key))}</code></td><td class='num'>{_format(value)}</td></tr>"
+        f"<tr><td><code>{html.escape(str(key))}</code></td><td class='num'>{format_value(value)}</td></tr>"
         for key, value in metrics.items()
     )
     return (
@@ -157,7 +168,7 @@ def _overview_row(result: dict) -> str:
     )
 
 
-_STYLE = """
+PAGE_STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; border-bottom: 1px solid #ccc; padding-bottom: .2em; }
 img { max-width: 100%; border: 1px solid #ddd; }
@@ -184,7 +195,7 @@ def write_index(out: Union[str, os.PathLike], title: str = "backpropvis report")
     seconds = sum(result.get("seconds", 0.0) for result in results)
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        f"<title>{html.escape(title)}</title><style>{PAGE_STYLE}</style></head><body>"
         f"<h1>{html.escape(title)}</h1>"
         "<p>Nie, Zhang &amp; Patel, <i>A Theoretical Explanation for Perplexing Behaviors of "
         "Backpropagation-based Visualizations</i>, ICML 2018: every figure with its measured claims.</p>"

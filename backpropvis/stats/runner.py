@@ -109,6 +109,7 @@ def run_class_distance(
     model_name: Optional[str] = None,
     progress: bool = True,
     world: Optional[World] = None,
+    elsewhere: str = "another --db",
 ) -> RunReport:
     """Compute and store the class distance of every image under ``images`` (resumable).
 
@@ -137,6 +138,8 @@ def run_class_distance(
         model_name: the model's name in the settings when ``model`` is a module.
         progress: show a progress bar (images/s and ETA).
         world: the torchrun world (default: read from the environment).
+        elsewhere: what a message refusing ``db`` (another run's database) tells the user
+            to use instead.
 
     Returns:
         :class:`RunReport` for this rank. Under torchrun every rank waits for all the
@@ -165,7 +168,9 @@ def run_class_distance(
     )
     other = {"batch_size": batch_size, "workers": workers, "device": str(torch_device), "limit": limit}
     with process_group(world, torch_device):
-        store = ResultsStore(rank_db_path(db, world.rank, world.size), settings, loaded.weights_description, other)
+        store = ResultsStore(
+            rank_db_path(db, world.rank, world.size), settings, loaded.weights_description, other, elsewhere
+        )
         try:
             report = _run(
                 store, keys, images=images, network=network, preprocess=loaded.preprocessing, rules=rules,

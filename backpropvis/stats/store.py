@@ -113,7 +113,7 @@ class RunSettings:
         "world_size": "world size (torchrun processes)",
     }
 
-    def differences(self, other: "RunSettings", ignore: Sequence[str] = ()) -> list[str]:
+    def differences(self, other: RunSettings, ignore: Sequence[str] = ()) -> list[str]:
         """'--model: vgg16 here, cnn3 there' for each setting that differs."""
         found = []
         for name, flag in self.FLAGS.items():
@@ -177,7 +177,8 @@ def _settings_from_row(row: sqlite3.Row) -> RunSettings:
 
     return RunSettings(
         model=row["model"], weights=row["weights"], methods=tuple(row["methods"].split(",")), pairs=row["pairs"],
-        seed=row["seed"], input_size=row["input_size"], images=row["images"], rank=row["rank"], world_size=row["world_size"],
+        seed=row["seed"], input_size=row["input_size"], images=row["images"], rank=row["rank"],
+        world_size=row["world_size"],
         model_args=newer("model_args", UNKNOWN_IN_SCHEMA_1), model_source=newer("model_source", UNKNOWN_IN_SCHEMA_1),
         weights_fingerprint=newer("weights_fingerprint", UNKNOWN_IN_SCHEMA_1), output=newer("output", None),
         precision=newer("precision", "float32"),  # before schema 2 the engine always computed in float32
@@ -189,12 +190,17 @@ class ResultsStore:
 
     Opening it creates the schema, or checks that the run stored there has the same
     :class:`RunSettings`; a difference raises :class:`StoreError` naming it, before
-    anything is written.
+    anything is written. ``elsewhere`` is what such a message tells the user to use
+    instead ("another --db"; the audit's database: "another --out").
     """
 
-    def __init__(self, path: Union[str, os.PathLike], settings: RunSettings, weights_description: str, other_settings: dict) -> None:
+    def __init__(
+        self, path: Union[str, os.PathLike], settings: RunSettings, weights_description: str, other_settings: dict,
+        elsewhere: str = "another --db",
+    ) -> None:
         self.path = Path(path)
         self.settings = settings
+        self.elsewhere = elsewhere
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -221,7 +227,8 @@ class ResultsStore:
         tables = {row[0] for row in self.connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if tables and not {"meta", "runs", "results", "failures"} <= tables:
             self.connection.close()
-            raise StoreError(f"{self.path} is a database of something else (tables {', '.join(sorted(tables))}); use another --db")
+            found = ", ".join(sorted(tables))
+            raise StoreError(f"{self.path} is a database of something else (tables {found}); use {self.elsewhere}")
 
     def _find_or_create_run(self, weights_description: str, other_settings: dict) -> int:
         self.connection.execute(
@@ -235,7 +242,7 @@ class ResultsStore:
             raise StoreError(
                 f"database {self.path} was written by an {'older' if older else 'other'} backpropvis (schema "
                 f"{version}, this one writes {SCHEMA_VERSION}); summarize still reads it, but a run cannot resume in "
-                "it: use another --db"
+                f"it: use {self.elsewhere}"
             )
         rows = self.connection.execute("SELECT * FROM runs").fetchall()
         if rows:
@@ -246,7 +253,7 @@ class ResultsStore:
                 self.connection.close()
                 raise StoreError(
                     f"database {self.path} holds a run with other settings ({'; '.join(differences)}); "
-                    "use the same settings to resume it, or another --db"
+                    f"use the same settings to resume it, or {self.elsewhere}"
                 )
             return rows[0]["id"]
         s = self.settings
@@ -271,7 +278,9 @@ class ResultsStore:
         """Record how many images this run (rank) has to do in all."""
         self.connection.execute("UPDATE runs SET images_total = ? WHERE id = ?", (images_total, self.run_id))
 
-    def write_batch(self, rows: Iterable[ResultRow], failures: Iterable[tuple[str, str, str]], images_done: int) -> None:
+    def write_batch(
+        self, rows: Iterable[ResultRow], failures: Iterable[tuple[str, str, str]], images_done: int
+    ) -> None:
         """Write one batch's result rows and failures ``(key, hash, reason)`` in one transaction."""
         columns = ", ".join(("run_id",) + _RESULT_COLUMNS)
         marks = ", ".join("?" * (len(_RESULT_COLUMNS) + 1))

@@ -194,7 +194,8 @@ def collect(databases: Sequence[Union[str, os.PathLike]]) -> Collected:
 
 
 def summarize(
-    databases: Sequence[Union[str, os.PathLike]], resamples: int = 2000, seed: int = 0, confidence: float = 0.95
+    databases: Sequence[Union[str, os.PathLike]], resamples: int = 2000, seed: int = 0, confidence: float = 0.95,
+    ratios: Sequence[tuple[str, str]] = RATIOS,
 ) -> dict:
     """Per-method statistics of one run, from one or several databases.
 
@@ -203,7 +204,8 @@ def summarize(
     (image -> reason), ``methods`` (name -> ``images``, ``class_distance`` and
     ``class_distance_minmax`` as ``{mean, low, high}``, ``input_similarity`` mean over
     both maps), ``ratios`` ("saliency/gbp" -> ``{mean, low, high}``, the ratio of the
-    means and its paired-bootstrap interval), ``bootstrap`` and ``notes``.
+    means and its paired-bootstrap interval, for each pair of ``ratios`` whose two methods
+    the run has), ``bootstrap`` and ``notes``.
 
     Raises:
         StoreError: as :func:`collect`.
@@ -236,7 +238,7 @@ def summarize(
             entry[name] = {"mean": float(values[:, column].mean()), "low": low, "high": high}
         entry["input_similarity"] = float(run.input_similarity[:, column].mean())
         summary["methods"][method] = entry
-    for top, bottom in RATIOS:
+    for top, bottom in ratios:
         if top in methods and bottom in methods:
             a, b = methods.index(top), methods.index(bottom)
             values = run.tables["class_distance"]

@@ -1,0 +1,32 @@
+"""``backpropvis audit``: the paper's diagnostics on a user's model and images, with a
+verdict per method.
+
+Nie, Zhang & Patel (ICML 2018) found that GBP and DeconvNet mostly recover the input
+image and ignore the class, while saliency follows the model's decision. The audit
+asks the same questions of any model (built-in, ``MODULE:CALLABLE`` or
+``PATH.py:CALLABLE``) on any images:
+
+1. class sensitivity: per method, the class distance between the maps of two logits
+   over the whole image set (the paper's Figure 7 statistic), through the resumable
+   class-distance database (:mod:`backpropvis.stats`), with bootstrap 95 % intervals
+   and each method's ratio to saliency (:mod:`.sensitivity`);
+2. image recovery: each method's input similarity, from the same database;
+3. model randomisation: each map's change as the model's stages are redrawn at random
+   from the top down (Figure 9, Adebayo et al.'s cascading randomisation), on a few
+   images (:mod:`.cascade`);
+4. the adversarial test (Figure 8) on the same few images (:mod:`.adversarial_test`).
+
+Each method is then judged by the verdicts of :mod:`.verdicts` (thresholds declared as
+data, with the reasons for them), into ``DIR/audit.json`` and one self-contained
+``DIR/index.html`` with the figures (:func:`run_audit`).
+"""
+
+from .adversarial_test import ADVERSARIAL_STEPS
+from .run import AUDIT_FILE, FIGURES_FOLDER, run_audit
+from .sensitivity import CLASS_DISTANCE_DB
+from .verdicts import METRICS, VERDICTS, Verdict
+
+__all__ = [
+    "run_audit", "AUDIT_FILE", "FIGURES_FOLDER", "CLASS_DISTANCE_DB", "ADVERSARIAL_STEPS", "VERDICTS", "Verdict",
+    "METRICS",
+]

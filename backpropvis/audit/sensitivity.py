@@ -1,0 +1,82 @@
+"""Steps 1 and 2: class sensitivity and image recovery over the whole image set.
+
+Every image goes through :func:`backpropvis.stats.run_class_distance` into the
+audit's database (``DIR/class-distance.sqlite``, resumable: rerunning the audit
+continues with the images not yet done), which stores per image and method the class
+distance between the maps of two logits (the paper's Figure 7 statistic) and each
+map's input similarity. :func:`backpropvis.stats.summarize` then gives the means,
+their bootstrap 95 % intervals and each method's ratio to saliency with its
+paired-bootstrap interval; :func:`method_numbers` picks out what the verdicts read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+
+from ..image_sets import ImageSource
+from ..models import LoadedModel
+from ..stats import RunReport, run_class_distance, summarize
+from ..stats.distributed import World
+
+__all__ = ["CLASS_DISTANCE_DB", "REFERENCE", "class_sensitivity", "method_numbers"]
+
+CLASS_DISTANCE_DB = "class-distance.sqlite"
+"""The audit's class-distance database, in its folder."""
+
+REFERENCE = "saliency"
+"""The method every other one is compared with (the true gradient)."""
+
+
+def class_sensitivity(
+    images: ImageSource,
+    folder: Path,
+    loaded: LoadedModel,
+    *,
+    methods: Sequence[str],
+    pairs: str,
+    seed: int,
+    input_size: Optional[int],
+    limit: Optional[int],
+    batch_size: int,
+    workers: int,
+    device: Union[str, torch.device],
+    precision: Optional[str],
+    progress: bool,
+    resamples: int = 2000,
+) -> tuple[RunReport, dict]:
+    """Run (or resume) the class-distance database of the audit and summarise it.
+
+    Returns:
+        The run's :class:`~backpropvis.stats.RunReport` and its
+        :func:`~backpropvis.stats.summarize` (with ``ratios`` "METHOD/saliency" for every method).
+
+    Raises:
+        BackpropvisError: as :func:`~backpropvis.stats.run_class_distance` (a database of
+            another audit in the folder is refused, naming the setting that differs).
+    """
+    db = folder / CLASS_DISTANCE_DB
+    report = run_class_distance(
+        images, db, model=loaded, weights=loaded.weights, methods=methods, pairs=pairs, seed=seed,
+        input_size=input_size, limit=limit, batch_size=batch_size, workers=workers, device=device,
+        precision=precision, progress=progress, world=World(), elsewhere="another --out",
+    )
+    summary = summarize([db], resamples=resamples, seed=seed, ratios=[(method, REFERENCE) for method in methods])
+    return report, summary
+
+
+def method_numbers(summary: dict, method: str) -> dict[str, float]:
+    """What the verdicts read of one method in ``summary`` (names of
+    :data:`~backpropvis.audit.verdicts.METRICS`): class distance with its interval, its
+    ratio to saliency's with the ratio's interval, and the input similarity."""
+    entry, ratio = summary["methods"][method], summary["ratios"][f"{method}/{REFERENCE}"]
+    distance = entry["class_distance"]
+    return {
+        "class_distance": distance["mean"], "class_distance_low": distance["low"],
+        "class_distance_high": distance["high"],
+        "class_distance_over_saliency": ratio["mean"], "class_distance_over_saliency_low": ratio["low"],
+        "class_distance_over_saliency_high": ratio["high"],
+        "input_similarity": entry["input_similarity"],
+    }
