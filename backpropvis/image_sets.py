@@ -1,5 +1,6 @@
-"""Which images a run looks at: a folder of image files, or the bundled samples with
-seeded random crops of them, each image named by a stable key.
+"""Which images a run looks at: a folder of image files, the bundled samples with
+seeded random crops of them, or the digits VGG's held-out digits, each image named by
+a stable key.
 
 - A folder (``--images DIR``): every file whose name ends like an image, searched
   recursively; its key is the path relative to the folder, with "/" separators, so a
@@ -8,12 +9,16 @@ seeded random crops of them, each image named by a stable key.
   ``crops`` seeded random crops of them, keyed ``"<photo>#crop<NN>"`` ("tabby#crop07"):
   a crop's key names the photo it was cut from, since crops of one photo are not
   independent images (:func:`source_photo`).
+- :class:`Digits`: the digits VGG's held-out digits (scikit-learn's digits upsampled to
+  32 x 32, :func:`backpropvis.models.load_digits_split`), keyed ``"digit<NNNN>"`` by
+  their position in ``sklearn.datasets.load_digits()``; each is its own photo.
 
 :func:`list_images` lists a source's keys; :func:`read_image` reads one image by key.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -25,9 +30,10 @@ from PIL import Image
 
 from .errors import ImageError
 from .images import load_image, sample_names
+from .models.digits_data import load_digits_split
 
 __all__ = [
-    "IMAGE_SUFFIXES", "SAMPLES_SOURCE", "Crop", "Samples", "ImageSource", "list_images", "read_image",
+    "IMAGE_SUFFIXES", "SAMPLES_SOURCE", "Crop", "Digits", "Samples", "ImageSource", "list_images", "read_image",
     "source_photo", "source_setting",
 ]
 
@@ -127,21 +133,77 @@ class Samples:
         return described + (f" and {self.crops} seeded random crops of them" if self.crops else "")
 
 
-ImageSource = Union[str, os.PathLike, Samples, None]
-"""Where a run's images come from: a folder, :class:`Samples`, or None (the samples alone)."""
+_DIGIT_MARK = "digit"
 
 
-def _as_samples(source: ImageSource) -> Optional[Samples]:
+@functools.lru_cache(maxsize=3)
+def _digit_pictures(split: str) -> dict[str, Image.Image]:
+    """Key -> picture of every digit of ``split`` (built once per process: DataLoader
+    workers read one digit at a time)."""
+    digits = load_digits_split(split)  # type: ignore[arg-type]
+    return {f"{_DIGIT_MARK}{index:04d}": picture for index, picture in zip(digits.indices.tolist(), digits.images)}
+
+
+@dataclass(frozen=True)
+class Digits:
+    """Handwritten digits from scikit-learn, as the digits VGG sees them: the held-out
+    test split by default (the network was not trained on them), each digit upsampled
+    to a 32 x 32 RGB picture (:func:`backpropvis.models.load_digits_split`).
+
+    Keys are ``"digit<NNNN>"``, NNNN the digit's position in ``load_digits()``; every
+    digit is its own photo (no two are cut from one picture).
+    """
+
+    split: str = "test"
+
+    def __post_init__(self) -> None:
+        if self.split not in ("train", "test", "all"):
+            raise ImageError(f"unknown digits split {self.split!r}; choose train, test or all")
+
+    def keys(self) -> list[str]:
+        """Every digit's key, in the order of ``load_digits()``."""
+        return list(_digit_pictures(self.split))
+
+    def load(self, key: str) -> Image.Image:
+        """The RGB picture of ``key``.
+
+        Raises:
+            ImageError: for a key that is not one of this split's digits.
+        """
+        pictures = _digit_pictures(self.split)
+        if key not in pictures:
+            raise ImageError(f"{key!r} is not an image of {self.describe()}")
+        return pictures[key]
+
+    @property
+    def setting(self) -> str:
+        """How a run's settings name this set: "digits-test"."""
+        return f"digits-{self.split}"
+
+    def describe(self) -> str:
+        """The set in words, for a report."""
+        held_out = "held-out " if self.split == "test" else ""
+        return f"the {len(_digit_pictures(self.split))} {held_out}digits of scikit-learn's digits ({self.split})"
+
+
+KeyedImages = Union[Samples, Digits]
+"""An image set that names its images by key and reads them without files."""
+
+ImageSource = Union[str, os.PathLike, Samples, Digits, None]
+"""Where a run's images come from: a folder, :class:`Samples`, :class:`Digits`, or None (the samples alone)."""
+
+
+def _as_keyed(source: ImageSource) -> Optional[KeyedImages]:
     if source is None:
         return Samples()
-    return source if isinstance(source, Samples) else None
+    return source if isinstance(source, (Samples, Digits)) else None
 
 
 def source_setting(source: ImageSource) -> str:
-    """What a run's settings record as its images: the folder's absolute path, or
-    :attr:`Samples.setting`."""
-    samples = _as_samples(source)
-    return samples.setting if samples is not None else str(Path(source).resolve())  # type: ignore[arg-type]
+    """What a run's settings record as its images: the folder's absolute path, or the
+    set's ``setting`` (:attr:`Samples.setting`, :attr:`Digits.setting`)."""
+    keyed = _as_keyed(source)
+    return keyed.setting if keyed is not None else str(Path(source).resolve())  # type: ignore[arg-type]
 
 
 def source_photo(key: str) -> str:
@@ -150,7 +212,8 @@ def source_photo(key: str) -> str:
 
 
 def list_images(source: ImageSource, limit: Optional[int] = None) -> list[str]:
-    """The image keys of ``source``: a folder's sorted by relative path, or :meth:`Samples.keys`.
+    """The image keys of ``source``: a folder's sorted by relative path, or the keys of a
+    :class:`Samples` or :class:`Digits`.
 
     Every entry of a folder whose name ends like an image is listed, whatever it is (a
     dangling link or a folder named ``x.jpg`` is listed too, and fails when read, so
@@ -159,14 +222,14 @@ def list_images(source: ImageSource, limit: Optional[int] = None) -> list[str]:
 
     Args:
         source: a folder (searched recursively, e.g. an ImageFolder tree), a
-            :class:`Samples`, or None for the bundled sample images.
+            :class:`Samples` or :class:`Digits`, or None for the bundled sample images.
         limit: keep only the first ``limit`` keys.
 
     Raises:
         ImageError: when the folder is missing, is not a folder, or holds no image.
     """
-    samples = _as_samples(source)
-    keys = samples.keys() if samples is not None else _list_folder(Path(source))  # type: ignore[arg-type]
+    keyed = _as_keyed(source)
+    keys = keyed.keys() if keyed is not None else _list_folder(Path(source))  # type: ignore[arg-type]
     if limit is not None:
         if limit < 1:
             raise ImageError(f"--limit must be at least 1, not {limit}")
@@ -226,10 +289,10 @@ class ReadImage:
 def read_image(source: ImageSource, key: str) -> ReadImage:
     """Read image ``key`` of ``source``; a file that cannot be read or decoded gives a
     :class:`ReadImage` with its reason instead of an exception."""
-    samples = _as_samples(source)
-    if samples is not None:
+    keyed = _as_keyed(source)
+    if keyed is not None:
         try:
-            picture = samples.load(key)
+            picture = keyed.load(key)
         except ImageError as error:
             return ReadImage(key, "", None, str(error))
         return ReadImage(key, hashlib.sha256(np.asarray(picture).tobytes()).hexdigest(), picture, None)

@@ -19,7 +19,9 @@ filter i at patch j at index q_ij = i J + j (channel-major, as ``torch.flatten``
 - :func:`limit_image`: Theorem 1's limit, sum_j D_j^T y_j / ||y_j||.
 - :func:`recovery`: a map's cosine similarity with the limit image.
 - :func:`fit_power_law`: the recovery law, log(1 - recovery) against log N;
-  :func:`law_amplitude` and :func:`filters_needed`: N needed for a given recovery.
+  :func:`law_amplitude` and :func:`filters_needed`: N needed for a given recovery;
+  :func:`gbp_amplitude` and :func:`expected_gbp_recovery`: the law's amplitude and the
+  recovery it predicts, from the paper's init alone (no network).
 - :func:`gaussianity`: Theorem 2's test statistics of a map's values.
 - :func:`effective_dimension`: how much of patch space a filter bank spans (Eq. 9).
 """
@@ -44,10 +46,12 @@ __all__ = [
     "SwitchDisagreement",
     "closed_form_map",
     "effective_dimension",
+    "expected_gbp_recovery",
     "filters_needed",
     "fit_power_law",
     "fold_patches",
     "gaussianity",
+    "gbp_amplitude",
     "law_amplitude",
     "limit_image",
     "method_form",
@@ -388,10 +392,43 @@ def law_amplitude(num_filters: Sequence[float], recoveries: Sequence[float]) -> 
 
     For a single patch per pixel (stride = filter side) A is close to pi^2 p for GBP
     (E[h(V)^2] / E[h(V)]^2 = pi for h = ReLU, and |E[w 1(w.y > 0)]|^2 / Var = 1 / (pi p)
-    for Gaussian w), so N needed for a given recovery grows linearly with p.
+    for Gaussian w), so N needed for a given recovery grows linearly with p;
+    :func:`gbp_amplitude` gives it for the paper's truncated init.
     """
     n = np.asarray(num_filters, dtype=np.float64)
     return float(np.exp(np.mean(np.log(n * tangent_squared(recoveries)))))
+
+
+def gbp_amplitude(patch_dimension: float, truncation: float = 2.0) -> float:
+    """The amplitude A of GBP's recovery law tan^2 = A / N for one patch of p values,
+    predicted from the init alone: A = pi p E[h(v)^2] / E[h(v)]^2.
+
+    GBP's map of one patch is sum_i h(v_i) w_i 1(w_i . y > 0) (Eq. 4). For filters w of
+    i.i.d. zero-mean entries of variance s^2, w . y / ||y|| is close to N(0, s^2), so the
+    part of each term along y has mean h(v) s / sqrt(2 pi), and its part across y carries
+    E[h(v)^2] p s^2 / 2 of energy; over N filters tan^2 = pi p E[h^2] / (N E[h]^2). With
+    v a normal truncated at +-``truncation`` standard deviations (the paper's init: 2)
+    and h = ReLU (DeconvNet's and GBP's h), E[h^2] / E[h]^2 = 2.962 (pi without the
+    truncation), so A = 9.305 p. It holds for the FCN (p = d, its whole input) and for a
+    CNN whose patches do not overlap (stride = filter side).
+
+    Args:
+        patch_dimension: p, the values in one patch (3 k^2; the FCN's d = 3 S^2).
+        truncation: where the readout's normal is cut, in standard deviations.
+    """
+    from scipy import stats
+
+    mass = stats.norm.cdf(truncation) - stats.norm.cdf(-truncation)
+    first = (stats.norm.pdf(0.0) - stats.norm.pdf(truncation)) / mass  # E[h(v)] / std
+    second = (stats.norm.cdf(truncation) - 0.5 - truncation * stats.norm.pdf(truncation)) / mass  # E[h(v)^2] / std^2
+    return float(np.pi * patch_dimension * second / first**2)
+
+
+def expected_gbp_recovery(units: float, patch_dimension: float, truncation: float = 2.0) -> float:
+    """GBP's recovery (cosine with the limit image) that the law predicts for ``units``
+    filters (or FCN hidden units) of ``patch_dimension`` values: 1 / sqrt(1 + A / N),
+    A = :func:`gbp_amplitude`. The FCN at Nh = 4096 on 112 x 112 x 3 (d = 37632): 0.10."""
+    return float(1.0 / np.sqrt(1.0 + gbp_amplitude(patch_dimension, truncation) / units))
 
 
 def filters_needed(amplitude: float, target_recovery: float) -> float:

@@ -338,3 +338,23 @@ def test_cli_on_the_bundled_samples(tmp_path, capsys):
     assert "2 images, 0 failed" in capsys.readouterr().out
     assert main(["summarize", str(db), "--json", "--plot", str(tmp_path / "fig7.png")]) == 0
     assert '"images": 2' in capsys.readouterr().out and (tmp_path / "fig7.png").is_file()
+
+
+def test_cluster_bootstrap_counts_photos_not_crops():
+    """Ten photos, each with twenty identical crops: the crops add nothing, so the interval of
+    the mean must be that of ten values (sigma / sqrt(10)), not of two hundred."""
+    photos = np.random.default_rng(1).normal(0.0, 1.0, size=10)
+    values = np.repeat(photos, 20)[:, None]  # [200, 1]
+    groups = [f"photo{number}" for number in range(10) for _ in range(20)]
+    clustered = bootstrap_means(values, resamples=4000, seed=0, groups=groups, chunk_elements=1000)
+    naive = bootstrap_means(values, resamples=4000, seed=0)
+    plain = photos.std(ddof=0) / np.sqrt(10)  # the bootstrap's standard error of a mean of 10
+    assert clustered[:, 0].std() == pytest.approx(plain, rel=0.1)
+    assert naive[:, 0].std() == pytest.approx(plain / np.sqrt(20), rel=0.1)  # what crops counted as photos claim
+    # groups of one row are the plain bootstrap in distribution; unequal groups weigh by their rows
+    single = bootstrap_means(values[::20], resamples=4000, seed=0, groups=[str(n) for n in range(10)])
+    assert single[:, 0].std() == pytest.approx(plain, rel=0.1)
+    uneven = bootstrap_means(np.array([[0.0], [0.0], [0.0], [4.0]]), resamples=3, seed=0, groups=["a", "a", "a", "b"])
+    assert set(np.round(uneven[:, 0], 9)) <= {0.0, 1.0, 4.0}  # aa: 0, ab: 4/4 = 1, bb: 4
+    with pytest.raises(ValueError, match="group labels"):
+        bootstrap_means(values, groups=groups[:5])

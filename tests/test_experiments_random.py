@@ -1,5 +1,6 @@
-"""The random-network figures (4, 5, 6) at tiny sizes: their claims, cross-checked
-numbers, reproducible reruns; and fig5's weights comparison on hand-made curves."""
+"""The random-network figures (4, 5, 6) at their tiny sizes: their claims, numbers
+cross-checked against Captum, reproducible reruns; and fig5's weights comparison on
+hand-made curves."""
 
 from __future__ import annotations
 
@@ -16,13 +17,7 @@ from backpropvis.images import load_image
 from backpropvis.metrics import input_similarity
 from backpropvis.models import three_layer_cnn
 
-TINY = {
-    "fig4": dict(fig4.EXPERIMENT.quick, input_size=48, num_filters=128, hidden=512),
-    "fig5": dict(
-        fig5.EXPERIMENT.quick, cnn_input_size=48, num_filters=(8, 32, 128), fcn_input_size=32, hidden=(250, 1000, 4000)
-    ),
-    "fig6": dict(fig6.EXPERIMENT.quick, input_size=48, num_filters=128, vgg_input_size=112),
-}
+TINY = {module.EXPERIMENT.name: module.EXPERIMENT.tiny for module in (fig4, fig5, fig6)}
 
 
 def run_tiny(name: str, out):
@@ -36,8 +31,10 @@ def verdicts(result) -> dict[str, bool]:
 
 def test_fig4_claims_hold_and_gbp_matches_captum(tmp_path):
     result = run_tiny("fig4", tmp_path)
-    assert verdicts(result) == {"gbp_cnn_recovers": True, "others_are_noise": True}
-    assert result.metrics["cnn_gbp_similarity"] >= 0.5
+    assert verdicts(result) == {
+        "gbp_cnn_recovers": True, "saliency_deconvnet_are_noise": True, "gbp_fcn_as_faint_as_theory": True,
+        "no_zero_map": True,
+    }
     assert Image.open(tmp_path / "fig4" / "figure.png").size[0] > 600
 
     # An independent reference for the whole path (model, preprocessing, rule, metric):
@@ -69,18 +66,28 @@ def test_fig5_claims_that_hold_at_tiny_size(tmp_path):
     assert (tmp_path / "fig5" / "figure.png").is_file()
 
 
-def test_fig6_claims_hold_and_deconvnet_matches_captum(tmp_path):
+def test_fig6_claims_and_deconvnet_matches_captum_with_max_average_and_no_pool(tmp_path):
     result = run_tiny("fig6", tmp_path)
-    assert all(verdicts(result).values()), verdicts(result)
+    held = {claim for claim, holds in verdicts(result).items() if holds}
+    # at this size (CNN on 48 px, 5 x 5 stride-1 pool; VGG-16 on 112 px) DeconvNet in VGG-16 recovers far less
+    # than GBP (the paper's "every fine-grained detail" is a finding at every size measured)
+    assert held == set(verdicts(result)) - {"deconvnet_vgg_fine_detail"}, verdicts(result)
+    assert result.details["rows"] == ["pool", "average", "maxpool2s2", "nopool", "vgg"]
     assert (tmp_path / "fig6" / "figure.png").is_file()
 
-    # An independent reference for DeconvNet with and without the pool (whose switches
-    # Captum, like the paper, back-propagates as the true gradient): Captum's Deconvolution
+    # An independent reference for DeconvNet under every pool (whose switches, or averages,
+    # Captum back-propagates as the true gradient, as the paper does): Captum's Deconvolution
     # of the same seeded CNNs, for the same (max) logit.
-    settings = TINY["fig6"]
-    for pool, network in ((settings["pool"], "pool"), (None, "nopool")):
+    settings, main = TINY["fig6"], TINY["fig6"]["pool"]
+    pools = {
+        "pool": dict(pool=main["window"], pool_stride=main["stride"], pool_padding=main["padding"]),
+        "average": dict(pool=main["window"], pool_stride=main["stride"], pool_padding=main["padding"],
+                        pool_mode="average"),
+        "nopool": {},
+    }
+    for network, options in pools.items():
         model = three_layer_cnn(num_filters=settings["num_filters"], kernel_size=settings["kernel_size"],
-                                stride=settings["stride"], pool=pool, input_size=settings["input_size"], seed=0)
+                                stride=settings["stride"], input_size=settings["input_size"], seed=0, **options)
         x = model.preprocessing.batch([load_image("tabby")])
         target = int(model(x).argmax())
         assert result.details["targets"][network] == target
@@ -116,3 +123,4 @@ def test_weight_ratio_over_common_levels_and_bounds():
 def test_tiny_settings_keep_every_full_setting():
     for name, settings in TINY.items():
         assert set(settings) == set(PAPER[name].full) == set(PAPER[name].quick)
+        assert name in PAPER and PAPER[name].tiny is settings

@@ -1,5 +1,6 @@
-"""Image sources: the bundled samples with seeded crops (fig7's default images), read by key
-through the class-distance pipeline; a crop is checked against its photo, found by search."""
+"""Image sources: the bundled samples with seeded crops (fig7's default images) and the
+held-out digits, read by key through the class-distance pipeline; a crop is checked against
+its photo, found by search, and a digit against scikit-learn's raw pixels."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from backpropvis.cli import main
 from backpropvis.errors import ImageError
-from backpropvis.image_sets import Samples, list_images, read_image, source_photo
+from backpropvis.image_sets import Digits, Samples, list_images, read_image, source_photo
 from backpropvis.images import load_image, sample_names
-from backpropvis.models import three_layer_cnn, three_layer_fcn
+from backpropvis.models import digits_vgg, three_layer_cnn, three_layer_fcn
 from backpropvis.stats import read_database, run_class_distance
 
 PHOTOS = sample_names()
@@ -88,3 +89,39 @@ def test_samples_with_crops_run_through_the_class_distance_pipeline(tmp_path):
 def test_cli_crops_go_with_samples(tmp_path, capsys):
     assert main(["class-distance", "--images", str(tmp_path), "--crops", "2", "--db", str(tmp_path / "x.sqlite")]) == 2
     assert "--crops goes with --samples" in capsys.readouterr().err
+
+
+def test_digits_keys_name_their_position_in_scikit_learns_digits():
+    """A digit's key is its index in load_digits(): its picture is that digit, upsampled
+    (checked against scikit-learn's raw 8 x 8 pixels, averaged back down to 8 x 8)."""
+    from sklearn.datasets import load_digits
+
+    raw = load_digits().images  # [1797, 8, 8], grey levels 0-16
+    digits = Digits()
+    keys = digits.keys()
+    assert len(keys) == len(set(keys)) > 300 and keys == sorted(keys)
+    assert all(re.fullmatch(r"digit\d{4}", key) and source_photo(key) == key for key in keys)  # each its own photo
+    for key in (keys[0], keys[-1]):
+        picture = np.asarray(digits.load(key), dtype=np.float64)  # [32, 32, 3]
+        assert picture.shape == (32, 32, 3) and np.array_equal(picture[..., 0], picture[..., 2])
+        shrunk = picture[..., 0].reshape(8, 4, 8, 4).mean(axis=(1, 3)) / 255 * 16
+        other = raw[int(key[5:]) + 1]
+        assert np.abs(shrunk - raw[int(key[5:])]).mean() < np.abs(shrunk - other).mean()
+        assert np.corrcoef(shrunk.ravel(), raw[int(key[5:])].ravel())[0, 1] > 0.9
+    assert list_images(digits, limit=3) == keys[:3]
+    assert set(Digits("train").keys()).isdisjoint(keys)  # held out: not among the training digits
+    assert read_image(digits, "digit9999").picture is None and "is not an image of" in read_image(digits, "x").reason
+    with pytest.raises(ImageError, match="unknown digits split"):
+        Digits("validation")
+
+
+def test_digits_run_through_the_class_distance_pipeline(tmp_path):
+    run_class_distance(Digits(), tmp_path / "d.sqlite", model=digits_vgg("trained"), model_name="digits-vgg",
+                       weights="trained", methods=["saliency", "gbp"], pairs="random-random", seed=0, limit=6,
+                       batch_size=4, workers=0, progress=False)
+    stored = read_database(tmp_path / "d.sqlite")
+    assert stored.settings.images == "digits-test" and not stored.failures
+    assert sorted({row["image"] for row in stored.results}) == Digits().keys()[:6]
+    assert {row["first_logit"] for row in stored.results} | {row["second_logit"] for row in stored.results} <= set(
+        range(10)
+    )

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from backpropvis.images import load_image
 from backpropvis.metrics import (
     class_distance,
     class_distance_minmax,
     cosine_similarity,
+    expected_normal_maximum,
     input_similarity,
     minmax_normalize,
+    noise_similarity_std,
     pairwise_cosine_similarity,
     ratio,
 )
@@ -147,3 +151,51 @@ def test_a_zero_map_fails_a_ratio_claim() -> None:
     value = ratio(float(class_distance(saliency[0], saliency[1])), gbp_distance)
     assert gbp_distance == 0.0 and math.isnan(value)
     assert not Claim("saliency_5x_gbp", "", "saliency_over_gbp", ">=", 5.0).evaluate({"saliency_over_gbp": value}).holds
+
+
+# --- what "noise" means --------------------------------------------------------------------
+
+
+def _monte_carlo_similarity_std(image: torch.Tensor, draw, count: int = 400) -> float:
+    """The standard deviation of input_similarity(noise, image) over seeded noise maps ``draw(generator)``."""
+    generator = torch.Generator().manual_seed(0)
+    values = torch.tensor([float(input_similarity(draw(generator), image)) for _ in range(count)])
+    return float(values.std())
+
+
+def test_noise_similarity_std_of_white_noise_is_one_over_sqrt_n() -> None:
+    image = seeded_maps(3, 24, 24, seed=1).cumsum(-1)  # any fixed image
+    white = _monte_carlo_similarity_std(image, lambda g: torch.randn(3, 24, 24, generator=g, dtype=torch.float64))
+    expected = 1.0 / math.sqrt(3 * (24 * 24 - 1))
+    assert noise_similarity_std(image) == pytest.approx(expected)
+    assert white == pytest.approx(expected, rel=0.1)  # 400 draws: the estimate's own spread is 3.5 %
+    # given one white map, the spectrum-aware value is the same up to the map's own periodogram noise
+    assert noise_similarity_std(image, torch.randn(3, 24, 24, generator=torch.Generator().manual_seed(5))) == (
+        pytest.approx(expected, rel=0.1)
+    )
+
+
+def test_noise_similarity_std_of_smooth_noise_follows_the_map_spectrum() -> None:
+    """Smooth noise (white noise averaged over 5 x 5 windows) meets a photo by chance far more
+    often than white noise; the spectrum-aware standard deviation predicts by how much."""
+    image = torch.from_numpy(np.asarray(load_image("tabby").resize((40, 40)), dtype=np.float64)).permute(2, 0, 1)
+
+    def smooth(generator: torch.Generator) -> torch.Tensor:
+        noise = torch.randn(3, 1, 44, 44, generator=generator, dtype=torch.float64)
+        return torch.nn.functional.avg_pool2d(noise, 5, 1)[:, 0]  # [3, 40, 40]
+
+    measured = _monte_carlo_similarity_std(image, smooth)
+    predicted = float(np.mean([noise_similarity_std(image, smooth(torch.Generator().manual_seed(100 + k)))
+                               for k in range(20)]))
+    assert measured > 3 * noise_similarity_std(image)  # not white
+    assert predicted == pytest.approx(measured, rel=0.12)
+    assert math.isnan(noise_similarity_std(image, torch.zeros(3, 40, 40)))  # a zero map is not noise
+
+
+def test_expected_normal_maximum_against_closed_form_and_sampling() -> None:
+    assert expected_normal_maximum(1) == pytest.approx(0.0, abs=1e-9)
+    assert expected_normal_maximum(2) == pytest.approx(1.0 / math.sqrt(math.pi))  # E[max(Z1, Z2)] = 1 / sqrt(pi)
+    draws = torch.randn(4000, 1000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert expected_normal_maximum(1000) == pytest.approx(float(draws.max(dim=1).values.mean()), abs=0.02)
+    with pytest.raises(ValueError):
+        expected_normal_maximum(0)

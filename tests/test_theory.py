@@ -284,6 +284,34 @@ def test_law_amplitude_and_filters_needed_round_trip():
     assert 1 / math.sqrt(1 + 300.0 / needed) == pytest.approx(0.9)
 
 
+def test_gbp_amplitude_from_the_truncated_normal_moments():
+    """A = pi p E[h^2] / E[h]^2 with h = ReLU of the paper's normal cut at +-2 std; the
+    moments here come from scipy's truncated normal (half of it positive, by symmetry)."""
+    from scipy import stats
+
+    truncated = stats.truncnorm(-2.0, 2.0)
+    positive = stats.truncnorm(0.0, 2.0)  # v given v > 0: E[h^k] = P(v > 0) E[v^k | v > 0], P(v > 0) = 1/2
+    first, second = 0.5 * positive.mean(), 0.5 * positive.moment(2)
+    assert second == pytest.approx(truncated.var() / 2)
+    assert theory.gbp_amplitude(147) == pytest.approx(math.pi * 147 * second / first**2)
+    assert theory.gbp_amplitude(1, truncation=40.0) == pytest.approx(math.pi**2, rel=1e-6)  # untruncated: pi^2 p
+
+
+def test_expected_gbp_recovery_matches_the_engine_on_random_fcns():
+    """The law's prediction for the FCN (one patch: the whole image, d values) against
+    GBP's cosine with x from the engine, averaged over seeds: Theorem 1 quantitatively."""
+    size, hidden = 24, 1024
+    measured = []
+    for seed in range(4):
+        model = three_layer_fcn(hidden=hidden, input_size=size, num_classes=4, seed=seed)
+        x = model.preprocessing.batch([load_image("tabby")])
+        gbp = backpropvis.attribute(model, x, target=0, method="gbp")[0]
+        measured.append(float(theory.recovery(gbp, x[0])))
+    predicted = theory.expected_gbp_recovery(hidden, x[0].numel())
+    assert 0.2 < predicted < 0.5  # a regime where the law is informative
+    assert np.mean(measured) == pytest.approx(predicted, rel=0.1)
+
+
 def test_gaussianity_statistics():
     rng = np.random.default_rng(0)
     normal = theory.gaussianity(torch.from_numpy(rng.normal(3.0, 2.0, 50_000)))
@@ -301,39 +329,21 @@ def test_effective_dimension():
 
 # --- every study at a tiny size -----------------------------------------------------------
 
-TINY = {
-    "closed-form": (
-        {"configurations": [{"num_filters": 8, "kernel_size": 7, "stride": 2, "pool": None, "input_size": 24},
-                            {"num_filters": 12, "kernel_size": 3, "stride": 1, "pool": 2, "input_size": 21}],
-         "seeds": [0, 1], "targets": [0, 1], "num_classes": 2,
-         "shown": {"num_filters": 64, "kernel_size": 7, "stride": 2, "pool": 2, "input_size": 64},
-         "pool_sizes": [2, 3]},
-        {"closed_form_equals_engine", "pooling_turns_deconvnet_into_recovery"},
-    ),
-    "recovery": (
-        {"input_size": 64, "kernel_size": 7, "stride": 2, "num_filters": [16, 64, 256, 1024], "seeds": [0, 1],
-         "fit_from_filters": 256, "shown_filters": [16, 1024], "num_classes": 2, "target": 0,
-         "filter_sizes": [3, 5, 7], "filter_sweep_filters": [256], "filter_sweep_overlapping_stride": 2,
-         "target_recovery": 0.9, "fcn_input_size": 32, "fcn_hidden": [256, 1024], "fcn_cnn_filters": [16, 64]},
-        {"recovery_law_slope_low", "recovery_law_slope_high", "filters_needed_linear_in_p", "fcn_needs_d_over_p_more"},
-    ),
-    "gaussianity": (
-        {"num_filters": 256, "kernel_size": 7, "stride": 2, "input_size": 64, "num_classes": 2, "targets": [0, 1],
-         "bins": 60},
-        {"saliency_is_gaussian", "deconvnet_is_gaussian", "saliency_carries_no_image", "deconvnet_carries_no_image",
-         "gbp_recovers"},
-    ),
-    "depth": (
-        {"input_size": 32, "layers": ["conv1_1", "conv2_1", "conv3_1", "conv5_3", "fc2"], "shown_layers": ["fc2"]},
-        {"gbp_recovery_stays_high", "gbp_beats_saliency_in_depth"},
-    ),
-    "dead-zones": (
-        {"targets": ["max", "random"], "blur_sigma": 2.0, "random_filters_seed": 0, "input_size": 64},
-        {"trained_filters_small_subspace", "gbp_class_independent"},
-    ),
+ASSERTED_AT_TINY = {
+    "closed-form": {"closed_form_equals_engine", "pooling_turns_deconvnet_into_recovery"},
+    "recovery": {"recovery_law_slope_low", "recovery_law_slope_high", "filters_needed_linear_in_p",
+                 "fcn_needs_d_over_p_more"},
+    "gaussianity": {"saliency_is_gaussian", "deconvnet_is_gaussian", "saliency_carries_no_image",
+                    "deconvnet_carries_no_image", "gbp_recovers"},
+    "depth": {"gbp_recovery_stays_high", "gbp_beats_saliency_in_depth", "saliency_is_gbp_from_conv1_1",
+              "deconvnet_noise_before_pool", "deconvnet_image_after_pool"},
+    "dead-zones": {"trained_filters_small_subspace", "gbp_class_independent", "deconvnet_class_independent",
+                   "gbp_carries_the_image", "no_zero_map"},
 }
-"""Per study: tiny settings, and the claims asserted at that size (recovery at N = 4096
-needs the full sweep; GBP's edge correlation changes sign with the image size)."""
+"""Per study, the claims asserted at its tiny size (``Experiment.tiny``): recovery at N = 4096
+needs the full sweep; GBP's edge correlation changes sign with the image size."""
+
+TINY = {name: (THEORY[name].tiny, claims) for name, claims in ASSERTED_AT_TINY.items()}
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,11 @@ filter by h(V[:, k]) and the forward mask (and, with pooling, by the pool's swit
 and fold back, with no backward pass. The two share only the weights; both run in
 float64. The study also measures how often Eq. 7's assumption ("chosen by the pool
 <=> w.y > 0") fails, the cases the paper blames for DeconvNet's texture.
+
+What the claims catch (``tests/test_sabotage.py``): any broken method (the plain
+gradient in place of DeconvNet and GBP, or a zero map of any method) makes the engine
+disagree with the closed form stated from Eq. 2 in :mod:`backpropvis.theory`, so
+"closed form equals engine" fails (a relative error of order 1).
 """
 
 from __future__ import annotations
@@ -259,4 +264,9 @@ EXPERIMENT = Experiment(
     measure=measure,
     draw=draw,
     group="theory",
+    tiny={
+        "configurations": [_config(8, 7, 2, None, 24), _config(12, 3, 1, 2, 21)], "seeds": [0, 1], "targets": [0, 1],
+        "num_classes": 2, "shown": _config(64, 7, 2, 2, 64), "pool_sizes": [2, 3],
+    },
+    catches=("plain-gradient", "zero-gbp", "zero-deconvnet", "zero-saliency"),
 )

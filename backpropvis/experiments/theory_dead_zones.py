@@ -15,7 +15,16 @@ where its weights are present, else EfficientNet-Lite0):
 - the map against a linear edge detector: rank correlation between each method's
   magnitude map and the Sobel edge magnitude of the input (scikit-image), both
   blurred to remove the stride grid, and each method's class distance between the
-  max logit and a random one.
+  max logit and a random one;
+- GBP's input similarity, against that of noise with the map's own spectrum
+  (:func:`backpropvis.metrics.noise_similarity_std`, 5 standard deviations beyond the
+  3.24 that choosing the largest of 1000 logits can give noise): Eq. 9's "partial
+  image recovery".
+
+What the claims catch (``tests/test_sabotage.py``): GBP (or DeconvNet) computed as the
+plain gradient is as class-sensitive as saliency (the ratios become 1); a zero GBP map
+carries no image; a zero saliency map makes the ratios undefined (NaN); a zero
+DeconvNet map fails "no map is all zeros".
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import torch
 from torch import nn
 
 from ..engine import attribute_many
-from ..metrics import class_distance, ratio
+from ..metrics import class_distance, expected_normal_maximum, input_similarity, noise_similarity_std, ratio
 from ..models import generator_for, truncated_normal_
 from ..render import map_panel, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
@@ -58,6 +67,12 @@ CLAIMS = (
           "effective_dimension_ratio", "<", 0.5),
     Claim("gbp_class_independent", "GBP in the trained network hardly depends on the class (Eq. 9): its class "
           "distance is under half of saliency's", "gbp_over_saliency_class_distance", "<", 0.5),
+    Claim("deconvnet_class_independent", "DeconvNet in the trained network hardly depends on the class (Eq. 9): "
+          "its class distance is under half of saliency's", "deconvnet_over_saliency_class_distance", "<", 0.5),
+    Claim("gbp_carries_the_image", "GBP's map of the max logit carries the image (Eq. 9, partial image recovery): "
+          "input similarity at least 5 noise standard deviations beyond the largest logit's allowance",
+          "gbp_image_noise_sigmas", ">=", 5.0),
+    Claim("no_zero_map", "no map is all zeros", "zero_maps", "<=", 0.0),
     Claim("gbp_follows_edges", "GBP's magnitude follows the input's edges (Sobel): positive rank correlation",
           "edge_correlation_gbp", ">", 0.0),
 )
@@ -170,9 +185,17 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         first_map = maps[method][0, 0].cpu()
         metrics[f"edge_correlation_{method}"] = _edge_correlation(first_map, edges, settings["blur_sigma"])
         metrics[f"class_distance_{method}"] = float(class_distance(maps[method][0, 0], maps[method][1, 0]))
-    metrics["gbp_over_saliency_class_distance"] = ratio(
-        metrics["class_distance_gbp"], metrics["class_distance_saliency"]
-    )
+    for method in ("gbp", "deconvnet"):
+        metrics[f"{method}_over_saliency_class_distance"] = ratio(
+            metrics[f"class_distance_{method}"], metrics["class_distance_saliency"]
+        )
+    gbp_map = maps["gbp"][0, 0].cpu()
+    metrics["input_similarity_gbp"] = float(input_similarity(gbp_map, inputs[0].cpu()))
+    allowance = expected_normal_maximum(maps.logits.shape[-1]) if settings["targets"][0] == "max" else 0.0
+    metrics["gbp_image_noise_sigmas"] = (
+        abs(metrics["input_similarity_gbp"]) / noise_similarity_std(inputs[0].cpu(), gbp_map) - allowance
+    )  # NaN for a zero map
+    metrics["zero_maps"] = float(sum(not bool(maps[method][:, 0].any()) for method in PAPER_METHODS))
     targets = maps.targets[:, 0].tolist()
     notes = [
         f"First activation ({first_name}): {metrics['dead_fraction_first_layer']:.1%} of the patches are passed by no "
@@ -264,4 +287,6 @@ EXPERIMENT = Experiment(
     measure=measure,
     draw=draw,
     group="theory",
+    tiny={**FULL, "input_size": 64},
+    catches=("plain-gradient", "zero-gbp", "zero-deconvnet", "zero-saliency"),
 )

@@ -7,19 +7,31 @@ analysis carries over whatever the depth. For each layer l of a random VGG-16, t
 maps are back-propagated from that layer's ReLU output with a seeded random positive
 top gradient, and their recovery of the first layer's limit image (3 x 3 patches,
 stride 1, Theorem 1) is plotted against depth.
+
+Claims beside GBP's: from conv1_1 saliency's map equals GBP's (a positive top
+gradient makes h the identity, and both keep the forward mask g'), and DeconvNet is
+noise before the first max-pool (Theorem 2) but carries the image past it (Eq. 6-7:
+the switches), each judged against noise with the map's own spectrum
+(:func:`backpropvis.metrics.noise_similarity_std`, 5 standard deviations). What they
+catch (``tests/test_sabotage.py``): the plain gradient in place of GBP makes GBP's
+and saliency's recoveries equal (and DeconvNet's noise before the pool becomes
+saliency's image); a zero GBP, DeconvNet or saliency map fails its own recovery or
+equality claim.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..engine import attribute_many
-from ..metrics import input_similarity
+from ..metrics import input_similarity, noise_similarity_std
 from ..models import generator_for, vgg16
 from ..models.vgg import LAYER_KEYS, VGG16, VGG16_LAYERS
 from ..render import map_panel, pyplot, save_figure
@@ -45,6 +57,15 @@ CLAIMS = (
           "its lowest centred recovery over the layers is at least 0.6", "gbp_centred_recovery_min", ">=", 0.6),
     Claim("gbp_beats_saliency_in_depth", "from the last conv layer GBP recovers the image far better than saliency: "
           "the difference in centred recovery is at least 0.3", "gbp_minus_saliency_last_conv", ">=", 0.3),
+    Claim("saliency_is_gbp_from_conv1_1", "from conv1_1 (the first layer of the sweep) saliency's map is GBP's: with "
+          "a positive top gradient h is the identity (relative L2 difference under 1e-5)",
+          "saliency_gbp_difference_first_layer", "<", 1e-5),
+    Claim("deconvnet_noise_before_pool", "from the layers before the first max-pool (conv1_*) DeconvNet is noise "
+          "(Theorem 2): centred recovery under 5 noise standard deviations",
+          "deconvnet_noise_sigmas_before_pool_max", "<", 5.0),
+    Claim("deconvnet_image_after_pool", "from every conv layer past the first max-pool DeconvNet carries the image "
+          "(Eq. 6-7): centred recovery at least 5 noise standard deviations",
+          "deconvnet_noise_sigmas_after_pool_min", ">=", 5.0),
 )
 
 
@@ -104,7 +125,16 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
             metrics[f"recovery_{method}_{layer}"] = value
             centred[method].append(float(input_similarity(maps[method][0, 0].cpu(), limit.cpu())))
             metrics[f"centred_recovery_{method}_{layer}"] = centred[method][-1]
+            metrics[f"noise_sigmas_{method}_{layer}"] = abs(centred[method][-1]) / noise_similarity_std(
+                limit.cpu(), maps[method][0, 0].cpu()
+            )  # NaN for a zero map
         metrics[f"input_similarity_gbp_{layer}"] = float(input_similarity(maps["gbp"][0, 0].cpu(), image))
+        if layer == settings["layers"][0]:
+            gbp, saliency = maps["gbp"][0, 0].double(), maps["saliency"][0, 0].double()
+            norm = float(gbp.norm())
+            metrics["saliency_gbp_difference_first_layer"] = (
+                float((saliency - gbp).norm()) / norm if norm > 0 else math.nan
+            )
         if layer in settings["shown_layers"]:
             shown[layer] = {method: maps[method][0, 0].cpu() for method in ("gbp", "saliency")}
     convs = [layer for layer in settings["layers"] if layer.startswith("conv")]
@@ -115,6 +145,14 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     metrics["gbp_centred_recovery_last_conv"] = metrics[f"centred_recovery_gbp_{last}"]
     metrics["gbp_minus_saliency_last_conv"] = (
         metrics[f"centred_recovery_gbp_{last}"] - metrics[f"centred_recovery_saliency_{last}"]
+    )
+    before_pool = [layer for layer in convs if layer.startswith("conv1_")]
+    after_pool = [layer for layer in convs if not layer.startswith("conv1_")]
+    metrics["deconvnet_noise_sigmas_before_pool_max"] = float(
+        np.max([metrics[f"noise_sigmas_deconvnet_{layer}"] for layer in before_pool]) if before_pool else math.nan
+    )
+    metrics["deconvnet_noise_sigmas_after_pool_min"] = float(
+        np.min([metrics[f"noise_sigmas_deconvnet_{layer}"] for layer in after_pool]) if after_pool else math.nan
     )
     notes = (
         "Recovery is the cosine with x_lim; the centred recovery removes each channel's mean from both first, since "
@@ -196,4 +234,7 @@ EXPERIMENT = Experiment(
     measure=measure,
     draw=draw,
     group="theory",
+    tiny={**FULL, "input_size": 32, "layers": ["conv1_1", "conv1_2", "conv2_1", "conv3_1", "conv5_3", "fc2"],
+          "shown_layers": ["fc2"]},
+    catches=("plain-gradient", "zero-gbp", "zero-deconvnet", "zero-saliency"),
 )

@@ -12,6 +12,11 @@ recovery is the cosine between the two. Three measurements:
    and with the paper's stride 2 (overlapping patches average the noise away);
 3. the FCN, whose limit image is x itself (one patch: the whole image): how many more
    hidden units it needs than the CNN needs filters, against d / p.
+
+What the claims catch (``tests/test_sabotage.py``): only GBP is computed. Computed as
+the plain gradient it is saliency, which recovers nothing at any N: 1 - recovery stays
+near 1 and the law's slope near 0 instead of -1; a zero map has recovery 0, with the
+same effect (and an undefined amplitude).
 """
 
 from __future__ import annotations
@@ -272,8 +277,13 @@ def _fit(array: np.ndarray) -> PowerLaw:
 
 
 def _log_log(axis, xlabel: str, ylabel: str, title: str) -> None:
-    axis.set_xscale("log")
-    axis.set_yscale("log")
+    """Log scales on both axes when the plotted data allow (a broken method's zero map
+    gives nothing finite and positive to plot: the panel then stays linear)."""
+    points = [line.get_xydata() for line in axis.get_lines()] + [c.get_offsets() for c in axis.collections]
+    values = np.concatenate([np.asarray(p, dtype=float).reshape(-1, 2) for p in points]) if points else np.empty((0, 2))
+    if np.any(np.isfinite(values).all(axis=1) & (values > 0).all(axis=1)):
+        axis.set_xscale("log")
+        axis.set_yscale("log")
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
     axis.set_title(title, fontsize=10)
@@ -368,4 +378,10 @@ EXPERIMENT = Experiment(
     measure=measure,
     draw=draw,
     group="theory",
+    tiny={
+        **FULL, "input_size": 64, "num_filters": [16, 64, 256, 1024], "seeds": [0, 1], "shown_filters": [16, 1024],
+        "filter_sizes": [3, 5, 7], "filter_sweep_filters": [256], "fcn_input_size": 32, "fcn_hidden": [256, 1024],
+        "fcn_cnn_filters": [16, 64],
+    },
+    catches=("plain-gradient", "zero-gbp"),
 )

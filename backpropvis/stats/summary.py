@@ -64,7 +64,11 @@ def expand_databases(sources: Sequence[Union[str, os.PathLike]]) -> list[Path]:
 
 
 def bootstrap_means(
-    values: np.ndarray, resamples: int = 2000, seed: int = 0, chunk_elements: int = 4_000_000
+    values: np.ndarray,
+    resamples: int = 2000,
+    seed: int = 0,
+    chunk_elements: int = 4_000_000,
+    groups: Optional[Sequence[str]] = None,
 ) -> np.ndarray:
     """Means of ``resamples`` bootstrap resamples of the rows of ``values``.
 
@@ -75,6 +79,11 @@ def bootstrap_means(
         resamples: how many resamples.
         seed: seed of the resampling (numpy's PCG64).
         chunk_elements: at most this many values gathered at once (memory stays flat).
+        groups: N labels, one per row, naming rows that are not independent (crops of
+            one photo: :func:`backpropvis.image_sets.source_photo`). Given, a resample
+            draws G of the G groups with replacement and averages all the rows of the
+            groups drawn (a cluster bootstrap): the interval then reflects how many
+            independent photos there are, not how many crops were cut from them.
 
     Returns:
         [resamples, M] float64.
@@ -84,12 +93,25 @@ def bootstrap_means(
     if count == 0:
         raise ValueError("no values to resample")
     generator = np.random.default_rng(seed)
-    per_chunk = max(1, chunk_elements // max(1, count * columns))
     means = np.empty((resamples, columns))
+    if groups is None:
+        per_chunk = max(1, chunk_elements // max(1, count * columns))
+        for start in range(0, resamples, per_chunk):
+            stop = min(start + per_chunk, resamples)
+            rows = generator.integers(0, count, size=(stop - start, count))
+            means[start:stop] = values[rows].mean(axis=1)
+        return means
+    if len(groups) != count:
+        raise ValueError(f"{len(groups)} group labels for {count} rows")
+    names, member = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    sums = np.zeros((len(names), columns))
+    np.add.at(sums, member, values)  # [G, M] each group's sum of rows
+    sizes = np.bincount(member, minlength=len(names)).astype(np.float64)  # [G] rows per group
+    per_chunk = max(1, chunk_elements // max(1, len(names) * columns))
     for start in range(0, resamples, per_chunk):
         stop = min(start + per_chunk, resamples)
-        rows = generator.integers(0, count, size=(stop - start, count))
-        means[start:stop] = values[rows].mean(axis=1)
+        chosen = generator.integers(0, len(names), size=(stop - start, len(names)))
+        means[start:stop] = sums[chosen].sum(axis=1) / sizes[chosen].sum(axis=1)[:, None]
     return means
 
 
