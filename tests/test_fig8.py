@@ -40,7 +40,7 @@ def test_fig8_every_image_at_every_declared_step(tmp_path, no_hub_checkpoint):
             original = int(model(pipeline.normalize(pixels)).argmax())
         assert details["original_classes"][image][0] == original
 
-        def predicted(step: float) -> int:
+        def predicted(step: float, pixels: torch.Tensor = pixels, original: int = original) -> int:
             adversarial = fgsm(lambda batch: model(pipeline.normalize(batch)), pixels, original, step / 255,
                                bounds=(0.0, 1.0))
             with torch.no_grad():
@@ -74,4 +74,4 @@ def test_fig8_every_image_at_every_declared_step(tmp_path, no_hub_checkpoint):
 
 def test_tiny_settings_keep_every_full_setting():
     assert set(PAPER["fig8"].tiny) == set(PAPER["fig8"].full) == set(PAPER["fig8"].quick)
-    assert set(PAPER["fig8"].tiny["fixed"]) <= set(PAPER["fig8"].tiny["ladder"]) | set(PAPER["fig8"].tiny["fixed"])
+    assert PAPER["fig8"].tiny["fixed"] == PAPER["fig8"].full["fixed"]  # the claims name the fixed steps

@@ -231,8 +231,8 @@ def draw(data: FigureData, path: Path) -> None:
         title=(
             f'Figure 6: max-pooling and depth in random nets, "{details["image"]}", {settings["target"]} logit; '
             f"CNN: N={settings['num_filters']}, {settings['kernel_size']}x{settings['kernel_size']}, stride "
-            f"{settings['stride']}\n(noise sd: the input similarity's spread for noise with the map's own spectrum; the "
-            f"choice of the largest logit alone puts noise {metrics['logit_allowance_sigmas']:.1f} sd above 0)"
+            f"{settings['stride']}\n(noise sd: the input similarity's spread for noise with the map's own spectrum; "
+            f"the choice of the largest logit alone puts noise {metrics['logit_allowance_sigmas']:.1f} sd above 0)"
         ),
         panel_size=2.4,
     )
