@@ -113,7 +113,9 @@ def _prelu_times_derivative(grad: torch.Tensor, y: torch.Tensor, params: tuple, 
     return _times(grad, torch.where(y > 0, torch.ones_like(weight), weight), overwrite)
 
 
-def _threshold_times_derivative(grad: torch.Tensor, passed: torch.Tensor, params: tuple, overwrite: bool) -> torch.Tensor:
+def _threshold_times_derivative(
+    grad: torch.Tensor, passed: torch.Tensor, params: tuple, overwrite: bool
+) -> torch.Tensor:
     return _times(grad, passed, overwrite)
 
 
@@ -202,22 +204,83 @@ def _collect(*functions: Any) -> frozenset:
 
 
 OTHER_NONLINEARITIES: frozenset = _collect(
-    *(getattr(F, name, None) for name in (
-        "gelu", "silu", "mish", "hardswish", "hardsigmoid", "sigmoid", "tanh", "softplus", "elu", "elu_",
-        "selu", "celu", "logsigmoid", "softsign", "tanhshrink", "hardshrink", "softshrink", "glu",
-        "rrelu", "rrelu_", "softmax", "log_softmax", "softmin",
-    )),
-    *(getattr(_nn, name, None) for name in (
-        "gelu", "silu", "silu_", "mish", "mish_", "hardswish", "hardswish_", "hardsigmoid", "hardsigmoid_",
-        "softplus", "elu", "elu_", "log_sigmoid", "softshrink",
-    )),
-    *(getattr(torch, name, None) for name in (
-        "sigmoid", "sigmoid_", "tanh", "tanh_", "selu", "selu_", "celu", "celu_", "rrelu", "rrelu_",
-        "hardshrink", "softmax", "log_softmax",
-    )),
-    *(getattr(torch.Tensor, name, None) for name in (
-        "sigmoid", "sigmoid_", "tanh", "tanh_", "hardshrink", "softmax", "log_softmax",
-    )),
+    *(
+        getattr(F, name, None)
+        for name in (
+            "gelu",
+            "silu",
+            "mish",
+            "hardswish",
+            "hardsigmoid",
+            "sigmoid",
+            "tanh",
+            "softplus",
+            "elu",
+            "elu_",
+            "selu",
+            "celu",
+            "logsigmoid",
+            "softsign",
+            "tanhshrink",
+            "hardshrink",
+            "softshrink",
+            "glu",
+            "rrelu",
+            "rrelu_",
+            "softmax",
+            "log_softmax",
+            "softmin",
+        )
+    ),
+    *(
+        getattr(_nn, name, None)
+        for name in (
+            "gelu",
+            "silu",
+            "silu_",
+            "mish",
+            "mish_",
+            "hardswish",
+            "hardswish_",
+            "hardsigmoid",
+            "hardsigmoid_",
+            "softplus",
+            "elu",
+            "elu_",
+            "log_sigmoid",
+            "softshrink",
+        )
+    ),
+    *(
+        getattr(torch, name, None)
+        for name in (
+            "sigmoid",
+            "sigmoid_",
+            "tanh",
+            "tanh_",
+            "selu",
+            "selu_",
+            "celu",
+            "celu_",
+            "rrelu",
+            "rrelu_",
+            "hardshrink",
+            "softmax",
+            "log_softmax",
+        )
+    ),
+    *(
+        getattr(torch.Tensor, name, None)
+        for name in (
+            "sigmoid",
+            "sigmoid_",
+            "tanh",
+            "tanh_",
+            "hardshrink",
+            "softmax",
+            "log_softmax",
+        )
+    ),
     getattr(torch.special, "expit", None),
 )
 """Activations that are not piecewise-linear: the rules of Eq. 1-2 do not define them."""

@@ -6,7 +6,7 @@ prediction, then asks whether each method's map changes with it.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +23,7 @@ def fgsm(
     epsilon: float,
     *,
     targeted: bool = False,
-    bounds: Optional[Tuple[float, float]] = None,
+    bounds: Optional[tuple[float, float]] = None,
 ) -> torch.Tensor:
     """One step of size ``epsilon`` along the sign of the input gradient of the
     cross-entropy loss ``L(x) = CE(model(x), label)``.

@@ -30,10 +30,19 @@ def _run_visualize(args: argparse.Namespace) -> int:
     from .visualize import visualize
 
     summary = visualize(
-        images=args.images or ["tabby"], model=args.model, weights=args.weights, methods=_split(args.methods),
-        targets=parse_targets(args.targets), seed=args.seed, device=args.device, out=args.out,
-        model_args=args.model_args, output=args.output, input_size=args.input_size,
-        precision=_precision(args.precision), save_maps=args.save_maps,
+        images=args.images or ["tabby"],
+        model=args.model,
+        weights=args.weights,
+        methods=_split(args.methods),
+        targets=parse_targets(args.targets),
+        seed=args.seed,
+        device=args.device,
+        out=args.out,
+        model_args=args.model_args,
+        output=args.output,
+        input_size=args.input_size,
+        precision=_precision(args.precision),
+        save_maps=args.save_maps,
     )
     _print_model(f"{summary['model']} ({summary['weights']})", summary["preprocessing"], summary["notes"])
     width = max(len(image["image"]) for image in summary["images"])
@@ -70,45 +79,76 @@ def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str)
     from .models import MODEL_NAMES
 
     parser.add_argument(
-        "--model", default="vgg16", metavar="NAME|MODULE:CALLABLE|PATH.py:CALLABLE",
+        "--model",
+        default="vgg16",
+        metavar="NAME|MODULE:CALLABLE|PATH.py:CALLABLE",
         help=f"a built-in model ({', '.join(MODEL_NAMES)}), or a callable returning a torch.nn.Module: "
         "MODULE:CALLABLE (e.g. torchvision.models:resnet18) or PATH.py:CALLABLE (default: vgg16)",
     )
-    parser.add_argument("--model-args", default=None, metavar="JSON",
-                        help="keyword arguments of a MODULE:CALLABLE model, as a JSON object, e.g. "
-                        "'{\"num_classes\": 10}' (default: none)")
-    parser.add_argument("--weights", default="random",
-                        help="random (a built-in model's seeded init; a callable's model as built), imagenet (built-in "
-                        "models) or a state-dict file (default: random)")
-    parser.add_argument("--output", default=None, metavar="KEY",
-                        help="where the logits are when the model returns a dict, tuple or object: a key (logits), "
-                        "an index (0) or an attribute (default: the output itself)")
-    parser.add_argument("--input-size", type=int, default=None, metavar="PIXELS",
-                        help=f"crop size of the preprocessing (default: {input_size_default})")
-    parser.add_argument("--precision", default="default", choices=PRECISION_CHOICES,
-                        help="the engine's arithmetic: PyTorch's global flags, exact IEEE float32, TF32 matrix "
-                        "products (CUDA) or bfloat16 autocast (default: default)")
+    parser.add_argument(
+        "--model-args",
+        default=None,
+        metavar="JSON",
+        help="keyword arguments of a MODULE:CALLABLE model, as a JSON object, e.g. "
+        "'{\"num_classes\": 10}' (default: none)",
+    )
+    parser.add_argument(
+        "--weights",
+        default="random",
+        help="random (a built-in model's seeded init; a callable's model as built), imagenet (built-in "
+        "models) or a state-dict file (default: random)",
+    )
+    parser.add_argument(
+        "--output",
+        default=None,
+        metavar="KEY",
+        help="where the logits are when the model returns a dict, tuple or object: a key (logits), "
+        "an index (0) or an attribute (default: the output itself)",
+    )
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        metavar="PIXELS",
+        help=f"crop size of the preprocessing (default: {input_size_default})",
+    )
+    parser.add_argument(
+        "--precision",
+        default="default",
+        choices=PRECISION_CHOICES,
+        help="the engine's arithmetic: PyTorch's global flags, exact IEEE float32, TF32 matrix "
+        "products (CUDA) or bfloat16 autocast (default: default)",
+    )
 
 
 def _add_visualize(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "visualize", help="maps of images for chosen methods and targets",
+        "visualize",
+        help="maps of images for chosen methods and targets",
         description="Maps of images for chosen methods and targets: one PNG per map, grid.png, summary.json (with the "
         "class distance between the targets' maps per image and method), and optionally the raw maps as arrays.",
     )
-    parser.add_argument("images", nargs="*", metavar="IMAGE-or-NAME",
-                        help="image files or sample names (default: tabby)")
+    parser.add_argument(
+        "images", nargs="*", metavar="IMAGE-or-NAME", help="image files or sample names (default: tabby)"
+    )
     _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
-    parser.add_argument("--methods", default=",".join(PAPER_METHODS),
-                        help="comma-separated rule names (default: %(default)s)")
-    parser.add_argument("--targets", default="max,random",
-                        help="comma-separated: max, random or logit indices (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of random weights and random targets (default: %(default)s)")
+    parser.add_argument(
+        "--methods", default=",".join(PAPER_METHODS), help="comma-separated rule names (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--targets", default="max,random", help="comma-separated: max, random or logit indices (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of random weights and random targets (default: %(default)s)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: %(default)s)")
     parser.add_argument("--out", default="visualize-out", help="output folder (default: %(default)s)")
-    parser.add_argument("--save-maps", default=None, metavar="FILE.npz|FILE.pt",
-                        help="also save the raw signed maps, targets and logits as arrays (default: not saved)")
+    parser.add_argument(
+        "--save-maps",
+        default=None,
+        metavar="FILE.npz|FILE.pt",
+        help="also save the raw signed maps, targets and logits as arrays (default: not saved)",
+    )
     parser.set_defaults(run=_run_visualize)
 
 
@@ -124,21 +164,29 @@ def _image_source(args: argparse.Namespace):
 def _add_image_source(parser: argparse.ArgumentParser) -> None:
     """--images DIR | --samples [--crops N]: the images of an image-set command."""
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", metavar="DIR",
-                        help="folder of images, searched recursively, e.g. an ImageFolder tree (no default: give "
-                        "--images or --samples)")
+    source.add_argument(
+        "--images",
+        metavar="DIR",
+        help="folder of images, searched recursively, e.g. an ImageFolder tree (no default: give "
+        "--images or --samples)",
+    )
     source.add_argument("--samples", action="store_true", help="use the bundled sample images instead of a folder")
-    parser.add_argument("--crops", type=int, default=0, metavar="N",
-                        help="with --samples: N seeded random crops of them too, keys such as tabby#crop07 "
-                        "(default: %(default)s)")
+    parser.add_argument(
+        "--crops",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --samples: N seeded random crops of them too, keys such as tabby#crop07 (default: %(default)s)",
+    )
 
 
 def _add_streaming_options(parser: argparse.ArgumentParser) -> None:
     """--limit, --batch-size, --workers: how an image-set command streams its images."""
     parser.add_argument("--limit", type=int, help="only the first N images of the sorted list (default: all)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="processes decoding images (0: none; default: %(default)s)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="processes decoding images (0: none; default: %(default)s)"
+    )
 
 
 def _run_class_distance(args: argparse.Namespace) -> int:
@@ -146,11 +194,21 @@ def _run_class_distance(args: argparse.Namespace) -> int:
     from .stats.summary import format_summary, summarize
 
     report = run_class_distance(
-        _image_source(args), args.db,
-        model=args.model, weights=args.weights,
-        methods=_split(args.methods), pairs=args.pairs, seed=args.seed, input_size=args.input_size, limit=args.limit,
-        batch_size=args.batch_size, workers=args.workers, device=args.device, model_args=args.model_args,
-        output=args.output, precision=_precision(args.precision),
+        _image_source(args),
+        args.db,
+        model=args.model,
+        weights=args.weights,
+        methods=_split(args.methods),
+        pairs=args.pairs,
+        seed=args.seed,
+        input_size=args.input_size,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
+        model_args=args.model_args,
+        output=args.output,
+        precision=_precision(args.precision),
     )
     _print_model(report.model, report.preprocessing, report.model_notes)
     failed = ""
@@ -171,22 +229,27 @@ def _add_class_distance(commands: argparse._SubParsersAction) -> None:
     from .stats.pairs import PAIRS
 
     parser = commands.add_parser(
-        "class-distance", help="class distance of every image in a folder, into a resumable SQLite database (Figure 7)",
+        "class-distance",
+        help="class distance of every image in a folder, into a resumable SQLite database (Figure 7)",
         description="Streams a folder of images through a model and stores, per image and method, the class distance "
         "between the maps of two logits. Run it again to resume; under torchrun each rank writes DB.rank-R.",
     )
     _add_image_source(parser)
     _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
-    parser.add_argument("--methods", default=",".join(PAPER_METHODS),
-                        help="comma-separated rule names (default: %(default)s)")
-    parser.add_argument("--pairs", default="max-random", choices=list(PAIRS),
-                        help="which two logits per image (default: %(default)s)")
+    parser.add_argument(
+        "--methods", default=",".join(PAPER_METHODS), help="comma-separated rule names (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--pairs", default="max-random", choices=list(PAIRS), help="which two logits per image (default: %(default)s)"
+    )
     parser.add_argument("--db", required=True, help="SQLite results file (created, or resumed)")
     _add_streaming_options(parser)
-    parser.add_argument("--device", default="cpu",
-                        help="cpu or cuda (under torchrun: cuda:LOCAL_RANK) (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of random weights and random logits (default: %(default)s)")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK) (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of random weights and random logits (default: %(default)s)"
+    )
     parser.set_defaults(run=_run_class_distance)
 
 
@@ -195,11 +258,23 @@ def _run_audit(args: argparse.Namespace) -> int:
     from .report import INDEX_FILE
 
     audit = run_audit(
-        _image_source(args), args.out, model=args.model, weights=args.weights, model_args=args.model_args,
-        output=args.output, input_size=args.input_size, precision=_precision(args.precision),
-        methods=_split(args.methods), pairs=args.pairs, seed=args.seed, limit=args.limit,
-        few_images=args.few_images, adversarial_steps=_steps(args.fgsm_steps), batch_size=args.batch_size,
-        workers=args.workers, device=args.device,
+        _image_source(args),
+        args.out,
+        model=args.model,
+        weights=args.weights,
+        model_args=args.model_args,
+        output=args.output,
+        input_size=args.input_size,
+        precision=_precision(args.precision),
+        methods=_split(args.methods),
+        pairs=args.pairs,
+        seed=args.seed,
+        limit=args.limit,
+        few_images=args.few_images,
+        adversarial_steps=_steps(args.fgsm_steps),
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
     )
     model = audit["model"]
     _print_model(model["title"], model["preprocessing"], model["notes"])
@@ -233,8 +308,10 @@ def _audit_table(audit: dict) -> str:
     ]
     for method, entry in audit["verdicts"].items():
         numbers = entry["numbers"]
-        interval = (f"{number(numbers['class_distance'])} [{number(numbers['class_distance_low'])}, "
-                    f"{number(numbers['class_distance_high'])}]")
+        interval = (
+            f"{number(numbers['class_distance'])} [{number(numbers['class_distance_low'])}, "
+            f"{number(numbers['class_distance_high'])}]"
+        )
         lines.append(
             f"{method:>10}  {interval:>25}  {number(numbers['class_distance_over_saliency']):>10}  "
             f"{number(numbers['input_similarity'], sign='+'):>10}  {number(numbers.get('top_redrawn_distance')):>11}  "
@@ -243,8 +320,9 @@ def _audit_table(audit: dict) -> str:
     lines.append("verdicts:")
     lines += [f"{method:>10}  {entry['summary']}" for method, entry in audit["verdicts"].items()]
     first = next(iter(audit["verdicts"].values()))
-    lines += [f"not measured: {name}: {judged['skipped']}" for name, judged in first["criteria"].items()
-              if judged["skipped"]]
+    lines += [
+        f"not measured: {name}: {judged['skipped']}" for name, judged in first["criteria"].items() if judged["skipped"]
+    ]
     return "\n".join(lines)
 
 
@@ -253,7 +331,8 @@ def _add_audit(commands: argparse._SubParsersAction) -> None:
     from .stats.pairs import PAIRS
 
     parser = commands.add_parser(
-        "audit", help="the paper's diagnostics on your model and images, with a verdict per method",
+        "audit",
+        help="the paper's diagnostics on your model and images, with a verdict per method",
         description="Are GBP / DeconvNet maps on your model class-sensitive, or do they redraw the image? Measures "
         "per method the class distance between two logits' maps over the images (resumable database, bootstrap "
         "95% intervals, ratio to saliency), the input similarity, the change as the model's layers are redrawn "
@@ -263,26 +342,44 @@ def _add_audit(commands: argparse._SubParsersAction) -> None:
     )
     _add_image_source(parser)
     _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
-    parser.add_argument("--methods", default=",".join(PAPER_METHODS),
-                        help="comma-separated rule names; saliency, the reference, is always added "
-                        "(default: %(default)s)")
-    parser.add_argument("--pairs", default="random-random", choices=list(PAIRS),
-                        help="which two logits per image for the class distance (default: %(default)s, as the "
-                        "paper's Figure 7)")
-    parser.add_argument("--out", default="audit-out",
-                        help="output folder: audit.json, index.html, figures/, class-distance.sqlite, steps/ "
-                        "(default: %(default)s)")
-    parser.add_argument("--few-images", type=int, default=4, metavar="N",
-                        help="images (the first readable ones) of the randomisation and adversarial tests "
-                        "(default: %(default)s)")
-    parser.add_argument("--fgsm-steps", default=",".join(f"{step:g}" for step in ADVERSARIAL_STEPS), metavar="STEPS",
-                        help="FGSM steps of the adversarial test, in units of 1/255, comma-separated; each image is "
-                        "read at its smallest step that changes the prediction (default: %(default)s)")
+    parser.add_argument(
+        "--methods",
+        default=",".join(PAPER_METHODS),
+        help="comma-separated rule names; saliency, the reference, is always added (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--pairs",
+        default="random-random",
+        choices=list(PAIRS),
+        help="which two logits per image for the class distance (default: %(default)s, as the paper's Figure 7)",
+    )
+    parser.add_argument(
+        "--out",
+        default="audit-out",
+        help="output folder: audit.json, index.html, figures/, class-distance.sqlite, steps/ (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--few-images",
+        type=int,
+        default=4,
+        metavar="N",
+        help="images (the first readable ones) of the randomisation and adversarial tests (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--fgsm-steps",
+        default=",".join(f"{step:g}" for step in ADVERSARIAL_STEPS),
+        metavar="STEPS",
+        help="FGSM steps of the adversarial test, in units of 1/255, comma-separated; each image is "
+        "read at its smallest step that changes the prediction (default: %(default)s)",
+    )
     _add_streaming_options(parser)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of random weights, random logits, redrawn layers and the bootstrap "
-                        "(default: %(default)s)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of random weights, random logits, redrawn layers and the bootstrap (default: %(default)s)",
+    )
     parser.set_defaults(run=_run_audit)
 
 
@@ -302,12 +399,17 @@ def _run_summarize(args: argparse.Namespace) -> int:
 
 def _add_summarize(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "summarize", help="mean class distance per method with bootstrap 95%% CIs, from class-distance databases",
+        "summarize",
+        help="mean class distance per method with bootstrap 95%% CIs, from class-distance databases",
         description="Summarises class-distance databases: the files of one run are merged (torchrun ranks); "
         "databases of different runs (e.g. a random and a trained model) are reported side by side.",
     )
-    parser.add_argument("databases", nargs="+", metavar="DB",
-                        help="database files or globs; results.sqlite also finds results.rank-*.sqlite")
+    parser.add_argument(
+        "databases",
+        nargs="+",
+        metavar="DB",
+        help="database files or globs; results.sqlite also finds results.rank-*.sqlite",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--plot", metavar="PNG", help="write a bar chart like the paper's Figure 7 (default: none)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
@@ -323,8 +425,14 @@ def _run_selected(group: str, names: Sequence[str], args: argparse.Namespace, **
 
     registry = experiments.PAPER if group == "paper" else experiments.THEORY
     results = run_suite(
-        experiments.select(registry, names), args.out, quick=args.quick, device=resolve_device(args.device),
-        seed=args.seed, vgg16_weights=args.vgg16_weights, precision=_precision(args.precision), **options,
+        experiments.select(registry, names),
+        args.out,
+        quick=args.quick,
+        device=resolve_device(args.device),
+        seed=args.seed,
+        vgg16_weights=args.vgg16_weights,
+        precision=_precision(args.precision),
+        **options,
     )
     print(summary_table(results))
     print(f"report: {args.out}/{INDEX_FILE}")
@@ -338,28 +446,40 @@ def _run_reproduce(args: argparse.Namespace) -> int:
 def _add_reproduce(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "reproduce",
-        help="the paper's figures with their claims checked: DIR/<fig>/figure.png, metrics.json, DIR/index.html"
+        help="the paper's figures with their claims checked: DIR/<fig>/figure.png, metrics.json, DIR/index.html",
     )
     parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="fig2 ... fig9, or all (the default)")
     parser.add_argument("--quick", action="store_true", help="reduced sizes (minutes on a laptop CPU)")
     parser.add_argument("--out", default="reproduce-out", help="output folder (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
-    parser.add_argument("--images", default=None, metavar="DIR",
-                        help="fig7: a folder of images, e.g. ImageNet validation JPEGs (default: the bundled samples "
-                        "and seeded crops of them)")
-    parser.add_argument("--vgg16-weights", default=None, metavar="FILE",
-                        help="torchvision's trained VGG-16 checkpoint, vgg16-397923af.pth (default: the torch hub "
-                        "cache's, else EfficientNet-Lite0 stands in for the trained net)")
+    parser.add_argument(
+        "--images",
+        default=None,
+        metavar="DIR",
+        help="fig7: a folder of images, e.g. ImageNet validation JPEGs (default: the bundled samples "
+        "and seeded crops of them)",
+    )
+    parser.add_argument(
+        "--vgg16-weights",
+        default=None,
+        metavar="FILE",
+        help="torchvision's trained VGG-16 checkpoint, vgg16-397923af.pth (default: the torch hub "
+        "cache's, else EfficientNet-Lite0 stands in for the trained net)",
+    )
     _add_experiment_precision(parser)
     parser.set_defaults(run=_run_reproduce)
 
 
 def _add_experiment_precision(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--precision", default="float32", choices=PRECISION_CHOICES,
-                        help="the engine's arithmetic for every map: float32 is exact IEEE float32 whatever PyTorch's "
-                        "flags say, so claims are reproducible; default follows PyTorch's flags; tf32 and bfloat16 "
-                        "trade exactness for speed on GPUs (default: %(default)s)")
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        choices=PRECISION_CHOICES,
+        help="the engine's arithmetic for every map: float32 is exact IEEE float32 whatever PyTorch's "
+        "flags say, so claims are reproducible; default follows PyTorch's flags; tf32 and bfloat16 "
+        "trade exactness for speed on GPUs (default: %(default)s)",
+    )
 
 
 def _run_theory(args: argparse.Namespace) -> int:
@@ -372,27 +492,44 @@ def _run_theory(args: argparse.Namespace) -> int:
 def _add_theory(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "theory",
-        help="the paper's theory computed (closed forms, Theorems 1-2, depth, dead zones), with claims checked"
+        help="the paper's theory computed (closed forms, Theorems 1-2, depth, dead zones), with claims checked",
     )
-    parser.add_argument("studies", nargs="*", metavar="STUDY",
-                        help="closed-form, recovery, gaussianity, depth, dead-zones, or all (the default)")
+    parser.add_argument(
+        "studies",
+        nargs="*",
+        metavar="STUDY",
+        help="closed-form, recovery, gaussianity, depth, dead-zones, or all (the default)",
+    )
     parser.add_argument("--quick", action="store_true", help="reduced sizes (all studies in minutes on a 2-core CPU)")
-    parser.add_argument("--out", default="theory-out",
-                        help="output folder (default: %(default)s); index.html is shared with reproduce when both "
-                        "write to the same folder")
-    parser.add_argument("--image", default="tabby", metavar="NAME-or-PATH",
-                        help="sample name or image file (default: %(default)s)")
+    parser.add_argument(
+        "--out",
+        default="theory-out",
+        help="output folder (default: %(default)s); index.html is shared with reproduce when both "
+        "write to the same folder",
+    )
+    parser.add_argument(
+        "--image", default="tabby", metavar="NAME-or-PATH", help="sample name or image file (default: %(default)s)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
-    parser.add_argument("--vgg16-weights", default=None, metavar="FILE",
-                        help="dead-zones: torchvision's trained VGG-16 checkpoint (default: the torch hub cache's, "
-                        "else the study is skipped)")
+    parser.add_argument(
+        "--vgg16-weights",
+        default=None,
+        metavar="FILE",
+        help="dead-zones: torchvision's trained VGG-16 checkpoint (default: the torch hub cache's, "
+        "else the study is skipped)",
+    )
     _add_experiment_precision(parser)
     parser.set_defaults(run=_run_theory)
 
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_visualize, _add_class_distance, _add_audit, _add_summarize, _add_reproduce, _add_theory,
+    _add_visualize,
+    _add_class_distance,
+    _add_audit,
+    _add_summarize,
+    _add_reproduce,
+    _add_theory,
 ]
 
 

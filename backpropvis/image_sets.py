@@ -33,8 +33,16 @@ from .images import load_image, sample_names
 from .models.digits_data import load_digits_split
 
 __all__ = [
-    "IMAGE_SUFFIXES", "SAMPLES_SOURCE", "Crop", "Digits", "Samples", "ImageSource", "list_images", "read_image",
-    "source_photo", "source_setting",
+    "IMAGE_SUFFIXES",
+    "SAMPLES_SOURCE",
+    "Crop",
+    "Digits",
+    "Samples",
+    "ImageSource",
+    "list_images",
+    "read_image",
+    "source_photo",
+    "source_setting",
 ]
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(

@@ -25,9 +25,16 @@ import math
 import torch
 
 __all__ = [
-    "cosine_similarity", "pairwise_cosine_similarity",
-    "class_distance", "class_distance_minmax", "input_similarity", "minmax_normalize",
-    "ks_statistic", "ratio", "noise_similarity_std", "expected_normal_maximum",
+    "cosine_similarity",
+    "pairwise_cosine_similarity",
+    "class_distance",
+    "class_distance_minmax",
+    "input_similarity",
+    "minmax_normalize",
+    "ks_statistic",
+    "ratio",
+    "noise_similarity_std",
+    "expected_normal_maximum",
 ]
 
 _EPS = 1e-12

@@ -32,7 +32,7 @@ TRAINING_DEPENDENT: tuple[type, ...] = (
 
 
 def training_dependent_modules(model: nn.Module) -> list[str]:
-    """"Type 'path'" of every submodule of ``model`` that is in training mode and computes
+    """ "Type 'path'" of every submodule of ``model`` that is in training mode and computes
     differently there (BatchNorm, Dropout, ...), in module order."""
     return [
         f"{type(module).__name__} '{name or type(model).__name__}'"
@@ -42,7 +42,7 @@ def training_dependent_modules(model: nn.Module) -> list[str]:
 
 
 def hidden_kind(module: Any) -> Optional[str]:
-    """"TorchScript module" or "compiled module" when ``module``'s activations run where
+    """ "TorchScript module" or "compiled module" when ``module``'s activations run where
     the interceptor cannot see them, else None."""
     if isinstance(module, torch.jit.ScriptModule):
         return "TorchScript module"

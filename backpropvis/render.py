@@ -21,8 +21,16 @@ from .metrics import minmax_normalize
 from .rules import METHOD_LABELS
 
 __all__ = [
-    "Picture", "METHOD_LABELS", "to_display", "save_png", "save_grid", "pyplot", "save_figure", "figure_title",
-    "map_panel", "similarity_caption",
+    "Picture",
+    "METHOD_LABELS",
+    "to_display",
+    "save_png",
+    "save_grid",
+    "pyplot",
+    "save_figure",
+    "figure_title",
+    "map_panel",
+    "similarity_caption",
 ]
 
 Picture = Union[torch.Tensor, np.ndarray]
@@ -82,7 +90,10 @@ def save_grid(
     title_lines = title.count("\n") + 1 if title else 0
     height_for_text = 0.2 + 0.2 * title_lines + 0.15 * caption_lines * rows  # room for the title and captions
     figure, axes = plt.subplots(
-        rows, columns, figsize=(panel_size * columns + 0.8, panel_size * rows + height_for_text), squeeze=False,
+        rows,
+        columns,
+        figsize=(panel_size * columns + 0.8, panel_size * rows + height_for_text),
+        squeeze=False,
         layout="constrained",  # unlike tight_layout, it makes room for the title and for captions under images
     )
     for r in range(rows):
@@ -158,5 +169,5 @@ def map_panel(axis, picture: Picture, title: str = "", caption: str = "") -> Non
 
 
 def similarity_caption(similarity: float, name: str = "input sim.") -> str:
-    """"input sim. +0.61": the number printed under a panel."""
+    """ "input sim. +0.61": the number printed under a panel."""
     return f"{name} {similarity:+.2f}"

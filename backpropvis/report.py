@@ -20,8 +20,15 @@ from .experiments.base import METRICS_FILE, ExperimentResult
 from .files import write_json, write_text
 
 __all__ = [
-    "INDEX_FILE", "PAGE_STYLE", "write_result", "collect_results", "write_index", "summary_table", "claims_table",
-    "embedded_png", "format_value",
+    "INDEX_FILE",
+    "PAGE_STYLE",
+    "write_result",
+    "collect_results",
+    "write_index",
+    "summary_table",
+    "claims_table",
+    "embedded_png",
+    "format_value",
 ]
 
 INDEX_FILE = "index.html"
@@ -43,8 +50,9 @@ def collect_results(out: Union[str, os.PathLike]) -> list[dict]:
             results.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, json.JSONDecodeError):
             continue  # a foreign or damaged file is left out, never fatal
-    return sorted(results, key=lambda result: (_GROUP_ORDER.get(result.get("group"), 2),
-                                               _natural(result["experiment"])))
+    return sorted(
+        results, key=lambda result: (_GROUP_ORDER.get(result.get("group"), 2), _natural(result["experiment"]))
+    )
 
 
 def _natural(name: str) -> tuple:
@@ -67,21 +75,37 @@ def summary_table(results: Sequence[ExperimentResult]) -> str:
         if result.skipped:
             rows.append((result.experiment, "skipped: " + result.skipped, "", "", ""))
         for claim in result.claims:
-            rows.append((result.experiment, claim.id, f"{claim.value:.4g}", f"{claim.comparison} {claim.threshold:g}",
-                         "yes" if claim.holds else "NO"))
+            rows.append(
+                (
+                    result.experiment,
+                    claim.id,
+                    f"{claim.value:.4g}",
+                    f"{claim.comparison} {claim.threshold:g}",
+                    "yes" if claim.holds else "NO",
+                )
+            )
     widths = [max(len(row[column]) for row in rows if not row[1].startswith("skipped: ")) for column in range(5)]
     lines = []
     for row in rows:
         if row[1].startswith("skipped: "):
             lines.append(f"{row[0]:<{widths[0]}}  {row[1]}")
         else:
-            lines.append("  ".join(f"{cell:<{width}}" if column < 2 else f"{cell:>{width}}"
-                                   for column, (cell, width) in enumerate(zip(row, widths))))
+            lines.append(
+                "  ".join(
+                    f"{cell:<{width}}" if column < 2 else f"{cell:>{width}}"
+                    for column, (cell, width) in enumerate(zip(row, widths))
+                )
+            )
     claims = [claim for result in results for claim in result.claims]
-    lines.append(f"{sum(claim.holds for claim in claims)} of {len(claims)} claims hold"
-                 + (f"; {sum(bool(result.skipped) for result in results)} experiment(s) skipped"
-                    if any(result.skipped for result in results) else "")
-                 + f"; {sum(result.seconds for result in results):.0f} s")
+    lines.append(
+        f"{sum(claim.holds for claim in claims)} of {len(claims)} claims hold"
+        + (
+            f"; {sum(bool(result.skipped) for result in results)} experiment(s) skipped"
+            if any(result.skipped for result in results)
+            else ""
+        )
+        + f"; {sum(result.seconds for result in results):.0f} s"
+    )
     return "\n".join(lines)
 
 
@@ -116,8 +140,11 @@ def _section(result: dict, folder: Path) -> str:
     parts.append(
         f"<p class='meta'>model <b>{html.escape(result['model'])}</b>, "
         f"weights <b>{html.escape(result['weights'])}</b>, "
-        + "".join(f"{html.escape(str(key))} {html.escape(str(value))}, " for key, value in result.get("run", {}).items()
-                  if key != "quick")
+        + "".join(
+            f"{html.escape(str(key))} {html.escape(str(value))}, "
+            for key, value in result.get("run", {}).items()
+            if key != "quick"
+        )
         + f"{result['seconds']:.1f} s; {held} of {len(result['claims'])} claims hold</p>"
     )
     for note in result.get("notes", []):

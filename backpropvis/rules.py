@@ -120,7 +120,10 @@ Figure 7 (Figures 4 and 6 show them in reverse): the default ``methods`` of ever
 and command that computes maps."""
 
 METHOD_LABELS: dict[str, str] = {
-    SALIENCY.name: "Saliency", DECONVNET.name: "DeconvNet", GUIDED_BACKPROP.name: "GBP", LINEAR.name: "Linear",
+    SALIENCY.name: "Saliency",
+    DECONVNET.name: "DeconvNet",
+    GUIDED_BACKPROP.name: "GBP",
+    LINEAR.name: "Linear",
 }
 """How figures, tables and reports name each rule."""
 

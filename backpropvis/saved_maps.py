@@ -68,8 +68,11 @@ def save_maps(
     methods = list(maps)
     content = {
         "maps": torch.stack([maps[method].detach().float().cpu() for method in methods]),
-        "methods": methods, "targets": [str(target) for target in targets], "images": [str(image) for image in images],
-        "target_indices": target_indices.detach().long().cpu(), "logits": logits.detach().float().cpu(),
+        "methods": methods,
+        "targets": [str(target) for target in targets],
+        "images": [str(image) for image in images],
+        "target_indices": target_indices.detach().long().cpu(),
+        "logits": logits.detach().float().cpu(),
         "inputs": inputs.detach().float().cpu(),
     }
     partial = path.with_name(path.name + ".partial")

@@ -65,8 +65,15 @@ def run_suite(
     results = []
     for experiment in tqdm(experiments, desc="experiments", unit="experiment", disable=not progress):
         context = RunContext(
-            out=folder / experiment.name, quick=quick, device=torch.device(device), seed=seed, images=images_folder,
-            vgg16_weights=weights_file, progress=progress, image=image, precision=precision,
+            out=folder / experiment.name,
+            quick=quick,
+            device=torch.device(device),
+            seed=seed,
+            images=images_folder,
+            vgg16_weights=weights_file,
+            progress=progress,
+            image=image,
+            precision=precision,
         )
         result = run_experiment(experiment, context)
         write_result(result, folder)

@@ -73,7 +73,9 @@ def patches(image: torch.Tensor, kernel_size: int, stride: int, padding: int) ->
     return F.unfold(image.unsqueeze(0), kernel_size, padding=padding, stride=stride)[0]
 
 
-def fold_patches(columns: torch.Tensor, image_size: Sequence[int], kernel_size: int, stride: int, padding: int) -> torch.Tensor:
+def fold_patches(
+    columns: torch.Tensor, image_size: Sequence[int], kernel_size: int, stride: int, padding: int
+) -> torch.Tensor:
     """sum_j D_j^T u_j: put each patch-shaped vector back where its patch came from and
     add the overlaps; what falls on the zero padding is dropped.
 
@@ -135,7 +137,9 @@ def _pool_windows(values: torch.Tensor, window: int, stride: int, padding: int, 
     return F.unfold(padded, window, stride=stride)
 
 
-def _add_windows_back(columns: torch.Tensor, size: Sequence[int], window: int, stride: int, padding: int) -> torch.Tensor:
+def _add_windows_back(
+    columns: torch.Tensor, size: Sequence[int], window: int, stride: int, padding: int
+) -> torch.Tensor:
     """The adjoint of :func:`_pool_windows`: every window's values put back where they
     came from, overlapping windows adding up, padding dropped.
 
@@ -169,7 +173,12 @@ def _pooled_area(size: Sequence[int], pool: int, stride: int, padding: int, like
 
 
 def _gradient_at_relu(
-    pre: torch.Tensor, readout: torch.Tensor, pool: int | None, stride: int, padding: int, mode: str,
+    pre: torch.Tensor,
+    readout: torch.Tensor,
+    pool: int | None,
+    stride: int,
+    padding: int,
+    mode: str,
     approximate: bool,
 ) -> torch.Tensor:
     """R: what the readout column sends back to each ReLU output, through the pool.
@@ -256,8 +265,15 @@ def closed_form_map(
     for start in range(0, channels_out, _FILTER_CHUNK):  # Eq. 4 is a sum over filters
         w = flat_filters[start : start + _FILTER_CHUNK]
         pre = (w @ columns).reshape(len(w), side_h, side_w)  # w_i . y_j
-        gradient = _gradient_at_relu(pre, readout[start : start + _FILTER_CHUNK], pool, pool_stride or pool or 1,
-                                     pool_padding, pool_mode, approximate_pool)
+        gradient = _gradient_at_relu(
+            pre,
+            readout[start : start + _FILTER_CHUNK],
+            pool,
+            pool_stride or pool or 1,
+            pool_padding,
+            pool_mode,
+            approximate_pool,
+        )
         coefficient = form.h(gradient)
         if form.g_is_relu:
             coefficient = coefficient * (pre > 0)  # the forward mask of w~(i, j)
@@ -282,8 +298,14 @@ class SwitchDisagreement:
 
 
 def switch_disagreement(
-    image: torch.Tensor, filters: torch.Tensor, *, stride: int, padding: int, pool: int,
-    pool_stride: int | None = None, pool_padding: int = 0,
+    image: torch.Tensor,
+    filters: torch.Tensor,
+    *,
+    stride: int,
+    padding: int,
+    pool: int,
+    pool_stride: int | None = None,
+    pool_padding: int = 0,
 ) -> SwitchDisagreement:
     """Eq. 6 vs Eq. 7: compare the max-pool's switches (chosen by at least one window)
     with 1[w_i . y_j > 0], for any window, stride and padding of the pool.
@@ -382,8 +404,15 @@ def fit_power_law(x: Sequence[float], y: Sequence[float], confidence: float = 0.
         raise ValueError("a power-law fit needs positive x and y")
     fit = stats.linregress(np.log(xs), np.log(ys))
     half = stats.t.ppf(0.5 + confidence / 2, xs.size - 2) * fit.stderr
-    return PowerLaw(float(fit.slope), float(fit.intercept), float(fit.slope - half), float(fit.slope + half),
-                    confidence, int(xs.size), float(fit.rvalue**2))
+    return PowerLaw(
+        float(fit.slope),
+        float(fit.intercept),
+        float(fit.slope - half),
+        float(fit.slope + half),
+        confidence,
+        int(xs.size),
+        float(fit.rvalue**2),
+    )
 
 
 def law_amplitude(num_filters: Sequence[float], recoveries: Sequence[float]) -> float:
@@ -468,4 +497,3 @@ def gaussianity(values: torch.Tensor) -> dict[str, float]:
         "skewness": float(stats.skew(flat)),
         "excess_kurtosis": float(stats.kurtosis(flat, fisher=True)),
     }
-

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import torch
 from tqdm.auto import tqdm
 
+from . import saved_maps
 from .devices import resolve_device
 from .engine import attribute_many
 from .files import make_folder, write_json
@@ -25,7 +26,6 @@ from .images import load_image, logit_name
 from .metrics import class_distance, input_similarity
 from .models import LoadedModel, load_model
 from .render import save_grid, save_png, to_display
-from . import saved_maps
 from .rules import PAPER_METHODS, resolve_rules
 from .targets import Target
 
@@ -96,10 +96,19 @@ def visualize(
         results.append((source, inputs, maps))
 
     summary: dict[str, Any] = {
-        "model": model.name, "model_args": dict(model.args), "model_source": model.source,
-        "weights": model.weights_description, "weights_fingerprint": model.fingerprint, "output": model.output,
-        "preprocessing": model.preprocessing_description, "notes": list(model.notes),
-        "precision": precision or "default", "seed": seed, "images": [], "maps": [], "class_distances": [],
+        "model": model.name,
+        "model_args": dict(model.args),
+        "model_source": model.source,
+        "weights": model.weights_description,
+        "weights_fingerprint": model.fingerprint,
+        "output": model.output,
+        "preprocessing": model.preprocessing_description,
+        "notes": list(model.notes),
+        "precision": precision or "default",
+        "seed": seed,
+        "images": [],
+        "maps": [],
+        "class_distances": [],
     }
     grid_rows, row_labels, panel_labels = [], [], []
     names_used: set[str] = set()
@@ -118,11 +127,19 @@ def visualize(
                 map_ = maps[rule.name][target_number, 0].cpu()
                 png = save_png(to_display(map_), out / f"{name}_{rule.name}_{_slug(str(target))}-{index}.png")
                 similarity = float(input_similarity(map_, inputs[0].cpu()))
-                summary["maps"].append({
-                    "image": source, "method": rule.name, "target": str(target), "target_index": index,
-                    "target_name": logit_name(index, num_logits), "min": float(map_.min()), "max": float(map_.max()),
-                    "input_similarity": similarity, "png": png.name,
-                })
+                summary["maps"].append(
+                    {
+                        "image": source,
+                        "method": rule.name,
+                        "target": str(target),
+                        "target_index": index,
+                        "target_name": logit_name(index, num_logits),
+                        "min": float(map_.min()),
+                        "max": float(map_.max()),
+                        "input_similarity": similarity,
+                        "png": png.name,
+                    }
+                )
                 row.append(to_display(map_))
                 captions.append(f"similarity {similarity:.2f}")
             grid_rows.append(row)
@@ -130,18 +147,25 @@ def visualize(
             panel_labels.append(captions)
         summary["class_distances"] += _class_distances(source, maps, targets, rules)
     save_grid(
-        grid_rows, out / "grid.png", row_labels=row_labels, column_labels=["input"] + [rule.name for rule in rules],
-        panel_labels=panel_labels, title=model.title,
+        grid_rows,
+        out / "grid.png",
+        row_labels=row_labels,
+        column_labels=["input"] + [rule.name for rule in rules],
+        panel_labels=panel_labels,
+        title=model.title,
     )
     if maps_path is not None:
-        summary["saved_maps"] = str(saved_maps.save_maps(
-            maps_path,
-            maps={rule.name: torch.cat([maps[rule.name] for _, _, maps in results], dim=1) for rule in rules},
-            targets=[str(target) for target in targets], images=[source for source, _, _ in results],
-            target_indices=torch.cat([maps.targets for _, _, maps in results], dim=1),
-            logits=torch.cat([maps.logits for _, _, maps in results]),
-            inputs=torch.cat([inputs for _, inputs, _ in results]),
-        ))
+        summary["saved_maps"] = str(
+            saved_maps.save_maps(
+                maps_path,
+                maps={rule.name: torch.cat([maps[rule.name] for _, _, maps in results], dim=1) for rule in rules},
+                targets=[str(target) for target in targets],
+                images=[source for source, _, _ in results],
+                target_indices=torch.cat([maps.targets for _, _, maps in results], dim=1),
+                logits=torch.cat([maps.logits for _, _, maps in results]),
+                inputs=torch.cat([inputs for _, inputs, _ in results]),
+            )
+        )
     write_json(summary, out / "summary.json")
     return summary
 
@@ -153,10 +177,15 @@ def _class_distances(source: str, maps, targets: Sequence[Target], rules) -> lis
         indices = [int(maps.targets[first, 0]), int(maps.targets[second, 0])]
         for rule in rules:
             pair = maps[rule.name][[first, second], 0]  # [2, C, H, W]
-            entries.append({
-                "image": source, "method": rule.name, "targets": [str(targets[first]), str(targets[second])],
-                "target_indices": indices, "class_distance": float(class_distance(pair[0], pair[1])),
-            })
+            entries.append(
+                {
+                    "image": source,
+                    "method": rule.name,
+                    "targets": [str(targets[first]), str(targets[second])],
+                    "target_indices": indices,
+                    "class_distance": float(class_distance(pair[0], pair[1])),
+                }
+            )
     return entries
 
 

@@ -59,7 +59,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default=None, help="engine precision (default: PyTorch's flags)")
-    parser.add_argument("--folder", default=None, help="write the images here and keep them (default: a temporary folder)")
+    parser.add_argument(
+        "--folder", default=None, help="write the images here and keep them (default: a temporary folder)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:
@@ -72,16 +74,29 @@ def main() -> None:
         for limit in (max(1, args.images // 4), args.images):
             started = time.perf_counter()
             report = run_class_distance(
-                root, db, model=args.model, weights=args.weights, input_size=args.size, limit=limit,
-                batch_size=args.batch_size, workers=args.workers, device=args.device, progress=False,
+                root,
+                db,
+                model=args.model,
+                weights=args.weights,
+                input_size=args.size,
+                limit=limit,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                device=args.device,
+                progress=False,
                 precision=args.precision,
             )
-            parts.append({
-                "images": report.done_now, "seconds": round(time.perf_counter() - started, 2),
-                "images_per_second": round(report.images_per_second, 3),
-                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                "cuda_allocated_mib": round(torch.cuda.memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None,
-            })
+            parts.append(
+                {
+                    "images": report.done_now,
+                    "seconds": round(time.perf_counter() - started, 2),
+                    "images_per_second": round(report.images_per_second, 3),
+                    "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                    "cuda_allocated_mib": round(torch.cuda.memory_allocated() / 2**20, 1)
+                    if torch.cuda.is_available()
+                    else None,
+                }
+            )
     print(json.dumps({"settings": vars(args), "seconds_writing_images": written, "parts": parts}))
 
 

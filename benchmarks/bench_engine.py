@@ -82,7 +82,7 @@ class PeakMemory:
         with open("/proc/self/statm") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -217,8 +217,13 @@ def bench_precision(model, inputs, target_spec, precision: str, exact, args, wor
 
     def ours():
         return backpropvis.attribute_many(
-            model, inputs, target_spec, PAPER_METHODS, generator=torch.Generator().manual_seed(0),
-            precision=precision, max_batch=args.max_batch,
+            model,
+            inputs,
+            target_spec,
+            PAPER_METHODS,
+            generator=torch.Generator().manual_seed(0),
+            precision=precision,
+            max_batch=args.max_batch,
         )
 
     targets = exact.targets
@@ -242,14 +247,16 @@ def bench_precision(model, inputs, target_spec, precision: str, exact, args, wor
     memory = {}
     for name, function in (
         ("plain_forward_backward", lambda: _under(precision, device, lambda: plain_forward_backward(model, inputs))),
-        ("ours", ours), ("captum", captum),
+        ("ours", ours),
+        ("captum", captum),
     ):
         with PeakMemory(device) as peak:
             function()
         memory[name] = peak.peak
     compared = [name for name in PAPER_METHODS if name == "saliency" or captum_modifies(model)]
     return {
-        "seconds": median, "all_seconds": times,
+        "seconds": median,
+        "all_seconds": times,
         "speedup_over_captum": median["captum"] / median["ours"],
         "fraction_of_floor": median["floor"] / median["ours"],
         "images_per_second": {name: len(inputs) / seconds for name, seconds in median.items()},
@@ -282,9 +289,16 @@ def bench_case(label: str, model, size: int, batch: int, num_targets: int, args,
     forward_flops, backward_flops = count_flops(model, inputs)
     work = forward_flops + len(PAPER_METHODS) * num_targets * backward_flops
     result: dict[str, Any] = {
-        "case": label, "size": size, "batch": batch, "targets": num_targets, "methods": len(PAPER_METHODS),
+        "case": label,
+        "size": size,
+        "batch": batch,
+        "targets": num_targets,
+        "methods": len(PAPER_METHODS),
         "captum_modifies_every_activation": captum_modifies(model),
-        "flops_forward": forward_flops, "flops_backward": backward_flops, "flops_work": work, "precisions": {},
+        "flops_forward": forward_flops,
+        "flops_backward": backward_flops,
+        "flops_work": work,
+        "precisions": {},
     }
     for precision in args.precision_list:
         print(f"  {precision} ...", flush=True)
@@ -309,14 +323,19 @@ def bench_paper_cnn(args) -> dict:
     with PeakMemory(device) as memory:
         maps, seconds = timed(
             lambda: backpropvis.attribute_many(
-                model, inputs, ["max", "random"], PAPER_METHODS, generator=torch.Generator().manual_seed(0),
+                model,
+                inputs,
+                ["max", "random"],
+                PAPER_METHODS,
+                generator=torch.Generator().manual_seed(0),
                 precision="float32",
             ),
             device,
         )
     return {
         "case": "cnn3 paper size (256 filters 7x7 s2, 224 px, 1000 logits, 3.2 G readout weights)",
-        "seconds": seconds, "peak_memory_increase_bytes": memory.peak,
+        "seconds": seconds,
+        "peak_memory_increase_bytes": memory.peak,
         "targets": [int(t) for t in maps.targets[:, 0]],
     }
 
@@ -347,10 +366,14 @@ def cases_for(device: torch.device) -> list[tuple]:
 
 
 def print_table(report: dict) -> None:
-    print(f"\n{report['device']}, torch {report['torch']}, captum {report['captum']}; matmul peak "
-          + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in report["matmul_peak_flops_per_second"].items()))
-    print(f"{'case':<34}{'precision':>10}{'ours s':>9}{'captum s':>10}{'floor s':>9}{'speedup':>9}"
-          f"{'of floor':>9}{'rel err':>9}{'% peak':>8}{'mem/plain':>10}{'captum':>8}")
+    print(
+        f"\n{report['device']}, torch {report['torch']}, captum {report['captum']}; matmul peak "
+        + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in report["matmul_peak_flops_per_second"].items())
+    )
+    print(
+        f"{'case':<34}{'precision':>10}{'ours s':>9}{'captum s':>10}{'floor s':>9}{'speedup':>9}"
+        f"{'of floor':>9}{'rel err':>9}{'% peak':>8}{'mem/plain':>10}{'captum':>8}"
+    )
     for case in report["cases"]:
         for precision, r in case["precisions"].items():
             if "out_of_memory" in r:
@@ -358,23 +381,32 @@ def print_table(report: dict) -> None:
                 continue
             seconds = r["seconds"]
             only = "" if case["captum_modifies_every_activation"] else "  (saliency only: Captum skips ReLU6)"
-            print(f"{case['case']:<34}{precision:>10}{seconds['ours']:>9.3f}{seconds['captum']:>10.3f}"
-                  f"{seconds['floor']:>9.3f}{r['speedup_over_captum']:>8.2f}x{100 * r['fraction_of_floor']:>8.0f}%"
-                  f"{max(r['relative_error_to_captum'].values()):>9.1e}{100 * r['fraction_of_matmul_peak']:>7.1f}%"
-                  f"{r['memory_ratio_to_plain']:>9.2f}x{r['captum_memory_ratio_to_plain']:>7.2f}x{only}")
+            print(
+                f"{case['case']:<34}{precision:>10}{seconds['ours']:>9.3f}{seconds['captum']:>10.3f}"
+                f"{seconds['floor']:>9.3f}{r['speedup_over_captum']:>8.2f}x{100 * r['fraction_of_floor']:>8.0f}%"
+                f"{max(r['relative_error_to_captum'].values()):>9.1e}{100 * r['fraction_of_matmul_peak']:>7.1f}%"
+                f"{r['memory_ratio_to_plain']:>9.2f}x{r['captum_memory_ratio_to_plain']:>7.2f}x{only}"
+            )
     paper_cnn = report.get("paper_cnn")
     if paper_cnn:
-        print(f"cnn3 paper size, 1000 logits + 3x2 maps: {paper_cnn['seconds']:.1f} s, peak "
-              f"+{paper_cnn['peak_memory_increase_bytes'] / 2**30:.2f} GiB above the process before the call")
+        print(
+            f"cnn3 paper size, 1000 logits + 3x2 maps: {paper_cnn['seconds']:.1f} s, peak "
+            f"+{paper_cnn['peak_memory_increase_bytes'] / 2**30:.2f} GiB above the process before the call"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--max-batch", type=int, default=None, help="engine's maps per backward pass (default: its own)")
-    parser.add_argument("--precisions", default=None,
-                        help="comma-separated: float32, tf32, bfloat16 (default: float32 on CPU, all three on CUDA)")
+    parser.add_argument(
+        "--max-batch", type=int, default=None, help="engine's maps per backward pass (default: its own)"
+    )
+    parser.add_argument(
+        "--precisions",
+        default=None,
+        help="comma-separated: float32, tf32, bfloat16 (default: float32 on CPU, all three on CUDA)",
+    )
     parser.add_argument("--channels-last", action="store_true", help="channels_last model and inputs (CUDA)")
     parser.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
     parser.add_argument("--cases", default=None, help="comma-separated case labels or model names (default: all)")
@@ -400,12 +432,19 @@ def main() -> None:
         paper_cnn = bench_paper_cnn(args)
 
     report = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
         else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads",
-        "torch": torch.__version__, "captum": __import__("captum").__version__, "backpropvis": backpropvis.__version__,
-        "python": platform.python_version(), "matmul_peak_flops_per_second": peaks,
-        "channels_last": args.channels_last, "cudnn_benchmark": args.cudnn_benchmark, "max_batch": args.max_batch,
-        "cases": results, "paper_cnn": paper_cnn,
+        "torch": torch.__version__,
+        "captum": __import__("captum").__version__,
+        "backpropvis": backpropvis.__version__,
+        "python": platform.python_version(),
+        "matmul_peak_flops_per_second": peaks,
+        "channels_last": args.channels_last,
+        "cudnn_benchmark": args.cudnn_benchmark,
+        "max_batch": args.max_batch,
+        "cases": results,
+        "paper_cnn": paper_cnn,
     }
     out = Path(args.out or Path(__file__).parent / "results" / f"{device.type}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

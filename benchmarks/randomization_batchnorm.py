@@ -99,8 +99,10 @@ def main() -> None:
         jobs += [(kind, stage.label, policy) for kind in ("*", "<>") for policy in BATCH_NORM_POLICIES]
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=context, max_tasks_per_child=1) as pool:
-        futures = [pool.submit(measure_variant, kind, label if kind != "trained" else None, policy, args.seed)
-                   for kind, label, policy in jobs]
+        futures = [
+            pool.submit(measure_variant, kind, label if kind != "trained" else None, policy, args.seed)
+            for kind, label, policy in jobs
+        ]
         results = [future.result() for future in tqdm(futures, desc="networks", unit="network")]
     rows = []
     for (kind, label, policy), result in zip(jobs, results):
@@ -111,15 +113,26 @@ def main() -> None:
         row["logit_std_ratio"] = row["logit_std"] / reference["logit_std"]
         row["gbp_norm_ratio"] = row["gbp_norm"] / reference["gbp_norm"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({
-        "model": "efficientnet-lite0 (imagenet)", "images": sample_names(), "seed": args.seed,
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "seconds": time.perf_counter() - started, "rows": rows,
-    }, indent=2))
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "model": "efficientnet-lite0 (imagenet)",
+                "images": sample_names(),
+                "seed": args.seed,
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "seconds": time.perf_counter() - started,
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
     print(f"{'variant':16} {'policy':10} {'logit std / trained':>20} {'ReLU6 linear':>13} {'GBP norm / trained':>19}")
     for row in rows:
-        print(f"{row['variant']:16} {row['policy']:10} {row['logit_std_ratio']:20.3g} "
-              f"{row['relu6_linear_fraction']:13.3f} {row['gbp_norm_ratio']:19.3g}")
+        print(
+            f"{row['variant']:16} {row['policy']:10} {row['logit_std_ratio']:20.3g} "
+            f"{row['relu6_linear_fraction']:13.3f} {row['gbp_norm_ratio']:19.3g}"
+        )
 
 
 if __name__ == "__main__":

@@ -4,13 +4,13 @@ alone, each map from its own engine call, the class distance between them."""
 from __future__ import annotations
 
 import torch
+from tiny_nets import seeded_
 from torch import nn
 
 import backpropvis
 from backpropvis.adversarial import fgsm_sweep
 from backpropvis.attacks import fgsm
 from backpropvis.metrics import class_distance
-from tiny_nets import seeded_
 
 MEAN, STD = 0.45, 0.25
 
@@ -20,8 +20,15 @@ def normalize(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def tiny_classifier() -> nn.Module:
-    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                          nn.Linear(6 * 4 * 4, 12), nn.ReLU(), nn.Linear(12, 4))
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(6 * 4 * 4, 12),
+        nn.ReLU(),
+        nn.Linear(12, 4),
+    )
     return seeded_(model, 51, scale=0.6).double().eval()
 
 

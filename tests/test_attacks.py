@@ -43,8 +43,12 @@ def test_targeted_step_lowers_the_target_loss_and_bounds_clip(generator):
     adversarial = fgsm(model, x, target, 0.05, targeted=True, bounds=(0.0, 1.0))
     with torch.no_grad():
         labels = torch.full((3,), target)
-        assert bool((F.cross_entropy(model(adversarial), labels, reduction="none")
-                     < F.cross_entropy(model(x), labels, reduction="none")).all())
+        assert bool(
+            (
+                F.cross_entropy(model(adversarial), labels, reduction="none")
+                < F.cross_entropy(model(x), labels, reduction="none")
+            ).all()
+        )
     assert float(adversarial.min()) >= 0.0 and float(adversarial.max()) <= 1.0
     assert float((adversarial - x).abs().max()) == pytest.approx(0.05, abs=1e-6)  # interior pixels moved by epsilon
 

@@ -75,8 +75,16 @@ def _verdicts(audit: dict, name: str) -> dict[str, bool]:
 def lite0_audit(tmp_path_factory) -> tuple[pathlib.Path, dict]:
     """The bundled trained EfficientNet-Lite0 audited on the bundled samples at 64 px."""
     out = tmp_path_factory.mktemp("lite0") / "audit"
-    audit = run_audit(Samples(), out, model="efficientnet-lite0", weights="imagenet", input_size=64, few_images=2,
-                      workers=0, progress=False)
+    audit = run_audit(
+        Samples(),
+        out,
+        model="efficientnet-lite0",
+        weights="imagenet",
+        input_size=64,
+        few_images=2,
+        workers=0,
+        progress=False,
+    )
     return out, audit
 
 
@@ -107,8 +115,9 @@ def test_random_vgg16_gets_the_papers_verdicts(vgg16_random, tmp_path) -> None:
     """The random VGG-16 of Figures 6-7: saliency class-sensitive, GBP and DeconvNet not, and GBP
     shows the image (its input similarity, the paper's recovery in random networks)."""
     model = describe_module(vgg16_random, "vgg16", "random", input_size=64)
-    audit = run_audit(Samples(), tmp_path / "audit", model=model, input_size=64, few_images=2, workers=0,
-                      progress=False)
+    audit = run_audit(
+        Samples(), tmp_path / "audit", model=model, input_size=64, few_images=2, workers=0, progress=False
+    )
     assert _verdicts(audit, "class_sensitive") == PAPER
     assert _verdicts(audit, "follows_model") == PAPER
     assert audit["verdicts"]["gbp"]["recovers_image"] is True
@@ -120,8 +129,9 @@ def test_a_broken_method_changes_the_verdicts(lite0_audit, tmp_path) -> None:
     neither class-sensitive nor an image, whatever the honest run said."""
     _, honest = lite0_audit
     assert honest["verdicts"]["gbp"]["class_sensitive"] is False
-    common = dict(model="efficientnet-lite0", weights="imagenet", input_size=64, limit=3, few_images=1, workers=0,
-                  progress=False)
+    common = dict(
+        model="efficientnet-lite0", weights="imagenet", input_size=64, limit=3, few_images=1, workers=0, progress=False
+    )
     with sabotaged("plain-gradient"):
         broken = run_audit(Samples(), tmp_path / "plain", **common)
     assert _verdicts(broken, "class_sensitive") == {"saliency": True, "deconvnet": True, "gbp": True}
@@ -150,8 +160,24 @@ def user_files(tmp_path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
 
 
 def _audit_argv(model: str, images: pathlib.Path, out: pathlib.Path, *extra: str) -> list[str]:
-    return ["audit", "--images", str(images), "--model", model, "--model-args", json.dumps({"classes": 10}),
-            "--input-size", str(SIZE), "--out", str(out), "--few-images", "2", "--workers", "0", *extra]
+    return [
+        "audit",
+        "--images",
+        str(images),
+        "--model",
+        model,
+        "--model-args",
+        json.dumps({"classes": 10}),
+        "--input-size",
+        str(SIZE),
+        "--out",
+        str(out),
+        "--few-images",
+        "2",
+        "--workers",
+        "0",
+        *extra,
+    ]
 
 
 def _rows(database: pathlib.Path) -> list[tuple]:
@@ -209,8 +235,9 @@ def test_a_module_callable_through_the_command_line(user_files, tmp_path, capsys
 def test_user_errors_are_one_line_and_status_2_and_keep_what_was_written(user_files, tmp_path, capsys) -> None:
     model_file, images = user_files
     out = tmp_path / "out"
-    status, _, err = run_cli(_audit_argv(f"{model_file}:build", images, out, "--limit", "1", "--few-images", "1"),
-                             capsys)
+    status, _, err = run_cli(
+        _audit_argv(f"{model_file}:build", images, out, "--limit", "1", "--few-images", "1"), capsys
+    )
     assert status == 0, err
     kept = {path: path.read_bytes() for path in (out / CLASS_DISTANCE_DB, out / AUDIT_FILE)}
     in_the_way = tmp_path / "a-file"
@@ -239,8 +266,14 @@ def test_user_errors_are_one_line_and_status_2_and_keep_what_was_written(user_fi
 def test_a_crash_in_step_3_keeps_step_1_and_the_rerun_continues(user_files, tmp_path, monkeypatch) -> None:
     model_file, images = user_files
     out = tmp_path / "out"
-    options = dict(model=f"{model_file}:build", model_args={"classes": 10}, input_size=SIZE, few_images=2,
-                   workers=0, progress=False)
+    options = dict(
+        model=f"{model_file}:build",
+        model_args={"classes": 10},
+        input_size=SIZE,
+        few_images=2,
+        workers=0,
+        progress=False,
+    )
 
     def crash(*args, **kwargs):
         raise RuntimeError("a bug in step 3")
@@ -265,8 +298,7 @@ def test_a_crash_in_step_3_keeps_step_1_and_the_rerun_continues(user_files, tmp_
     }
 
 
-def test_ctrl_c_in_a_later_step_says_what_is_kept_and_how_to_go_on(user_files, tmp_path, capsys,
-                                                                   monkeypatch) -> None:
+def test_ctrl_c_in_a_later_step_says_what_is_kept_and_how_to_go_on(user_files, tmp_path, capsys, monkeypatch) -> None:
     model_file, images = user_files
     out = tmp_path / "out"
 
@@ -301,9 +333,12 @@ def test_json_holds_no_nan(lite0_audit) -> None:
     """audit.json is strict JSON: a number that is not measured is null, never NaN."""
     out, _ = lite0_audit
     json.loads((out / AUDIT_FILE).read_text(), parse_constant=lambda name: pytest.fail(f"{name} in audit.json"))
-    assert not any(isinstance(value, float) and math.isnan(value)
-                   for entry in json.loads((out / AUDIT_FILE).read_text())["verdicts"].values()
-                   for value in entry["numbers"].values() if value is not None)
+    assert not any(
+        isinstance(value, float) and math.isnan(value)
+        for entry in json.loads((out / AUDIT_FILE).read_text())["verdicts"].values()
+        for value in entry["numbers"].values()
+        if value is not None
+    )
 
 
 # --- the page in a browser -------------------------------------------------------------------------------
@@ -326,9 +361,18 @@ def test_the_page_renders_in_headless_chromium(lite0_audit, tmp_path) -> None:
     copy.write_bytes(page.read_bytes())
     screenshot = tmp_path / "shot.png"
     command = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={screenshot}", "--window-size=1280,5000",
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={screenshot}",
+        "--window-size=1280,5000",
         copy.as_uri(),
     ]
     subprocess.run(command, check=True, timeout=90, capture_output=True)

@@ -10,15 +10,25 @@ import sqlite3
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 from PIL import Image
 
 import backpropvis.stats.runner
 from backpropvis.stats import read_database, summarize_runs
 from backpropvis.stats.store import ResultRow, ResultsStore, RunSettings
-from cli_runner import run_cli
 
-RUN = ["--model", "efficientnet-lite0", "--weights", "imagenet", "--input-size", "32", "--workers", "0",
-       "--pairs", "random-random"]
+RUN = [
+    "--model",
+    "efficientnet-lite0",
+    "--weights",
+    "imagenet",
+    "--input-size",
+    "32",
+    "--workers",
+    "0",
+    "--pairs",
+    "random-random",
+]
 
 
 def images_in(db: pathlib.Path, table: str = "results") -> set[str]:
@@ -63,8 +73,9 @@ def test_the_summary_line_names_the_failed_files(tmp_path, capsys) -> None:
     (folder / "notes.jpg").write_text("not a picture")
     (folder / "zero.jpg").write_bytes(b"")
     (folder / "zz.png").write_text("neither")
-    status, stdout, err = run_cli(["class-distance", "--images", str(folder), "--db", str(tmp_path / "f.sqlite"), *RUN],
-                                  capsys)
+    status, stdout, err = run_cli(
+        ["class-distance", "--images", str(folder), "--db", str(tmp_path / "f.sqlite"), *RUN], capsys
+    )
     assert status == 0, err
     line = next(line for line in stdout.splitlines() if "images done now" in line)
     assert "4 failed: empty.png, notes.jpg, zero.jpg and 1 more" in line
@@ -73,25 +84,55 @@ def test_the_summary_line_names_the_failed_files(tmp_path, capsys) -> None:
 
 def _store(path: pathlib.Path, values: dict[str, list[float]], first: int = 0, **settings) -> pathlib.Path:
     """A database holding ``values`` (method -> class distance per image) under ``settings``."""
-    config = dict(model="m", weights="random", methods=tuple(values), pairs="max-random", seed=0, input_size=None,
-                  images="/x", weights_fingerprint="sha256:" + "0" * 64)
+    config = dict(
+        model="m",
+        weights="random",
+        methods=tuple(values),
+        pairs="max-random",
+        seed=0,
+        input_size=None,
+        images="/x",
+        weights_fingerprint="sha256:" + "0" * 64,
+    )
     config.update(settings)
     store = ResultsStore(path, RunSettings(**config), str(config["weights"]), {})
     count = len(next(iter(values.values())))
     store.set_total(count)
-    store.write_batch([
-        ResultRow(f"{first + number}.png", "h", method, 1, "a", 2, "b", 1, "a", distances[number],
-                  distances[number] / 2, 0.1, 0.3)
-        for method, distances in values.items() for number in range(count)
-    ], [], count)
+    store.write_batch(
+        [
+            ResultRow(
+                f"{first + number}.png",
+                "h",
+                method,
+                1,
+                "a",
+                2,
+                "b",
+                1,
+                "a",
+                distances[number],
+                distances[number] / 2,
+                0.1,
+                0.3,
+            )
+            for method, distances in values.items()
+            for number in range(count)
+        ],
+        [],
+        count,
+    )
     store.close()
     return path
 
 
 def test_summarize_puts_different_runs_side_by_side(tmp_path, capsys) -> None:
     random = _store(tmp_path / "random.sqlite", {"saliency": [1.0] * 4, "gbp": [0.5] * 4})
-    trained = _store(tmp_path / "trained.sqlite", {"saliency": [0.8] * 3, "gbp": [0.1] * 3}, weights="imagenet",
-                     weights_fingerprint="sha256:" + "1" * 64)
+    trained = _store(
+        tmp_path / "trained.sqlite",
+        {"saliency": [0.8] * 3, "gbp": [0.1] * 3},
+        weights="imagenet",
+        weights_fingerprint="sha256:" + "1" * 64,
+    )
     argv = ["summarize", str(random), str(trained), "--plot", str(tmp_path / "both.png")]
     status, stdout, err = run_cli(argv, capsys)
     assert status == 0, err
@@ -161,8 +202,9 @@ def test_a_schema_1_database_is_summarized_but_not_resumed(tmp_path, capsys) -> 
     assert status == 0, err
     assert "vgg16 (random (seed 0))" in stdout and "ratio saliency/gbp: 3.67" in stdout  # (1.2 + 1.0) / (0.4 + 0.2)
 
-    status, _, err = run_cli(["class-distance", "--samples", "--db", str(old), "--model", "cnn3", "--input-size", "32"],
-                             capsys)
+    status, _, err = run_cli(
+        ["class-distance", "--samples", "--db", str(old), "--model", "cnn3", "--input-size", "32"], capsys
+    )
     assert status == 2 and err.count("\n") == 1
     assert "older backpropvis (schema 1" in err and "summarize still reads it" in err and "another --db" in err
     assert old.read_bytes() == before  # refused without a write

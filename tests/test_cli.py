@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from cli_runner import run_cli
 from PIL import Image
 from torch import nn
 
@@ -18,7 +19,6 @@ import backpropvis
 import backpropvis.visualize
 from backpropvis.images import class_name, load_image
 from backpropvis.metrics import input_similarity
-from cli_runner import run_cli
 
 METHODS = ("saliency", "deconvnet", "gbp")
 
@@ -38,8 +38,19 @@ def test_visualize_writes_maps_grid_and_summary(tmp_path: pathlib.Path, capsys) 
         photo.parent.mkdir()
         Image.fromarray(np.random.default_rng(seed).integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(photo)
     out = tmp_path / "out"
-    argv = ["visualize", "tabby", *map(str, photos), "--model", "efficientnet-lite0", "--weights", "imagenet",
-            "--targets", "max,281", "--out", str(out)]
+    argv = [
+        "visualize",
+        "tabby",
+        *map(str, photos),
+        "--model",
+        "efficientnet-lite0",
+        "--weights",
+        "imagenet",
+        "--targets",
+        "max,281",
+        "--out",
+        str(out),
+    ]
     status, stdout, err = run_cli(argv, capsys)
     assert status == 0, err
     summary = json.loads((out / "summary.json").read_text())
@@ -75,7 +86,18 @@ def test_visualize_writes_maps_grid_and_summary(tmp_path: pathlib.Path, capsys) 
 def test_python_m_backpropvis_is_the_entry_point(tmp_path: pathlib.Path) -> None:
     """The default model and weights (VGG-16, random) on the default image, in a fresh process."""
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "backpropvis", "visualize", "--methods", "gbp", "--targets", "max", "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "backpropvis",
+        "visualize",
+        "--methods",
+        "gbp",
+        "--targets",
+        "max",
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -84,8 +106,18 @@ def test_python_m_backpropvis_is_the_entry_point(tmp_path: pathlib.Path) -> None
     assert [entry["png"] for entry in summary["maps"]] == [p.name for p in out.glob("tabby_gbp_*.png")]
 
     missing = subprocess.run(
-        [sys.executable, "-m", "backpropvis", "visualize", str(tmp_path / "absent.jpg"), "--out", str(tmp_path / "bad")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "backpropvis",
+            "visualize",
+            str(tmp_path / "absent.jpg"),
+            "--out",
+            str(tmp_path / "bad"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert_one_line_error(missing.returncode, missing.stderr, tmp_path / "bad", "absent.jpg")
 
@@ -96,10 +128,14 @@ def test_python_m_backpropvis_is_the_entry_point(tmp_path: pathlib.Path) -> None
 def partial_vgg16_file(path: pathlib.Path) -> pathlib.Path:
     """VGG-16 keys in order, correct up to features.7, then features.10.weight of the wrong shape."""
     state = {
-        "features.0.weight": torch.zeros(64, 3, 3, 3), "features.0.bias": torch.zeros(64),
-        "features.2.weight": torch.zeros(64, 64, 3, 3), "features.2.bias": torch.zeros(64),
-        "features.5.weight": torch.zeros(128, 64, 3, 3), "features.5.bias": torch.zeros(128),
-        "features.7.weight": torch.zeros(128, 128, 3, 3), "features.7.bias": torch.zeros(128),
+        "features.0.weight": torch.zeros(64, 3, 3, 3),
+        "features.0.bias": torch.zeros(64),
+        "features.2.weight": torch.zeros(64, 64, 3, 3),
+        "features.2.bias": torch.zeros(64),
+        "features.5.weight": torch.zeros(128, 64, 3, 3),
+        "features.5.bias": torch.zeros(128),
+        "features.7.weight": torch.zeros(128, 128, 3, 3),
+        "features.7.bias": torch.zeros(128),
         "features.10.weight": torch.zeros(256, 128, 1, 1),
     }
     torch.save(state, path)
@@ -186,7 +222,9 @@ def test_an_output_folder_blocked_by_a_file_is_one_line(below: bool, tmp_path: p
     blocker = tmp_path / "results"
     blocker.write_text("a file, not a folder")
     out = blocker / "sub" if below else blocker
-    status, _, err = run_cli(["visualize", "--model", "efficientnet-lite0", "--weights", "imagenet", "--out", str(out)], capsys)
+    status, _, err = run_cli(
+        ["visualize", "--model", "efficientnet-lite0", "--weights", "imagenet", "--out", str(out)], capsys
+    )
     assert_one_line_error(status, err, tmp_path, "results", "output folder")
     assert blocker.read_text() == "a file, not a folder"
 

@@ -14,6 +14,7 @@ import tempfile
 import numpy as np
 import pytest
 import torch
+from cli_runner import run_cli
 from PIL import Image
 
 import backpropvis
@@ -22,7 +23,6 @@ from backpropvis.cli import build_parser
 from backpropvis.images import load_image
 from backpropvis.models import IMAGENET
 from backpropvis.saved_maps import load_maps
-from cli_runner import run_cli
 
 LITE = ["--model", "efficientnet-lite0", "--weights", "imagenet"]
 
@@ -93,8 +93,15 @@ def test_weight_files_that_are_not_state_dicts_say_what_they_are(tmp_path, capsy
         "empty.pth": ["empty"],
     }
     for name, fragments in expected.items():
-        argv = ["visualize", "--model", "efficientnet-lite0", "--weights", str(tmp_path / name),
-                "--out", str(tmp_path / "o")]
+        argv = [
+            "visualize",
+            "--model",
+            "efficientnet-lite0",
+            "--weights",
+            str(tmp_path / name),
+            "--out",
+            str(tmp_path / "o"),
+        ]
         status, _, err = run_cli(argv, capsys)
         assert status == 2 and err.count("\n") == 1, (name, err)
         assert "weights_only" not in err and "\x1b" not in err and "Traceback" not in err, (name, err)
@@ -124,8 +131,9 @@ def unwritable_folder(tmp_path: pathlib.Path) -> pathlib.Path:
 
 
 @pytest.mark.parametrize("command", [["visualize", *LITE, "--input-size", "32"], ["reproduce", "fig4", "--quick"]])
-def test_an_output_folder_that_cannot_be_written_is_one_line_before_any_work(command, unwritable_folder, capsys,
-                                                                            monkeypatch) -> None:
+def test_an_output_folder_that_cannot_be_written_is_one_line_before_any_work(
+    command, unwritable_folder, capsys, monkeypatch
+) -> None:
     def no_work(*args, **kwargs):
         raise AssertionError("maps were computed before the output folder was checked")
 
@@ -191,18 +199,33 @@ def test_an_elongated_image_is_cropped_as_if_resized_whole() -> None:
     width = round(1500 * 55 / 60)
     whole = np.asarray(picture.resize((width, 55), Image.BILINEAR), dtype=np.float32) / 255
     left, top = (width - 48) // 2, (55 - 48) // 2
-    expected = whole[top:top + 48, left:left + 48]
+    expected = whole[top : top + 48, left : left + 48]
     got = preprocessing.unnormalize(preprocessing(picture)).permute(1, 2, 0).numpy()
     assert np.abs(got - expected).max() <= 1.01 / 255
 
 
 def test_visualize_and_class_distance_take_the_strip(strip_png, bounded_resize, tmp_path, capsys) -> None:
-    status, stdout, err = run_cli(["visualize", str(strip_png), *LITE, "--targets", "max", "--methods", "gbp",
-                                   "--out", str(tmp_path / "out")], capsys)
+    status, stdout, err = run_cli(
+        ["visualize", str(strip_png), *LITE, "--targets", "max", "--methods", "gbp", "--out", str(tmp_path / "out")],
+        capsys,
+    )
     assert status == 0, err
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["images"][0]["image"] == str(strip_png)
-    status, stdout, err = run_cli(["class-distance", "--images", str(strip_png.parent), *LITE, "--input-size", "32",
-                                   "--workers", "0", "--db", str(tmp_path / "strip.sqlite")], capsys)
+    status, stdout, err = run_cli(
+        [
+            "class-distance",
+            "--images",
+            str(strip_png.parent),
+            *LITE,
+            "--input-size",
+            "32",
+            "--workers",
+            "0",
+            "--db",
+            str(tmp_path / "strip.sqlite"),
+        ],
+        capsys,
+    )
     assert status == 0, err
     assert "1 images done now (0 failed" in stdout
 
@@ -213,8 +236,20 @@ def test_visualize_and_class_distance_take_the_strip(strip_png, bounded_resize, 
 @pytest.mark.parametrize("suffix", [".npz", ".pt"])
 def test_visualize_reports_class_distances_and_saves_the_raw_maps(suffix, tmp_path, capsys) -> None:
     out, maps_file = tmp_path / "out", tmp_path / f"maps{suffix}"
-    argv = ["visualize", "tabby", "coffee", *LITE, "--input-size", "64", "--targets", "max,random,281",
-            "--out", str(out), "--save-maps", str(maps_file)]
+    argv = [
+        "visualize",
+        "tabby",
+        "coffee",
+        *LITE,
+        "--input-size",
+        "64",
+        "--targets",
+        "max,random,281",
+        "--out",
+        str(out),
+        "--save-maps",
+        str(maps_file),
+    ]
     status, stdout, err = run_cli(argv, capsys)
     assert status == 0, err
     summary = json.loads((out / "summary.json").read_text())
@@ -244,19 +279,29 @@ def test_visualize_reports_class_distances_and_saves_the_raw_maps(suffix, tmp_pa
         first, second = (saved["targets"].index(target) for target in entry["targets"])
         a = saved["maps"][method, first, image].double().numpy().ravel()
         b = saved["maps"][method, second, image].double().numpy().ravel()
-        assert entry["class_distance"] == pytest.approx(np.linalg.norm(a / np.linalg.norm(a) - b / np.linalg.norm(b)),
-                                                        rel=1e-6)
-        assert entry["target_indices"] == [int(saved["target_indices"][first, image]),
-                                           int(saved["target_indices"][second, image])]
-        line = next(line for line in stdout.splitlines()
-                    if line.startswith(entry["image"]) and f"{entry['method']} {entry['targets'][0]} (" in line
-                    and f"vs {entry['targets'][1]} (" in line)
+        assert entry["class_distance"] == pytest.approx(
+            np.linalg.norm(a / np.linalg.norm(a) - b / np.linalg.norm(b)), rel=1e-6
+        )
+        assert entry["target_indices"] == [
+            int(saved["target_indices"][first, image]),
+            int(saved["target_indices"][second, image]),
+        ]
+        line = next(
+            line
+            for line in stdout.splitlines()
+            if line.startswith(entry["image"])
+            and f"{entry['method']} {entry['targets'][0]} (" in line
+            and f"vs {entry['targets'][1]} (" in line
+        )
         assert f"{entry['class_distance']:.4f}" in line
     map_lines = [line for line in stdout.splitlines() if "input similarity" in line]
     assert len(map_lines) == 2 * 3 * 3 and all(line.split()[0] in ("tabby", "coffee") for line in map_lines)
     # the paper's finding on a trained net: max vs 281 moves saliency far more than GBP
-    distances = {(entry["image"], entry["method"]): entry["class_distance"] for entry in summary["class_distances"]
-                 if entry["targets"] == ["max", "random"]}
+    distances = {
+        (entry["image"], entry["method"]): entry["class_distance"]
+        for entry in summary["class_distances"]
+        if entry["targets"] == ["max", "random"]
+    }
     assert distances[("coffee", "saliency")] > 3 * distances[("coffee", "gbp")]
 
 
@@ -270,8 +315,21 @@ def test_precision_is_passed_to_the_engine(choice, passed, tmp_path, capsys, mon
         return original(*args, **kwargs)
 
     monkeypatch.setattr(backpropvis.visualize, "attribute_many", spy)
-    status, _, err = run_cli(["visualize", *LITE, "--input-size", "32", "--targets", "max", "--precision", choice,
-                              "--out", str(tmp_path / "out")], capsys)
+    status, _, err = run_cli(
+        [
+            "visualize",
+            *LITE,
+            "--input-size",
+            "32",
+            "--targets",
+            "max",
+            "--precision",
+            choice,
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capsys,
+    )
     assert status == 0, err
     assert seen == [passed]
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["precision"] == choice

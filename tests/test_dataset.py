@@ -44,8 +44,16 @@ BAD = {  # key -> a word the failure's reason must contain
     "bad/truncated.jpg": "truncated",
 }
 RUN_FLAGS = [  # the paper's pairs for the CLI runs; the in-process run uses the default max-random
-    "--model", "efficientnet-lite0", "--weights", "imagenet", "--input-size", str(SIZE), "--batch-size", str(BATCH),
-    "--pairs", "random-random",
+    "--model",
+    "efficientnet-lite0",
+    "--weights",
+    "imagenet",
+    "--input-size",
+    str(SIZE),
+    "--batch-size",
+    str(BATCH),
+    "--pairs",
+    "random-random",
 ]
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -73,7 +81,7 @@ def images(tmp_path_factory) -> Path:
         picture = Image.fromarray(pixels)
         mode = modes[number % len(modes)]
         if mode == "I;16":
-            picture = Image.fromarray((pixels[..., 0].astype(np.uint16) * 257))
+            picture = Image.fromarray(pixels[..., 0].astype(np.uint16) * 257)
         elif mode != "RGB":
             picture = picture.convert(mode)
         suffix = ".jpg" if number % 3 == 0 and mode in ("RGB", "L") else ".png"
@@ -94,7 +102,9 @@ def images(tmp_path_factory) -> Path:
 
 
 def _cli(*args: str, env=ONE_THREAD, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "backpropvis", *args], env=env, capture_output=True, text=True, timeout=120, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "backpropvis", *args], env=env, capture_output=True, text=True, timeout=120, **kwargs
+    )
 
 
 def _rows(db: Path) -> list[tuple]:
@@ -125,7 +135,9 @@ def reference(images, tmp_path_factory) -> Path:
 
 def test_listing_is_sorted_recursive_and_sharded(images):
     keys = list_images(images)
-    good = sorted(path.relative_to(images).as_posix() for path in images.rglob("*") if path.parent.name in ("cat", "dog"))
+    good = sorted(
+        path.relative_to(images).as_posix() for path in images.rglob("*") if path.parent.name in ("cat", "dog")
+    )
     assert keys == sorted(good + list(BAD))  # bad entries are listed (then recorded), .txt and hidden ones are not
     assert list_images(images, limit=5) == keys[:5]
     parts = [shard(keys, rank, 3) for rank in range(3)]
@@ -164,9 +176,20 @@ def test_pairs_depend_on_the_image_only():
 def test_bad_files_are_recorded_and_skipped(images, tmp_path):
     db = tmp_path / "run.sqlite"
     report = run_class_distance(
-        images, db, model="efficientnet-lite0", weights="imagenet", input_size=SIZE, batch_size=4, workers=2, progress=False
+        images,
+        db,
+        model="efficientnet-lite0",
+        weights="imagenet",
+        input_size=SIZE,
+        batch_size=4,
+        workers=2,
+        progress=False,
     )
-    assert (report.images_total, report.done_now, report.failed_now) == (GOOD_IMAGES + len(BAD), GOOD_IMAGES + len(BAD), len(BAD))
+    assert (report.images_total, report.done_now, report.failed_now) == (
+        GOOD_IMAGES + len(BAD),
+        GOOD_IMAGES + len(BAD),
+        len(BAD),
+    )
     stored = read_database(db)
     reasons = {row["image"]: row["reason"] for row in stored.failures}
     assert set(reasons) == set(BAD)
@@ -199,10 +222,26 @@ def test_bad_files_are_recorded_and_skipped(images, tmp_path):
 
 def test_resume_after_sigkill_equals_an_uninterrupted_run(images, reference, tmp_path):
     db = tmp_path / "killed.sqlite"
-    command = [sys.executable, "-m", "backpropvis", "class-distance", "--images", str(images), "--db", str(db), "--workers", "0", *RUN_FLAGS]
+    command = [
+        sys.executable,
+        "-m",
+        "backpropvis",
+        "class-distance",
+        "--images",
+        str(images),
+        "--db",
+        str(db),
+        "--workers",
+        "0",
+        *RUN_FLAGS,
+    ]
     process = subprocess.Popen(command, env=ONE_THREAD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 90
-    while _count(db, "results") + _count(db, "failures") < 2 * BATCH and process.poll() is None and time.monotonic() < deadline:
+    while (
+        _count(db, "results") + _count(db, "failures") < 2 * BATCH
+        and process.poll() is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -215,7 +254,9 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(images, reference, tmp
     assert f"{interrupted} before" in resumed.stdout
     assert _rows(db) == _rows(reference)  # row for row, bit for bit, no duplicate, none lost
     stored, uninterrupted = read_database(db), read_database(reference)
-    assert [(r["image"], r["reason"]) for r in stored.failures] == [(r["image"], r["reason"]) for r in uninterrupted.failures]
+    assert [(r["image"], r["reason"]) for r in stored.failures] == [
+        (r["image"], r["reason"]) for r in uninterrupted.failures
+    ]
     assert stored.run["finished_at"] is not None
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 2
@@ -230,8 +271,22 @@ def test_torchrun_two_processes_merge_to_the_one_process_run(images, reference, 
     as measured here with one thread per process; not something to rely on)."""
     db = tmp_path / "results.sqlite"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        "-m", "backpropvis", "class-distance", "--images", str(images), "--db", str(db), "--workers", "0", *RUN_FLAGS,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "backpropvis",
+        "class-distance",
+        "--images",
+        str(images),
+        "--db",
+        str(db),
+        "--workers",
+        "0",
+        *RUN_FLAGS,
     ]
     done = subprocess.run(command, env=ONE_THREAD, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -256,7 +311,9 @@ def test_torchrun_two_processes_merge_to_the_one_process_run(images, reference, 
 
 
 def _store(path: Path, values: dict[str, list[float]], images: list[str], **settings) -> Path:
-    config = dict(model="m", weights="random", methods=tuple(values), pairs="max-random", seed=0, input_size=None, images="/x")
+    config = dict(
+        model="m", weights="random", methods=tuple(values), pairs="max-random", seed=0, input_size=None, images="/x"
+    )
     config.update(settings)
     store = ResultsStore(path, RunSettings(**config), "random", {})
     store.set_total(len(images))
@@ -284,7 +341,13 @@ def test_summary_on_known_values(tmp_path):
     other = _store(tmp_path / "other.sqlite", {"saliency": [1.0], "deconvnet": [1.0], "gbp": [1.0]}, ["9.png"], seed=3)
     with pytest.raises(StoreError, match="--seed 3 there, 0 here|--seed 0 there, 3 here"):
         summarize([db, other])
-    twice = _store(tmp_path / "twice.sqlite", {"saliency": [1.0], "deconvnet": [1.0], "gbp": [1.0]}, ["0.png"], rank=1, world_size=2)
+    twice = _store(
+        tmp_path / "twice.sqlite",
+        {"saliency": [1.0], "deconvnet": [1.0], "gbp": [1.0]},
+        ["0.png"],
+        rank=1,
+        world_size=2,
+    )
     with pytest.raises(StoreError):
         summarize([db, twice])
 
@@ -308,7 +371,16 @@ def test_cli_bad_input_is_one_line_and_status_2(images, reference, tmp_path, cap
         "missing folder": ["class-distance", "--images", str(tmp_path / "nope"), "--db", db, *RUN_FLAGS],
         "empty folder": ["class-distance", "--images", str(empty), "--db", db, *RUN_FLAGS],
         "wrong model": ["class-distance", "--images", str(images), "--db", db, "--model", "resnet50"],
-        "other settings": ["class-distance", "--images", str(images), "--db", str(reference), *RUN_FLAGS, "--pairs", "top1-top2"],
+        "other settings": [
+            "class-distance",
+            "--images",
+            str(images),
+            "--db",
+            str(reference),
+            *RUN_FLAGS,
+            "--pairs",
+            "top1-top2",
+        ],
         "unwritable db": ["class-distance", "--images", str(images), "--db", "/proc/results.sqlite", *RUN_FLAGS],
         "db is a folder": ["class-distance", "--images", str(images), "--db", str(empty), *RUN_FLAGS],
         "missing db": ["summarize", str(tmp_path / "none.sqlite")],

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_nets import SPELLINGS, SpellingNet, reference_map, seeded_
 from torch import nn
 
 import backpropvis
 from backpropvis.engine import resolve_targets
-from backpropvis.metrics import cosine_similarity
 from backpropvis.errors import InputError, ModelError, NoActivationError, TargetError, UnsupportedActivationError
-from tiny_nets import SPELLINGS, SpellingNet, reference_map, seeded_
+from backpropvis.metrics import cosine_similarity
 
 captum_attr = pytest.importorskip("captum.attr")
 
@@ -337,15 +337,27 @@ def test_no_activation_is_an_error_except_for_saliency_alone() -> None:
 # --- the model is untouched -------------------------------------------------------------------
 
 _HOOK_DICTS = (
-    "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks", "_forward_hooks_with_kwargs",
-    "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called", "_state_dict_hooks", "_state_dict_pre_hooks",
-    "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks",
+    "_forward_hooks",
+    "_forward_pre_hooks",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_pre_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_state_dict_hooks",
+    "_state_dict_pre_hooks",
+    "_load_state_dict_pre_hooks",
+    "_load_state_dict_post_hooks",
 )
 
 
 def global_hook_dicts() -> dict:
     module = torch.nn.modules.module
-    hooks = {name: dict(value) for name, value in vars(module).items() if name.startswith("_global") and isinstance(value, dict)}
+    hooks = {
+        name: dict(value)
+        for name, value in vars(module).items()
+        if name.startswith("_global") and isinstance(value, dict)
+    }
     hooks["full"] = module._global_is_full_backward_hook
     return hooks
 
@@ -353,12 +365,20 @@ def global_hook_dicts() -> dict:
 def snapshot(model: nn.Module) -> dict:
     """Everything about a model a call could change, as comparable values."""
     return {
-        "modules": [(name, id(m), type(m), m.training, sorted(vars(m))) for name, m in model.named_modules(remove_duplicate=False)],
+        "modules": [
+            (name, id(m), type(m), m.training, sorted(vars(m)))
+            for name, m in model.named_modules(remove_duplicate=False)
+        ],
         "hooks": [
-            (name, attr, dict(getattr(m, attr))) for name, m in model.named_modules() for attr in _HOOK_DICTS if hasattr(m, attr)
+            (name, attr, dict(getattr(m, attr)))
+            for name, m in model.named_modules()
+            for attr in _HOOK_DICTS
+            if hasattr(m, attr)
         ],
         "full_backward_hook": [getattr(m, "_is_full_backward_hook", None) for m in model.modules()],
-        "parameters": [(name, id(p), p.requires_grad, p.grad, p.detach().clone()) for name, p in model.named_parameters()],
+        "parameters": [
+            (name, id(p), p.requires_grad, p.grad, p.detach().clone()) for name, p in model.named_parameters()
+        ],
         "buffers": [(name, b.clone()) for name, b in model.named_buffers()],
         "global_hooks": global_hook_dicts(),
         "function_modes": torch._C._len_torch_function_stack(),
@@ -446,14 +466,29 @@ def test_model_is_untouched_after_an_exception_mid_forward() -> None:
 
 @pytest.mark.parametrize(
     "target",
-    [5, -1, 1000, "foo", True, np.bool_(True), np.int64(7), 2.0, torch.tensor([0, 1]), torch.tensor([0.0, 1.0, 2.0]), torch.tensor([0, 9, 1]),
-     torch.tensor([0, -2, 1]), torch.zeros(2, 2, 3, dtype=torch.long)],
+    [
+        5,
+        -1,
+        1000,
+        "foo",
+        True,
+        np.bool_(True),
+        np.int64(7),
+        2.0,
+        torch.tensor([0, 1]),
+        torch.tensor([0.0, 1.0, 2.0]),
+        torch.tensor([0, 9, 1]),
+        torch.tensor([0, -2, 1]),
+        torch.zeros(2, 2, 3, dtype=torch.long),
+    ],
     ids=lambda target: repr(target).replace("\n", " ")[:40],
 )
 def test_bad_targets_raise_target_error(target) -> None:
     model = SpellingNet("module")
     with pytest.raises(TargetError):
-        backpropvis.attribute_many(model, seeded_input((3, 3, 16, 16)), [target] if not torch.is_tensor(target) else target, ["gbp"])
+        backpropvis.attribute_many(
+            model, seeded_input((3, 3, 16, 16)), [target] if not torch.is_tensor(target) else target, ["gbp"]
+        )
 
 
 def test_more_bad_targets_and_inputs() -> None:
@@ -481,7 +516,9 @@ def test_more_bad_targets_and_inputs() -> None:
 def test_cuda_equals_cpu() -> None:
     model = SpellingNet("F.relu").double()
     x = seeded_input((3, 3, 16, 16), dtype=torch.float64)
-    on_cpu = backpropvis.attribute_many(model, x, ["max", "random", 1], METHODS, generator=torch.Generator().manual_seed(0))
+    on_cpu = backpropvis.attribute_many(
+        model, x, ["max", "random", 1], METHODS, generator=torch.Generator().manual_seed(0)
+    )
     gpu_model = copy.deepcopy(model).cuda()
     on_gpu = backpropvis.attribute_many(
         gpu_model, x.cuda(), ["max", "random", 1], METHODS, generator=torch.Generator().manual_seed(0)
@@ -514,7 +551,13 @@ class AddsInPlaceAfter(nn.Module):
 
 @pytest.mark.parametrize(
     "activation",
-    [F.relu6, F.hardtanh, F.leaky_relu, lambda y: F.threshold(y, 0.1, 0.0), lambda y: F.prelu(y, torch.tensor([0.2], dtype=y.dtype))],
+    [
+        F.relu6,
+        F.hardtanh,
+        F.leaky_relu,
+        lambda y: F.threshold(y, 0.1, 0.0),
+        lambda y: F.prelu(y, torch.tensor([0.2], dtype=y.dtype)),
+    ],
     ids=["relu6", "hardtanh", "leaky_relu", "threshold", "prelu"],
 )
 def test_an_in_place_op_on_an_activations_output_works_as_in_pytorch(activation) -> None:
@@ -535,7 +578,9 @@ def test_explainers_have_captums_call_shape() -> None:
     model = SpellingNet("F.relu")
     x = seeded_input((2, 3, 16, 16))
     for explainer, method in (
-        (backpropvis.Saliency, "saliency"), (backpropvis.DeconvNet, "deconvnet"), (backpropvis.GuidedBackprop, "gbp")
+        (backpropvis.Saliency, "saliency"),
+        (backpropvis.DeconvNet, "deconvnet"),
+        (backpropvis.GuidedBackprop, "gbp"),
     ):
         expected = reference_map(model.steps(), x, torch.tensor([3, 3]), *RULE_OF[method])
         assert relative_error(explainer(model).attribute(x, target=3), expected) < 1e-5
@@ -594,7 +639,9 @@ def test_gradient_checkpointing_keeps_the_rule() -> None:
     maps = backpropvis.attribute_many(model, x, [0, "max"], METHODS)
     for method in METHODS:
         for number in range(2):
-            expected = reference_map([model.a, "relu", model.b, "relu", model.c], x, maps.targets[number], *RULE_OF[method])
+            expected = reference_map(
+                [model.a, "relu", model.b, "relu", model.c], x, maps.targets[number], *RULE_OF[method]
+            )
             torch.testing.assert_close(maps[method][number], expected)
     assert relative_error(maps["gbp"], maps["saliency"]) > 0.1
 

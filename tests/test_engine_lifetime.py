@@ -24,12 +24,12 @@ import weakref
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_nets import seeded_
 from torch import nn
 
 import backpropvis
 from backpropvis.engine import TrainingModeWarning
 from backpropvis.errors import ModelError, TargetError, UnsupportedActivationError
-from tiny_nets import seeded_
 
 METHODS = ("saliency", "deconvnet", "gbp")
 
@@ -44,7 +44,11 @@ class ResidualNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem, self.inner, self.outer = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.stem, self.inner, self.outer = (
+            nn.Conv2d(3, 4, 3, padding=1),
+            nn.Conv2d(4, 4, 3, padding=1),
+            nn.Conv2d(4, 4, 3, padding=1),
+        )
         self.fc = nn.Linear(4, 5)
         seeded_(self, 21)
         self.outputs: list[weakref.ref] = []
@@ -134,16 +138,19 @@ _FLAT_MEMORY_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))],
+)
 def test_thirty_calls_leave_memory_flat(device: str, tmp_path) -> None:
     """One call's forward pass holds ~25 MB of activations here: a leak of it per call
     would add ~700 MB over 30 calls; without one the level stays within a few MB."""
     script = tmp_path / "flat.py"
     script.write_text(_FLAT_MEMORY_SCRIPT)
     environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(script), device], capture_output=True, text=True, env=environment,
-                            timeout=300, check=True)
+    result = subprocess.run(
+        [sys.executable, str(script), device], capture_output=True, text=True, env=environment, timeout=300, check=True
+    )
     levels = [int(level) for level in result.stdout.strip().splitlines()[-1].strip("[]").split(",")]
     growth = max(levels[5:]) - levels[4]
     assert growth < 8 << 20, f"memory grew by {growth / 2**20:.1f} MiB from call 5 to call 30: {levels}"
@@ -172,8 +179,10 @@ def precision_flags() -> tuple:
 def tf32_everywhere():
     """The global flags a GPU user may have set: TF32 for matrix products and convolutions."""
     legacy = not hasattr(torch.backends.cuda.matmul, "fp32_precision")
-    owners = [(torch.backends.cuda.matmul, "allow_tf32" if legacy else "fp32_precision"),
-              (torch.backends.cudnn if legacy else torch.backends.cudnn.conv, "allow_tf32" if legacy else "fp32_precision")]
+    owners = [
+        (torch.backends.cuda.matmul, "allow_tf32" if legacy else "fp32_precision"),
+        (torch.backends.cudnn if legacy else torch.backends.cudnn.conv, "allow_tf32" if legacy else "fp32_precision"),
+    ]
     saved = [getattr(owner, name) for owner, name in owners]
     for owner, name in owners:
         setattr(owner, name, True if legacy else "tf32")

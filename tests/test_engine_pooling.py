@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_nets import seeded_
 from torch import nn
 
 import backpropvis
-from tiny_nets import seeded_
 
 POOLS = {
     "2x2 stride 2": dict(kernel_size=2),
@@ -64,8 +64,16 @@ def test_saliency_through_max_pooling_is_pytorchs_own_gradient(pool: str, spelli
 def test_no_int64_switches_are_kept_for_the_backward_passes() -> None:
     """Every tensor the forward pass saves for backward, seen through saved-tensor hooks:
     with the engine none is an index tensor; PyTorch's own max-pool saves one per pool."""
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=1),
-                          nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 4 * 4, 5))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 5),
+    )
     x = torch.randn(2, 3, 16, 16)
     saved_dtypes: list[torch.dtype] = []
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_nets import seeded_
 from torch import nn
 
 import backpropvis
@@ -14,7 +15,6 @@ from backpropvis.engine.planning import BackwardPlan, plan_backward, region_abov
 from backpropvis.engine.recording import ForwardRecord, RecordedForward
 from backpropvis.engine.ruled import RuleSlot
 from backpropvis.rules import SALIENCY
-from tiny_nets import seeded_
 
 METHODS = ("saliency", "deconvnet", "gbp")
 
@@ -53,7 +53,9 @@ def test_a_skip_around_the_last_activation_prevents_the_split_and_stays_exact(ma
     maps = backpropvis.attribute_many(model, x, [0, 1, 2, 3], METHODS, max_batch=max_batch)
     for method in METHODS:
         for target in range(4):
-            torch.testing.assert_close(maps[method][target], closed_form(model, x, target, method), rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(
+                maps[method][target], closed_form(model, x, target, method), rtol=1e-5, atol=1e-6
+            )
 
 
 def recorded(model: nn.Module, x: torch.Tensor) -> tuple[ForwardRecord, torch.Tensor]:

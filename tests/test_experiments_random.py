@@ -32,7 +32,9 @@ def verdicts(result) -> dict[str, bool]:
 def test_fig4_claims_hold_and_gbp_matches_captum(tmp_path):
     result = run_tiny("fig4", tmp_path)
     assert verdicts(result) == {
-        "gbp_cnn_recovers": True, "saliency_deconvnet_are_noise": True, "gbp_fcn_as_faint_as_theory": True,
+        "gbp_cnn_recovers": True,
+        "saliency_deconvnet_are_noise": True,
+        "gbp_fcn_as_faint_as_theory": True,
         "no_zero_map": True,
     }
     assert Image.open(tmp_path / "fig4" / "figure.png").size[0] > 600
@@ -81,13 +83,20 @@ def test_fig6_claims_and_deconvnet_matches_captum_with_max_average_and_no_pool(t
     settings, main = TINY["fig6"], TINY["fig6"]["pool"]
     pools = {
         "pool": dict(pool=main["window"], pool_stride=main["stride"], pool_padding=main["padding"]),
-        "average": dict(pool=main["window"], pool_stride=main["stride"], pool_padding=main["padding"],
-                        pool_mode="average"),
+        "average": dict(
+            pool=main["window"], pool_stride=main["stride"], pool_padding=main["padding"], pool_mode="average"
+        ),
         "nopool": {},
     }
     for network, options in pools.items():
-        model = three_layer_cnn(num_filters=settings["num_filters"], kernel_size=settings["kernel_size"],
-                                stride=settings["stride"], input_size=settings["input_size"], seed=0, **options)
+        model = three_layer_cnn(
+            num_filters=settings["num_filters"],
+            kernel_size=settings["kernel_size"],
+            stride=settings["stride"],
+            input_size=settings["input_size"],
+            seed=0,
+            **options,
+        )
         x = model.preprocessing.batch([load_image("tabby")])
         target = int(model(x).argmax())
         assert result.details["targets"][network] == target

@@ -108,8 +108,9 @@ def test_fig2_claims_fail_when_gbp_is_the_plain_gradient(tmp_path, no_hub_checkp
     monkeypatch.setitem(rules.RULES, "gbp", Rule("gbp", h="identity", g="activation"))
     result = run_tiny("fig2", tmp_path)
     for key in ("imagenet", "digits"):
-        assert result.metrics[f"{key}_distance_gbp"] == pytest.approx(result.metrics[f"{key}_distance_saliency"],
-                                                                      rel=1e-6)
+        assert result.metrics[f"{key}_distance_gbp"] == pytest.approx(
+            result.metrics[f"{key}_distance_saliency"], rel=1e-6
+        )
         assert result.metrics[f"{key}_saliency_over_gbp"] == pytest.approx(1.0, rel=1e-6)
         assert verdicts(result)[f"{key}_saliency_5x_gbp"] is False
 
@@ -178,8 +179,7 @@ def test_fig9_runs_offline_and_its_distances_match_captum_on_a_network_built_by_
     assert result.model == "efficientnet-lite0 and digits-vgg"
     assert any("stands in" in note for note in result.notes)
     assert any("re-estimated on the six bundled photos" in note for note in result.notes)
-    assert list(result.details["imagenet"]["stages"]) == ["stem", "stage 2", "stage 4", "stage 6", "head",
-                                                          "classifier"]
+    assert list(result.details["imagenet"]["stages"]) == ["stem", "stage 2", "stage 4", "stage 6", "head", "classifier"]
     assert list(result.details["digits"]["stages"]) == ["Conv1-1", "Conv2-1", "Conv3-1", "FC1", "FC2"]
     assert (tmp_path / "fig9" / "figure.png").is_file()
     metrics = result.metrics

@@ -42,8 +42,13 @@ def test_fig7_over_an_image_folder_skips_bad_files_and_claims_hold(tmp_path, no_
     assert any("1 unreadable" in note for note in result.notes)
     verdicts = {claim.id: claim.holds for claim in result.claims}
     assert len(verdicts) == 13
-    for claim in ("random_saliency_3x_gbp", "trained_saliency_3x_gbp", "trained_saliency_3x_deconvnet",
-                  "twin_saliency_3x_gbp", "trained_gbp_class_insensitive"):
+    for claim in (
+        "random_saliency_3x_gbp",
+        "trained_saliency_3x_gbp",
+        "trained_saliency_3x_deconvnet",
+        "twin_saliency_3x_gbp",
+        "trained_gbp_class_insensitive",
+    ):
         assert verdicts[claim], claim
     assert [net["label"] for net in result.details["networks"]] == list(fig7.GROUPS)
     assert result.details["networks"][-1]["images"] == "digits-test"  # the digits networks see the digits

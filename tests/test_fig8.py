@@ -41,8 +41,9 @@ def test_fig8_every_image_at_every_declared_step(tmp_path, no_hub_checkpoint):
         assert details["original_classes"][image][0] == original
 
         def predicted(step: float, pixels: torch.Tensor = pixels, original: int = original) -> int:
-            adversarial = fgsm(lambda batch: model(pipeline.normalize(batch)), pixels, original, step / 255,
-                               bounds=(0.0, 1.0))
+            adversarial = fgsm(
+                lambda batch: model(pipeline.normalize(batch)), pixels, original, step / 255, bounds=(0.0, 1.0)
+            )
             with torch.no_grad():
                 return int(model(pipeline.normalize(adversarial)).argmax())
 

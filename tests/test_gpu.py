@@ -13,13 +13,13 @@ import os
 
 import pytest
 import torch
+from tiny_nets import seeded_
 from torch import nn
 
 import backpropvis
 from backpropvis.cli import main
 from backpropvis.metrics import cosine_similarity
 from backpropvis.stats import read_database
-from tiny_nets import seeded_
 
 DEVICE = os.environ.get("BACKPROPVIS_GPU_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(DEVICE == "cuda" and not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -29,9 +29,16 @@ METHODS = ("saliency", "deconvnet", "gbp")
 def small_vgg() -> nn.Module:
     """Two conv-ReLU-max-pool blocks, dense-ReLU-dense: [B, 3, 32, 32] -> [B, 10]."""
     model = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 8 * 8, 64), nn.ReLU(), nn.Linear(64, 10),
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 8 * 8, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
     )
     return seeded_(model, 41, scale=0.2).eval()
 
@@ -47,7 +54,9 @@ def reference() -> tuple[nn.Module, torch.Tensor, backpropvis.Attributions]:
     """The model, inputs and float64 CPU maps every device and precision is compared with."""
     model = small_vgg().double()
     x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    maps = backpropvis.attribute_many(model, x, ["max", 3, "random"], METHODS, generator=torch.Generator().manual_seed(1))
+    maps = backpropvis.attribute_many(
+        model, x, ["max", 3, "random"], METHODS, generator=torch.Generator().manual_seed(1)
+    )
     return model, x, maps
 
 
@@ -86,8 +95,27 @@ def test_gpu_visualize_command_gives_the_cpu_numbers(tmp_path) -> None:
     summaries = {}
     for device in ("cpu", DEVICE):
         out = tmp_path / device
-        assert main(["visualize", "tabby", "--model", "vgg16", "--weights", "random", "--targets", "max,281",
-                     "--device", device, "--precision", "float32", "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "visualize",
+                    "tabby",
+                    "--model",
+                    "vgg16",
+                    "--weights",
+                    "random",
+                    "--targets",
+                    "max,281",
+                    "--device",
+                    device,
+                    "--precision",
+                    "float32",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         summaries[device] = json.loads((out / "summary.json").read_text())
     for on_cpu, on_device in zip(summaries["cpu"]["maps"], summaries[DEVICE]["maps"]):
         assert (on_cpu["method"], on_cpu["target_index"]) == (on_device["method"], on_device["target_index"])
@@ -98,9 +126,31 @@ def test_gpu_class_distance_command_gives_the_cpu_numbers(tmp_path) -> None:
     rows = {}
     for device in ("cpu", DEVICE):
         db = tmp_path / f"{device}.sqlite"
-        assert main(["class-distance", "--samples", "--model", "vgg16", "--weights", "random", "--input-size", "64",
-                     "--batch-size", "3", "--workers", "0", "--device", device, "--precision", "float32",
-                     "--db", str(db)]) == 0
+        assert (
+            main(
+                [
+                    "class-distance",
+                    "--samples",
+                    "--model",
+                    "vgg16",
+                    "--weights",
+                    "random",
+                    "--input-size",
+                    "64",
+                    "--batch-size",
+                    "3",
+                    "--workers",
+                    "0",
+                    "--device",
+                    device,
+                    "--precision",
+                    "float32",
+                    "--db",
+                    str(db),
+                ]
+            )
+            == 0
+        )
         rows[device] = {(row["image"], row["method"]): row for row in read_database(db).results}
     assert rows["cpu"].keys() == rows[DEVICE].keys() and rows["cpu"]
     for key, row in rows["cpu"].items():

@@ -73,8 +73,15 @@ def test_unknown_keys_are_refused():
 
 def test_samples_with_crops_run_through_the_class_distance_pipeline(tmp_path):
     samples = Samples(crops=2, seed=0)
-    common = dict(weights="random", methods=["saliency", "gbp"], pairs="random-random", seed=0, batch_size=4,
-                  workers=0, progress=False)
+    common = dict(
+        weights="random",
+        methods=["saliency", "gbp"],
+        pairs="random-random",
+        seed=0,
+        batch_size=4,
+        workers=0,
+        progress=False,
+    )
     cnn, fcn = three_layer_cnn(num_filters=8, input_size=32, seed=0), three_layer_fcn(hidden=16, input_size=32, seed=0)
     run_class_distance(samples, tmp_path / "a.sqlite", model=cnn, model_name="cnn", **common)
     run_class_distance(samples, tmp_path / "b.sqlite", model=fcn, model_name="fcn", **common)
@@ -116,9 +123,20 @@ def test_digits_keys_name_their_position_in_scikit_learns_digits():
 
 
 def test_digits_run_through_the_class_distance_pipeline(tmp_path):
-    run_class_distance(Digits(), tmp_path / "d.sqlite", model=digits_vgg("trained"), model_name="digits-vgg",
-                       weights="trained", methods=["saliency", "gbp"], pairs="random-random", seed=0, limit=6,
-                       batch_size=4, workers=0, progress=False)
+    run_class_distance(
+        Digits(),
+        tmp_path / "d.sqlite",
+        model=digits_vgg("trained"),
+        model_name="digits-vgg",
+        weights="trained",
+        methods=["saliency", "gbp"],
+        pairs="random-random",
+        seed=0,
+        limit=6,
+        batch_size=4,
+        workers=0,
+        progress=False,
+    )
     stored = read_database(tmp_path / "d.sqlite")
     assert stored.settings.images == "digits-test" and not stored.failures
     assert sorted({row["image"] for row in stored.results}) == Digits().keys()[:6]

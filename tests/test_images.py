@@ -44,7 +44,9 @@ def test_png_rgb_is_exact(tmp_path: pathlib.Path) -> None:
 
 
 def test_jpeg_loads_close_to_the_original(tmp_path: pathlib.Path) -> None:
-    smooth = np.clip(np.add.outer(np.arange(60), np.arange(80))[..., None] * np.array([1, 2, 3]) // 2, 0, 255).astype(np.uint8)
+    smooth = np.clip(np.add.outer(np.arange(60), np.arange(80))[..., None] * np.array([1, 2, 3]) // 2, 0, 255).astype(
+        np.uint8
+    )
     Image.fromarray(smooth).save(tmp_path / "a.jpg", quality=95)
     loaded = np.asarray(load_image(tmp_path / "a.jpg")).astype(int)
     assert loaded.shape == (60, 80, 3)

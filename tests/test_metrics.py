@@ -46,9 +46,15 @@ def test_pairwise_cosine_similarity_closed_forms_and_every_pair() -> None:
     e1[0, 0, 0], e2[0, 1, 1] = 1.0, 1.0
     maps = torch.stack([e1, 3 * e1, e2, e2 - e1])  # [4, 1, 2, 2]
     half = 1 / math.sqrt(2.0)
-    expected = torch.tensor([
-        [1.0, 1.0, 0.0, -half], [1.0, 1.0, 0.0, -half], [0.0, 0.0, 1.0, half], [-half, -half, half, 1.0],
-    ], dtype=torch.float64)
+    expected = torch.tensor(
+        [
+            [1.0, 1.0, 0.0, -half],
+            [1.0, 1.0, 0.0, -half],
+            [0.0, 0.0, 1.0, half],
+            [-half, -half, half, 1.0],
+        ],
+        dtype=torch.float64,
+    )
     assert torch.allclose(pairwise_cosine_similarity(maps), expected, atol=1e-12)
     # batched over leading dims, each entry the cosine of that pair (a zero map: 0)
     sets = seeded_maps(2, 5, 3, 4, 4, seed=3)
@@ -185,8 +191,9 @@ def test_noise_similarity_std_of_smooth_noise_follows_the_map_spectrum() -> None
         return torch.nn.functional.avg_pool2d(noise, 5, 1)[:, 0]  # [3, 40, 40]
 
     measured = _monte_carlo_similarity_std(image, smooth)
-    predicted = float(np.mean([noise_similarity_std(image, smooth(torch.Generator().manual_seed(100 + k)))
-                               for k in range(20)]))
+    predicted = float(
+        np.mean([noise_similarity_std(image, smooth(torch.Generator().manual_seed(100 + k))) for k in range(20)])
+    )
     assert measured > 3 * noise_similarity_std(image)  # not white
     assert predicted == pytest.approx(measured, rel=0.12)
     assert math.isnan(noise_similarity_std(image, torch.zeros(3, 40, 40)))  # a zero map is not noise

@@ -46,10 +46,22 @@ TORCHVISION_VGG16 = [
     ("classifier.6", (1000, 4096)),
 ]
 PAPER_NAMES = {  # the paper's layer names (Figure 9) -> torchvision module
-    "conv1_1": "features.0", "conv1_2": "features.2", "conv2_1": "features.5", "conv2_2": "features.7",
-    "conv3_1": "features.10", "conv3_2": "features.12", "conv3_3": "features.14", "conv4_1": "features.17",
-    "conv4_2": "features.19", "conv4_3": "features.21", "conv5_1": "features.24", "conv5_2": "features.26",
-    "conv5_3": "features.28", "fc1": "classifier.0", "fc2": "classifier.3", "fc3": "classifier.6",
+    "conv1_1": "features.0",
+    "conv1_2": "features.2",
+    "conv2_1": "features.5",
+    "conv2_2": "features.7",
+    "conv3_1": "features.10",
+    "conv3_2": "features.12",
+    "conv3_3": "features.14",
+    "conv4_1": "features.17",
+    "conv4_2": "features.19",
+    "conv4_3": "features.21",
+    "conv5_1": "features.24",
+    "conv5_2": "features.26",
+    "conv5_3": "features.28",
+    "fc1": "classifier.0",
+    "fc2": "classifier.3",
+    "fc3": "classifier.6",
 }
 TRUNCATED_STD = 0.1 * math.sqrt(1 - 4 * math.exp(-2) / math.sqrt(2 * math.pi) / math.erf(2 / math.sqrt(2)))
 """Standard deviation of N(0, 0.1^2) cut at +-2 std: 0.1 sqrt(1 - 2 * 2 phi(2) / (2 Phi(2) - 1)) = 0.08796."""
@@ -101,7 +113,8 @@ def test_vgg16_layers_are_seeded_distinctly(vgg16_random: nn.Module) -> None:
 def vgg16_checkpoint(vgg16_random: nn.Module, tmp_path_factory) -> pathlib.Path:
     """A VGG-16 checkpoint unlike the seed-0 random model: its weights negated, biases 0.5."""
     state = {
-        key: (-value if key.endswith("weight") else torch.full_like(value, 0.5)) for key, value in vgg16_random.state_dict().items()
+        key: (-value if key.endswith("weight") else torch.full_like(value, 0.5))
+        for key, value in vgg16_random.state_dict().items()
     }
     path = tmp_path_factory.mktemp("weights") / "vgg16-test.pth"
     torch.save(state, path)
@@ -284,8 +297,10 @@ def test_seeded_draws_are_the_rejection_algorithm_to_the_bit() -> None:
     threads, redraws found for the whole block) give exactly the plain algorithm's values."""
     from backpropvis.models.init import generator_for
 
-    assert torch.equal(truncated_normal_(torch.empty(5000), 0.1, torch.Generator().manual_seed(4)),
-                       rejection_sampled(5000, 0.1, torch.Generator().manual_seed(4)))
+    assert torch.equal(
+        truncated_normal_(torch.empty(5000), 0.1, torch.Generator().manual_seed(4)),
+        rejection_sampled(5000, 0.1, torch.Generator().manual_seed(4)),
+    )
     layer = SeededDense(2000, 50, seed=5, name="hidden", materialize_bytes=0)
     wanted = [49, 3, 17, 17, 0]
     expected = torch.stack([rejection_sampled(2000, 0.1, generator_for(5, "hidden", k)) for k in wanted])
@@ -414,6 +429,7 @@ def test_efficientnet_lite0_classifies_the_tabby_as_a_cat() -> None:
 
 # --- the paper-size three-layer CNN -------------------------------------------------------------
 
+
 def test_paper_size_cnn_stores_no_readout_matrix() -> None:
     model = three_layer_cnn(seed=0)  # 256 filters 7x7x3 stride 2 on 224: 112 x 112 x 256 features
     assert model.readout.on_the_fly and model.readout.in_features == 256 * 112 * 112 == 3_211_264
@@ -458,7 +474,9 @@ def test_paper_size_cnn_runs_in_under_4_gb() -> None:
     process, torch included, stays under 4 GB resident at its peak."""
     done = subprocess.run(
         [sys.executable, "-c", PAPER_SIZE_SCRIPT, str(pathlib.Path(__file__).parent)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])

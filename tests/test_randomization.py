@@ -157,8 +157,9 @@ def test_star_diamond_and_cascade_redraw_exactly_their_layers():
         for name in DIGITS_VGG_LAYERS:
             source = twin if name in redrawn else trained  # a redrawn layer is the random twin's, by (seed, name)
             for kind in ("weight", "bias"):
-                assert torch.equal(getattr(model.get_submodule(name), kind), getattr(source.get_submodule(name), kind)), (
-                    case, name, kind)
+                assert torch.equal(
+                    getattr(model.get_submodule(name), kind), getattr(source.get_submodule(name), kind)
+                ), (case, name, kind)
         assert ("redrawn" in model.weights_description) == bool(redrawn), case
     assert cases["star"][0].preprocessing == trained.preprocessing
 
@@ -239,7 +240,9 @@ def test_batch_norm_reestimate_keeps_efficientnet_logit_scale():
     x = trained.preprocessing.batch([load_image("tabby"), load_image("coffee")])
     with torch.no_grad():
         reference = float(trained(x).std())
-        scales = {policy: float(trained_up_to(trained, "stage 2", batch_norm=policy)(x).std()) / reference
-                  for policy in ("reestimate", "keep", "identity")}
+        scales = {
+            policy: float(trained_up_to(trained, "stage 2", batch_norm=policy)(x).std()) / reference
+            for policy in ("reestimate", "keep", "identity")
+        }
     assert 1 / 3 < scales["reestimate"] < 3
     assert scales["keep"] > 3 and scales["identity"] < 1 / 3

@@ -35,8 +35,12 @@ def test_save_grid_writes_a_labelled_png(tmp_path: pathlib.Path) -> None:
     red, blue = np.zeros((8, 8, 3), dtype=np.uint8), np.zeros((8, 8, 3), dtype=np.uint8)
     red[..., 0], blue[..., 2] = 255, 255
     path = save_grid(
-        [[red, blue], [blue, None]], tmp_path / "grid.png", row_labels=["one", "two"], column_labels=["a", "b"],
-        panel_labels=[["x", "y"], ["z", ""]], title="a grid",
+        [[red, blue], [blue, None]],
+        tmp_path / "grid.png",
+        row_labels=["one", "two"],
+        column_labels=["a", "b"],
+        panel_labels=[["x", "y"], ["z", ""]],
+        title="a grid",
     )
     grid = np.asarray(Image.open(path).convert("RGB")).astype(int)
     assert grid.shape[0] > 100 and grid.shape[1] > 100

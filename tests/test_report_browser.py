@@ -34,11 +34,28 @@ def _report(out) -> None:
         Claim("holds", "a claim that holds", "a", ">=", 1.0).evaluate({"a": 2.0}),
         Claim("fails", "a claim that <does not> hold", "b", "<", 0.1).evaluate({"b": 0.5}),
     ]
-    write_result(ExperimentResult("fig2", "Two claims & a figure", "paper", "efficientnet-lite0", "imagenet",
-                                  {"size": 96}, 1.5, claims, {"a": 2.0, "b": 0.5}, notes=["a stand-in note"],
-                                  figure="figure.png"), out)
-    write_result(ExperimentResult("fig3", "A skipped one", "paper", "-", "-", {}, 0.0, [], {},
-                                  skipped="needs trained VGG-16 weights"), out)
+    write_result(
+        ExperimentResult(
+            "fig2",
+            "Two claims & a figure",
+            "paper",
+            "efficientnet-lite0",
+            "imagenet",
+            {"size": 96},
+            1.5,
+            claims,
+            {"a": 2.0, "b": 0.5},
+            notes=["a stand-in note"],
+            figure="figure.png",
+        ),
+        out,
+    )
+    write_result(
+        ExperimentResult(
+            "fig3", "A skipped one", "paper", "-", "-", {}, 0.0, [], {}, skipped="needs trained VGG-16 weights"
+        ),
+        out,
+    )
     write_index(out)
 
 
@@ -52,9 +69,18 @@ def test_index_renders_in_headless_chromium(tmp_path):
 
     screenshot = tmp_path / "shot.png"
     command = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={screenshot}", "--window-size=1280,2000",
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={screenshot}",
+        "--window-size=1280,2000",
         (out / "index.html").as_uri(),
     ]
     subprocess.run(command, check=True, timeout=90, capture_output=True)

@@ -66,10 +66,21 @@ def test_skipped_experiments_complete_with_a_report_and_keep_earlier_results(tmp
     out = tmp_path / "out"
     earlier = out / "fig2" / "metrics.json"
     earlier.parent.mkdir(parents=True)
-    earlier.write_text(json.dumps({
-        "experiment": "fig2", "title": "an earlier run", "group": "paper", "model": "m", "weights": "w",
-        "settings": {}, "seconds": 1.0, "claims": [], "metrics": {},
-    }))
+    earlier.write_text(
+        json.dumps(
+            {
+                "experiment": "fig2",
+                "title": "an earlier run",
+                "group": "paper",
+                "model": "m",
+                "weights": "w",
+                "settings": {},
+                "seconds": 1.0,
+                "claims": [],
+                "metrics": {},
+            }
+        )
+    )
     assert main(["reproduce", "fig3", "fig9", "--quick", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "fig3" in printed and "fig9" in printed and "skipped: needs the trained VGG-16" in printed
@@ -83,12 +94,16 @@ def test_skipped_experiments_complete_with_a_report_and_keep_earlier_results(tmp
 
 
 def test_summary_table_lists_every_claim_with_its_verdict():
-    claims = [Claim("big", "b is big", "b", ">=", 3.0).evaluate({"b": 4.25}),
-              Claim("small", "s is small", "s", "<", 0.1).evaluate({"s": 0.5})]
-    table = summary_table([
-        ExperimentResult("fig7", "t", "paper", "m", "w", {}, 12.0, claims, {}),
-        ExperimentResult("fig9", "t", "paper", "-", "-", {}, 0.5, [], {}, skipped="no weights"),
-    ])
+    claims = [
+        Claim("big", "b is big", "b", ">=", 3.0).evaluate({"b": 4.25}),
+        Claim("small", "s is small", "s", "<", 0.1).evaluate({"s": 0.5}),
+    ]
+    table = summary_table(
+        [
+            ExperimentResult("fig7", "t", "paper", "m", "w", {}, 12.0, claims, {}),
+            ExperimentResult("fig9", "t", "paper", "-", "-", {}, 0.5, [], {}, skipped="no weights"),
+        ]
+    )
     lines = table.splitlines()
     assert lines[0].split() == ["experiment", "claim", "value", "threshold", "holds"]
     assert lines[1].split() == ["fig7", "big", "4.25", ">=", "3", "yes"]

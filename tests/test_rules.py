@@ -64,13 +64,15 @@ CASES = {
 # LeakyReLU with a negative slope -0.5 has PReLU(-0.5)'s derivative, g' = [-0.5, 1, 1, 1].
 CASES["leaky_relu_negative"] = (nn.LeakyReLU(-0.5), *CASES["prelu_negative"][1:])
 # The in-place modules give the same maps (they save their output, not their input).
-CASES.update({
-    "relu6_inplace": (nn.ReLU6(inplace=True), *CASES["relu6"][1:]),
-    "hardtanh_inplace": (nn.Hardtanh(-3.0, 2.0, inplace=True), *CASES["hardtanh"][1:]),
-    "leaky_relu_inplace": (nn.LeakyReLU(0.1, inplace=True), *CASES["leaky_relu"][1:]),
-    "leaky_relu_negative_inplace": (nn.LeakyReLU(-0.5, inplace=True), *CASES["prelu_negative"][1:]),
-    "threshold_inplace": (nn.Threshold(1.0, -5.0, inplace=True), *CASES["threshold"][1:]),
-})
+CASES.update(
+    {
+        "relu6_inplace": (nn.ReLU6(inplace=True), *CASES["relu6"][1:]),
+        "hardtanh_inplace": (nn.Hardtanh(-3.0, 2.0, inplace=True), *CASES["hardtanh"][1:]),
+        "leaky_relu_inplace": (nn.LeakyReLU(0.1, inplace=True), *CASES["leaky_relu"][1:]),
+        "leaky_relu_negative_inplace": (nn.LeakyReLU(-0.5, inplace=True), *CASES["prelu_negative"][1:]),
+        "threshold_inplace": (nn.Threshold(1.0, -5.0, inplace=True), *CASES["threshold"][1:]),
+    }
+)
 
 
 def two_layer_net(activation: nn.Module) -> nn.Sequential:

@@ -9,10 +9,10 @@ import dataclasses
 
 import pytest
 import torch
+from sabotage import sabotaged
 
 from backpropvis.experiments import PAPER, THEORY, RunContext, run_experiment
 from backpropvis.rules import PAPER_METHODS
-from sabotage import sabotaged
 
 EXPERIMENTS = {**PAPER, **THEORY}
 

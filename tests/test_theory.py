@@ -56,8 +56,15 @@ def test_closed_form_equals_engine(num_filters, kernel_size, stride, pool, input
     columns = model.readout.columns([0, 2]).double()
     for method in METHODS:
         for number, column in enumerate(columns):
-            closed = theory.closed_form_map(x[0].double(), model.conv.weight.detach(), column, method,
-                                            stride=stride, padding=kernel_size // 2, pool=pool)
+            closed = theory.closed_form_map(
+                x[0].double(),
+                model.conv.weight.detach(),
+                column,
+                method,
+                stride=stride,
+                padding=kernel_size // 2,
+                pool=pool,
+            )
             assert _relative_error(closed, double[method][number, 0]) < 1e-5, (method, number)
             assert _relative_error(closed, single[method][number, 0].double()) < 1e-5, (method, number)
     # the three methods really differ, so agreeing with each is not agreeing with one
@@ -81,8 +88,9 @@ def test_closed_form_equals_engine_for_any_pool(pool, pool_stride, pool_padding,
     closed form against the engine in float64, for each of the three methods."""
     num_filters, kernel_size, stride, input_size = conv
     pooling = {"pool_stride": pool_stride, "pool_padding": pool_padding, "pool_mode": pool_mode}
-    model = three_layer_cnn(num_filters, kernel_size, stride, pool, num_classes=3, input_size=input_size, seed=seed,
-                            **pooling).double()
+    model = three_layer_cnn(
+        num_filters, kernel_size, stride, pool, num_classes=3, input_size=input_size, seed=seed, **pooling
+    ).double()
     assert isinstance(model.pool, torch.nn.MaxPool2d if pool_mode == "max" else torch.nn.AvgPool2d)
     x = torch.randn(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     engine = backpropvis.attribute_many(model, x, [0, 2], list(METHODS))
@@ -90,16 +98,31 @@ def test_closed_form_equals_engine_for_any_pool(pool, pool_stride, pool_padding,
     maps = {}
     for method in METHODS:
         for number, column in enumerate(columns):
-            closed = theory.closed_form_map(x[0], model.conv.weight.detach(), column, method, stride=stride,
-                                            padding=kernel_size // 2, pool=pool, **pooling)
+            closed = theory.closed_form_map(
+                x[0],
+                model.conv.weight.detach(),
+                column,
+                method,
+                stride=stride,
+                padding=kernel_size // 2,
+                pool=pool,
+                **pooling,
+            )
             assert _relative_error(closed, engine[method][number, 0]) < 1e-10, (method, number)
             maps[method, number] = closed
     assert _relative_error(maps["saliency", 0], maps["gbp", 0]) > 0.1
     # Under max-pooling the readout reaches only chosen outputs, so DeconvNet equals GBP
     # exactly when no chosen output is inactive (no window of zeros): the case of the
     # authors' 9 x 9 stride-1 pool. Under average pooling every output gets a share.
-    found = theory.switch_disagreement(x[0], model.conv.weight.detach(), stride=stride, padding=kernel_size // 2,
-                                       pool=pool, pool_stride=pool_stride, pool_padding=pool_padding)
+    found = theory.switch_disagreement(
+        x[0],
+        model.conv.weight.detach(),
+        stride=stride,
+        padding=kernel_size // 2,
+        pool=pool,
+        pool_stride=pool_stride,
+        pool_padding=pool_padding,
+    )
     if pool_mode == "max" and found.chosen_but_inactive == 0:
         assert _relative_error(maps["deconvnet", 0], maps["gbp", 0]) < 1e-12
     else:
@@ -127,8 +150,11 @@ def test_average_pool_closed_form_by_hand():
     common = {"stride": 1, "padding": 0, "pool": 2, "pool_stride": 1, "pool_mode": "average"}
     gradient = torch.tensor([[1.0, -1.0, -2.0], [4.0, -2.0, -6.0], [3.0, -1.0, -4.0]], dtype=torch.float64)
     active = (image[0] > 0).double()
-    expected = {"saliency": gradient * active, "deconvnet": gradient.clamp_min(0),
-                "gbp": gradient.clamp_min(0) * active}
+    expected = {
+        "saliency": gradient * active,
+        "deconvnet": gradient.clamp_min(0),
+        "gbp": gradient.clamp_min(0) * active,
+    }
     for method, map_ in expected.items():
         closed = theory.closed_form_map(image, filters, readout, method, **common)
         assert torch.equal(closed[0], map_), method
@@ -160,8 +186,9 @@ def test_closed_forms_state_eq2_themselves(monkeypatch):
     assert _relative_error(closed, right) < 1e-10
     monkeypatch.setitem(RULES, "gbp", Rule("gbp", h="identity", g="activation"))
     wrong = backpropvis.attribute_many(model, x, [1], ["gbp"])["gbp"][0, 0]
-    assert torch.equal(theory.closed_form_map(x[0], model.conv.weight.detach(), column, "gbp", stride=2, padding=2,
-                                              pool=2), closed)
+    assert torch.equal(
+        theory.closed_form_map(x[0], model.conv.weight.detach(), column, "gbp", stride=2, padding=2, pool=2), closed
+    )
     assert _relative_error(closed, wrong) > 0.1
     with pytest.raises(backpropvis.BackpropvisError, match="closed forms"):
         theory.closed_form_map(x[0], model.conv.weight.detach(), column, RULES["gbp"], stride=2, padding=2)
@@ -252,8 +279,9 @@ def test_gbp_closed_form_tends_to_the_limit_image():
     recoveries = []
     for count in (16, 256, 4096):
         model = three_layer_cnn(count, 3, 3, num_classes=1, input_size=24, seed=1)
-        gbp = theory.closed_form_map(x, model.conv.weight.detach().double(), model.readout.columns([0])[0].double(),
-                                     "gbp", stride=3, padding=1)
+        gbp = theory.closed_form_map(
+            x, model.conv.weight.detach().double(), model.readout.columns([0])[0].double(), "gbp", stride=3, padding=1
+        )
         recoveries.append(float(theory.recovery(gbp, limit)))
     assert recoveries[0] < recoveries[1] < recoveries[2]
     assert recoveries[2] > 0.9
@@ -331,14 +359,33 @@ def test_effective_dimension():
 
 ASSERTED_AT_TINY = {
     "closed-form": {"closed_form_equals_engine", "pooling_turns_deconvnet_into_recovery"},
-    "recovery": {"recovery_law_slope_low", "recovery_law_slope_high", "filters_needed_linear_in_p",
-                 "fcn_needs_d_over_p_more"},
-    "gaussianity": {"saliency_is_gaussian", "deconvnet_is_gaussian", "saliency_carries_no_image",
-                    "deconvnet_carries_no_image", "gbp_recovers"},
-    "depth": {"gbp_recovery_stays_high", "gbp_beats_saliency_in_depth", "saliency_is_gbp_from_conv1_1",
-              "deconvnet_noise_before_pool", "deconvnet_image_after_pool"},
-    "dead-zones": {"trained_filters_small_subspace", "gbp_class_independent", "deconvnet_class_independent",
-                   "gbp_carries_the_image", "no_zero_map"},
+    "recovery": {
+        "recovery_law_slope_low",
+        "recovery_law_slope_high",
+        "filters_needed_linear_in_p",
+        "fcn_needs_d_over_p_more",
+    },
+    "gaussianity": {
+        "saliency_is_gaussian",
+        "deconvnet_is_gaussian",
+        "saliency_carries_no_image",
+        "deconvnet_carries_no_image",
+        "gbp_recovers",
+    },
+    "depth": {
+        "gbp_recovery_stays_high",
+        "gbp_beats_saliency_in_depth",
+        "saliency_is_gbp_from_conv1_1",
+        "deconvnet_noise_before_pool",
+        "deconvnet_image_after_pool",
+    },
+    "dead-zones": {
+        "trained_filters_small_subspace",
+        "gbp_class_independent",
+        "deconvnet_class_independent",
+        "gbp_carries_the_image",
+        "no_zero_map",
+    },
 }
 """Per study, the claims asserted at its tiny size (``Experiment.tiny``): recovery at N = 4096
 needs the full sweep; GBP's edge correlation changes sign with the image size."""

@@ -18,7 +18,9 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from cli_runner import run_cli
 from PIL import Image
+from tiny_nets import RELU, reference_map, seeded_
 from torch import nn
 
 import backpropvis
@@ -26,8 +28,6 @@ from backpropvis.errors import ModelError, WeightsError
 from backpropvis.images import load_image
 from backpropvis.models import load_model, select_output, weights_fingerprint
 from backpropvis.saved_maps import load_maps
-from cli_runner import run_cli
-from tiny_nets import RELU, reference_map, seeded_
 
 MODEL_FILE = textwrap.dedent('''
     import torch
@@ -118,9 +118,24 @@ def test_a_model_file_in_visualize_gives_the_reference_maps(model_file, tmp_path
     backward pass's on the model in eval mode, the inputs are ImageNet-normalised at --input-size."""
     weights = trained_weights(model_file, tmp_path / "w.pth", seed=1, classes=5)
     out = tmp_path / "out"
-    argv = ["visualize", "tabby", "--model", f"{model_file}:build", "--model-args", '{"classes": 5}', "--weights",
-            str(weights), "--input-size", str(SIZE), "--targets", "max,3", "--out", str(out),
-            "--save-maps", str(tmp_path / "maps.npz")]
+    argv = [
+        "visualize",
+        "tabby",
+        "--model",
+        f"{model_file}:build",
+        "--model-args",
+        '{"classes": 5}',
+        "--weights",
+        str(weights),
+        "--input-size",
+        str(SIZE),
+        "--targets",
+        "max,3",
+        "--out",
+        str(out),
+        "--save-maps",
+        str(tmp_path / "maps.npz"),
+    ]
     status, stdout, err = run_cli(argv, capsys)
     assert status == 0, err
     assert "put in eval mode" in stdout and "BatchNorm2d 'bn1'" in stdout and "Dropout 'drop'" in stdout
@@ -161,8 +176,22 @@ def test_a_module_callable_in_class_distance_and_its_identity(model_module, mode
     db = tmp_path / "runs.sqlite"
     first = trained_weights(model_file, tmp_path / "first.pth", seed=1)
     second = trained_weights(model_file, tmp_path / "second.pth", seed=2)
-    common = ["class-distance", "--samples", "--limit", "2", "--db", str(db), "--workers", "0", "--input-size",
-              str(SIZE), "--model", f"{model_module}:build", "--model-args", '{"classes": 7}']
+    common = [
+        "class-distance",
+        "--samples",
+        "--limit",
+        "2",
+        "--db",
+        str(db),
+        "--workers",
+        "0",
+        "--input-size",
+        str(SIZE),
+        "--model",
+        f"{model_module}:build",
+        "--model-args",
+        '{"classes": 7}',
+    ]
     status, stdout, err = run_cli([*common, "--weights", str(first)], capsys)
     assert status == 0, err
     assert "2 images done now" in stdout and f"{model_module}:build" in stdout
@@ -193,8 +222,10 @@ def test_a_module_callable_in_class_distance_and_its_identity(model_module, mode
 def test_fingerprint_is_the_same_in_another_process_and_changes_with_one_value(model_file, tmp_path) -> None:
     weights = trained_weights(model_file, tmp_path / "w.pth", seed=3)
     here = load_model(f"{model_file}:build", weights=weights).fingerprint
-    script = (f"from backpropvis.models import load_model; "
-              f"print(load_model({str(model_file) + ':build'!r}, weights={str(weights)!r}).fingerprint)")
+    script = (
+        f"from backpropvis.models import load_model; "
+        f"print(load_model({str(model_file) + ':build'!r}, weights={str(weights)!r}).fingerprint)"
+    )
     there = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert there.returncode == 0, there.stderr
     assert there.stdout.strip() == here and here.startswith("sha256:") and len(here) == 7 + 64
@@ -280,8 +311,17 @@ def test_cli_output_option_and_a_model_returning_a_dict(model_file, tmp_path, ca
     ],
 )
 def test_bad_user_models_are_one_line(argv, says, model_file, tmp_path, capsys) -> None:
-    torch.save(nn.ModuleDict({"conv1": nn.Conv2d(3, 6, 3), "bn1": nn.BatchNorm2d(6), "conv2": nn.Conv2d(6, 8, 3),
-                              "fc": nn.Linear(128, 3)}).state_dict(), tmp_path / "other.pth")
+    torch.save(
+        nn.ModuleDict(
+            {
+                "conv1": nn.Conv2d(3, 6, 3),
+                "bn1": nn.BatchNorm2d(6),
+                "conv2": nn.Conv2d(6, 8, 3),
+                "fc": nn.Linear(128, 3),
+            }
+        ).state_dict(),
+        tmp_path / "other.pth",
+    )
     argv = [part.replace("{file}", str(model_file)).replace("{folder}", str(tmp_path)) for part in argv]
     status, _, err = run_cli(["visualize", *argv, "--input-size", str(SIZE), "--out", str(tmp_path / "out")], capsys)
     assert status == 2, err
@@ -300,16 +340,30 @@ def test_a_module_given_to_the_api_keeps_its_mode_and_gets_the_default_preproces
     assert model.training  # the API uses the module as it is
     with pytest.raises(ModelError, match="compiled with torch.compile"):
         describe_module(torch.compile(model.eval()))
-    report = run_class_distance(None, tmp_path / "api.sqlite", model=model.eval(), input_size=SIZE, limit=1, workers=0,
-                                progress=False)
+    report = run_class_distance(
+        None, tmp_path / "api.sqlite", model=model.eval(), input_size=SIZE, limit=1, workers=0, progress=False
+    )
     assert report.done_now == 1
     assert read_database(tmp_path / "api.sqlite").settings.weights_fingerprint == weights_fingerprint(model)
 
 
 def test_torchvision_models_when_installed(tmp_path, capsys) -> None:
     pytest.importorskip("torchvision")
-    argv = ["visualize", "--model", "torchvision.models:resnet18", "--model-args", '{"num_classes": 10}',
-            "--input-size", "64", "--targets", "max", "--methods", "gbp", "--out", str(tmp_path / "out")]
+    argv = [
+        "visualize",
+        "--model",
+        "torchvision.models:resnet18",
+        "--model-args",
+        '{"num_classes": 10}',
+        "--input-size",
+        "64",
+        "--targets",
+        "max",
+        "--methods",
+        "gbp",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     status, stdout, err = run_cli(argv, capsys)
     assert status == 0, err
     assert "torchvision.models:resnet18" in stdout

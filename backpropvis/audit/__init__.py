@@ -27,6 +27,12 @@ from .sensitivity import CLASS_DISTANCE_DB
 from .verdicts import METRICS, VERDICTS, Verdict
 
 __all__ = [
-    "run_audit", "AUDIT_FILE", "FIGURES_FOLDER", "CLASS_DISTANCE_DB", "ADVERSARIAL_STEPS", "VERDICTS", "Verdict",
+    "run_audit",
+    "AUDIT_FILE",
+    "FIGURES_FOLDER",
+    "CLASS_DISTANCE_DB",
+    "ADVERSARIAL_STEPS",
+    "VERDICTS",
+    "Verdict",
     "METRICS",
 ]

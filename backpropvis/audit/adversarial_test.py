@@ -31,8 +31,13 @@ ADVERSARIAL_STEPS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 def adversarial_test(
-    model: nn.Module, inputs: torch.Tensor, preprocessing: Callable, methods: Sequence[str], *,
-    steps: Sequence[float] = ADVERSARIAL_STEPS, precision: Optional[str],
+    model: nn.Module,
+    inputs: torch.Tensor,
+    preprocessing: Callable,
+    methods: Sequence[str],
+    *,
+    steps: Sequence[float] = ADVERSARIAL_STEPS,
+    precision: Optional[str],
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The adversarial test on ``inputs`` [B, C, H, W] (the model's inputs).
 
@@ -59,8 +64,9 @@ def adversarial_test(
     with torch.no_grad():
         num_logits = model(inputs[:1]).shape[1]
     at_flip = {
-        method: [None if step is None else float(sweep.distance[method][step, image])
-                 for image, step in enumerate(flipping)]
+        method: [
+            None if step is None else float(sweep.distance[method][step, image]) for image, step in enumerate(flipping)
+        ]
         for method in methods
     }
     shown = next((image for image, step in enumerate(flipping) if step is not None), 0)

@@ -43,7 +43,13 @@ def redraw_seed(seed: int) -> int:
 
 
 def example_maps(
-    model: nn.Module, inputs: torch.Tensor, keys: Sequence[str], methods: Sequence[str], *, pairs: str, seed: int,
+    model: nn.Module,
+    inputs: torch.Tensor,
+    keys: Sequence[str],
+    methods: Sequence[str],
+    *,
+    pairs: str,
+    seed: int,
     precision: Optional[str],
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Each method's maps of ``inputs`` [B, C, H, W] for the database's two logits per image.
@@ -65,7 +71,12 @@ def example_maps(
 
 
 def cascading_randomization(
-    model: nn.Module, inputs: torch.Tensor, methods: Sequence[str], *, seed: int, precision: Optional[str],
+    model: nn.Module,
+    inputs: torch.Tensor,
+    methods: Sequence[str],
+    *,
+    seed: int,
+    precision: Optional[str],
     progress: bool = True,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Each method's map as the model's stages are redrawn from the top down.

@@ -40,17 +40,28 @@ def draw_maps(
     row_labels, captions = [], []
     for image, key in enumerate(keys):
         for logit in range(2):
-            rows.append([pixels[image] if logit == 0 else None]
-                        + [to_display(maps[number, logit, image]) for number in range(len(methods))])
+            rows.append(
+                [pixels[image] if logit == 0 else None]
+                + [to_display(maps[number, logit, image]) for number in range(len(methods))]
+            )
             row_labels.append(f"{key}\nlogit {step.numbers['targets'][logit][image]}: {names[logit][image]}"[:60])
             if logit == 0:
                 captions.append([""] * (1 + len(methods)))
             else:
-                distances = [float(class_distance(maps[number, 0, image], maps[number, 1, image]))
-                             for number in range(len(methods))]
+                distances = [
+                    float(class_distance(maps[number, 0, image], maps[number, 1, image]))
+                    for number in range(len(methods))
+                ]
                 captions.append([""] + [f"class distance {value:.3f}" for value in distances])
-    return save_grid(rows, path, row_labels=row_labels, column_labels=["image"] + [_label(m) for m in methods],
-                     panel_labels=captions, title=title, panel_size=1.9)
+    return save_grid(
+        rows,
+        path,
+        row_labels=row_labels,
+        column_labels=["image"] + [_label(m) for m in methods],
+        panel_labels=captions,
+        title=title,
+        panel_size=1.9,
+    )
 
 
 def draw_randomization(step: StepData, methods: Sequence[str], path: Path, maps_path: Path, title: str) -> None:
@@ -67,8 +78,9 @@ def draw_randomization(step: StepData, methods: Sequence[str], path: Path, maps_
         line = axis.plot(positions, values.mean(axis=1), marker="o", label=_label(method))[0]
         for image in range(values.shape[1]):
             axis.plot(positions, values[:, image], color=line.get_color(), alpha=0.25, linewidth=0.8)
-    axis.set_xticks(positions, [f"{label}\nand above" if number else f"{label}" for number, label in
-                                enumerate(stages)], fontsize=8)
+    axis.set_xticks(
+        positions, [f"{label}\nand above" if number else f"{label}" for number, label in enumerate(stages)], fontsize=8
+    )
     axis.set_xlabel("redrawn at random, from the top down", fontsize=9)
     axis.set_ylabel("class distance to the trained model's map", fontsize=9)
     axis.set_ylim(0, 2)
@@ -80,15 +92,21 @@ def draw_randomization(step: StepData, methods: Sequence[str], path: Path, maps_
     rows = [[to_display(maps[column, number]) for column in range(maps.shape[0])] for number in range(len(methods))]
     captions = [
         [f"input sim. {numbers['trained_input_similarity'][method][0]:+.2f}"]
-        + [f"dist. {numbers['distance'][method][stage][0]:.2f}, sim. {similarity[method][stage][0]:+.2f}"
-           for stage in range(len(stages))]
+        + [
+            f"dist. {numbers['distance'][method][stage][0]:.2f}, sim. {similarity[method][stage][0]:+.2f}"
+            for stage in range(len(stages))
+        ]
         for method in methods
     ]
-    save_grid(rows, maps_path, row_labels=[_label(method) for method in methods],
-              column_labels=["trained"] + [f"{label} and above" if number else label
-                                           for number, label in enumerate(stages)],
-              panel_labels=captions, title=f"{title}\nthe first image, for the trained model's predicted class "
-              f"({numbers['predicted_names'][0]})", panel_size=1.9)
+    save_grid(
+        rows,
+        maps_path,
+        row_labels=[_label(method) for method in methods],
+        column_labels=["trained"] + [f"{label} and above" if number else label for number, label in enumerate(stages)],
+        panel_labels=captions,
+        title=f"{title}\nthe first image, for the trained model's predicted class ({numbers['predicted_names'][0]})",
+        panel_size=1.9,
+    )
 
 
 def draw_adversarial(step: StepData, methods: Sequence[str], path: Path, title: str) -> Path:
@@ -101,8 +119,10 @@ def draw_adversarial(step: StepData, methods: Sequence[str], path: Path, title: 
     plt = pyplot()
     figure = plt.figure(figsize=(3.0 * (len(methods) + 1) + 5.5, 5.6))
     grid = figure.add_gridspec(2, len(methods) + 2, width_ratios=[1] * (len(methods) + 1) + [2.2])
-    labels = [f"original: {numbers['original_names'][image]}"[:40],
-              f"FGSM {steps[at]:g}/255: {numbers['predicted_names'][at][image]}"[:40]]
+    labels = [
+        f"original: {numbers['original_names'][image]}"[:40],
+        f"FGSM {steps[at]:g}/255: {numbers['predicted_names'][at][image]}"[:40],
+    ]
     for row in range(2):
         axis = figure.add_subplot(grid[row, 0])
         axis.imshow(pictures[row].permute(1, 2, 0).clamp(0, 1).numpy())
@@ -124,8 +144,7 @@ def draw_adversarial(step: StepData, methods: Sequence[str], path: Path, title: 
         for index in range(values.shape[1]):
             axis.plot(steps, values[:, index], color=line.get_color(), alpha=0.25, linewidth=0.8)
     for number, step_value in enumerate(steps):
-        axis.annotate(f"{int(flipped[number].sum())}/{flipped.shape[1]}", (step_value, 1.9), fontsize=7,
-                      ha="center")
+        axis.annotate(f"{int(flipped[number].sum())}/{flipped.shape[1]}", (step_value, 1.9), fontsize=7, ha="center")
     axis.set_xscale("log", base=2)
     axis.set_xticks(steps, [f"{value:g}" for value in steps])
     axis.set_xlabel("FGSM step (x 1/255); top: images whose prediction changed", fontsize=8)

@@ -19,17 +19,23 @@ from .verdicts import VERDICTS
 
 __all__ = ["write_page"]
 
-_STYLE = PAGE_STYLE + """
+_STYLE = (
+    PAGE_STYLE
+    + """
 td.yes { background: #c8efc8; color: #0a5a0a; font-weight: bold; }
 td.no { background: #f7c6c6; color: #8a0b0b; font-weight: bold; }
 td.none { background: #f3ead2; color: #8a5a00; font-style: italic; }
 figure { margin: 1em 0 2em; } figcaption { font-size: .9em; color: #444; margin-top: .3em; }
 """
+)
 
 
 def _setting(value: Any) -> str:
-    return ", ".join(f"{item:g}" if isinstance(item, float) else str(item) for item in value) if isinstance(
-        value, list) else str(value)
+    return (
+        ", ".join(f"{item:g}" if isinstance(item, float) else str(item) for item in value)
+        if isinstance(value, list)
+        else str(value)
+    )
 
 
 def _cell(value: Any) -> str:
@@ -46,8 +52,10 @@ def _verdict_table(verdicts: Mapping[str, Mapping[str, Any]]) -> str:
         + f"<td>{html.escape(entry['summary'])}</td></tr>"
         for method, entry in verdicts.items()
     )
-    return (f"<table class='verdicts'><thead><tr><th>method</th>{header}<th>in words</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>")
+    return (
+        f"<table class='verdicts'><thead><tr><th>method</th>{header}<th>in words</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
 
 
 def _criteria(method: str, entry: Mapping[str, Any]) -> str:
@@ -57,8 +65,11 @@ def _criteria(method: str, entry: Mapping[str, Any]) -> str:
         for claim in judged["claims"]:
             value = math.nan if claim["value"] is None else claim["value"]
             claims.append({**claim, "id": f"{verdict.name}: {claim['id']}", "value": value})
-    skipped = [f"{verdict.name}: {entry['criteria'][verdict.name]['says']}" for verdict in VERDICTS
-               if entry["criteria"][verdict.name]["holds"] is None]
+    skipped = [
+        f"{verdict.name}: {entry['criteria'][verdict.name]['says']}"
+        for verdict in VERDICTS
+        if entry["criteria"][verdict.name]["holds"] is None
+    ]
     notes = "".join(f"<p class='note'>{html.escape(line)}</p>" for line in skipped)
     label = html.escape(METHOD_LABELS.get(method, method))
     return f"<h3>{label}</h3>{claims_table(claims)}{notes}"
@@ -74,8 +85,10 @@ def _numbers_table(verdicts: Mapping[str, Mapping[str, Any]]) -> str:
         + "</tr>"
         for name in names
     )
-    return (f"<details><summary>every number behind the verdicts</summary><table class='values'><thead><tr>"
-            f"<th>number</th>{header}</tr></thead><tbody>{rows}</tbody></table></details>")
+    return (
+        f"<details><summary>every number behind the verdicts</summary><table class='values'><thead><tr>"
+        f"<th>number</th>{header}</tr></thead><tbody>{rows}</tbody></table></details>"
+    )
 
 
 def write_page(audit: Mapping[str, Any], figures: Sequence[tuple[Path, str]], folder: Path) -> Path:
@@ -88,8 +101,8 @@ def write_page(audit: Mapping[str, Any], figures: Sequence[tuple[Path, str]], fo
         f"<code>{html.escape(model['fingerprint'][:19])}...</code>",
         f"preprocessing: {html.escape(model['preprocessing'])}",
         f"images: {html.escape(audit['images']['described'])}",
-        "settings: " + "; ".join(f"{html.escape(str(key))} {html.escape(_setting(value))}"
-                                 for key, value in settings.items()),
+        "settings: "
+        + "; ".join(f"{html.escape(str(key))} {html.escape(_setting(value))}" for key, value in settings.items()),
         "seconds: " + ", ".join(f"{html.escape(step)} {seconds:.1f}" for step, seconds in audit["seconds"].items()),
     ]
     parts = [
@@ -111,7 +124,8 @@ def write_page(audit: Mapping[str, Any], figures: Sequence[tuple[Path, str]], fo
     ]
     for path, caption in figures:
         if path.is_file():
-            parts.append(f"<figure>{embedded_png(path, caption)}<figcaption>{html.escape(caption)}</figcaption>"
-                         "</figure>")
+            parts.append(
+                f"<figure>{embedded_png(path, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
     parts.append("</body></html>")
     return write_text("".join(parts), folder / INDEX_FILE)

@@ -77,5 +77,9 @@ def load_probes(
         raise ImageError(f"none of the {len(keys)} images can be read, e.g. {first_failure}")
     order = sorted(range(len(chosen)), key=lambda number: keys.index(chosen[number]))
     batch = torch.stack([inputs[number] for number in order])
-    return Probes(tuple(chosen[number] for number in order), tuple(hashes[number] for number in order), batch,
-                  display_pixels(batch, preprocessing))
+    return Probes(
+        tuple(chosen[number] for number in order),
+        tuple(hashes[number] for number in order),
+        batch,
+        display_pixels(batch, preprocessing),
+    )

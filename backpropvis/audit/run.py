@@ -129,15 +129,27 @@ def run_audit(
     audit: dict[str, Any] = {
         "backpropvis": __version__,
         "model": {
-            "name": loaded.name, "title": loaded.title, "args": dict(loaded.args), "source": loaded.source,
-            "weights": loaded.weights, "weights_description": loaded.weights_description,
-            "fingerprint": loaded.fingerprint, "output": loaded.output,
-            "preprocessing": loaded.preprocessing_description, "notes": list(loaded.notes),
+            "name": loaded.name,
+            "title": loaded.title,
+            "args": dict(loaded.args),
+            "source": loaded.source,
+            "weights": loaded.weights,
+            "weights_description": loaded.weights_description,
+            "fingerprint": loaded.fingerprint,
+            "output": loaded.output,
+            "preprocessing": loaded.preprocessing_description,
+            "notes": list(loaded.notes),
         },
         "settings": {
-            "methods": names, "pairs": pairs, "seed": seed, "input_size": input_size,
-            "precision": precision or "default", "device": str(torch_device), "limit": limit,
-            "few_images": few_images, "adversarial_steps": [float(step) for step in adversarial_steps],
+            "methods": names,
+            "pairs": pairs,
+            "seed": seed,
+            "input_size": input_size,
+            "precision": precision or "default",
+            "device": str(torch_device),
+            "limit": limit,
+            "few_images": few_images,
+            "adversarial_steps": [float(step) for step in adversarial_steps],
         },
         "notes": notes,
         "seconds": {},
@@ -147,8 +159,19 @@ def run_audit(
 
     started = time.perf_counter()
     report, summary = class_sensitivity(
-        images, folder, loaded, methods=names, pairs=pairs, seed=seed, input_size=input_size, limit=limit,
-        batch_size=batch_size, workers=workers, device=torch_device, precision=precision, progress=progress,
+        images,
+        folder,
+        loaded,
+        methods=names,
+        pairs=pairs,
+        seed=seed,
+        input_size=input_size,
+        limit=limit,
+        batch_size=batch_size,
+        workers=workers,
+        device=torch_device,
+        precision=precision,
+        progress=progress,
     )
     audit["seconds"]["class_distance"] = time.perf_counter() - started
     if not summary["images"]:
@@ -156,9 +179,13 @@ def run_audit(
         raise ImageError(f"none of the {len(keys)} images could be read, e.g. {failed[0]}: {failed[1]}")
     audit["class_distance"] = summary
     audit["images"] = {
-        "source": summary["settings"]["images"], "listed": len(keys), "measured": summary["images"],
-        "failed": summary["failures"], "described": _described(images, summary),
-        "database": str(folder / CLASS_DISTANCE_DB), "resumed_with": report.already_done,
+        "source": summary["settings"]["images"],
+        "listed": len(keys),
+        "measured": summary["images"],
+        "failed": summary["failures"],
+        "described": _described(images, summary),
+        "database": str(folder / CLASS_DISTANCE_DB),
+        "resumed_with": report.already_done,
     }
     if report.already_done:
         notes.append(f"{report.already_done} images were already in {CLASS_DISTANCE_DB} (a resumed audit)")
@@ -169,17 +196,25 @@ def run_audit(
     inputs = probes.inputs.to(torch_device)
     identity = _identity(loaded, probes, audit["settings"])
     steps: list[tuple[str, Callable[[], tuple[dict, dict]]]] = [
-        ("maps", lambda: example_maps(module, inputs, probes.keys, names, pairs=pairs, seed=seed,
-                                      precision=precision)),
-        ("randomization", lambda: cascading_randomization(module, inputs, names, seed=seed, precision=precision,
-                                                          progress=progress)),
-        ("adversarial", lambda: adversarial_test(module, inputs, loaded.preprocessing, names,
-                                                 steps=adversarial_steps, precision=precision)),
+        ("maps", lambda: example_maps(module, inputs, probes.keys, names, pairs=pairs, seed=seed, precision=precision)),
+        (
+            "randomization",
+            lambda: cascading_randomization(module, inputs, names, seed=seed, precision=precision, progress=progress),
+        ),
+        (
+            "adversarial",
+            lambda: adversarial_test(
+                module, inputs, loaded.preprocessing, names, steps=adversarial_steps, precision=precision
+            ),
+        ),
     ]
     for step, measure in steps:
         started = time.perf_counter()
-        step_identity = {**identity, "adversarial_steps": audit["settings"]["adversarial_steps"]} if (
-            step == "adversarial") else identity
+        step_identity = (
+            {**identity, "adversarial_steps": audit["settings"]["adversarial_steps"]}
+            if (step == "adversarial")
+            else identity
+        )
         kept = load_step(folder, step, step_identity)
         try:
             results[step] = kept or save_step(folder, step, step_identity, *measure())
@@ -207,8 +242,10 @@ def run_audit(
 
 def _described(images: ImageSource, summary: dict) -> str:
     measured, failed = summary["images"], summary["failures"]
-    where = images.describe() if isinstance(images, Samples) else (
-        "the bundled sample images" if images is None else f"the images under {summary['settings']['images']}"
+    where = (
+        images.describe()
+        if isinstance(images, Samples)
+        else ("the bundled sample images" if images is None else f"the images under {summary['settings']['images']}")
     )
     return f"{measured} of {where}" + (f" ({failed} could not be read)" if failed else "")
 
@@ -216,10 +253,13 @@ def _described(images: ImageSource, summary: dict) -> str:
 def _identity(loaded: LoadedModel, probes: Probes, settings: Mapping[str, Any]) -> dict[str, Any]:
     """What a kept step must have been measured with to be read back instead of computed."""
     return {
-        "model": loaded.name, "model_args": loaded.args_json, "model_source": loaded.source,
-        "weights_fingerprint": loaded.fingerprint, "output": loaded.output,
-        "preprocessing": loaded.preprocessing_description, "images": [list(pair) for pair in zip(probes.keys,
-                                                                                                 probes.hashes)],
+        "model": loaded.name,
+        "model_args": loaded.args_json,
+        "model_source": loaded.source,
+        "weights_fingerprint": loaded.fingerprint,
+        "output": loaded.output,
+        "preprocessing": loaded.preprocessing_description,
+        "images": [list(pair) for pair in zip(probes.keys, probes.hashes)],
         **{key: settings[key] for key in ("methods", "pairs", "seed", "input_size", "precision")},
     }
 
@@ -228,9 +268,7 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-def _numbers(
-    method: str, summary: dict, results: Mapping[str, Optional[StepData]]
-) -> dict[str, float]:
+def _numbers(method: str, summary: dict, results: Mapping[str, Optional[StepData]]) -> dict[str, float]:
     """Everything one method's verdicts read (:data:`~backpropvis.audit.verdicts.METRICS`) that is measured."""
     numbers = method_numbers(summary, method)
     randomization = results.get("randomization")
@@ -240,15 +278,20 @@ def _numbers(
         numbers["top_redrawn_over_saliency"] = ratio(top[method], top[REFERENCE])
     adversarial = results.get("adversarial")
     if adversarial is not None:
-        at_flip = {name: math.nan if value is None else value
-                   for name, value in adversarial.numbers["mean_at_flip"].items()}
+        at_flip = {
+            name: math.nan if value is None else value for name, value in adversarial.numbers["mean_at_flip"].items()
+        }
         numbers["adversarial_distance"] = at_flip[method]
         numbers["adversarial_over_saliency"] = ratio(at_flip[method], at_flip[REFERENCE])
     return numbers
 
 
 def _write(
-    folder: Path, audit: dict, methods: Sequence[str], summary: dict, results: Mapping[str, Optional[StepData]],
+    folder: Path,
+    audit: dict,
+    methods: Sequence[str],
+    summary: dict,
+    results: Mapping[str, Optional[StepData]],
     skipped: Mapping[str, str],
 ) -> None:
     """Judge every method with what is measured so far and (re)write ``audit.json``."""
@@ -259,11 +302,10 @@ def _write(
         not_measured["adversarial"] = "no FGSM step tried changed the prediction of any of the images"
     for step in ("maps", "randomization", "adversarial"):
         data = results.get(step)
-        audit[step] = {"skipped": skipped.get(step, NOT_REACHED)} if data is None else {
-            **data.numbers, "reused": data.reused}
-    audit["verdicts"] = {
-        method: judge_method(_numbers(method, summary, results), not_measured) for method in methods
-    }
+        audit[step] = (
+            {"skipped": skipped.get(step, NOT_REACHED)} if data is None else {**data.numbers, "reused": data.reused}
+        )
+    audit["verdicts"] = {method: judge_method(_numbers(method, summary, results), not_measured) for method in methods}
     audit["thresholds"] = verdicts_as_data()
     write_json(_json_ready(audit), folder / AUDIT_FILE)
 
@@ -280,47 +322,71 @@ def _json_ready(value: Any) -> Any:
 
 
 def _draw(
-    folder: Path, audit: dict, methods: Sequence[str], summary: dict, results: Mapping[str, Optional[StepData]],
+    folder: Path,
+    audit: dict,
+    methods: Sequence[str],
+    summary: dict,
+    results: Mapping[str, Optional[StepData]],
     probes: Probes,
 ) -> list[tuple[Path, str]]:
     """Every figure the measured steps allow; returns (path, caption) pairs for the page."""
     figures = folder / FIGURES_FOLDER
     title = audit["model"]["title"]
-    drawn = [(
-        plot_summary(summary, figures / "class-distance.png", title=f"class distance, {summary['images']} images: "
-                     f"{title}"[:110]),
-        "Class sensitivity (the paper's Figure 7 statistic): the mean class distance between each method's maps of "
-        "two logits per image, with bootstrap 95% intervals; left the unit-L2 distance the verdicts read, right the "
-        "min-max display variant.",
-    )]
+    drawn = [
+        (
+            plot_summary(
+                summary,
+                figures / "class-distance.png",
+                title=f"class distance, {summary['images']} images: {title}"[:110],
+            ),
+            "Class sensitivity (the paper's Figure 7 statistic): the mean class distance between each method's maps "
+            "of two logits per image, with bootstrap 95% intervals; left the unit-L2 distance the verdicts read, "
+            "right the "
+            "min-max display variant.",
+        )
+    ]
     maps = results.get("maps")
     if maps is not None:
-        drawn.append((
-            draw_maps(maps, probes.pixels, probes.keys[:MAPS_SHOWN], methods, figures / "maps.png", title[:110]),
-            "Each method's maps of the first images for the two logits the class-distance step uses, shown as the "
-            "paper shows them (min-max over the whole map); under the second, the class distance of the two.",
-        ))
+        drawn.append(
+            (
+                draw_maps(maps, probes.pixels, probes.keys[:MAPS_SHOWN], methods, figures / "maps.png", title[:110]),
+                "Each method's maps of the first images for the two logits the class-distance step uses, shown as the "
+                "paper shows them (min-max over the whole map); under the second, the class distance of the two.",
+            )
+        )
     randomization = results.get("randomization")
     if randomization is not None:
-        draw_randomization(randomization, methods, figures / "randomization.png", figures / "randomization-maps.png",
-                           f"cascading randomisation: {title}"[:110])
+        draw_randomization(
+            randomization,
+            methods,
+            figures / "randomization.png",
+            figures / "randomization-maps.png",
+            f"cascading randomisation: {title}"[:110],
+        )
         drawn += [
-            (figures / "randomization.png",
-             "Cascading randomisation (Figure 9 read from the top; Adebayo et al. 2018): the class distance between "
-             "each method's map in the trained model and with the stages redrawn at random from the top down, for "
-             "the trained model's predicted class (thick: mean over the images; thin: each image; dotted: sqrt 2, "
-             "unrelated maps)."),
-            (figures / "randomization-maps.png",
-             "The first image's maps along the cascade, with each map's distance to the trained one and its input "
-             "similarity."),
+            (
+                figures / "randomization.png",
+                "Cascading randomisation (Figure 9 read from the top; Adebayo et al. 2018): the class distance between "
+                "each method's map in the trained model and with the stages redrawn at random from the top down, for "
+                "the trained model's predicted class (thick: mean over the images; thin: each image; dotted: sqrt 2, "
+                "unrelated maps).",
+            ),
+            (
+                figures / "randomization-maps.png",
+                "The first image's maps along the cascade, with each map's distance to the trained one and its input "
+                "similarity.",
+            ),
         ]
     adversarial = results.get("adversarial")
     if adversarial is not None:
-        drawn.append((
-            draw_adversarial(adversarial, methods, figures / "adversarial.png",
-                             f"FGSM adversarial test: {title}"[:110]),
-            "The adversarial test (Figure 8): each method's class distance between its map of an image (its max "
-            "logit) and of its FGSM example (that one's max logit) against the step; the maps of one image at its "
-            "smallest step that changes the prediction.",
-        ))
+        drawn.append(
+            (
+                draw_adversarial(
+                    adversarial, methods, figures / "adversarial.png", f"FGSM adversarial test: {title}"[:110]
+                ),
+                "The adversarial test (Figure 8): each method's class distance between its map of an image (its max "
+                "logit) and of its FGSM example (that one's max logit) against the step; the maps of one image at its "
+                "smallest step that changes the prediction.",
+            )
+        )
     return drawn

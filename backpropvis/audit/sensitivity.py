@@ -59,9 +59,22 @@ def class_sensitivity(
     """
     db = folder / CLASS_DISTANCE_DB
     report = run_class_distance(
-        images, db, model=loaded, weights=loaded.weights, methods=methods, pairs=pairs, seed=seed,
-        input_size=input_size, limit=limit, batch_size=batch_size, workers=workers, device=device,
-        precision=precision, progress=progress, world=World(), elsewhere="another --out",
+        images,
+        db,
+        model=loaded,
+        weights=loaded.weights,
+        methods=methods,
+        pairs=pairs,
+        seed=seed,
+        input_size=input_size,
+        limit=limit,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        precision=precision,
+        progress=progress,
+        world=World(),
+        elsewhere="another --out",
     )
     summary = summarize([db], resamples=resamples, seed=seed, ratios=[(method, REFERENCE) for method in methods])
     return report, summary
@@ -74,9 +87,11 @@ def method_numbers(summary: dict, method: str) -> dict[str, float]:
     entry, ratio = summary["methods"][method], summary["ratios"][f"{method}/{REFERENCE}"]
     distance = entry["class_distance"]
     return {
-        "class_distance": distance["mean"], "class_distance_low": distance["low"],
+        "class_distance": distance["mean"],
+        "class_distance_low": distance["low"],
         "class_distance_high": distance["high"],
-        "class_distance_over_saliency": ratio["mean"], "class_distance_over_saliency_low": ratio["low"],
+        "class_distance_over_saliency": ratio["mean"],
+        "class_distance_over_saliency_low": ratio["low"],
         "class_distance_over_saliency_high": ratio["high"],
         "input_similarity": entry["input_similarity"],
     }

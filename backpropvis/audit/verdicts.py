@@ -131,37 +131,73 @@ class Verdict:
 
 def _follows_saliency(prefix: str, change: str) -> tuple[Claim, Claim]:
     return (
-        Claim(f"{prefix}_a_third_of_saliency", f"{change} is at least a third of saliency's",
-              f"{prefix}_over_saliency", ">=", SALIENCY_FRACTION),
-        Claim(f"{prefix}_above_a_tenth", f"{change} is more than 0.1 (a tenth of a unit map)",
-              f"{prefix}_distance", ">", SMALLEST_CHANGE),
+        Claim(
+            f"{prefix}_a_third_of_saliency",
+            f"{change} is at least a third of saliency's",
+            f"{prefix}_over_saliency",
+            ">=",
+            SALIENCY_FRACTION,
+        ),
+        Claim(
+            f"{prefix}_above_a_tenth",
+            f"{change} is more than 0.1 (a tenth of a unit map)",
+            f"{prefix}_distance",
+            ">",
+            SMALLEST_CHANGE,
+        ),
     )
 
 
 VERDICTS: tuple[Verdict, ...] = (
     Verdict(
-        "class_sensitive", "class-sensitive", "class-insensitive", "class_distance",
+        "class_sensitive",
+        "class-sensitive",
+        "class-insensitive",
+        "class_distance",
         (
-            Claim("a_third_of_saliency", "Its mean class distance between two logits' maps is at least a third of "
-                  "saliency's", "class_distance_over_saliency", ">=", SALIENCY_FRACTION),
-            Claim("interval_above_a_tenth", "The 95% interval of its mean class distance lies above 0.1 (a tenth of "
-                  "a unit map)", "class_distance_low", ">", SMALLEST_CHANGE),
+            Claim(
+                "a_third_of_saliency",
+                "Its mean class distance between two logits' maps is at least a third of saliency's",
+                "class_distance_over_saliency",
+                ">=",
+                SALIENCY_FRACTION,
+            ),
+            Claim(
+                "interval_above_a_tenth",
+                "The 95% interval of its mean class distance lies above 0.1 (a tenth of a unit map)",
+                "class_distance_low",
+                ">",
+                SMALLEST_CHANGE,
+            ),
         ),
     ),
     Verdict(
-        "recovers_image", "recovers the image", "does not show the image", "class_distance",
+        "recovers_image",
+        "recovers the image",
+        "does not show the image",
+        "class_distance",
         (
-            Claim("shows_the_image", "The mean input similarity of its maps is at least 0.2 (noise is below)",
-                  "input_similarity", ">=", SHOWS_THE_IMAGE),
+            Claim(
+                "shows_the_image",
+                "The mean input similarity of its maps is at least 0.2 (noise is below)",
+                "input_similarity",
+                ">=",
+                SHOWS_THE_IMAGE,
+            ),
         ),
     ),
     Verdict(
-        "follows_model", "follows the model", "ignores the top layers", "randomization",
+        "follows_model",
+        "follows the model",
+        "ignores the top layers",
+        "randomization",
         _follows_saliency("top_redrawn", "Redrawing the top stage at random changes its map by what"),
     ),
     Verdict(
-        "changes_with_adversarial", "changes with an adversarial prediction",
-        "barely changes with an adversarial prediction", "adversarial",
+        "changes_with_adversarial",
+        "changes with an adversarial prediction",
+        "barely changes with an adversarial prediction",
+        "adversarial",
         _follows_saliency("adversarial", "An adversarial image that changes the prediction changes its map by what"),
     ),
 )
@@ -208,7 +244,12 @@ def judge_method(numbers: Mapping[str, float], skipped: Mapping[str, str]) -> di
 def verdicts_as_data() -> list[dict[str, Any]]:
     """:data:`VERDICTS` as JSON (what ``audit.json`` records as the thresholds it used)."""
     return [
-        {"name": verdict.name, "yes": verdict.yes, "no": verdict.no, "step": verdict.step,
-         "claims": [asdict(claim) for claim in verdict.claims]}
+        {
+            "name": verdict.name,
+            "yes": verdict.yes,
+            "no": verdict.no,
+            "step": verdict.step,
+            "claims": [asdict(claim) for claim in verdict.claims],
+        }
         for verdict in VERDICTS
     ]

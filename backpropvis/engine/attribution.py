@@ -40,6 +40,7 @@ __all__ = [
 Method = Union[str, Rule]
 Model = Callable[[torch.Tensor], torch.Tensor]
 
+
 class TrainingModeWarning(UserWarning):
     """A model in training mode: its maps change between calls and its BatchNorm statistics move."""
 
@@ -176,9 +177,7 @@ def attribute(
     ``target`` is an int, a LongTensor[B] or ``"max"`` (also ``"random"``); ``method``
     is "saliency", "deconvnet", "gbp" or a :class:`~backpropvis.rules.Rule`.
     """
-    result = attribute_many(
-        model, inputs, [target], [method], generator=generator, strict=strict, precision=precision
-    )
+    result = attribute_many(model, inputs, [target], [method], generator=generator, strict=strict, precision=precision)
     return next(iter(result.values()))[0]
 
 

@@ -32,7 +32,12 @@ class RecomputedMaxPool2d(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, x: torch.Tensor, kernel: list[int], stride: list[int], padding: list[int], dilation: list[int],
+        ctx: Any,
+        x: torch.Tensor,
+        kernel: list[int],
+        stride: list[int],
+        padding: list[int],
+        dilation: list[int],
         ceil_mode: bool,
     ) -> torch.Tensor:
         out, _ = torch.ops.aten.max_pool2d_with_indices(x, kernel, stride, padding, dilation, ceil_mode)
@@ -49,8 +54,13 @@ class RecomputedMaxPool2d(torch.autograd.Function):
 
 
 def _pool_args(
-    input: torch.Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
-    ceil_mode: bool = False, return_indices: bool = False,
+    input: torch.Tensor,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
 ) -> Optional[PoolArgs]:
     """``F.max_pool2d``'s arguments in aten's form, or None when the caller wants the indices."""
     if return_indices:

@@ -54,7 +54,7 @@ class Precision:
         self.saved.append((owner, name, getattr(owner, name)))
         setattr(owner, name, value)
 
-    def __enter__(self) -> "Precision":
+    def __enter__(self) -> Precision:
         if self.precision in ("float32", "tf32"):
             if _NEW_API:
                 for backend in _backends():

@@ -42,7 +42,12 @@ __all__ = ["ForwardRecord", "RecordedForward", "CONVOLUTIONS"]
 CONVOLUTIONS: frozenset = frozenset(
     function
     for function in (
-        F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d,
+        F.conv1d,
+        F.conv2d,
+        F.conv3d,
+        F.conv_transpose1d,
+        F.conv_transpose2d,
+        F.conv_transpose3d,
         getattr(torch, "convolution", None),
     )
     if function is not None
@@ -175,7 +180,7 @@ class RecordedForward:
     def _leave(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         self.record.leave_module()
 
-    def __enter__(self) -> "RecordedForward":
+    def __enter__(self) -> RecordedForward:
         self.hooks = [
             register_module_forward_pre_hook(self._enter),
             register_module_forward_hook(self._leave, always_call=True),

@@ -105,7 +105,6 @@ def select(registry: Mapping[str, Experiment], names: Sequence[str]) -> list[Exp
     return [experiment for experiment in registry.values() if experiment.name in names]
 
 
-
 def find(name: str) -> Experiment:
     """The paper figure or theory study named ``name``.
 

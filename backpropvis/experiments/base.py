@@ -209,9 +209,14 @@ class FigureData:
     def from_result(cls, result: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> FigureData:
         """From a result as metrics.json holds it and the saved arrays."""
         return cls(
-            experiment=result["experiment"], settings=result["settings"], metrics=result["metrics"],
-            details=result.get("details", {}), notes=result.get("notes", []), model=result["model"],
-            weights=result["weights"], arrays=arrays,
+            experiment=result["experiment"],
+            settings=result["settings"],
+            metrics=result["metrics"],
+            details=result.get("details", {}),
+            notes=result.get("notes", []),
+            model=result["model"],
+            weights=result["weights"],
+            arrays=arrays,
         )
 
 
@@ -300,16 +305,29 @@ def run_experiment(experiment: Experiment, context: RunContext) -> ExperimentRes
         UnknownMetricError: a claim names a metric that ``measure`` did not return.
     """
     settings = dict(experiment.quick if context.quick else experiment.full)
-    run = {"seed": context.seed, "device": str(context.device), "precision": context.precision or "default",
-           "quick": context.quick}
+    run = {
+        "seed": context.seed,
+        "device": str(context.device),
+        "precision": context.precision or "default",
+        "quick": context.quick,
+    }
     context.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
         measured = experiment.measure(settings, context)
     except Skip as reason:
         return ExperimentResult(
-            experiment.name, experiment.title, experiment.group, "-", "-", settings,
-            time.perf_counter() - start, [], {}, skipped=str(reason), run=run,
+            experiment.name,
+            experiment.title,
+            experiment.group,
+            "-",
+            "-",
+            settings,
+            time.perf_counter() - start,
+            [],
+            {},
+            skipped=str(reason),
+            run=run,
         )
     claims = [claim.evaluate(measured.metrics) for claim in experiment.claims]
     result = ExperimentResult(
@@ -326,8 +344,9 @@ def run_experiment(experiment: Experiment, context: RunContext) -> ExperimentRes
         details={key: _plain(value) for key, value in measured.details.items()},
         run=run,
     )
-    data_file = write_arrays({name: _array(name, value) for name, value in measured.figure.items()},
-                             context.out / FIGURE_DATA_FILE)
+    data_file = write_arrays(
+        {name: _array(name, value) for name, value in measured.figure.items()}, context.out / FIGURE_DATA_FILE
+    )
     arrays = _read_arrays(data_file)
     experiment.draw(FigureData.from_result(json.loads(json.dumps(result.to_json())), arrays), context.out / FIGURE_FILE)
     result.figure = FIGURE_FILE if (context.out / FIGURE_FILE).is_file() else None

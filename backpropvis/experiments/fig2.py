@@ -106,8 +106,11 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         metrics.update(measured["metrics"])
         figure.update(measured["figure"])
         details[testbed.key] = {
-            "model": testbed.network.name, "weights": testbed.network.weights, "image": testbed.image_names[0],
-            "targets": measured["targets"], "target_names": [_label(testbed.key, i) for i in measured["targets"]],
+            "model": testbed.network.name,
+            "weights": testbed.network.weights,
+            "image": testbed.image_names[0],
+            "targets": measured["targets"],
+            "target_names": [_label(testbed.key, i) for i in measured["targets"]],
             "input_size": list(testbed.inputs.shape),
         }
     metrics["smallest_map_norm"] = min(
@@ -132,8 +135,9 @@ def draw(data: FigureData, path: Path) -> None:
     keys, methods = data.texts("keys"), data.texts("methods")
     columns = 1 + max(len(data.tensor(f"{key}_targets")) for key in keys)
     rows = len(keys) * len(methods)
-    figure, axes = plt.subplots(rows, columns, figsize=(2.9 * columns, 2.75 * rows + 1.4), layout="constrained",
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(2.9 * columns, 2.75 * rows + 1.4), layout="constrained", squeeze=False
+    )
     for block, key in enumerate(keys):
         maps, distances = data.tensor(f"{key}_maps"), data.tensor(f"{key}_distances")
         similarities, targets = data.tensor(f"{key}_similarities"), data.tensor(f"{key}_targets").tolist()
@@ -141,8 +145,12 @@ def draw(data: FigureData, path: Path) -> None:
         for number, method in enumerate(methods):
             row = axes[block * len(methods) + number]
             if number == 0:
-                map_panel(row[0], data.tensor(f"{key}_picture"), f"{network}\ninput: {data.text(f'{key}_image')}",
-                          f"predicted {targets[0]} ({names[0]})")
+                map_panel(
+                    row[0],
+                    data.tensor(f"{key}_picture"),
+                    f"{network}\ninput: {data.text(f'{key}_image')}",
+                    f"predicted {targets[0]} ({names[0]})",
+                )
             else:
                 row[0].axis("off")
             for column, (index, name) in enumerate(zip(targets, names), start=1):
@@ -153,7 +161,11 @@ def draw(data: FigureData, path: Path) -> None:
                 map_panel(row[column], maps[number, column - 1], title, caption)
     title = figure_title(
         "Figure 2: each method for the max logit and two other logits (caption: class distance to the max logit's "
-        "map, input similarity)", data.model, data.weights.replace("; ", ";\n"), data.text("note"), width=130,
+        "map, input similarity)",
+        data.model,
+        data.weights.replace("; ", ";\n"),
+        data.text("note"),
+        width=130,
     )
     save_figure(figure, path, title)
 
@@ -161,30 +173,65 @@ def draw(data: FigureData, path: Path) -> None:
 EXPERIMENT = Experiment(
     name="fig2",
     title="Trained networks: saliency changes with the logit, DeconvNet and GBP do not",
-    full={"image": "tabby", "targets": ("max", 482, 560), "size": None, "digits_image": 1,
-          "digits_targets": ("max", 5, 8)},
-    quick={"image": "tabby", "targets": ("max", 482, 560), "size": None, "digits_image": 1,
-           "digits_targets": ("max", 5, 8)},
-    tiny={"image": "tabby", "targets": ("max", 482, 560), "size": 96, "digits_image": 1,
-          "digits_targets": ("max", 5, 8)},
+    full={
+        "image": "tabby",
+        "targets": ("max", 482, 560),
+        "size": None,
+        "digits_image": 1,
+        "digits_targets": ("max", 5, 8),
+    },
+    quick={
+        "image": "tabby",
+        "targets": ("max", 482, 560),
+        "size": None,
+        "digits_image": 1,
+        "digits_targets": ("max", 5, 8),
+    },
+    tiny={
+        "image": "tabby",
+        "targets": ("max", 482, 560),
+        "size": 96,
+        "digits_image": 1,
+        "digits_targets": ("max", 5, 8),
+    },
     claims=tuple(
         claim
-        for key, network, logits in (("imagenet", "the ImageNet-trained network", "logits 482 and 560"),
-                                     ("digits", "the digits VGG", "logits 5 and 8"))
-        for claim in (
-            Claim(f"{key}_saliency_5x_gbp",
-                  f"In {network}, saliency's class distance (max logit vs {logits}, mean) is at least 5x GBP's",
-                  f"{key}_saliency_over_gbp", ">=", 5.0),
-            Claim(f"{key}_saliency_2x_deconvnet",
-                  f"In {network}, saliency's class distance (max logit vs {logits}, mean) is at least 2x DeconvNet's",
-                  f"{key}_saliency_over_deconvnet", ">=", 2.0),
-            Claim(f"{key}_gbp_nearly_the_same",
-                  f"In {network}, GBP's class distance (max logit vs {logits}, mean) is below {NEARLY_SAME_DISTANCE}",
-                  f"{key}_distance_gbp", "<", NEARLY_SAME_DISTANCE),
+        for key, network, logits in (
+            ("imagenet", "the ImageNet-trained network", "logits 482 and 560"),
+            ("digits", "the digits VGG", "logits 5 and 8"),
         )
-    ) + (
-        Claim("maps_nonzero", "Every map of every method is non-zero (value: the smallest L2 norm)",
-              "smallest_map_norm", ">", 0.0),
+        for claim in (
+            Claim(
+                f"{key}_saliency_5x_gbp",
+                f"In {network}, saliency's class distance (max logit vs {logits}, mean) is at least 5x GBP's",
+                f"{key}_saliency_over_gbp",
+                ">=",
+                5.0,
+            ),
+            Claim(
+                f"{key}_saliency_2x_deconvnet",
+                f"In {network}, saliency's class distance (max logit vs {logits}, mean) is at least 2x DeconvNet's",
+                f"{key}_saliency_over_deconvnet",
+                ">=",
+                2.0,
+            ),
+            Claim(
+                f"{key}_gbp_nearly_the_same",
+                f"In {network}, GBP's class distance (max logit vs {logits}, mean) is below {NEARLY_SAME_DISTANCE}",
+                f"{key}_distance_gbp",
+                "<",
+                NEARLY_SAME_DISTANCE,
+            ),
+        )
+    )
+    + (
+        Claim(
+            "maps_nonzero",
+            "Every map of every method is non-zero (value: the smallest L2 norm)",
+            "smallest_map_norm",
+            ">",
+            0.0,
+        ),
     ),
     measure=measure,
     draw=draw,

@@ -79,9 +79,7 @@ _LOGITS_PER_CALL = 16
 """Logits per engine call: at most this many maps per method of one image are computed at a time."""
 
 
-def logit_maps_cosines(
-    testbed: MeasuredNetwork, logits: list[int], context: RunContext
-) -> dict[str, torch.Tensor]:
+def logit_maps_cosines(testbed: MeasuredNetwork, logits: list[int], context: RunContext) -> dict[str, torch.Tensor]:
     """method -> [B, L, L]: the cosine between the maps of every two of ``logits``, per image.
 
     Each engine call takes one image and up to :data:`_LOGITS_PER_CALL` logits (every method
@@ -90,14 +88,23 @@ def logit_maps_cosines(
     """
     chunks = [logits[start : start + _LOGITS_PER_CALL] for start in range(0, len(logits), _LOGITS_PER_CALL)]
     cosines: dict[str, list[torch.Tensor]] = {method: [] for method in PAPER_METHODS}
-    progress = tqdm(total=len(testbed.inputs) * len(chunks), desc=f"fig3 {testbed.network.name}", unit="call",
-                    disable=not context.progress)
+    progress = tqdm(
+        total=len(testbed.inputs) * len(chunks),
+        desc=f"fig3 {testbed.network.name}",
+        unit="call",
+        disable=not context.progress,
+    )
     with progress:
         for image in range(len(testbed.inputs)):
             parts: dict[str, list[torch.Tensor]] = {method: [] for method in PAPER_METHODS}
             for chunk in chunks:
-                maps = attribute_many(testbed.network.model, testbed.inputs[image : image + 1], chunk, PAPER_METHODS,
-                                      precision=context.precision)
+                maps = attribute_many(
+                    testbed.network.model,
+                    testbed.inputs[image : image + 1],
+                    chunk,
+                    PAPER_METHODS,
+                    precision=context.precision,
+                )
                 for method in PAPER_METHODS:
                     parts[method].append(maps[method][:, 0].cpu())  # [chunk, 3, S, S]
                 del maps
@@ -157,8 +164,11 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         figure[f"{key}_name"] = testbed.network.name
         figure[f"{key}_image"] = testbed.image_names[0]
         details[key] = {
-            "model": testbed.network.name, "weights": testbed.network.weights, "images": testbed.image_names,
-            "logits": logits, "cosine_per_image": {method: values.tolist() for method, values in per_image.items()},
+            "model": testbed.network.name,
+            "weights": testbed.network.weights,
+            "images": testbed.image_names,
+            "logits": logits,
+            "cosine_per_image": {method: values.tolist() for method, values in per_image.items()},
         }
         if key == "imagenet":
             histograms.append(("imagenet_dense", testbed, first_dense_layer(model), units))
@@ -173,16 +183,21 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         figure[f"{slot}_label"] = f"{testbed.network.name} {layer}"
         figure[f"{slot}_units"] = list(chosen)
         details[slot] = {
-            "network": testbed.network.name, "layer": layer, "units (rows, from 0)": list(chosen),
+            "network": testbed.network.name,
+            "layer": layer,
+            "units (rows, from 0)": list(chosen),
             "weights per unit": int(trained.shape[1]),
-            "mean": trained.double().mean(dim=1).tolist(), "std": trained.double().std(dim=1).tolist(),
+            "mean": trained.double().mean(dim=1).tolist(),
+            "std": trained.double().std(dim=1).tolist(),
             "random twin std": twin.double().std(dim=1).tolist(),
         }
     imagenet = testbeds[0].network
     notes = [note for note in (imagenet.note,) if note] + [DIGITS_NOTE]
     if imagenet.name != "vgg16":
-        notes.append(f"{imagenet.name} has no fc1: its histograms are of its only dense layer, "
-                     f"{first_dense_layer(imagenet.model)} (the classifier), rows {units[0]} and {units[1]}.")
+        notes.append(
+            f"{imagenet.name} has no fc1: its histograms are of its only dense layer, "
+            f"{first_dense_layer(imagenet.model)} (the classifier), rows {units[0]} and {units[1]}."
+        )
     figure["note"] = " ".join(notes)
     return Measurement(
         metrics=metrics,
@@ -200,8 +215,13 @@ def draw(data: FigureData, path: Path) -> None:
     plt = pyplot()
     slots, keys, methods = data.texts("histograms"), data.texts("keys"), data.texts("methods")
     columns = max(len(slots), len(methods))
-    figure, axes = plt.subplots(2 + len(keys), columns, figsize=(4.8 * columns, 3.5 * (2 + len(keys)) + 1.2),
-                                layout="constrained", squeeze=False)
+    figure, axes = plt.subplots(
+        2 + len(keys),
+        columns,
+        figsize=(4.8 * columns, 3.5 * (2 + len(keys)) + 1.2),
+        layout="constrained",
+        squeeze=False,
+    )
     for column, slot in enumerate(slots):
         for row, (kind, what) in enumerate((("trained", "trained"), ("twin", "random twin"))):
             _histograms(axes[row][column], data, slot, kind, what)
@@ -211,8 +231,10 @@ def draw(data: FigureData, path: Path) -> None:
             axis = axes[row][column]
             shown = axis.imshow(data.tensor(f"{key}_{method}_matrix").numpy(), vmin=-1.0, vmax=1.0, cmap="RdBu_r")
             cosine = data.metrics[f"{key}_{method}_cosine"]
-            axis.set_title(f"{name}, {METHOD_LABELS[method]}: mean pairwise cosine {cosine:.3f}\n"
-                           f"(all images; matrix: {image})", fontsize=9)
+            axis.set_title(
+                f"{name}, {METHOD_LABELS[method]}: mean pairwise cosine {cosine:.3f}\n(all images; matrix: {image})",
+                fontsize=9,
+            )
             axis.set_xlabel("logit (position in the drawn set)", fontsize=8)
             axis.set_ylabel("logit", fontsize=8)
         figure.colorbar(shown, ax=list(axes[row][: len(methods)]), shrink=0.8, label="cosine between two maps")
@@ -225,7 +247,10 @@ def draw(data: FigureData, path: Path) -> None:
     title = figure_title(
         "Figure 3: weights into two units of a dense layer (trained vs random twin, KS statistic), and the premise "
         "of Eq. 9: how alike each method's maps are across logits",
-        data.model, data.weights.replace("; ", ";\n"), data.text("note"), width=140,
+        data.model,
+        data.weights.replace("; ", ";\n"),
+        data.text("note"),
+        width=140,
     )
     save_figure(figure, path, title)
 
@@ -238,8 +263,11 @@ def _histograms(axis, data: FigureData, slot: str, kind: str, what: str) -> None
     for unit, sample in zip(units, weights):
         axis.hist(sample.numpy(), bins=bins, range=(low, high), histtype="step", linewidth=1.4, label=f"unit {unit}")
     ks = data.metrics[f"{slot}_ks" if kind == "trained" else f"{slot}_ks_random_twin"]
-    axis.set_title(f"{data.text(f'{slot}_label')}, {what}: KS statistic {ks:.3f}\n"
-                   f"({weights.shape[1]} weights per unit; std {float(weights.double().std()):.2e})", fontsize=9)
+    axis.set_title(
+        f"{data.text(f'{slot}_label')}, {what}: KS statistic {ks:.3f}\n"
+        f"({weights.shape[1]} weights per unit; std {float(weights.double().std()):.2e})",
+        fontsize=9,
+    )
     axis.set_xlabel("incoming weight", fontsize=8)
     axis.set_ylabel("count", fontsize=8)
     axis.legend(fontsize=7)
@@ -248,35 +276,77 @@ def _histograms(axis, data: FigureData, slot: str, kind: str, what: str) -> None
 EXPERIMENT = Experiment(
     name="fig3",
     title="Trained networks: GBP's and DeconvNet's maps are about the same for every logit (Eq. 9), saliency's are "
-          "not; two dense units' weights have nearly the same histogram",
-    full={"images": tuple(sample_names()), "size": None, "logits": 64, "digits_images": 64, "units": (26, 44),
-          "digits_fc2_units": (2, 4), "bins": 100},
-    quick={"images": ("tabby",), "size": None, "logits": 64, "digits_images": 16, "units": (26, 44),
-           "digits_fc2_units": (2, 4), "bins": 100},
-    tiny={"images": ("tabby",), "size": 64, "logits": 10, "digits_images": 4, "units": (26, 44),
-          "digits_fc2_units": (2, 4), "bins": 100},
+    "not; two dense units' weights have nearly the same histogram",
+    full={
+        "images": tuple(sample_names()),
+        "size": None,
+        "logits": 64,
+        "digits_images": 64,
+        "units": (26, 44),
+        "digits_fc2_units": (2, 4),
+        "bins": 100,
+    },
+    quick={
+        "images": ("tabby",),
+        "size": None,
+        "logits": 64,
+        "digits_images": 16,
+        "units": (26, 44),
+        "digits_fc2_units": (2, 4),
+        "bins": 100,
+    },
+    tiny={
+        "images": ("tabby",),
+        "size": 64,
+        "logits": 10,
+        "digits_images": 4,
+        "units": (26, 44),
+        "digits_fc2_units": (2, 4),
+        "bins": 100,
+    },
     claims=tuple(
         claim
         for key, network in (("imagenet", "the ImageNet-trained network"), ("digits", "the digits VGG"))
         for claim in (
-            Claim(f"{key}_gbp_same_for_every_logit",
-                  f"In {network}, GBP's maps of two logits have mean pairwise cosine at least {SAME_COSINE}",
-                  f"{key}_gbp_cosine", ">=", SAME_COSINE),
-            Claim(f"{key}_deconvnet_same_for_every_logit",
-                  f"In {network}, DeconvNet's maps of two logits have mean pairwise cosine at least {SAME_COSINE}",
-                  f"{key}_deconvnet_cosine", ">=", SAME_COSINE),
-            Claim(f"{key}_saliency_differs_by_logit",
-                  f"In {network}, saliency's maps of two logits have mean pairwise cosine below {DIFFERENT_COSINE}",
-                  f"{key}_saliency_cosine", "<", DIFFERENT_COSINE),
+            Claim(
+                f"{key}_gbp_same_for_every_logit",
+                f"In {network}, GBP's maps of two logits have mean pairwise cosine at least {SAME_COSINE}",
+                f"{key}_gbp_cosine",
+                ">=",
+                SAME_COSINE,
+            ),
+            Claim(
+                f"{key}_deconvnet_same_for_every_logit",
+                f"In {network}, DeconvNet's maps of two logits have mean pairwise cosine at least {SAME_COSINE}",
+                f"{key}_deconvnet_cosine",
+                ">=",
+                SAME_COSINE,
+            ),
+            Claim(
+                f"{key}_saliency_differs_by_logit",
+                f"In {network}, saliency's maps of two logits have mean pairwise cosine below {DIFFERENT_COSINE}",
+                f"{key}_saliency_cosine",
+                "<",
+                DIFFERENT_COSINE,
+            ),
         )
-    ) + (
-        Claim("imagenet_dense_histograms_alike",
-              "The weights into two units (settings: units) of the ImageNet-trained network's first dense layer "
-              f"(VGG-16's fc1, as the paper's neurons 26 and 44) have a two-sample KS statistic below {KS_ALIKE}",
-              "imagenet_dense_ks", "<", KS_ALIKE),
-        Claim("digits_fc1_histograms_alike",
-              f"The weights into two units of the digits VGG's fc1 have a two-sample KS statistic below {KS_ALIKE}",
-              "digits_fc1_ks", "<", KS_ALIKE),
+    )
+    + (
+        Claim(
+            "imagenet_dense_histograms_alike",
+            "The weights into two units (settings: units) of the ImageNet-trained network's first dense layer "
+            f"(VGG-16's fc1, as the paper's neurons 26 and 44) have a two-sample KS statistic below {KS_ALIKE}",
+            "imagenet_dense_ks",
+            "<",
+            KS_ALIKE,
+        ),
+        Claim(
+            "digits_fc1_histograms_alike",
+            f"The weights into two units of the digits VGG's fc1 have a two-sample KS statistic below {KS_ALIKE}",
+            "digits_fc1_ks",
+            "<",
+            KS_ALIKE,
+        ),
     ),
     measure=measure,
     draw=draw,

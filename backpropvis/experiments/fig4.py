@@ -52,8 +52,11 @@ NETWORKS = ("cnn", "fcn")
 def _build(network: str, settings: Mapping, seed: int):
     if network == "cnn":
         return three_layer_cnn(
-            num_filters=settings["num_filters"], kernel_size=settings["kernel_size"], stride=settings["stride"],
-            input_size=settings["input_size"], seed=seed,
+            num_filters=settings["num_filters"],
+            kernel_size=settings["kernel_size"],
+            stride=settings["stride"],
+            input_size=settings["input_size"],
+            seed=seed,
         )
     return three_layer_fcn(hidden=settings["hidden"], input_size=settings["input_size"], seed=seed)
 
@@ -80,9 +83,11 @@ def measure(settings: Mapping, context: RunContext) -> Measurement:
     metrics.update(
         noise_std=results["cnn"].noise_std,
         logit_allowance_sigmas=results["cnn"].logit_allowance,
-        noise_panels_max_sigmas=float(np.max([
-            results[network].noise_excess(method) for network in NETWORKS for method in ("saliency", "deconvnet")
-        ])),  # NaN (a failing claim) for a zero map
+        noise_panels_max_sigmas=float(
+            np.max(
+                [results[network].noise_excess(method) for network in NETWORKS for method in ("saliency", "deconvnet")]
+            )
+        ),  # NaN (a failing claim) for a zero map
         fcn_gbp_recovery=fcn_recovery,
         fcn_gbp_predicted_recovery=predicted,
         fcn_gbp_recovery_log2_error=abs(math.log2(fcn_recovery / predicted)) if fcn_recovery > 0 else math.nan,
@@ -110,8 +115,9 @@ def measure(settings: Mapping, context: RunContext) -> Measurement:
         figure={
             "methods": list(COLUMN_ORDER),
             "pictures": torch.stack([results[network].picture for network in NETWORKS]),  # [2, 3, S, S] in [0, 1]
-            "maps": torch.stack([torch.stack([results[network].maps[method] for method in COLUMN_ORDER])
-                                 for network in NETWORKS]),  # [2, 3 methods, 3, S, S]
+            "maps": torch.stack(
+                [torch.stack([results[network].maps[method] for method in COLUMN_ORDER]) for network in NETWORKS]
+            ),  # [2, 3 methods, 3, S, S]
         },
     )
 
@@ -147,7 +153,7 @@ def draw(data: FigureData, path: Path) -> None:
         ],
         column_labels=["input"] + [METHOD_LABELS[m] for m in methods],
         panel_labels=captions,
-        title=f"Figure 4: random CNN vs random FCN, \"{data.details['image']}\", {settings['target']} logit "
+        title=f'Figure 4: random CNN vs random FCN, "{data.details["image"]}", {settings["target"]} logit '
         f"\n(noise sd: the input similarity's spread for noise with the map's spectrum, about 1 / sqrt(n) = "
         f"{metrics['noise_std']:.4f}; the largest logit alone puts noise {metrics['logit_allowance_sigmas']:.1f} sd "
         "above 0)",
@@ -165,17 +171,30 @@ EXPERIMENT = Experiment(
     tiny={**FULL, "input_size": 48, "num_filters": 128, "hidden": 512},
     catches=("plain-gradient", "zero-gbp", "zero-deconvnet", "zero-saliency"),
     claims=(
-        Claim("gbp_cnn_recovers", "GBP in the random CNN shows the image: input similarity at least 0.5",
-              "cnn_gbp_similarity", ">=", 0.5),
-        Claim("saliency_deconvnet_are_noise",
-              "saliency and DeconvNet in both networks are noise (Theorem 2): every |input similarity| is below 5 "
-              "noise standard deviations (about 1 / sqrt(n)) beyond the 3.24 that choosing the largest of 1000 "
-              "logits gives noise",
-              "noise_panels_max_sigmas", "<", 5.0),
-        Claim("gbp_fcn_as_faint_as_theory",
-              "GBP in the FCN recovers as little as Theorem 1 predicts for one patch of the whole image: its cosine "
-              "with x is within a factor 2 of 1 / sqrt(1 + 9.3 d / Nh) (|log2 ratio| at most 1)",
-              "fcn_gbp_recovery_log2_error", "<=", 1.0),
+        Claim(
+            "gbp_cnn_recovers",
+            "GBP in the random CNN shows the image: input similarity at least 0.5",
+            "cnn_gbp_similarity",
+            ">=",
+            0.5,
+        ),
+        Claim(
+            "saliency_deconvnet_are_noise",
+            "saliency and DeconvNet in both networks are noise (Theorem 2): every |input similarity| is below 5 "
+            "noise standard deviations (about 1 / sqrt(n)) beyond the 3.24 that choosing the largest of 1000 "
+            "logits gives noise",
+            "noise_panels_max_sigmas",
+            "<",
+            5.0,
+        ),
+        Claim(
+            "gbp_fcn_as_faint_as_theory",
+            "GBP in the FCN recovers as little as Theorem 1 predicts for one patch of the whole image: its cosine "
+            "with x is within a factor 2 of 1 / sqrt(1 + 9.3 d / Nh) (|log2 ratio| at most 1)",
+            "fcn_gbp_recovery_log2_error",
+            "<=",
+            1.0,
+        ),
         Claim("no_zero_map", "no map is all zeros", "zero_maps", "<=", 0.0),
     ),
     measure=measure,

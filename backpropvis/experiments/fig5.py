@@ -79,8 +79,10 @@ def weights_to_reach(weights: Sequence[float], similarities: Sequence[float], le
 
 
 def weight_ratio(
-    cnn_weights: Sequence[float], cnn_similarity: Sequence[float],
-    fcn_weights: Sequence[float], fcn_similarity: Sequence[float],
+    cnn_weights: Sequence[float],
+    cnn_similarity: Sequence[float],
+    fcn_weights: Sequence[float],
+    fcn_similarity: Sequence[float],
 ) -> dict:
     """How many times more first-layer weights the FCN needs than the CNN for one similarity.
 
@@ -94,8 +96,10 @@ def weight_ratio(
     low, high = max(cnn_best[0], fcn_best[0]), min(cnn_best[-1], fcn_best[-1])
     if low <= high:
         levels = np.linspace(low, high, _LEVELS)
-        ratios = [weights_to_reach(fcn_weights, fcn_similarity, s) / weights_to_reach(cnn_weights, cnn_similarity, s)
-                  for s in levels]
+        ratios = [
+            weights_to_reach(fcn_weights, fcn_similarity, s) / weights_to_reach(cnn_weights, cnn_similarity, s)
+            for s in levels
+        ]
         return {
             "ratio": float(min(ratios)),
             "kind": "min over common levels",
@@ -280,8 +284,13 @@ def draw(data: FigureData, path: Path) -> None:
 
 
 FULL: dict = {
-    "target": "max", "cnn_input_size": 224, "kernel_size": 7, "stride": 2, "num_filters": (8, 16, 32, 64),
-    "fcn_input_size": 64, "hidden": (5000, 10000, 40000, 70000),
+    "target": "max",
+    "cnn_input_size": 224,
+    "kernel_size": 7,
+    "stride": 2,
+    "num_filters": (8, 16, 32, 64),
+    "fcn_input_size": 64,
+    "hidden": (5000, 10000, 40000, 70000),
 }
 """The paper's sweeps: N filters of 7 x 7 x 3 at stride 2 on 224 px, Nh hidden units on 64 px."""
 

@@ -72,8 +72,9 @@ def _rows(settings: Mapping[str, Any]) -> list[tuple[str, Optional[Mapping[str, 
         ("pool", main, "max", f"{_pool_words(main, 'max')}\n(the authors' code)"),
         ("average", main, "average", f"{_pool_words(main, 'average')}\n(control: no switches)"),
     ]
-    rows += [(pool_name(pool), pool, "max", f"{_pool_words(pool, 'max')}\n(measured)") for pool in
-             settings["measured_pools"]]
+    rows += [
+        (pool_name(pool), pool, "max", f"{_pool_words(pool, 'max')}\n(measured)") for pool in settings["measured_pools"]
+    ]
     rows.append(("nopool", None, "max", "no pool (Figure 4)"))
     return rows
 
@@ -84,8 +85,12 @@ def _cnn(settings: Mapping[str, Any], seed: int, pool: Optional[Mapping[str, int
     if pool is not None:
         options.update(pool=pool["window"], pool_stride=pool["stride"], pool_padding=pool["padding"], pool_mode=mode)
     return three_layer_cnn(
-        num_filters=settings["num_filters"], kernel_size=settings["kernel_size"], stride=settings["stride"],
-        input_size=settings["input_size"], seed=seed, **options,
+        num_filters=settings["num_filters"],
+        kernel_size=settings["kernel_size"],
+        stride=settings["stride"],
+        input_size=settings["input_size"],
+        seed=seed,
+        **options,
     )
 
 
@@ -149,9 +154,7 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
             metrics[f"{network}_{method}_noise_sigmas"] = maps.noise_sigmas(method)
             metrics[f"{network}_{method}_noise_excess"] = maps.noise_excess(method)
         metrics[f"{network}_deconvnet_vs_gbp"] = _relative_difference(maps.maps["deconvnet"], maps.maps["gbp"])
-        metrics[f"{network}_deconvnet_gbp_cosine"] = float(
-            cosine_similarity(maps.maps["deconvnet"], maps.maps["gbp"])
-        )
+        metrics[f"{network}_deconvnet_gbp_cosine"] = float(cosine_similarity(maps.maps["deconvnet"], maps.maps["gbp"]))
     metrics.update(
         logit_allowance_sigmas=results["pool"].logit_allowance,
         deconvnet_pool_gain=metrics["pool_deconvnet_similarity"] - metrics["nopool_deconvnet_similarity"],
@@ -188,13 +191,15 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         weights=f"random, truncated normal std 0.1 (seed {context.seed})",
         notes=tuple(notes),
         details={
-            "image": context.image, "targets": {network: maps.target for network, maps in results.items()},
+            "image": context.image,
+            "targets": {network: maps.target for network, maps in results.items()},
             "rows": [name for name, *_ in rows] + ["vgg"],
             "row_labels": [label for *_, label in rows] + ["random VGG-16"],
         },
         figure={
             "methods": list(COLUMN_ORDER),
-            "cnn_picture": results["pool"].picture, "vgg_picture": results["vgg"].picture,  # [3, S, S] in [0, 1]
+            "cnn_picture": results["pool"].picture,
+            "vgg_picture": results["vgg"].picture,  # [3, S, S] in [0, 1]
             # [rows, 3 methods, 3, S, S] for the CNN rows, [3 methods, 3, S', S'] for VGG-16
             "cnn_maps": torch.stack([torch.stack([results[name].maps[m] for m in COLUMN_ORDER]) for name, *_ in rows]),
             "vgg_maps": torch.stack([results["vgg"].maps[m] for m in COLUMN_ORDER]),
@@ -210,8 +215,10 @@ def draw(data: FigureData, path: Path) -> None:
     names = details["rows"]
 
     def caption(network: str, method: str) -> str:
-        return (f"{METHOD_LABELS[method]}: input sim. {metrics[f'{network}_{method}_similarity']:+.2f}\n"
-                f"({metrics[f'{network}_{method}_noise_sigmas']:.0f} noise sd)")
+        return (
+            f"{METHOD_LABELS[method]}: input sim. {metrics[f'{network}_{method}_similarity']:+.2f}\n"
+            f"({metrics[f'{network}_{method}_noise_sigmas']:.0f} noise sd)"
+        )
 
     cnn_maps, rows, captions = data.tensor("cnn_maps"), [], []
     for number, network in enumerate(names):
@@ -224,8 +231,10 @@ def draw(data: FigureData, path: Path) -> None:
     save_grid(
         rows,
         path,
-        row_labels=[f"random 3-layer CNN\n{label}" if network != "vgg" else label
-                    for network, label in zip(names, details["row_labels"])],
+        row_labels=[
+            f"random 3-layer CNN\n{label}" if network != "vgg" else label
+            for network, label in zip(names, details["row_labels"])
+        ],
         column_labels=["input"] + [METHOD_LABELS[m] for m in methods],
         panel_labels=captions,
         title=(
@@ -256,40 +265,83 @@ EXPERIMENT = Experiment(
     title="Figure 6: with max-pooling DeconvNet recovers the image too; random VGG-16 behaves like the shallow CNN",
     full=FULL,
     quick={**FULL, "input_size": 112},
-    tiny={**FULL, "input_size": 48, "num_filters": 128, "vgg_input_size": 112,
-          "pool": {"window": 5, "stride": 1, "padding": 2}},
+    tiny={
+        **FULL,
+        "input_size": 48,
+        "num_filters": 128,
+        "vgg_input_size": 112,
+        "pool": {"window": 5, "stride": 1, "padding": 2},
+    },
     catches=("plain-gradient", "zero-gbp", "zero-deconvnet", "zero-saliency"),
     claims=(
-        Claim("gbp_pool_recovers", "with the max-pool GBP still shows the image: input similarity at least 0.5",
-              "pool_gbp_similarity", ">=", 0.5),
-        Claim("deconvnet_pool_recovers",
-              "with the max-pool DeconvNet shows the image too (Eq. 6-7): input similarity at least 0.5",
-              "pool_deconvnet_similarity", ">=", 0.5),
-        Claim("deconvnet_needs_pooling",
-              "DeconvNet's input similarity with the max-pool exceeds its similarity without a pool by at least 0.1",
-              "deconvnet_pool_gain", ">=", 0.1),
-        Claim("saliency_pool_is_noise",
-              "with the max-pool saliency stays noise: |input similarity| under 5 noise standard deviations beyond the "
-              "largest logit's allowance",
-              "pool_saliency_noise_excess", "<", 5.0),
-        Claim("deconvnet_needs_switches",
-              "with an average pool of the same windows (no switches) DeconvNet falls back to noise: |input "
-              "similarity| under 5 noise standard deviations beyond the largest logit's allowance",
-              "average_deconvnet_noise_excess", "<", 5.0),
-        Claim("gbp_vgg_recovers", "in random VGG-16 GBP shows the image: input similarity at least 0.5",
-              "vgg_gbp_similarity", ">=", 0.5),
-        Claim("deconvnet_vgg_shows_image",
-              "in random VGG-16 DeconvNet carries the image: input similarity at least 5 noise standard deviations "
-              "beyond the largest logit's allowance",
-              "vgg_deconvnet_noise_excess", ">=", 5.0),
-        Claim("deconvnet_vgg_fine_detail",
-              "in random VGG-16 DeconvNet reconstructs the image like GBP (the paper: every fine-grained detail): "
-              "input similarity at least 0.5",
-              "vgg_deconvnet_similarity", ">=", 0.5),
-        Claim("saliency_vgg_is_noise",
-              "in random VGG-16 saliency is noise: |input similarity| under 5 noise standard deviations beyond the "
-              "largest logit's allowance",
-              "vgg_saliency_noise_excess", "<", 5.0),
+        Claim(
+            "gbp_pool_recovers",
+            "with the max-pool GBP still shows the image: input similarity at least 0.5",
+            "pool_gbp_similarity",
+            ">=",
+            0.5,
+        ),
+        Claim(
+            "deconvnet_pool_recovers",
+            "with the max-pool DeconvNet shows the image too (Eq. 6-7): input similarity at least 0.5",
+            "pool_deconvnet_similarity",
+            ">=",
+            0.5,
+        ),
+        Claim(
+            "deconvnet_needs_pooling",
+            "DeconvNet's input similarity with the max-pool exceeds its similarity without a pool by at least 0.1",
+            "deconvnet_pool_gain",
+            ">=",
+            0.1,
+        ),
+        Claim(
+            "saliency_pool_is_noise",
+            "with the max-pool saliency stays noise: |input similarity| under 5 noise standard deviations beyond the "
+            "largest logit's allowance",
+            "pool_saliency_noise_excess",
+            "<",
+            5.0,
+        ),
+        Claim(
+            "deconvnet_needs_switches",
+            "with an average pool of the same windows (no switches) DeconvNet falls back to noise: |input "
+            "similarity| under 5 noise standard deviations beyond the largest logit's allowance",
+            "average_deconvnet_noise_excess",
+            "<",
+            5.0,
+        ),
+        Claim(
+            "gbp_vgg_recovers",
+            "in random VGG-16 GBP shows the image: input similarity at least 0.5",
+            "vgg_gbp_similarity",
+            ">=",
+            0.5,
+        ),
+        Claim(
+            "deconvnet_vgg_shows_image",
+            "in random VGG-16 DeconvNet carries the image: input similarity at least 5 noise standard deviations "
+            "beyond the largest logit's allowance",
+            "vgg_deconvnet_noise_excess",
+            ">=",
+            5.0,
+        ),
+        Claim(
+            "deconvnet_vgg_fine_detail",
+            "in random VGG-16 DeconvNet reconstructs the image like GBP (the paper: every fine-grained detail): "
+            "input similarity at least 0.5",
+            "vgg_deconvnet_similarity",
+            ">=",
+            0.5,
+        ),
+        Claim(
+            "saliency_vgg_is_noise",
+            "in random VGG-16 saliency is noise: |input similarity| under 5 noise standard deviations beyond the "
+            "largest logit's allowance",
+            "vgg_saliency_noise_excess",
+            "<",
+            5.0,
+        ),
         Claim("no_zero_map", "no map is all zeros", "zero_maps", "<=", 0.0),
     ),
     measure=measure,

@@ -119,20 +119,56 @@ def _networks(settings: Mapping[str, Any], context: RunContext) -> tuple[list[Ne
     trained = trained_network(context)
     source, digits, seed, device = image_source(settings, context), Digits("test"), context.seed, context.device
     networks = [
-        Network("random", lambda: vgg16(seed=seed).to(device), "vgg16", f"random (seed {seed})",
-                settings["size_random"], source, settings["max_images"]),
-        Network("trained", lambda: trained.model, trained.name, trained.weights, settings["size_trained"], source,
-                settings["max_images"]),
+        Network(
+            "random",
+            lambda: vgg16(seed=seed).to(device),
+            "vgg16",
+            f"random (seed {seed})",
+            settings["size_random"],
+            source,
+            settings["max_images"],
+        ),
+        Network(
+            "trained",
+            lambda: trained.model,
+            trained.name,
+            trained.weights,
+            settings["size_trained"],
+            source,
+            settings["max_images"],
+        ),
     ]
     if trained.name != "vgg16":  # a copy of the trained net: every layer redrawn, batch norm re-estimated
-        networks.append(Network("twin", lambda: randomized(trained.model, seed=seed), trained.name,
-                                f"random twin (paper init, seed {seed})", settings["size_trained"], source,
-                                settings["max_images"]))
+        networks.append(
+            Network(
+                "twin",
+                lambda: randomized(trained.model, seed=seed),
+                trained.name,
+                f"random twin (paper init, seed {seed})",
+                settings["size_trained"],
+                source,
+                settings["max_images"],
+            )
+        )
     networks += [
-        Network("digits_random", lambda: digits_vgg("random", seed=seed).to(device), "digits-vgg",
-                f"random (seed {seed})", None, digits, settings["digits_images"]),
-        Network("digits_trained", lambda: digits_vgg("trained").to(device), "digits-vgg", "trained on digits",
-                None, digits, settings["digits_images"]),
+        Network(
+            "digits_random",
+            lambda: digits_vgg("random", seed=seed).to(device),
+            "digits-vgg",
+            f"random (seed {seed})",
+            None,
+            digits,
+            settings["digits_images"],
+        ),
+        Network(
+            "digits_trained",
+            lambda: digits_vgg("trained").to(device),
+            "digits-vgg",
+            "trained on digits",
+            None,
+            digits,
+            settings["digits_images"],
+        ),
     ]
     return networks, trained.note
 
@@ -221,8 +257,10 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         runs[network.label] = _class_distances(network, settings, context)
         if network.label == "random" and not runs["random"].images:  # before any other network is built
             failures = runs["random"].failures
-            raise ImageError(f"none of the {len(failures)} images could be read, e.g. "
-                             f"{failures[0]['image']}: {failures[0]['reason']}")
+            raise ImageError(
+                f"none of the {len(failures)} images could be read, e.g. "
+                f"{failures[0]['image']}: {failures[0]['reason']}"
+            )
     first = runs["random"]
     unreadable = [f"{row['image']}: {row['reason']}" for row in first.failures]
 
@@ -230,8 +268,9 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     for label, run in runs.items():
         metrics.update(_group_metrics(label, run, context.seed))
     if "twin" not in runs:  # the trained net is VGG-16: its random twin is the random VGG-16
-        metrics.update({key.replace("random_", "twin_", 1): value for key, value in metrics.items()
-                        if key.startswith("random_")})
+        metrics.update(
+            {key.replace("random_", "twin_", 1): value for key, value in metrics.items() if key.startswith("random_")}
+        )
     metrics["images"] = float(len(first.images))
 
     by_label = {network.label: network for network in networks}
@@ -264,8 +303,13 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         notes=tuple(notes),
         details={
             "networks": [
-                {"label": label, "model": by_label[label].name, "weights": by_label[label].weights,
-                 "input_size": by_label[label].size, "images": source_setting(by_label[label].source)}
+                {
+                    "label": label,
+                    "model": by_label[label].name,
+                    "weights": by_label[label].weights,
+                    "input_size": by_label[label].size,
+                    "images": source_setting(by_label[label].source),
+                }
                 for label in groups
             ],
             "images": first.images[:50],
@@ -297,7 +341,8 @@ def draw(data: FigureData, path: Path) -> None:
             axis.bar_label(bars, labels=[f"{mean:.3f}" for mean in means], fontsize=7, padding=2)
         ticks = [
             f"{net['label'].replace('_', ' ')}\n{net['model']}\n{net['weights']}\n"
-            + (f"{net['input_size']} px" if net["input_size"] else "native size") + f", {net['images']}"
+            + (f"{net['input_size']} px" if net["input_size"] else "native size")
+            + f", {net['images']}"
             for net in networks
         ]
         axis.set_xticks(range(len(networks)), ticks, fontsize=7)
@@ -340,15 +385,25 @@ CLAIMS: tuple[Claim, ...] = (
     *(_ratio_claim(label, other, words) for label, words in _PAPER_NETWORKS.items() for other in ("gbp", "deconvnet")),
     _ratio_claim("twin", "gbp", "trained network's random twin"),
     *(
-        Claim(f"{label}_gbp_class_insensitive",
-              f"In the {words}, GBP's maps of two logits are nearly the same: class distance below sqrt(2) / 3 "
-              "(a third of that of two unrelated maps)", f"{label}_gbp_distance", "<", UNRELATED_MAPS / 3)
+        Claim(
+            f"{label}_gbp_class_insensitive",
+            f"In the {words}, GBP's maps of two logits are nearly the same: class distance below sqrt(2) / 3 "
+            "(a third of that of two unrelated maps)",
+            f"{label}_gbp_distance",
+            "<",
+            UNRELATED_MAPS / 3,
+        )
         for label, words in (("trained", "trained network"), ("digits_trained", "trained digits VGG"))
     ),
     *(
-        Claim(f"{label}_deconvnet_above_gbp",
-              f"In the {words}, DeconvNet's average class distance is slightly above GBP's (the paper, trained "
-              "VGG-16): ratio above 1", f"{label}_deconvnet_over_gbp", ">", 1.0)
+        Claim(
+            f"{label}_deconvnet_above_gbp",
+            f"In the {words}, DeconvNet's average class distance is slightly above GBP's (the paper, trained "
+            "VGG-16): ratio above 1",
+            f"{label}_deconvnet_over_gbp",
+            ">",
+            1.0,
+        )
         for label, words in (("trained", "trained network"), ("digits_trained", "trained digits VGG"))
     ),
 )
@@ -356,10 +411,22 @@ CLAIMS: tuple[Claim, ...] = (
 EXPERIMENT = Experiment(
     name="fig7",
     title="Average class distance of two random logits' maps: saliency far above GBP and DeconvNet",
-    full={"crops": 94, "max_images": 10000, "size_random": 224, "size_trained": None, "batch_size": 4,
-          "digits_images": None},
-    quick={"crops": 4, "max_images": 10, "size_random": 112, "size_trained": None, "batch_size": 8,
-           "digits_images": 64},
+    full={
+        "crops": 94,
+        "max_images": 10000,
+        "size_random": 224,
+        "size_trained": None,
+        "batch_size": 4,
+        "digits_images": None,
+    },
+    quick={
+        "crops": 4,
+        "max_images": 10,
+        "size_random": 112,
+        "size_trained": None,
+        "batch_size": 8,
+        "digits_images": 64,
+    },
     tiny={"crops": 2, "max_images": 4, "size_random": 32, "size_trained": 64, "batch_size": 8, "digits_images": 8},
     catches=("plain-gradient", "zero-gbp", "zero-deconvnet", "zero-saliency"),
     claims=CLAIMS,

@@ -88,8 +88,9 @@ def _sweeps(
     sweeps, originals = [], []
     for image in tqdm(settings["images"], desc="fig8 images", unit="image", disable=not context.progress):
         pixels = preprocessing.unnormalize(model_inputs(model, [image], context.device, settings.get("size")))
-        sweeps.append(fgsm_sweep(model, pixels, preprocessing.normalize, steps, PAPER_METHODS,
-                                 precision=context.precision))
+        sweeps.append(
+            fgsm_sweep(model, pixels, preprocessing.normalize, steps, PAPER_METHODS, precision=context.precision)
+        )
         originals.append(pixels.cpu())
     return sweeps, originals, network
 
@@ -118,9 +119,16 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
                 continue
             distance = {method: float(sweep.distance[method][index, 0]) for method in PAPER_METHODS}
             changed = bool(sweep.flipped[index, 0])
-            rows.append({"image": image, "step": steps[index], "flipped": changed,
-                         "predicted": int(sweep.predicted[index, 0]), "distance": distance,
-                         "holds": _holds(distance) if changed else {}})
+            rows.append(
+                {
+                    "image": image,
+                    "step": steps[index],
+                    "flipped": changed,
+                    "predicted": int(sweep.predicted[index, 0]),
+                    "distance": distance,
+                    "holds": _holds(distance) if changed else {},
+                }
+            )
         per_image[key] = rows
         examples = [row for row in rows if row["flipped"]]
         metrics[f"flipped_fraction_at_{key}"] = len(examples) / len(images)
@@ -140,10 +148,12 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     notes = [
         f"'{settings['image']}' replaces the paper's 'panda' (not bundled) in the panels; all {len(images)} bundled "
         f"photos are attacked ({', '.join(images)}).",
-        "Smallest flipping step per image: " + ", ".join(
+        "Smallest flipping step per image: "
+        + ", ".join(
             f"{image} {steps[index]:g}/255" if index is not None else f"{image} none up to {steps[ladder[-1]]:g}/255"
             for image, index in zip(images, chosen["smallest"])
-        ) + ".",
+        )
+        + ".",
     ]
     if network.note:
         notes.insert(0, network.note)
@@ -156,10 +166,15 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
             "steps_255": steps,
             "categories": list(chosen),
             "per_image": per_image,
-            "original_classes": {image: [int(s.original[0]), class_name(int(s.original[0]))]
-                                 for image, s in zip(images, sweeps)},
-            "shown": {"image": settings["image"], "step_255": steps[shown_step], "original": original,
-                      "adversarial": int(sweep.predicted[shown_step, 0])},
+            "original_classes": {
+                image: [int(s.original[0]), class_name(int(s.original[0]))] for image, s in zip(images, sweeps)
+            },
+            "shown": {
+                "image": settings["image"],
+                "step_255": steps[shown_step],
+                "original": original,
+                "adversarial": int(sweep.predicted[shown_step, 0]),
+            },
         },
         figure={
             "methods": list(PAPER_METHODS),
@@ -201,8 +216,11 @@ def draw(data: FigureData, path: Path) -> None:
                 entry = next(item for item in details["per_image"]["smallest"] if item["image"] == shown["image"])
                 axis.set_xlabel(f"class distance to the original's map\n{entry['distance'][method]:.3f}", fontsize=8)
 
-    labels = [("smallest flipping\nstep per image" if key == "smallest" else f"{key.replace('p', '.')}/255")
-              + f"\n({int(metrics[f'adversarial_examples_at_{key}'])} flipped)" for key in categories]
+    labels = [
+        ("smallest flipping\nstep per image" if key == "smallest" else f"{key.replace('p', '.')}/255")
+        + f"\n({int(metrics[f'adversarial_examples_at_{key}'])} flipped)"
+        for key in categories
+    ]
     axis = figure.add_subplot(grid[:, 4])
     width = 0.8 / len(STATEMENTS)
     for number, (statement, words) in enumerate(STATEMENTS.items()):
@@ -264,7 +282,10 @@ def _image_colour(details: Mapping[str, Any], entry: Mapping[str, Any]) -> int:
 
 
 FULL: dict[str, Any] = {
-    "image": "tabby", "images": tuple(sample_names()), "ladder": (0.25, 0.5, 1, 2, 4, 8), "fixed": (1, 2, 4),
+    "image": "tabby",
+    "images": tuple(sample_names()),
+    "ladder": (0.25, 0.5, 1, 2, 4, 8),
+    "fixed": (1, 2, 4),
     "size": None,
 }
 """Every bundled photo; the smallest flipping step from 0.25/255 to 8/255 by doubling, and 1, 2 and 4/255; the
@@ -278,15 +299,30 @@ EXPERIMENT = Experiment(
     tiny={**FULL, "images": ("tabby", "coffee"), "ladder": (0.25, 0.5, 1, 2, 4), "size": 96},
     catches=("plain-gradient", "zero-gbp", "zero-deconvnet", "zero-saliency"),
     claims=(
-        Claim("every_image_flips", "a step of the ladder changes the prediction of every image (the attack's premise)",
-              "flipped_fraction_at_smallest", ">=", 1.0),
-        Claim("gbp_unchanged_at_smallest",
-              "at each image's smallest flipping step, GBP's map stays close (class distance below sqrt(2) / 3) on "
-              "at least half of the adversarial examples", "gbp_unchanged_fraction_at_smallest", ">=", 0.5),
+        Claim(
+            "every_image_flips",
+            "a step of the ladder changes the prediction of every image (the attack's premise)",
+            "flipped_fraction_at_smallest",
+            ">=",
+            1.0,
+        ),
+        Claim(
+            "gbp_unchanged_at_smallest",
+            "at each image's smallest flipping step, GBP's map stays close (class distance below sqrt(2) / 3) on "
+            "at least half of the adversarial examples",
+            "gbp_unchanged_fraction_at_smallest",
+            ">=",
+            0.5,
+        ),
         *(
-            Claim(f"saliency_3x_{other}_at_{key}",
-                  f"at {_step_words(key)}, saliency's map changes at least 3x as much as {METHOD_LABELS[other]}'s "
-                  "on at least half of the adversarial examples", f"saliency_3x_{other}_fraction_at_{key}", ">=", 0.5)
+            Claim(
+                f"saliency_3x_{other}_at_{key}",
+                f"at {_step_words(key)}, saliency's map changes at least 3x as much as {METHOD_LABELS[other]}'s "
+                "on at least half of the adversarial examples",
+                f"saliency_3x_{other}_fraction_at_{key}",
+                ">=",
+                0.5,
+            )
             for key in ("smallest", *(step_key(float(step)) for step in FULL["fixed"]))
             for other in ("gbp", "deconvnet")
         ),

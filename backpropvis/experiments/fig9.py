@@ -127,7 +127,10 @@ def _calibration(testbed: MeasuredNetwork, size: Optional[int]) -> Optional[torc
 
 
 def partly_trained(
-    testbed: MeasuredNetwork, context: RunContext, batch_norm: str = "reestimate", size: Optional[int] = None,
+    testbed: MeasuredNetwork,
+    context: RunContext,
+    batch_norm: str = "reestimate",
+    size: Optional[int] = None,
 ) -> PartlyTrained:
     """GBP in the network of ``testbed`` and in each of its star and diamond variants.
 
@@ -145,15 +148,17 @@ def partly_trained(
     variants = [("star", stage) for stage in stages[:-1]] + [("diamond", stage) for stage in stages]
     maps: dict[str, list[torch.Tensor]] = {"star": [], "diamond": []}
     descriptions = {}
-    for row, stage in tqdm(variants, desc=f"fig9 {testbed.network.name}", unit="network",
-                           disable=not context.progress):
+    for row, stage in tqdm(variants, desc=f"fig9 {testbed.network.name}", unit="network", disable=not context.progress):
         variant = (trained_up_to if row == "star" else only_redrawn)(model, stage, **options)
         maps[row].append(_gbp(variant, inputs, context))
         descriptions[f"{row} {stage.label}"] = str(getattr(variant, "weights_description", ""))
         del variant
     star, diamond = torch.stack(maps["star"]), torch.stack(maps["diamond"])
     return PartlyTrained(
-        stages=stages, full=full, star=star, diamond=diamond,
+        stages=stages,
+        full=full,
+        star=star,
+        diamond=diamond,
         star_distance=class_distance(star, full.expand_as(star)),
         diamond_distance=class_distance(diamond, full.expand_as(diamond)),
         dense=tuple(all(isinstance(layer_module(model, name), nn.Linear) for name in stage.layers) for stage in stages),
@@ -206,16 +211,18 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         result = partly_trained(testbed, context, settings["batch_norm"], size)
         metrics.update(network_metrics(testbed.key, result))
         key = testbed.key
-        figure.update({
-            f"{key}_name": testbed.network.name,
-            f"{key}_image": testbed.image_names[0],
-            f"{key}_picture": testbed.pictures[0],  # [3, S, S] in [0, 1]
-            f"{key}_full": result.full[0],  # [3, S, S]: the first image's maps
-            f"{key}_star": result.star[:, 0],  # [L - 1, 3, S, S]
-            f"{key}_diamond": result.diamond[:, 0],  # [L, 3, S, S]
-            f"{key}_stages": [stage.label for stage in result.stages],
-            f"{key}_convolutional": [not dense for dense in result.dense],
-        })
+        figure.update(
+            {
+                f"{key}_name": testbed.network.name,
+                f"{key}_image": testbed.image_names[0],
+                f"{key}_picture": testbed.pictures[0],  # [3, S, S] in [0, 1]
+                f"{key}_full": result.full[0],  # [3, S, S]: the first image's maps
+                f"{key}_star": result.star[:, 0],  # [L - 1, 3, S, S]
+                f"{key}_diamond": result.diamond[:, 0],  # [L, 3, S, S]
+                f"{key}_stages": [stage.label for stage in result.stages],
+                f"{key}_convolutional": [not dense for dense in result.dense],
+            }
+        )
         details[key] = {
             "model": testbed.network.name,
             "weights": testbed.network.weights,
@@ -273,20 +280,36 @@ def draw(data: FigureData, path: Path) -> None:
             caption = "= fully trained" if last else f"distance {metrics[f'{key}_star_{slug}']:.3f}"
             map_panel(axis, full if last else star[column - 1], f"{stage}{_ROWS['star']}", caption)
             axis = figure.add_subplot(grid[bottom, column])
-            map_panel(axis, diamond[column - 1], f"{stage}{_ROWS['diamond']}",
-                      f"distance {metrics[f'{key}_diamond_{slug}']:.3f}")
+            map_panel(
+                axis,
+                diamond[column - 1],
+                f"{stage}{_ROWS['diamond']}",
+                f"distance {metrics[f'{key}_diamond_{slug}']:.3f}",
+            )
         axis = figure.add_subplot(grid[bottom, 0])
         axis.axis("off")
-        axis.text(0.0, 0.5, f"{name}\ntop row (L*): trained up to L,\nlater layers redrawn\n"
-                  f"bottom row (L{_ROWS['diamond']}): only L\nredrawn", fontsize=8, va="center")
+        axis.text(
+            0.0,
+            0.5,
+            f"{name}\ntop row (L*): trained up to L,\nlater layers redrawn\n"
+            f"bottom row (L{_ROWS['diamond']}): only L\nredrawn",
+            fontsize=8,
+            va="center",
+        )
     halves = grid[-1, :].subgridspec(1, len(keys))
     for number, key in enumerate(keys):
         _plot_distances(figure.add_subplot(halves[0, number]), data, key)
-    figure.suptitle(figure_title(
-        "Figure 9: GBP (max logit) in partly trained networks, layers redrawn with the paper's init; "
-        "captions: class distance to the fully trained map (mean over the images)",
-        data.model, data.weights.replace("; ", ";\n"), data.text("note"), width=150,
-    ), fontsize=9)
+    figure.suptitle(
+        figure_title(
+            "Figure 9: GBP (max logit) in partly trained networks, layers redrawn with the paper's init; "
+            "captions: class distance to the fully trained map (mean over the images)",
+            data.model,
+            data.weights.replace("; ", ";\n"),
+            data.text("note"),
+            width=150,
+        ),
+        fontsize=9,
+    )
     save_figure(figure, path)
 
 
@@ -297,8 +320,13 @@ def _plot_distances(axis, data: FigureData, key: str) -> None:
     diamond = [metrics[f"{key}_diamond_{_slug(stage)}"] for stage in stages]
     axis.plot(positions, star, "o-", label="trained up to L, later layers redrawn (L*)")
     axis.plot(positions, diamond, "D--", label=f"only L redrawn (L{_ROWS['diamond']})")
-    axis.axhline(NEARLY_SAME_DISTANCE, color="grey", linestyle=":", linewidth=1,
-                 label=f"'nearly the same' bound ({NEARLY_SAME_DISTANCE})")
+    axis.axhline(
+        NEARLY_SAME_DISTANCE,
+        color="grey",
+        linestyle=":",
+        linewidth=1,
+        label=f"'nearly the same' bound ({NEARLY_SAME_DISTANCE})",
+    )
     convolutional = data.tensor(f"{key}_convolutional").tolist()
     ticks = [stage + ("" if conv else "\n(dense)") for stage, conv in zip(stages, convolutional)]
     axis.set_xticks(list(positions), ticks, fontsize=8)
@@ -318,20 +346,37 @@ EXPERIMENT = Experiment(
         claim
         for key, network in (("imagenet", "the ImageNet-trained network"), ("digits", "the digits VGG"))
         for claim in (
-            Claim(f"{key}_dense_top_hardly_matters",
-                  f"In {network}, redrawing every layer above the last convolutional stage (the dense top) moves GBP's "
-                  f"map less than class distance {NEARLY_SAME_DISTANCE} from the fully trained one",
-                  f"{key}_dense_top", "<", NEARLY_SAME_DISTANCE),
-            Claim(f"{key}_more_trained_convs_closer",
-                  f"In {network}, GBP's map comes closer to the fully trained one with every further trained "
-                  "convolutional stage (star row; value: the smallest step)",
-                  f"{key}_star_smallest_fall", ">", 0.0),
-            Claim(f"{key}_first_conv_matters_most",
-                  f"In {network}, redrawing the first stage alone changes GBP's map more than redrawing any other "
-                  "stage alone (diamond row; value: its distance minus the largest other)",
-                  f"{key}_diamond_first_margin", ">", 0.0),
-            Claim(f"{key}_maps_nonzero", f"In {network}, every GBP map is non-zero (value: the smallest L2 norm)",
-                  f"{key}_smallest_map_norm", ">", 0.0),
+            Claim(
+                f"{key}_dense_top_hardly_matters",
+                f"In {network}, redrawing every layer above the last convolutional stage (the dense top) moves GBP's "
+                f"map less than class distance {NEARLY_SAME_DISTANCE} from the fully trained one",
+                f"{key}_dense_top",
+                "<",
+                NEARLY_SAME_DISTANCE,
+            ),
+            Claim(
+                f"{key}_more_trained_convs_closer",
+                f"In {network}, GBP's map comes closer to the fully trained one with every further trained "
+                "convolutional stage (star row; value: the smallest step)",
+                f"{key}_star_smallest_fall",
+                ">",
+                0.0,
+            ),
+            Claim(
+                f"{key}_first_conv_matters_most",
+                f"In {network}, redrawing the first stage alone changes GBP's map more than redrawing any other "
+                "stage alone (diamond row; value: its distance minus the largest other)",
+                f"{key}_diamond_first_margin",
+                ">",
+                0.0,
+            ),
+            Claim(
+                f"{key}_maps_nonzero",
+                f"In {network}, every GBP map is non-zero (value: the smallest L2 norm)",
+                f"{key}_smallest_map_norm",
+                ">",
+                0.0,
+            ),
         )
     ),
     measure=measure,

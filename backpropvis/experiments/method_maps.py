@@ -117,13 +117,15 @@ def method_maps_of_copies(
     found = []
     for copy in range(copies):
         maps = {method: result[method][0, copy].detach().cpu() for method in methods}
-        found.append(MethodMaps(
-            inputs=cpu_inputs[copy : copy + 1],
-            picture=preprocessing.unnormalize(cpu_inputs[copy]),
-            maps=maps,
-            similarity={method: float(input_similarity(map_, cpu_inputs[copy])) for method, map_ in maps.items()},
-            target=int(result.targets[0, copy]),
-            logit_count=int(result.logits.shape[-1]),
-            largest_logit=isinstance(target, str) and target == "max",
-        ))
+        found.append(
+            MethodMaps(
+                inputs=cpu_inputs[copy : copy + 1],
+                picture=preprocessing.unnormalize(cpu_inputs[copy]),
+                maps=maps,
+                similarity={method: float(input_similarity(map_, cpu_inputs[copy])) for method, map_ in maps.items()},
+                target=int(result.targets[0, copy]),
+                logit_count=int(result.logits.shape[-1]),
+                largest_logit=isinstance(target, str) and target == "max",
+            )
+        )
     return found

@@ -15,6 +15,7 @@ from .networks import model_inputs
 
 __all__ = ["RandomCNN", "random_cnn"]
 
+
 class RandomCNN:
     """The random three-layer CNN (Eq. 3) with the run's image through its preprocessing.
 

@@ -265,8 +265,12 @@ EXPERIMENT = Experiment(
     draw=draw,
     group="theory",
     tiny={
-        "configurations": [_config(8, 7, 2, None, 24), _config(12, 3, 1, 2, 21)], "seeds": [0, 1], "targets": [0, 1],
-        "num_classes": 2, "shown": _config(64, 7, 2, 2, 64), "pool_sizes": [2, 3],
+        "configurations": [_config(8, 7, 2, None, 24), _config(12, 3, 1, 2, 21)],
+        "seeds": [0, 1],
+        "targets": [0, 1],
+        "num_classes": 2,
+        "shown": _config(64, 7, 2, 2, 64),
+        "pool_sizes": [2, 3],
     },
     catches=("plain-gradient", "zero-gbp", "zero-deconvnet", "zero-saliency"),
 )

@@ -62,19 +62,46 @@ QUICK: dict[str, Any] = dict(FULL)
 """One forward pass and six maps of the trained network: the same as the full run."""
 
 CLAIMS = (
-    Claim("trained_filters_small_subspace", "trained first-layer filters span a small subspace of patch space: "
-          "their effective dimension is under half that of random filters of the same shape",
-          "effective_dimension_ratio", "<", 0.5),
-    Claim("gbp_class_independent", "GBP in the trained network hardly depends on the class (Eq. 9): its class "
-          "distance is under half of saliency's", "gbp_over_saliency_class_distance", "<", 0.5),
-    Claim("deconvnet_class_independent", "DeconvNet in the trained network hardly depends on the class (Eq. 9): "
-          "its class distance is under half of saliency's", "deconvnet_over_saliency_class_distance", "<", 0.5),
-    Claim("gbp_carries_the_image", "GBP's map of the max logit carries the image (Eq. 9, partial image recovery): "
-          "input similarity at least 5 noise standard deviations beyond the largest logit's allowance",
-          "gbp_image_noise_sigmas", ">=", 5.0),
+    Claim(
+        "trained_filters_small_subspace",
+        "trained first-layer filters span a small subspace of patch space: "
+        "their effective dimension is under half that of random filters of the same shape",
+        "effective_dimension_ratio",
+        "<",
+        0.5,
+    ),
+    Claim(
+        "gbp_class_independent",
+        "GBP in the trained network hardly depends on the class (Eq. 9): its class "
+        "distance is under half of saliency's",
+        "gbp_over_saliency_class_distance",
+        "<",
+        0.5,
+    ),
+    Claim(
+        "deconvnet_class_independent",
+        "DeconvNet in the trained network hardly depends on the class (Eq. 9): "
+        "its class distance is under half of saliency's",
+        "deconvnet_over_saliency_class_distance",
+        "<",
+        0.5,
+    ),
+    Claim(
+        "gbp_carries_the_image",
+        "GBP's map of the max logit carries the image (Eq. 9, partial image recovery): "
+        "input similarity at least 5 noise standard deviations beyond the largest logit's allowance",
+        "gbp_image_noise_sigmas",
+        ">=",
+        5.0,
+    ),
     Claim("no_zero_map", "no map is all zeros", "zero_maps", "<=", 0.0),
-    Claim("gbp_follows_edges", "GBP's magnitude follows the input's edges (Sobel): positive rank correlation",
-          "edge_correlation_gbp", ">", 0.0),
+    Claim(
+        "gbp_follows_edges",
+        "GBP's magnitude follows the input's edges (Sobel): positive rank correlation",
+        "edge_correlation_gbp",
+        ">",
+        0.0,
+    ),
 )
 
 
@@ -166,8 +193,11 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     metrics["layers_with_dead_patches"] = sum(value > 0 for value in per_layer)
 
     trained_filters = recorded.first_filters
-    random_filters = truncated_normal_(torch.empty(trained_filters.shape), 0.1,
-                                       generator_for(settings["random_filters_seed"], "dead-zones-random-filters"))
+    random_filters = truncated_normal_(
+        torch.empty(trained_filters.shape),
+        0.1,
+        generator_for(settings["random_filters_seed"], "dead-zones-random-filters"),
+    )
     metrics["effective_dimension_trained"] = effective_dimension(trained_filters)
     metrics["effective_dimension_random"] = effective_dimension(random_filters)
     metrics["effective_dimension_ratio"] = ratio(

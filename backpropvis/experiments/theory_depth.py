@@ -53,19 +53,46 @@ QUICK: dict[str, Any] = {**FULL, "input_size": 112}
 """The same layers at 112 px (a quarter of the cost)."""
 
 CLAIMS = (
-    Claim("gbp_recovery_stays_high", "GBP keeps recovering the image at every depth of a random VGG-16 (Prop. 1): "
-          "its lowest centred recovery over the layers is at least 0.6", "gbp_centred_recovery_min", ">=", 0.6),
-    Claim("gbp_beats_saliency_in_depth", "from the last conv layer GBP recovers the image far better than saliency: "
-          "the difference in centred recovery is at least 0.3", "gbp_minus_saliency_last_conv", ">=", 0.3),
-    Claim("saliency_is_gbp_from_conv1_1", "from conv1_1 (the first layer of the sweep) saliency's map is GBP's: with "
-          "a positive top gradient h is the identity (relative L2 difference under 1e-5)",
-          "saliency_gbp_difference_first_layer", "<", 1e-5),
-    Claim("deconvnet_noise_before_pool", "from the layers before the first max-pool (conv1_*) DeconvNet is noise "
-          "(Theorem 2): centred recovery under 5 noise standard deviations",
-          "deconvnet_noise_sigmas_before_pool_max", "<", 5.0),
-    Claim("deconvnet_image_after_pool", "from every conv layer past the first max-pool DeconvNet carries the image "
-          "(Eq. 6-7): centred recovery at least 5 noise standard deviations",
-          "deconvnet_noise_sigmas_after_pool_min", ">=", 5.0),
+    Claim(
+        "gbp_recovery_stays_high",
+        "GBP keeps recovering the image at every depth of a random VGG-16 (Prop. 1): "
+        "its lowest centred recovery over the layers is at least 0.6",
+        "gbp_centred_recovery_min",
+        ">=",
+        0.6,
+    ),
+    Claim(
+        "gbp_beats_saliency_in_depth",
+        "from the last conv layer GBP recovers the image far better than saliency: "
+        "the difference in centred recovery is at least 0.3",
+        "gbp_minus_saliency_last_conv",
+        ">=",
+        0.3,
+    ),
+    Claim(
+        "saliency_is_gbp_from_conv1_1",
+        "from conv1_1 (the first layer of the sweep) saliency's map is GBP's: with "
+        "a positive top gradient h is the identity (relative L2 difference under 1e-5)",
+        "saliency_gbp_difference_first_layer",
+        "<",
+        1e-5,
+    ),
+    Claim(
+        "deconvnet_noise_before_pool",
+        "from the layers before the first max-pool (conv1_*) DeconvNet is noise "
+        "(Theorem 2): centred recovery under 5 noise standard deviations",
+        "deconvnet_noise_sigmas_before_pool_max",
+        "<",
+        5.0,
+    ),
+    Claim(
+        "deconvnet_image_after_pool",
+        "from every conv layer past the first max-pool DeconvNet carries the image "
+        "(Eq. 6-7): centred recovery at least 5 noise standard deviations",
+        "deconvnet_noise_sigmas_after_pool_min",
+        ">=",
+        5.0,
+    ),
 )
 
 
@@ -234,7 +261,11 @@ EXPERIMENT = Experiment(
     measure=measure,
     draw=draw,
     group="theory",
-    tiny={**FULL, "input_size": 32, "layers": ["conv1_1", "conv1_2", "conv2_1", "conv3_1", "conv5_3", "fc2"],
-          "shown_layers": ["fc2"]},
+    tiny={
+        **FULL,
+        "input_size": 32,
+        "layers": ["conv1_1", "conv1_2", "conv2_1", "conv3_1", "conv5_3", "fc2"],
+        "shown_layers": ["fc2"],
+    },
     catches=("plain-gradient", "zero-gbp", "zero-deconvnet", "zero-saliency"),
 )

@@ -50,21 +50,44 @@ QUICK: dict[str, Any] = dict(FULL)
 """Already cheap (one forward pass, six maps): the same as the full run."""
 
 CLAIMS = (
-    Claim("saliency_is_gaussian", "saliency's values are Gaussian: KS distance to the fitted normal under 0.05",
-          "ks_saliency", "<", 0.05),
-    Claim("deconvnet_is_gaussian", "DeconvNet's values are Gaussian: KS distance to the fitted normal under 0.05",
-          "ks_deconvnet", "<", 0.05),
-    Claim("saliency_carries_no_image", "saliency carries no image: |input similarity| under 5 standard deviations "
-          "of noise's (about 1 / sqrt(n), 0.013 at 224 px)", "noise_sigmas_saliency", "<", 5.0),
-    Claim("deconvnet_carries_no_image", "DeconvNet carries no image: |input similarity| under 5 standard deviations "
-          "of noise's (about 1 / sqrt(n), 0.013 at 224 px)", "noise_sigmas_deconvnet", "<", 5.0),
+    Claim(
+        "saliency_is_gaussian",
+        "saliency's values are Gaussian: KS distance to the fitted normal under 0.05",
+        "ks_saliency",
+        "<",
+        0.05,
+    ),
+    Claim(
+        "deconvnet_is_gaussian",
+        "DeconvNet's values are Gaussian: KS distance to the fitted normal under 0.05",
+        "ks_deconvnet",
+        "<",
+        0.05,
+    ),
+    Claim(
+        "saliency_carries_no_image",
+        "saliency carries no image: |input similarity| under 5 standard deviations "
+        "of noise's (about 1 / sqrt(n), 0.013 at 224 px)",
+        "noise_sigmas_saliency",
+        "<",
+        5.0,
+    ),
+    Claim(
+        "deconvnet_carries_no_image",
+        "DeconvNet carries no image: |input similarity| under 5 standard deviations "
+        "of noise's (about 1 / sqrt(n), 0.013 at 224 px)",
+        "noise_sigmas_deconvnet",
+        "<",
+        5.0,
+    ),
     Claim("gbp_recovers", "GBP recovers the image at N = 256: recovery at least 0.8", "recovery_gbp", ">=", 0.8),
 )
 
 
 def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
-    cnn = random_cnn(context, **{key: settings[key] for key in ("num_filters", "kernel_size", "stride", "input_size",
-                                                                 "num_classes")})
+    cnn = random_cnn(
+        context, **{key: settings[key] for key in ("num_filters", "kernel_size", "stride", "input_size", "num_classes")}
+    )
     maps = attribute_many(
         cnn.model, cnn.inputs, list(settings["targets"]), list(PAPER_METHODS), precision=context.precision
     )
@@ -88,8 +111,11 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         f"its recovery ({metrics['recovery_gbp']:.2f} against {metrics['recovery_saliency']:.2f} for saliency and "
         f"{metrics['recovery_deconvnet']:.2f} for DeconvNet) and its smaller class distance.",
     )
-    figure = {"methods": list(PAPER_METHODS), "maps": torch.stack([first[method] for method in PAPER_METHODS]),
-              "picture": cnn.picture}  # maps [M, 3, S, S] for the first target; picture [3, S, S] in [0, 1]
+    figure = {
+        "methods": list(PAPER_METHODS),
+        "maps": torch.stack([first[method] for method in PAPER_METHODS]),
+        "picture": cnn.picture,
+    }  # maps [M, 3, S, S] for the first target; picture [3, S, S] in [0, 1]
     return Measurement(metrics, "three-layer CNN (random)", f"random (seed {context.seed})", notes, figure=figure)
 
 
@@ -104,20 +130,26 @@ def draw(data: FigureData, path: Path) -> None:
     map_panel(axes[0][0], data.tensor("picture").permute(1, 2, 0).numpy(), "input")
     axes[1][0].axis("off")
     axes[1][0].text(
-        0.0, 0.5,
+        0.0,
+        0.5,
         f"random CNN, N = {settings['num_filters']}\n{settings['kernel_size']}x{settings['kernel_size']}x3 filters, "
         f"stride {settings['stride']}\n{settings['input_size']} px, logit {settings['targets'][0]}\n\n"
         "histograms: every value of the map\n(C x H x W), standardised;\n"
         "curve: the fitted normal N(0, 1)",
-        fontsize=9, va="center",
+        fontsize=9,
+        va="center",
     )
     for column, (method, map_) in enumerate(zip(data.texts("methods"), data.tensor("maps")), start=1):
         values = map_.double().flatten().numpy()
         spread = values.std()
         standardised = (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)  # a zero map
-        map_panel(axes[0][column], map_, METHOD_LABELS[method],
-                  f"input similarity {metrics[f'input_similarity_{method}']:+.3f}, "
-                  f"recovery {metrics[f'recovery_{method}']:.2f}")
+        map_panel(
+            axes[0][column],
+            map_,
+            METHOD_LABELS[method],
+            f"input similarity {metrics[f'input_similarity_{method}']:+.3f}, "
+            f"recovery {metrics[f'recovery_{method}']:.2f}",
+        )
         axis = axes[1][column]
         axis.hist(standardised, bins=settings["bins"], range=(-5, 5), density=True, color="tab:blue", alpha=0.6)
         grid = np.linspace(-5, 5, 200)
@@ -126,12 +158,16 @@ def draw(data: FigureData, path: Path) -> None:
         axis.set_ylim(1e-5, 1)
         axis.set_title(
             f"KS {metrics[f'ks_{method}']:.3f}, skew {metrics[f'skewness_{method}']:+.2f}, "
-            f"ex. kurt. {metrics[f'excess_kurtosis_{method}']:+.2f}", fontsize=9,
+            f"ex. kurt. {metrics[f'excess_kurtosis_{method}']:+.2f}",
+            fontsize=9,
         )
         axis.set_xlabel(f"standardised value (class distance {metrics[f'class_distance_{method}']:.2f})", fontsize=8)
         axis.legend(fontsize=7)
-    figure.suptitle("Theorem 2: saliency and DeconvNet in a random CNN are Gaussian noise; GBP is not noise, "
-                    "though its histogram looks Gaussian too", fontsize=11)
+    figure.suptitle(
+        "Theorem 2: saliency and DeconvNet in a random CNN are Gaussian noise; GBP is not noise, "
+        "though its histogram looks Gaussian too",
+        fontsize=11,
+    )
     save_figure(figure, path)
 
 

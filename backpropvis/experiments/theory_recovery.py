@@ -76,16 +76,37 @@ QUICK: dict[str, Any] = {
 }
 
 CLAIMS = (
-    Claim("recovery_law_slope_low", "1 - recovery falls like 1 / N: the slope of log(1 - recovery) against log N "
-          "is at least -1.2", "recovery_law_slope", ">=", -1.2),
+    Claim(
+        "recovery_law_slope_low",
+        "1 - recovery falls like 1 / N: the slope of log(1 - recovery) against log N is at least -1.2",
+        "recovery_law_slope",
+        ">=",
+        -1.2,
+    ),
     Claim("recovery_law_slope_high", "... and at most -0.8", "recovery_law_slope", "<=", -0.8),
-    Claim("recovery_at_4096", "GBP recovers the image: recovery at the largest N of the sweep (4096) is at least 0.95",
-          "recovery_at_largest_n", ">=", 0.95),
-    Claim("filters_needed_linear_in_p", "the N needed for a given recovery grows linearly with the filter size p "
-          "(one patch per pixel): the log-log slope is within 0.2 of 1", "filters_needed_exponent_error", "<=", 0.2),
-    Claim("fcn_needs_d_over_p_more", "the FCN needs about d / p times more hidden units than the CNN needs filters "
-          "(one patch per pixel) for the same recovery: the ratio is within a factor 2 of d / p",
-          "fcn_ratio_log2_error", "<=", 1.0),
+    Claim(
+        "recovery_at_4096",
+        "GBP recovers the image: recovery at the largest N of the sweep (4096) is at least 0.95",
+        "recovery_at_largest_n",
+        ">=",
+        0.95,
+    ),
+    Claim(
+        "filters_needed_linear_in_p",
+        "the N needed for a given recovery grows linearly with the filter size p "
+        "(one patch per pixel): the log-log slope is within 0.2 of 1",
+        "filters_needed_exponent_error",
+        "<=",
+        0.2,
+    ),
+    Claim(
+        "fcn_needs_d_over_p_more",
+        "the FCN needs about d / p times more hidden units than the CNN needs filters "
+        "(one patch per pixel) for the same recovery: the ratio is within a factor 2 of d / p",
+        "fcn_ratio_log2_error",
+        "<=",
+        1.0,
+    ),
 )
 
 
@@ -97,9 +118,7 @@ def _gbp_recovery(
     return float(recovery(gbp, limit.to(gbp))), gbp.cpu()
 
 
-def _cnn_recovery(
-    context: RunContext, settings: Mapping[str, Any], **config
-) -> tuple[float, torch.Tensor, RandomCNN]:
+def _cnn_recovery(context: RunContext, settings: Mapping[str, Any], **config) -> tuple[float, torch.Tensor, RandomCNN]:
     """(recovery, GBP map, the network with its input and limit image) of one random CNN."""
     cnn = random_cnn(context, num_classes=settings["num_classes"], **config)
     value, gbp = _gbp_recovery(cnn.model, cnn.inputs, cnn.limit, settings["target"], context.precision)
@@ -379,8 +398,15 @@ EXPERIMENT = Experiment(
     draw=draw,
     group="theory",
     tiny={
-        **FULL, "input_size": 64, "num_filters": [16, 64, 256, 1024], "seeds": [0, 1], "shown_filters": [16, 1024],
-        "filter_sizes": [3, 5, 7], "filter_sweep_filters": [256], "fcn_input_size": 32, "fcn_hidden": [256, 1024],
+        **FULL,
+        "input_size": 64,
+        "num_filters": [16, 64, 256, 1024],
+        "seeds": [0, 1],
+        "shown_filters": [16, 1024],
+        "filter_sizes": [3, 5, 7],
+        "filter_sweep_filters": [256],
+        "fcn_input_size": 32,
+        "fcn_hidden": [256, 1024],
         "fcn_cnn_filters": [16, 64],
     },
     catches=("plain-gradient", "zero-gbp"),

@@ -150,7 +150,9 @@ def save_checkpoint(model: DigitsVGG, path: str | os.PathLike) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Train with the default settings (or ``--epochs``, ``--seed``) and write the checkpoint."""
-    parser = argparse.ArgumentParser(prog="python -m backpropvis.models.digits_training", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m backpropvis.models.digits_training", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--out", default=None, help="where to write the checkpoint (default: the shipped one)")
     parser.add_argument("--epochs", type=int, default=TrainingSettings.epochs)
     parser.add_argument("--seed", type=int, default=TrainingSettings.seed)
@@ -164,8 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BackpropvisError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"test accuracy {result.test_accuracy:.4f} (train {result.train_accuracy:.4f}), "
-          f"{result.seconds:.1f} s ({result.cpu_seconds:.1f} s of CPU) on {torch.get_num_threads()} threads, wrote {out} ({size / 1024:.0f} KiB)")
+    print(
+        f"test accuracy {result.test_accuracy:.4f} (train {result.train_accuracy:.4f}), "
+        f"{result.seconds:.1f} s ({result.cpu_seconds:.1f} s of CPU) on {torch.get_num_threads()} threads, "
+        f"wrote {out} ({size / 1024:.0f} KiB)"
+    )
     return 0
 
 

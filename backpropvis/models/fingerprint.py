@@ -24,9 +24,9 @@ def weights_fingerprint(model: nn.Module) -> str:
     for key in sorted(state):
         value = state[key]
         if not isinstance(value, torch.Tensor):  # a module's extra state
-            digest.update(f"{key}\0{value!r}\0".encode("utf-8"))
+            digest.update(f"{key}\0{value!r}\0".encode())
         else:
-            digest.update(f"{key}\0{value.dtype}\0{list(value.shape)}\0".encode("utf-8"))
+            digest.update(f"{key}\0{value.dtype}\0{list(value.shape)}\0".encode())
             flat = value.detach().to("cpu").contiguous().reshape(-1)
             if flat.numel():
                 digest.update(flat.view(torch.uint8).numpy().data)  # the buffer itself, no copy

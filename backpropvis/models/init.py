@@ -15,7 +15,12 @@ import numpy as np
 import torch
 
 __all__ = [
-    "PAPER_STD", "derive_seed", "generator_for", "truncated_normal_", "truncated_normal_rows_", "init_layer_",
+    "PAPER_STD",
+    "derive_seed",
+    "generator_for",
+    "truncated_normal_",
+    "truncated_normal_rows_",
+    "init_layer_",
     "keeps_global_rng",
 ]
 

@@ -199,7 +199,9 @@ def resolve_stage(model: nn.Module, stage: StageLike) -> Stage:
 
 
 @torch.no_grad()
-def redraw_layers_(model: nn.Module, layers: Sequence[str], seed: int, std: float = PAPER_STD, bias: float = 0.0) -> None:
+def redraw_layers_(
+    model: nn.Module, layers: Sequence[str], seed: int, std: float = PAPER_STD, bias: float = 0.0
+) -> None:
     """Redraw the named layers in place with the paper's init, each seeded by (seed, name).
 
     No batch norm handling: for building random twins and models without batch norm.
@@ -219,7 +221,9 @@ def calibration_inputs(model: nn.Module) -> torch.Tensor:
 
 
 def _ordered_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(name, module) for name, module in model.named_modules() if isinstance(module, (_ConvNd, nn.Linear, _BatchNorm))]
+    return [
+        (name, module) for name, module in model.named_modules() if isinstance(module, (_ConvNd, nn.Linear, _BatchNorm))
+    ]
 
 
 def _paired_batch_norms(model: nn.Module, redrawn_paths: set[str]) -> list[str]:

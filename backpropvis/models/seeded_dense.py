@@ -119,8 +119,12 @@ class _OnTheFlyDense(torch.autograd.Function):
         out = x.new_empty((x.shape[0], layer.out_features))
         blocks = -(-layer.out_features // layer.columns_per_block)
         progress = tqdm(  # the paper-size readout takes tens of seconds to draw
-            layer.column_blocks(range(layer.out_features)), total=blocks, desc=f"drawing {layer.name} weights",
-            unit="block", leave=False, disable=blocks < 16,
+            layer.column_blocks(range(layer.out_features)),
+            total=blocks,
+            desc=f"drawing {layer.name} weights",
+            unit="block",
+            leave=False,
+            disable=blocks < 16,
         )
         for chunk, rows in progress:
             out[:, chunk[0] : chunk[-1] + 1] = x @ rows.to(x).T

@@ -87,7 +87,12 @@ class ThreeLayerCNN(nn.Module):
             side = pooled_side(side, pool, pool_stride or pool, pool_padding)
         self.feature_shape = (num_filters, side, side)
         self.readout = SeededDense(
-            num_filters * side * side, num_classes, seed=seed, name="readout", std=std, materialize_bytes=materialize_bytes
+            num_filters * side * side,
+            num_classes,
+            seed=seed,
+            name="readout",
+            std=std,
+            materialize_bytes=materialize_bytes,
         )
         self.preprocessing = IMAGENET.resized(input_size)
 
@@ -115,9 +120,13 @@ class ThreeLayerFCN(nn.Module):
         super().__init__()
         self.input_size = input_size
         inputs = 3 * input_size * input_size
-        self.hidden = SeededDense(inputs, hidden, seed=seed, name="hidden", std=std, materialize_bytes=materialize_bytes)
+        self.hidden = SeededDense(
+            inputs, hidden, seed=seed, name="hidden", std=std, materialize_bytes=materialize_bytes
+        )
         self.relu = nn.ReLU()
-        self.readout = SeededDense(hidden, num_classes, seed=seed, name="readout", std=std, materialize_bytes=materialize_bytes)
+        self.readout = SeededDense(
+            hidden, num_classes, seed=seed, name="readout", std=std, materialize_bytes=materialize_bytes
+        )
         self.preprocessing = IMAGENET.resized(input_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

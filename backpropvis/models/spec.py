@@ -59,7 +59,6 @@ BUILT_IN = "built-in"
 """The ``source`` of a built-in model."""
 
 
-
 @dataclass(frozen=True)
 class LoadedModel:
     """A model ready for the engine, with everything a report or a database records.
@@ -194,8 +193,17 @@ def resolve_model(
     if output is not None:
         module = select_output(module, output)
     return LoadedModel(
-        module, name, arguments, source, weights, weights_description, fingerprint,
-        None if output is None else str(output), preprocessing, described, tuple(notes),
+        module,
+        name,
+        arguments,
+        source,
+        weights,
+        weights_description,
+        fingerprint,
+        None if output is None else str(output),
+        preprocessing,
+        described,
+        tuple(notes),
     )
 
 
@@ -214,9 +222,16 @@ def describe_module(
     cls = type(inner)
     preprocessing, described = _preprocessing(module, name or cls.__name__, input_size)
     return LoadedModel(
-        module, name or cls.__name__, {}, f"module {cls.__module__}", weights,
-        getattr(module, "weights_description", weights), weights_fingerprint(inner),
-        None if not isinstance(module, SelectOutput) else str(module.key), preprocessing, described,
+        module,
+        name or cls.__name__,
+        {},
+        f"module {cls.__module__}",
+        weights,
+        getattr(module, "weights_description", weights),
+        weights_fingerprint(inner),
+        None if not isinstance(module, SelectOutput) else str(module.key),
+        preprocessing,
+        described,
     )
 
 
@@ -284,7 +299,7 @@ def _resolve_callable(text: str, built_in: tuple[str, ...]) -> tuple[str, str, C
 
 
 def _where(error: BaseException) -> str:
-    """" (file.py, line N)": the innermost frame of ``error``'s traceback outside backpropvis ("" if none)."""
+    """ " (file.py, line N)": the innermost frame of ``error``'s traceback outside backpropvis ("" if none)."""
     ours = str(Path(__file__).resolve().parent.parent)
     frames = [frame for frame in traceback.extract_tb(error.__traceback__) if not frame.filename.startswith(ours)]
     return f" ({Path(frames[-1].filename).name}, line {frames[-1].lineno})" if frames else ""
@@ -352,5 +367,3 @@ def _call(build: Callable, name: str, arguments: dict[str, Any], seed: int) -> n
         raise ModelError(f"{call} returned a {type(module).__name__}, not a torch.nn.Module")
     refuse_compiled(module, call)
     return module.cpu()
-
-

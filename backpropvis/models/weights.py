@@ -86,8 +86,11 @@ def _what_it_holds(loaded: object) -> str:
     if isinstance(loaded, torch.Tensor):
         return f"holds a single tensor of shape {list(loaded.shape)}"
     if isinstance(loaded, Mapping):
-        nested = [str(key) for key, value in loaded.items()
-                  if isinstance(value, Mapping) and value and all(isinstance(v, torch.Tensor) for v in value.values())]
+        nested = [
+            str(key)
+            for key, value in loaded.items()
+            if isinstance(value, Mapping) and value and all(isinstance(v, torch.Tensor) for v in value.values())
+        ]
         keys = ", ".join(_printable(str(key), 30) for key in list(loaded)[:6]) + (", ..." if len(loaded) > 6 else "")
         inside = ""
         if nested:

@@ -140,13 +140,21 @@ def plot_runs(summary: dict, path: Union[str, os.PathLike]) -> Path:
         for number, (label, run) in enumerate(zip(labels, runs)):
             entries = [run["methods"].get(method, {}).get(name) for method in methods]
             means = np.array([entry["mean"] if entry else np.nan for entry in entries])
-            errors = np.array([
-                [entry["mean"] - entry["low"] if entry else 0.0 for entry in entries],
-                [entry["high"] - entry["mean"] if entry else 0.0 for entry in entries],
-            ])
+            errors = np.array(
+                [
+                    [entry["mean"] - entry["low"] if entry else 0.0 for entry in entries],
+                    [entry["high"] - entry["mean"] if entry else 0.0 for entry in entries],
+                ]
+            )
             settings = run["settings"]
-            axis.bar(np.arange(len(methods)) + (number - (len(runs) - 1) / 2) * width, means, width, yerr=errors,
-                     capsize=3, label=f"{label}: {settings['model']} ({settings['weights_description']})"[:60])
+            axis.bar(
+                np.arange(len(methods)) + (number - (len(runs) - 1) / 2) * width,
+                means,
+                width,
+                yerr=errors,
+                capsize=3,
+                label=f"{label}: {settings['model']} ({settings['weights_description']})"[:60],
+            )
         axis.set_xticks(np.arange(len(methods)), methods)
         axis.set_title(title, fontsize=10)
         axis.set_ylabel("mean L2 distance (95% CI)")

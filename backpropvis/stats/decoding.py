@@ -62,8 +62,9 @@ class ImageSet(Dataset):
     ``preprocess`` maps a PIL image to Tensor[3, S, S] (a model's ``preprocessing``).
     """
 
-    def __init__(self, source: ImageSource, keys: Sequence[str],
-                 preprocess: Callable[[Image.Image], torch.Tensor]) -> None:
+    def __init__(
+        self, source: ImageSource, keys: Sequence[str], preprocess: Callable[[Image.Image], torch.Tensor]
+    ) -> None:
         self.source = source
         self.keys = list(keys)
         self.preprocess = preprocess
@@ -102,5 +103,6 @@ def batch_loader(dataset: ImageSet, batches: Sequence[Sequence[int]], workers: i
     extra: dict[str, Any] = {}
     if workers > 0:
         extra = {"prefetch_factor": 2, "persistent_workers": False, "worker_init_fn": _one_thread}
-    return DataLoader(dataset, batch_sampler=[list(batch) for batch in batches], num_workers=workers,
-                      collate_fn=collate, **extra)
+    return DataLoader(
+        dataset, batch_sampler=[list(batch) for batch in batches], num_workers=workers, collate_fn=collate, **extra
+    )

@@ -53,7 +53,7 @@ def choose_pairs(kind: str, logits: torch.Tensor, keys: Sequence[str], seed: int
 
 
 def random_pairs(num_classes: int, keys: Sequence[str], seed: int) -> torch.Tensor:
-    """"random-random" pairs, which need no logits: LongTensor[2, B], two different
+    """ "random-random" pairs, which need no logits: LongTensor[2, B], two different
     logits per image, uniform, drawn from (seed, key)."""
     _check_classes(num_classes)
     return _with_first(
@@ -66,7 +66,9 @@ def _check_classes(num_classes: int) -> None:
         raise BackpropvisError(f"--pairs needs a model with at least two logits, this one has {num_classes}")
 
 
-def _with_first(num_classes: int, keys: Sequence[str], seed: int, first_of: Callable[[int, torch.Generator], int]) -> torch.Tensor:
+def _with_first(
+    num_classes: int, keys: Sequence[str], seed: int, first_of: Callable[[int, torch.Generator], int]
+) -> torch.Tensor:
     """Pairs whose first logit is ``first_of(column, generator)`` and whose second is
     uniform over the other K - 1, both from the image's own generator."""
     pairs = torch.empty((2, len(keys)), dtype=torch.long)

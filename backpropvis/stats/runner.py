@@ -161,10 +161,20 @@ def run_class_distance(
     network = loaded.module.to(torch_device)
 
     settings = RunSettings(
-        model=loaded.name, weights=str(loaded.weights), methods=tuple(rule.name for rule in rules), pairs=pairs,
-        seed=int(seed), input_size=input_size, images=source_setting(images),
-        rank=world.rank, world_size=world.size, model_args=loaded.args_json, model_source=loaded.source,
-        weights_fingerprint=loaded.fingerprint, output=loaded.output, precision=precision or "default",
+        model=loaded.name,
+        weights=str(loaded.weights),
+        methods=tuple(rule.name for rule in rules),
+        pairs=pairs,
+        seed=int(seed),
+        input_size=input_size,
+        images=source_setting(images),
+        rank=world.rank,
+        world_size=world.size,
+        model_args=loaded.args_json,
+        model_source=loaded.source,
+        weights_fingerprint=loaded.fingerprint,
+        output=loaded.output,
+        precision=precision or "default",
     )
     other = {"batch_size": batch_size, "workers": workers, "device": str(torch_device), "limit": limit}
     with process_group(world, torch_device):
@@ -173,8 +183,17 @@ def run_class_distance(
         )
         try:
             report = _run(
-                store, keys, images=images, network=network, preprocess=loaded.preprocessing, rules=rules,
-                settings=settings, batch_size=batch_size, workers=workers, device=torch_device, world=world,
+                store,
+                keys,
+                images=images,
+                network=network,
+                preprocess=loaded.preprocessing,
+                rules=rules,
+                settings=settings,
+                batch_size=batch_size,
+                workers=workers,
+                device=torch_device,
+                world=world,
                 progress=progress,
             )
         finally:
@@ -184,8 +203,13 @@ def run_class_distance(
 
 
 def _network(
-    model: Union[str, nn.Module, LoadedModel], weights: str, seed: int, model_name: Optional[str],
-    model_args: Union[str, dict, None], output: Optional[str], input_size: Optional[int],
+    model: Union[str, nn.Module, LoadedModel],
+    weights: str,
+    seed: int,
+    model_name: Optional[str],
+    model_args: Union[str, dict, None],
+    output: Optional[str],
+    input_size: Optional[int],
 ) -> LoadedModel:
     """The model as :class:`LoadedModel`: built from text, or a module described as it is."""
     if isinstance(model, LoadedModel):
@@ -198,9 +222,19 @@ def _network(
 
 
 def _run(
-    store: ResultsStore, keys: Sequence[str], *, images: ImageSource, network: nn.Module,
-    preprocess: Callable[[Image.Image], torch.Tensor], rules: Sequence[Rule], settings: RunSettings, batch_size: int,
-    workers: int, device: torch.device, world: World, progress: bool,
+    store: ResultsStore,
+    keys: Sequence[str],
+    *,
+    images: ImageSource,
+    network: nn.Module,
+    preprocess: Callable[[Image.Image], torch.Tensor],
+    rules: Sequence[Rule],
+    settings: RunSettings,
+    batch_size: int,
+    workers: int,
+    device: torch.device,
+    world: World,
+    progress: bool,
 ) -> RunReport:
     mine = shard(keys, world.rank, world.size)
     batch_size = max(1, min(batch_size, len(mine)))  # a handful of images is not padded to a large batch
@@ -215,8 +249,14 @@ def _run(
     started, done_now, failed_images, num_classes = time.perf_counter(), 0, [], None
     description = "class distance" + (f" (rank {world.rank}/{world.size})" if world.size > 1 else "")
     try:
-        with tqdm(total=pending, unit="image", desc=description, disable=not progress or pending == 0,
-                  position=world.local_rank if world.size > 1 else None, dynamic_ncols=True) as bar:
+        with tqdm(
+            total=pending,
+            unit="image",
+            desc=description,
+            disable=not progress or pending == 0,
+            position=world.local_rank if world.size > 1 else None,
+            dynamic_ncols=True,
+        ) as bar:
             for batch in batch_loader(dataset, batches, workers):
                 rows: list[ResultRow] = []
                 if batch.keys:
@@ -236,13 +276,25 @@ def _run(
         ) from None
     store.finish(complete=len(done) + done_now == len(mine))
     return RunReport(
-        store.path, world.rank, world.size, len(mine), len(done), done_now, len(failed_images),
-        time.perf_counter() - started, failed_images,
+        store.path,
+        world.rank,
+        world.size,
+        len(mine),
+        len(done),
+        done_now,
+        len(failed_images),
+        time.perf_counter() - started,
+        failed_images,
     )
 
 
 def _measure(
-    network: nn.Module, batch: Batch, rules, settings: RunSettings, batch_size: int, device: torch.device,
+    network: nn.Module,
+    batch: Batch,
+    rules,
+    settings: RunSettings,
+    batch_size: int,
+    device: torch.device,
     num_classes: Optional[int],
 ) -> tuple[list[ResultRow], int]:
     """Rows for a batch's good images, and the model's number of logits.
@@ -280,13 +332,21 @@ def _measure(
         similarity = input_similarity(pair, image).cpu()  # [2, count]
         for column, key in enumerate(batch.keys):
             first, second, top = int(chosen[0, column]), int(chosen[1, column]), int(predicted[column])
-            rows.append(ResultRow(
-                image=key, content_hash=batch.hashes[column], method=rule.name,
-                first_logit=first, first_name=logit_name(first, num_logits),
-                second_logit=second, second_name=logit_name(second, num_logits),
-                predicted=top, predicted_name=logit_name(top, num_logits),
-                class_distance=float(distance[column]), class_distance_minmax=float(distance_minmax[column]),
-                input_similarity_first=float(similarity[0, column]),
-                input_similarity_second=float(similarity[1, column]),
-            ))
+            rows.append(
+                ResultRow(
+                    image=key,
+                    content_hash=batch.hashes[column],
+                    method=rule.name,
+                    first_logit=first,
+                    first_name=logit_name(first, num_logits),
+                    second_logit=second,
+                    second_name=logit_name(second, num_logits),
+                    predicted=top,
+                    predicted_name=logit_name(top, num_logits),
+                    class_distance=float(distance[column]),
+                    class_distance_minmax=float(distance_minmax[column]),
+                    input_similarity_first=float(similarity[0, column]),
+                    input_similarity_second=float(similarity[1, column]),
+                )
+            )
     return rows, len(maps.logits[0])

@@ -73,9 +73,19 @@ CREATE TABLE IF NOT EXISTS failures (
 """
 
 _RESULT_COLUMNS = (
-    "image", "content_hash", "method", "first_logit", "first_name", "second_logit", "second_name",
-    "predicted", "predicted_name", "class_distance", "class_distance_minmax",
-    "input_similarity_first", "input_similarity_second",
+    "image",
+    "content_hash",
+    "method",
+    "first_logit",
+    "first_name",
+    "second_logit",
+    "second_name",
+    "predicted",
+    "predicted_name",
+    "class_distance",
+    "class_distance_minmax",
+    "input_similarity_first",
+    "input_similarity_second",
 )
 
 
@@ -106,10 +116,19 @@ class RunSettings:
     precision: str = "default"
 
     FLAGS: ClassVar[dict[str, str]] = {
-        "model": "--model", "model_args": "--model-args", "model_source": "the model's code (its source)",
-        "weights": "--weights", "weights_fingerprint": "the weights (SHA-256 of the state dict)", "output": "--output",
-        "methods": "--methods", "pairs": "--pairs", "seed": "--seed", "input_size": "--input-size",
-        "precision": "--precision", "images": "--images", "rank": "rank",
+        "model": "--model",
+        "model_args": "--model-args",
+        "model_source": "the model's code (its source)",
+        "weights": "--weights",
+        "weights_fingerprint": "the weights (SHA-256 of the state dict)",
+        "output": "--output",
+        "methods": "--methods",
+        "pairs": "--pairs",
+        "seed": "--seed",
+        "input_size": "--input-size",
+        "precision": "--precision",
+        "images": "--images",
+        "rank": "rank",
         "world_size": "world size (torchrun processes)",
     }
 
@@ -164,8 +183,13 @@ def _versions() -> dict:
 
     from .. import __version__
 
-    return {"backpropvis": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "pillow": PIL.__version__, "python": platform.python_version()}
+    return {
+        "backpropvis": __version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "pillow": PIL.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def _settings_from_row(row: sqlite3.Row) -> RunSettings:
@@ -176,11 +200,19 @@ def _settings_from_row(row: sqlite3.Row) -> RunSettings:
         return row[name] if name in columns else schema_1_value
 
     return RunSettings(
-        model=row["model"], weights=row["weights"], methods=tuple(row["methods"].split(",")), pairs=row["pairs"],
-        seed=row["seed"], input_size=row["input_size"], images=row["images"], rank=row["rank"],
+        model=row["model"],
+        weights=row["weights"],
+        methods=tuple(row["methods"].split(",")),
+        pairs=row["pairs"],
+        seed=row["seed"],
+        input_size=row["input_size"],
+        images=row["images"],
+        rank=row["rank"],
         world_size=row["world_size"],
-        model_args=newer("model_args", UNKNOWN_IN_SCHEMA_1), model_source=newer("model_source", UNKNOWN_IN_SCHEMA_1),
-        weights_fingerprint=newer("weights_fingerprint", UNKNOWN_IN_SCHEMA_1), output=newer("output", None),
+        model_args=newer("model_args", UNKNOWN_IN_SCHEMA_1),
+        model_source=newer("model_source", UNKNOWN_IN_SCHEMA_1),
+        weights_fingerprint=newer("weights_fingerprint", UNKNOWN_IN_SCHEMA_1),
+        output=newer("output", None),
         precision=newer("precision", "float32"),  # before schema 2 the engine always computed in float32
     )
 
@@ -195,7 +227,11 @@ class ResultsStore:
     """
 
     def __init__(
-        self, path: Union[str, os.PathLike], settings: RunSettings, weights_description: str, other_settings: dict,
+        self,
+        path: Union[str, os.PathLike],
+        settings: RunSettings,
+        weights_description: str,
+        other_settings: dict,
         elsewhere: str = "another --db",
     ) -> None:
         self.path = Path(path)
@@ -262,9 +298,26 @@ class ResultsStore:
             "output, precision, methods, pairs, seed, input_size, images, rank, world_size, settings, versions, "
             "started_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (s.model, s.weights, weights_description, s.model_args, s.model_source, s.weights_fingerprint, s.output,
-             s.precision, ",".join(s.methods), s.pairs, s.seed, s.input_size, s.images, s.rank, s.world_size,
-             json.dumps(other_settings, sort_keys=True), json.dumps(_versions(), sort_keys=True), _now()),
+            (
+                s.model,
+                s.weights,
+                weights_description,
+                s.model_args,
+                s.model_source,
+                s.weights_fingerprint,
+                s.output,
+                s.precision,
+                ",".join(s.methods),
+                s.pairs,
+                s.seed,
+                s.input_size,
+                s.images,
+                s.rank,
+                s.world_size,
+                json.dumps(other_settings, sort_keys=True),
+                json.dumps(_versions(), sort_keys=True),
+                _now(),
+            ),
         ).lastrowid
         assert run_id is not None  # an INSERT always has one
         return run_id

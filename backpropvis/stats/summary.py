@@ -23,7 +23,13 @@ from ..render import pyplot
 from .store import RunSettings, StoredRun, read_database
 
 __all__ = [
-    "expand_databases", "bootstrap_means", "Collected", "collect", "summarize", "format_summary", "plot_summary",
+    "expand_databases",
+    "bootstrap_means",
+    "Collected",
+    "collect",
+    "summarize",
+    "format_summary",
+    "plot_summary",
     "RATIOS",
 ]
 
@@ -216,7 +222,10 @@ def collect(databases: Sequence[Union[str, os.PathLike]]) -> Collected:
 
 
 def summarize(
-    databases: Sequence[Union[str, os.PathLike]], resamples: int = 2000, seed: int = 0, confidence: float = 0.95,
+    databases: Sequence[Union[str, os.PathLike]],
+    resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
     ratios: Sequence[tuple[str, str]] = RATIOS,
 ) -> dict:
     """Per-method statistics of one run, from one or several databases.
@@ -237,16 +246,28 @@ def summarize(
     summary: dict[str, Any] = {
         "databases": [str(stored.path) for stored in run.runs],
         "settings": {
-            "model": settings.model, "weights": settings.weights,
+            "model": settings.model,
+            "weights": settings.weights,
             "weights_description": run.runs[0].run["weights_description"],
-            "methods": methods, "pairs": settings.pairs, "seed": settings.seed, "input_size": settings.input_size,
-            "images": settings.images, "world_size": settings.world_size, "model_args": settings.model_args,
-            "model_source": settings.model_source, "weights_fingerprint": settings.weights_fingerprint,
-            "output": settings.output, "precision": settings.precision,
+            "methods": methods,
+            "pairs": settings.pairs,
+            "seed": settings.seed,
+            "input_size": settings.input_size,
+            "images": settings.images,
+            "world_size": settings.world_size,
+            "model_args": settings.model_args,
+            "model_source": settings.model_source,
+            "weights_fingerprint": settings.weights_fingerprint,
+            "output": settings.output,
+            "precision": settings.precision,
         },
-        "images": len(run.images), "images_expected": run.expected, "complete": run.complete,
-        "failures": len(run.failures), "failure_reasons": {row["image"]: row["reason"] for row in run.failures},
-        "methods": {}, "ratios": {},
+        "images": len(run.images),
+        "images_expected": run.expected,
+        "complete": run.complete,
+        "failures": len(run.failures),
+        "failure_reasons": {row["image"]: row["reason"] for row in run.failures},
+        "methods": {},
+        "ratios": {},
         "bootstrap": {"resamples": resamples, "seed": seed, "confidence": confidence},
         "notes": run.notes,
     }
@@ -308,8 +329,9 @@ def plot_summary(summary: dict, path: Union[str, os.PathLike], title: Optional[s
     for axis, name, label in zip(axes, ("class_distance", "class_distance_minmax"), ("unit-L2 maps", "min-max maps")):
         entries = [summary["methods"][method][name] for method in methods]
         means = np.array([entry["mean"] for entry in entries])
-        errors = np.array([[entry["mean"] - entry["low"] for entry in entries],
-                           [entry["high"] - entry["mean"] for entry in entries]])
+        errors = np.array(
+            [[entry["mean"] - entry["low"] for entry in entries], [entry["high"] - entry["mean"] for entry in entries]]
+        )
         colours = ["tab:red", "tab:blue", "tab:green", "tab:gray"][: len(methods)]
         axis.bar(methods, means, yerr=errors, capsize=4, color=colours)
         axis.set_title(f"class distance, {label}", fontsize=10)
