@@ -16,14 +16,12 @@ from __future__ import annotations
 import json
 import math
 import pathlib
-import shutil
 import sqlite3
-import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
+from browser import CHROMIUM, SKIP_REASON, pixels_near, screenshot
 from cli_runner import run_cli
 from PIL import Image
 from sabotage import sabotaged
@@ -343,43 +341,21 @@ def test_json_holds_no_nan(lite0_audit) -> None:
 
 # --- the page in a browser -------------------------------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 YES_GREEN = (200, 239, 200)  # the page's #c8efc8
 NO_RED = (247, 198, 198)  # the page's #f7c6c6
 
 
-def _pixels_near(picture: np.ndarray, colour: tuple[int, int, int], tolerance: int = 6) -> int:
-    return int((np.abs(picture.astype(int) - np.array(colour)).max(axis=-1) <= tolerance).sum())
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+@pytest.mark.skipif(CHROMIUM is None, reason=SKIP_REASON)
 def test_the_page_renders_in_headless_chromium(lite0_audit, tmp_path) -> None:
     """The verdict cells (green yes, red no) and the embedded figures are drawn, from the file alone."""
     out, audit = lite0_audit
     page = out / INDEX_FILE
     copy = tmp_path / "alone.html"  # the page alone, away from its figures folder: it must still show them
     copy.write_bytes(page.read_bytes())
-    screenshot = tmp_path / "shot.png"
-    command = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        f"--screenshot={screenshot}",
-        "--window-size=1280,5000",
-        copy.as_uri(),
-    ]
-    subprocess.run(command, check=True, timeout=90, capture_output=True)
-    picture = np.asarray(Image.open(screenshot).convert("RGB"))
+    picture = screenshot(copy, tmp_path, height=5000)
     assert picture.shape[:2] == (5000, 1280)
-    assert _pixels_near(picture, YES_GREEN) > 2000  # saliency's yes cells and the criteria that hold
-    assert _pixels_near(picture, NO_RED) > 2000  # GBP's and DeconvNet's no cells
+    assert pixels_near(picture, YES_GREEN) > 2000  # saliency's yes cells and the criteria that hold
+    assert pixels_near(picture, NO_RED) > 2000  # GBP's and DeconvNet's no cells
     figures = picture[1500:]  # below the tables: the figures, drawn (maps are far from flat)
     assert float(figures.std()) > 30.0
     assert audit["verdicts"]["gbp"]["class_sensitive"] is False

@@ -4,25 +4,17 @@ experiment and an embedded figure, and the pixels must show all of them."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import numpy as np
 import pytest
-from PIL import Image
+from browser import CHROMIUM, SKIP_REASON, pixels_near, screenshot
 
 from backpropvis.experiments.base import Claim, ExperimentResult
 from backpropvis.render import save_png
 from backpropvis.report import write_index, write_result
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PASS_GREEN = (200, 239, 200)  # report.py's #c8efc8
 FAIL_RED = (247, 198, 198)  # report.py's #f7c6c6
 FIGURE_BLUE = (20, 40, 230)
-
-
-def _pixels_near(picture: np.ndarray, colour: tuple[int, int, int], tolerance: int = 6) -> int:
-    return int((np.abs(picture.astype(int) - np.array(colour)).max(axis=-1) <= tolerance).sum())
 
 
 def _report(out) -> None:
@@ -59,7 +51,7 @@ def _report(out) -> None:
     write_index(out)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+@pytest.mark.skipif(CHROMIUM is None, reason=SKIP_REASON)
 def test_index_renders_in_headless_chromium(tmp_path):
     out = tmp_path / "report"
     _report(out)
@@ -67,27 +59,9 @@ def test_index_renders_in_headless_chromium(tmp_path):
     assert "http://" not in page and "https://" not in page  # self-contained: nothing to fetch
     assert "&lt;does not&gt;" in page  # text is escaped, not parsed as HTML
 
-    screenshot = tmp_path / "shot.png"
-    command = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        f"--screenshot={screenshot}",
-        "--window-size=1280,2000",
-        (out / "index.html").as_uri(),
-    ]
-    subprocess.run(command, check=True, timeout=90, capture_output=True)
-    assert screenshot.is_file()
-    picture = np.asarray(Image.open(screenshot).convert("RGB"))
+    picture = screenshot(out / "index.html", tmp_path)
     assert picture.shape[:2] == (2000, 1280)
     assert float(picture.std()) > 20.0  # not a blank page
-    assert _pixels_near(picture, PASS_GREEN) > 500  # the passing verdict cells are green
-    assert _pixels_near(picture, FAIL_RED) > 500  # the failing one is red
-    assert _pixels_near(picture, FIGURE_BLUE, tolerance=10) > 20_000  # the embedded figure is drawn
+    assert pixels_near(picture, PASS_GREEN) > 500  # the passing verdict cells are green
+    assert pixels_near(picture, FAIL_RED) > 500  # the failing one is red
+    assert pixels_near(picture, FIGURE_BLUE, tolerance=10) > 20_000  # the embedded figure is drawn
