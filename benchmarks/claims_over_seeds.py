@@ -87,7 +87,7 @@ def markdown(spreads: list[ClaimSpread], seconds: dict[str, list[float]]) -> str
     """The table: experiment, claim, mean, spread, threshold, runs in which it holds."""
     runs = len(next(iter(seconds.values()))) if seconds else 0
     lines = [
-        "| fig | claim | mean | sd | threshold | holds |",
+        "| experiment | claim | mean | sd | threshold | holds |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for spread in spreads:
@@ -98,7 +98,7 @@ def markdown(spreads: list[ClaimSpread], seconds: dict[str, list[float]]) -> str
             f"| {spread.comparison} {_number(spread.threshold)} | {verdict} |"
         )
     lines.append("")
-    lines.append("| fig | seconds per run |")
+    lines.append("| experiment | seconds per run |")
     lines.append("| --- | --- |")
     for name, times in seconds.items():
         lines.append(f"| {name} | {', '.join(f'{t:.0f}' for t in times)} |")
