@@ -160,6 +160,14 @@ def test_summarize_puts_different_runs_side_by_side(tmp_path, capsys) -> None:
     assert merged["runs"][0]["methods"]["saliency"]["class_distance"]["mean"] == pytest.approx(2.0)
 
 
+def test_runs_side_by_side_with_one_method_have_no_ratio_rows(tmp_path, capsys) -> None:
+    first = _store(tmp_path / "first.sqlite", {"saliency": [1.0] * 2})
+    second = _store(tmp_path / "second.sqlite", {"saliency": [0.5] * 2}, seed=1)
+    status, stdout, err = run_cli(["summarize", str(first), str(second)], capsys)
+    assert status == 0, err
+    assert "they differ in --seed: A 0, B 1" in stdout and "ratio" not in stdout
+
+
 SCHEMA_1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE runs (

@@ -93,7 +93,7 @@ def format_runs(summary: dict) -> str:
         values = ", ".join(f"{label} {value}" for label, value in zip(labels, difference["values"]))
         lines.append(f"  they differ in {difference['setting']}: {values}")
     methods = list(dict.fromkeys(method for run in runs for method in run["methods"]))
-    width, first = 26, max(10, *(len("ratio " + name) for run in runs for name in run["ratios"]))
+    width, first = 26, max(10, max((len("ratio " + name) for run in runs for name in run["ratios"]), default=0))
     header = f"{'method':>{first}}  " + "  ".join(f"{label:>{width}}" for label in labels)
     for name, title in _COLUMNS:
         lines += [f"{title}, mean [{confidence}% CI]", header]
