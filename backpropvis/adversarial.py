@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from .attacks import fgsm
+from .attacks import fgsm_direction
 from .engine import attribute_many
 from .metrics import class_distance
 from .rules import PAPER_METHODS
@@ -89,7 +89,8 @@ def fgsm_sweep(
 
     with torch.no_grad():
         original = on_pixels(pixels).argmax(dim=1)
-    adversarial = torch.stack([fgsm(on_pixels, pixels, original, step / 255.0, bounds=(0.0, 1.0)) for step in steps])
+    direction = fgsm_direction(on_pixels, pixels, original)  # one gradient for every step
+    adversarial = torch.stack([(pixels.detach() + step / 255.0 * direction).clamp(0.0, 1.0) for step in steps])
     batch, count = len(pixels), len(steps)
     inputs = normalize(torch.cat([pixels, adversarial.flatten(0, 1)]))  # [(1 + S) B, C, H, W]
     maps = attribute_many(model, inputs, ["max"], methods, precision=precision)

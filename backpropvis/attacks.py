@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .errors import InputError, TargetError
 
-__all__ = ["fgsm"]
+__all__ = ["fgsm", "fgsm_direction"]
 
 
 def fgsm(
@@ -50,21 +50,43 @@ def fgsm(
     Returns:
         [B, ...] the adversarial inputs, detached.
     """
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2:
-        raise InputError("fgsm needs a floating-point batch shaped [B, ...]")
+    _check_batch(x)
     if not epsilon >= 0:
         raise InputError(f"epsilon must be a non-negative number, not {epsilon!r}")
+    adversarial = x.detach() + epsilon * fgsm_direction(model, x, label, targeted=targeted)
+    if bounds is not None:
+        adversarial = adversarial.clamp(*bounds)
+    return adversarial.detach()
+
+
+def fgsm_direction(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    label: Union[int, torch.Tensor],
+    *,
+    targeted: bool = False,
+) -> torch.Tensor:
+    """The direction every FGSM step takes from ``x``: ``sign(dL/dx)`` (``-sign`` with
+    ``targeted=True``), ``L`` and the arguments as in :func:`fgsm`. One forward and one
+    backward pass serve every step size: ``fgsm(..., epsilon)`` is ``x + epsilon *
+    fgsm_direction(...)``, then clipped.
+
+    Returns:
+        [B, ...] detached, with values in {-1, 0, 1}.
+    """
+    _check_batch(x)
     inputs = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         logits = model(inputs)
         labels = _labels(label, logits)
         loss = F.cross_entropy(logits, labels, reduction="sum")  # sum: each sample's own gradient
         (gradient,) = torch.autograd.grad(loss, inputs)
-    step = -epsilon if targeted else epsilon
-    adversarial = x.detach() + step * gradient.sign()
-    if bounds is not None:
-        adversarial = adversarial.clamp(*bounds)
-    return adversarial.detach()
+    return -gradient.sign() if targeted else gradient.sign()
+
+
+def _check_batch(x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2:
+        raise InputError("fgsm needs a floating-point batch shaped [B, ...]")
 
 
 def _labels(label: Union[int, torch.Tensor], logits: torch.Tensor) -> torch.Tensor:

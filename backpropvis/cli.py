@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, NoReturn, Optional, Sequence
+from typing import Any, Callable, NoReturn, Optional, Sequence
 
-from .errors import BackpropvisError
+from .errors import BackpropvisError, first_few
 from .rules import PAPER_METHODS
 
 __all__ = ["main", "build_parser", "PRECISION_CHOICES"]
@@ -31,17 +31,12 @@ def _run_visualize(args: argparse.Namespace) -> int:
 
     summary = visualize(
         images=args.images or ["tabby"],
-        model=args.model,
-        weights=args.weights,
+        **_model_options(args),
         methods=_split(args.methods),
         targets=parse_targets(args.targets),
         seed=args.seed,
         device=args.device,
         out=args.out,
-        model_args=args.model_args,
-        output=args.output,
-        input_size=args.input_size,
-        precision=_precision(args.precision),
         save_maps=args.save_maps,
     )
     _print_model(f"{summary['model']} ({summary['weights']})", summary["preprocessing"], summary["notes"])
@@ -72,6 +67,23 @@ def _print_model(title: str, preprocessing: str, notes: Sequence[str]) -> None:
 
 def _precision(choice: str) -> Optional[str]:
     return None if choice == "default" else choice
+
+
+def _model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What :func:`_add_model_options` read, as the keyword arguments every model-building API takes."""
+    return {
+        "model": args.model,
+        "weights": args.weights,
+        "model_args": args.model_args,
+        "output": args.output,
+        "input_size": args.input_size,
+        "precision": _precision(args.precision),
+    }
+
+
+def _streaming_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What :func:`_add_streaming_options` read, as keyword arguments."""
+    return {"limit": args.limit, "batch_size": args.batch_size, "workers": args.workers}
 
 
 def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str) -> None:
@@ -196,26 +208,15 @@ def _run_class_distance(args: argparse.Namespace) -> int:
     report = run_class_distance(
         _image_source(args),
         args.db,
-        model=args.model,
-        weights=args.weights,
+        **_model_options(args),
+        **_streaming_options(args),
         methods=_split(args.methods),
         pairs=args.pairs,
         seed=args.seed,
-        input_size=args.input_size,
-        limit=args.limit,
-        batch_size=args.batch_size,
-        workers=args.workers,
         device=args.device,
-        model_args=args.model_args,
-        output=args.output,
-        precision=_precision(args.precision),
     )
     _print_model(report.model, report.preprocessing, report.model_notes)
-    failed = ""
-    if report.failed_images:
-        shown = report.failed_images[:3]
-        more = f" and {len(report.failed_images) - len(shown)} more" if len(report.failed_images) > len(shown) else ""
-        failed = f": {', '.join(shown)}{more}"
+    failed = f": {first_few(report.failed_images, 3)}" if report.failed_images else ""
     print(
         f"{report.db}: {report.done_now} images done now ({report.failed_now} failed{failed}; "
         f"{report.images_per_second:.2f} images/s), {report.already_done} before, {report.images_total} in all"
@@ -260,20 +261,13 @@ def _run_audit(args: argparse.Namespace) -> int:
     audit = run_audit(
         _image_source(args),
         args.out,
-        model=args.model,
-        weights=args.weights,
-        model_args=args.model_args,
-        output=args.output,
-        input_size=args.input_size,
-        precision=_precision(args.precision),
+        **_model_options(args),
+        **_streaming_options(args),
         methods=_split(args.methods),
         pairs=args.pairs,
         seed=args.seed,
-        limit=args.limit,
         few_images=args.few_images,
         adversarial_steps=_steps(args.fgsm_steps),
-        batch_size=args.batch_size,
-        workers=args.workers,
         device=args.device,
     )
     model = audit["model"]

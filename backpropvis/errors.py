@@ -19,7 +19,14 @@ __all__ = [
     "StoreError",
     "OutputError",
     "Interrupted",
+    "first_few",
 ]
+
+
+def first_few(names: list[str], count: int) -> str:
+    """The first ``count`` of ``names`` for a one-line message: "a, b, c and 2 more"."""
+    shown = ", ".join(names[:count])
+    return shown + (f" and {len(names) - count} more" if len(names) > count else "")
 
 
 class BackpropvisError(Exception):

@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import OutputError
 
-__all__ = ["write_text", "write_json", "write_arrays", "replacing", "make_folder"]
+__all__ = ["write_text", "write_json", "write_arrays", "read_arrays", "replacing", "make_folder"]
 
 
 def make_folder(path: Union[str, os.PathLike]) -> Path:
@@ -65,3 +65,13 @@ def write_arrays(arrays: Mapping[str, np.ndarray], path: Union[str, os.PathLike]
     with replacing(path) as partial, open(partial, "wb") as file:
         np.savez(file, **arrays)  # type: ignore[arg-type]
     return Path(path)
+
+
+def read_arrays(path: Union[str, os.PathLike]) -> dict[str, np.ndarray]:
+    """The named arrays of an ``.npz`` file, read whole (no pickle).
+
+    Raises:
+        OSError, ValueError: a missing, unreadable or corrupt file.
+    """
+    with np.load(path, allow_pickle=False) as saved:
+        return {name: saved[name] for name in saved.files}

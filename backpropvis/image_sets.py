@@ -81,6 +81,25 @@ class Crop:
         return cropped.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if self.mirror else cropped
 
 
+@functools.lru_cache(maxsize=8)
+def _drawn_crops(count: int, seed: int) -> tuple[Crop, ...]:
+    """:meth:`Samples.drawn`, drawn once per process (DataLoader workers load one crop at a time)."""
+    generator = np.random.default_rng([seed, 7])
+    names = sample_names()
+    crops = []
+    for _ in range(count):
+        photo = names[int(generator.integers(len(names)))]
+        fraction, left, top = generator.uniform(0.35, 0.9), generator.random(), generator.random()
+        crops.append(Crop(photo, float(fraction), float(left), float(top), bool(generator.random() < 0.5)))
+    return tuple(crops)
+
+
+@functools.cache
+def _sample_photo(name: str) -> Image.Image:
+    """A bundled photo, decoded once per process; callers get copies or crops of it."""
+    return load_image(name)
+
+
 @dataclass(frozen=True)
 class Samples:
     """The bundled sample photos and ``crops`` seeded random crops of them.
@@ -100,14 +119,7 @@ class Samples:
 
     def drawn(self) -> list[Crop]:
         """Every crop, in key order."""
-        generator = np.random.default_rng([self.seed, 7])
-        names = sample_names()
-        crops = []
-        for _ in range(self.crops):
-            photo = names[int(generator.integers(len(names)))]
-            fraction, left, top = generator.uniform(0.35, 0.9), generator.random(), generator.random()
-            crops.append(Crop(photo, float(fraction), float(left), float(top), bool(generator.random() < 0.5)))
-        return crops
+        return list(_drawn_crops(self.crops, self.seed))
 
     def keys(self) -> list[str]:
         """The photos' names, then ``"<photo>#crop<NN>"`` for each crop."""
@@ -124,11 +136,11 @@ class Samples:
         """
         photo, mark, number = key.partition(_CROP_MARK)
         if not mark and photo in sample_names():
-            return load_image(photo)
-        crops = self.drawn()
+            return _sample_photo(photo).copy()
+        crops = _drawn_crops(self.crops, self.seed)
         if not (number.isdigit() and int(number) < len(crops) and crops[int(number)].photo == photo):
             raise ImageError(f"{key!r} is not an image of {self.describe()}")
-        return crops[int(number)].apply(load_image(photo))
+        return crops[int(number)].apply(_sample_photo(photo))  # a new picture: the cached photo stays as it is
 
     @property
     def setting(self) -> str:

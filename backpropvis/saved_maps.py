@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import Mapping, Sequence, Union
 
 import numpy as np
 import torch
 
 from .errors import OutputError
-from .files import make_folder
+from .files import make_folder, read_arrays, replacing, write_arrays
 
 __all__ = ["MAPS_SUFFIXES", "check_maps_path", "save_maps", "load_maps"]
 
@@ -75,18 +75,14 @@ def save_maps(
         "logits": logits.detach().float().cpu(),
         "inputs": inputs.detach().float().cpu(),
     }
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as file:
-        if path.suffix.lower() == ".pt":
+    if path.suffix.lower() == ".pt":
+        with replacing(path) as partial, open(partial, "wb") as file:
             torch.save(content, file)
-        else:
-            arrays: dict[str, Any] = {
-                key: value.numpy() if isinstance(value, torch.Tensor) else np.array(value)
-                for key, value in content.items()
-            }
-            np.savez(file, **arrays)
-    os.replace(partial, path)
-    return path
+        return path
+    arrays = {
+        key: value.numpy() if isinstance(value, torch.Tensor) else np.array(value) for key, value in content.items()
+    }
+    return write_arrays(arrays, path)
 
 
 def load_maps(path: Union[str, os.PathLike]) -> dict:
@@ -95,8 +91,7 @@ def load_maps(path: Union[str, os.PathLike]) -> dict:
     path = Path(path)
     if path.suffix.lower() == ".pt":
         return torch.load(path, map_location="cpu", weights_only=True)
-    with np.load(path, allow_pickle=False) as stored:
-        return {
-            key: stored[key].tolist() if stored[key].dtype.kind == "U" else torch.from_numpy(stored[key])
-            for key in stored.files
-        }
+    return {
+        key: value.tolist() if value.dtype.kind == "U" else torch.from_numpy(value)
+        for key, value in read_arrays(path).items()
+    }

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
-from ..files import write_arrays, write_json
+from ..files import read_arrays, write_arrays, write_json
 
 __all__ = ["STEPS_FOLDER", "StepData", "load_step", "save_step"]
 
@@ -57,8 +57,7 @@ def load_step(folder: Path, step: str, identity: Mapping[str, Any]) -> Optional[
         kept = json.loads(numbers_path.read_text(encoding="utf-8"))
         if kept.get("identity") != json.loads(json.dumps(identity)):
             return None
-        with np.load(arrays_path, allow_pickle=False) as saved:
-            arrays = {name: saved[name] for name in saved.files}
+        arrays = read_arrays(arrays_path)
     except (OSError, ValueError, KeyError, AttributeError):
         return None
     return StepData(kept["numbers"], arrays, reused=True)

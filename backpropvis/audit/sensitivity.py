@@ -45,7 +45,6 @@ def class_sensitivity(
     device: Union[str, torch.device],
     precision: Optional[str],
     progress: bool,
-    resamples: int = 2000,
 ) -> tuple[RunReport, dict]:
     """Run (or resume) the class-distance database of the audit and summarise it.
 
@@ -62,7 +61,6 @@ def class_sensitivity(
         images,
         db,
         model=loaded,
-        weights=loaded.weights,
         methods=methods,
         pairs=pairs,
         seed=seed,
@@ -76,7 +74,7 @@ def class_sensitivity(
         world=World(),
         elsewhere="another --out",
     )
-    summary = summarize([db], resamples=resamples, seed=seed, ratios=[(method, REFERENCE) for method in methods])
+    summary = summarize([db], seed=seed, ratios=[(method, REFERENCE) for method in methods])
     return report, summary
 
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ..errors import InputError, ModelError, NoActivationError
+from ..errors import InputError, ModelError, NoActivationError, first_few
 from ..module_checks import refuse_compiled, training_dependent_modules
 from ..rules import PAPER_METHODS, Rule, resolve_rule, resolve_rules
 from ..targets import Target, resolve_targets
@@ -125,7 +125,7 @@ def _maps_of(
     slot.rule = rule
     num_targets = len(target_index)
     maps = torch.empty((num_targets, *x.shape), dtype=x.dtype, device=x.device)
-    chunk = plan.targets_above_cut if plan.cut is not None else plan.targets_per_pass
+    chunk = plan.targets_above_cut  # without a cut, plan_backward makes it targets_per_pass
     for start in range(0, num_targets, chunk):
         seeds = _one_hot(target_index[start : start + chunk], logits)
         if plan.cut is None:
@@ -243,10 +243,9 @@ def _check_model(model: Model) -> None:
     if isinstance(model, nn.Module):
         training = training_dependent_modules(model)
         if training:
-            shown = ", ".join(training[:4]) + (f" and {len(training) - 4} more" if len(training) > 4 else "")
             warnings.warn(
-                f"{type(model).__name__} is in training mode, where {shown} compute differently: maps change "
-                "between calls and BatchNorm running statistics are updated; call model.eval() first",
+                f"{type(model).__name__} is in training mode, where {first_few(training, 4)} compute differently: "
+                "maps change between calls and BatchNorm running statistics are updated; call model.eval() first",
                 TrainingModeWarning,
                 stacklevel=3,
             )

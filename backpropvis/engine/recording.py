@@ -71,7 +71,7 @@ class ForwardRecord:
         self.activation_count = 0
         self.passed_through: list[str] = []
         self._outputs: list[weakref.ref] = []
-        self._convolution_nodes: list[Any] = []
+        self._convolution_nodes: set[Any] = set()  # autograd nodes hash by identity
         self._module_stack: list[str] = []
 
     def add_activation_output(self, output: torch.Tensor) -> None:
@@ -80,7 +80,7 @@ class ForwardRecord:
 
     def add_convolution_output(self, output: Any) -> None:
         if isinstance(output, torch.Tensor) and output.grad_fn is not None:
-            self._convolution_nodes.append(output.grad_fn)
+            self._convolution_nodes.add(output.grad_fn)
 
     def activation_outputs(self) -> list[torch.Tensor]:
         """The ruled activations' outputs still alive, in the order they ran."""
@@ -89,7 +89,7 @@ class ForwardRecord:
 
     def is_convolution(self, node: Any) -> bool:
         """Whether an autograd node is one of the forward pass's convolutions (by identity)."""
-        return any(node is convolution for convolution in self._convolution_nodes)
+        return node in self._convolution_nodes
 
     def where(self) -> str:
         """The path of the module running now (the model's name at the top level)."""

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import BackpropvisError
-from ..files import write_arrays
+from ..files import read_arrays, write_arrays
 
 __all__ = [
     "FIGURE_FILE",
@@ -347,7 +347,7 @@ def run_experiment(experiment: Experiment, context: RunContext) -> ExperimentRes
     data_file = write_arrays(
         {name: _array(name, value) for name, value in measured.figure.items()}, context.out / FIGURE_DATA_FILE
     )
-    arrays = _read_arrays(data_file)
+    arrays = read_arrays(data_file)
     experiment.draw(FigureData.from_result(json.loads(json.dumps(result.to_json())), arrays), context.out / FIGURE_FILE)
     result.figure = FIGURE_FILE if (context.out / FIGURE_FILE).is_file() else None
     return result
@@ -362,7 +362,7 @@ def load_figure_data(result_dir: Path) -> FigureData:
     result_dir = Path(result_dir)
     try:
         result = json.loads((result_dir / METRICS_FILE).read_text(encoding="utf-8"))
-        arrays = _read_arrays(result_dir / FIGURE_DATA_FILE)
+        arrays = read_arrays(result_dir / FIGURE_DATA_FILE)
     except (OSError, ValueError) as error:
         message = f"{result_dir} is not an experiment's result folder with its figure data: {error}"
         raise BackpropvisError(message) from None
@@ -375,11 +375,6 @@ def _array(name: str, value: Any) -> np.ndarray:
     if array.dtype == object:
         raise TypeError(f"figure data {name!r} must be numbers or strings, not {type(value).__name__}")
     return array
-
-
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as saved:
-        return {name: saved[name] for name in saved.files}
 
 
 def _plain(value: Any) -> Any:

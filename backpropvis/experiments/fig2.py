@@ -170,30 +170,22 @@ def draw(data: FigureData, path: Path) -> None:
     save_figure(figure, path, title)
 
 
+FULL: dict = {
+    "image": "tabby",
+    "targets": ("max", 482, 560),
+    "size": None,
+    "digits_image": 1,
+    "digits_targets": ("max", 5, 8),
+}
+"""One photo and one digit, each for its max logit and two others; the trained networks' own input size (the
+quick run is the same: a single image costs seconds)."""
+
 EXPERIMENT = Experiment(
     name="fig2",
     title="Trained networks: saliency changes with the logit, DeconvNet and GBP do not",
-    full={
-        "image": "tabby",
-        "targets": ("max", 482, 560),
-        "size": None,
-        "digits_image": 1,
-        "digits_targets": ("max", 5, 8),
-    },
-    quick={
-        "image": "tabby",
-        "targets": ("max", 482, 560),
-        "size": None,
-        "digits_image": 1,
-        "digits_targets": ("max", 5, 8),
-    },
-    tiny={
-        "image": "tabby",
-        "targets": ("max", 482, 560),
-        "size": 96,
-        "digits_image": 1,
-        "digits_targets": ("max", 5, 8),
-    },
+    full=FULL,
+    quick=FULL,
+    tiny={**FULL, "size": 96},
     claims=tuple(
         claim
         for key, network, logits in (

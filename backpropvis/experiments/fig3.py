@@ -37,7 +37,6 @@ A zero saliency map is not caught (its cosine 0 is below 0.5, as the paper's wou
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Mapping, cast
 
@@ -48,7 +47,7 @@ from tqdm.auto import tqdm
 from ..engine import attribute_many
 from ..images import sample_names
 from ..metrics import ks_statistic, pairwise_cosine_similarity
-from ..models.init import init_layer_
+from ..models.init import PAPER_STD, generator_for, truncated_normal_
 from ..models.randomization import layer_module, redrawable_layers
 from ..render import figure_title, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
@@ -132,11 +131,11 @@ def unit_weights(model: nn.Module, layer: str, units: tuple[int, int], seed: int
     the values the model's random twin (:func:`backpropvis.models.randomization.randomized`) has.
     """
     module = cast(nn.Linear, layer_module(model, layer))
-    twin = copy.deepcopy(module).cpu()
-    with torch.no_grad():
-        init_layer_(twin, seed, layer)
+    # init_layer_'s weight draw alone, without copying the whole layer (VGG-16's fc1: 411 MB)
+    twin = torch.empty(module.weight.shape, dtype=module.weight.dtype)
+    truncated_normal_(twin, PAPER_STD, generator_for(seed, layer))
     rows = list(units)
-    return module.weight.detach()[rows].cpu().clone(), twin.weight.detach()[rows].clone()
+    return module.weight.detach()[rows].cpu().clone(), twin[rows].clone()
 
 
 def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:

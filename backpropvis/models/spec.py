@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..errors import BackpropvisError, ModelError, WeightsError
+from ..errors import BackpropvisError, ModelError, WeightsError, first_few
 from ..module_checks import refuse_compiled, training_dependent_modules
 from .fingerprint import file_fingerprint, weights_fingerprint
 from .output import SelectOutput, select_output
@@ -184,7 +184,7 @@ def resolve_model(
         if module.training:
             affected = training_dependent_modules(module)
             module.eval()
-            changed = f" (in training mode {_first(affected, 4)} would change the maps)" if affected else ""
+            changed = f" (in training mode {first_few(affected, 4)} would change the maps)" if affected else ""
             notes.append("put in eval mode" + changed)
     fingerprint = weights_fingerprint(module)
     preprocessing, described = _preprocessing(module, name, input_size)
@@ -233,11 +233,6 @@ def describe_module(
         preprocessing,
         described,
     )
-
-
-def _first(items: list[str], count: int) -> str:
-    shown = ", ".join(items[:count])
-    return shown + (f" and {len(items) - count} more" if len(items) > count else "")
 
 
 def _has_preprocessing(module: nn.Module) -> bool:

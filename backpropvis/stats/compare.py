@@ -17,7 +17,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import StoreError
+from ..errors import StoreError, first_few
 from ..render import pyplot, save_figure
 from .store import RunSettings, read_database, show_setting
 from .summary import expand_databases, format_summary, plot_summary, summarize
@@ -37,11 +37,16 @@ def group_by_run(databases: Sequence[Union[str, os.PathLike]]) -> list[list[Path
     Raises:
         StoreError: a file that is not a results database.
     """
+    return list(_runs(databases).values())
+
+
+def _runs(databases: Sequence[Union[str, os.PathLike]]) -> dict[RunSettings, list[Path]]:
+    """Each run's settings (rank 0's) -> its files, in first-seen order."""
     groups: dict[RunSettings, list[Path]] = {}
     for path in expand_databases(databases):
         settings = read_database(path, rows=False).settings
         groups.setdefault(replace(settings, rank=0), []).append(path)
-    return list(groups.values())
+    return groups
 
 
 def summarize_runs(
@@ -57,11 +62,11 @@ def summarize_runs(
     Raises:
         StoreError: as :func:`summarize`, for any one run.
     """
-    groups = group_by_run(databases)
-    summaries = [summarize(group, resamples=resamples, seed=seed, confidence=confidence) for group in groups]
+    runs = _runs(databases)
+    summaries = [summarize(group, resamples=resamples, seed=seed, confidence=confidence) for group in runs.values()]
     if len(summaries) == 1:
         return summaries[0]
-    settings = [read_database(group[0], rows=False).settings for group in groups]
+    settings = list(runs)  # the differences leave the rank out
     differences = [
         {"setting": flag, "values": [show_setting(getattr(run, name)) for run in settings]}
         for name, flag in RunSettings.FLAGS.items()
@@ -113,8 +118,7 @@ def format_runs(summary: dict) -> str:
     for label, run in zip(labels, runs):
         failed = list(run["failure_reasons"])
         if failed:
-            more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
-            lines.append(f"{label} failed: {', '.join(failed[:3])}{more}")
+            lines.append(f"{label} failed: {first_few(failed, 3)}")
         lines += [f"{label} note: {note}" for note in run["notes"]]
     return "\n".join(lines)
 

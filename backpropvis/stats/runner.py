@@ -56,7 +56,6 @@ class RunReport:
         images_total: images in this rank's share.
         already_done: of them, those that had rows before this call (a resumed run).
         done_now: images this call computed or recorded as failed.
-        failed_now: of them, the failures.
         seconds: wall time of the loop.
         failed_images: the keys of this call's failures, in order.
         model: the model and its weights, in words.
@@ -70,12 +69,16 @@ class RunReport:
     images_total: int
     already_done: int
     done_now: int
-    failed_now: int
     seconds: float
     failed_images: list[str] = field(default_factory=list)
     model: str = ""
     model_notes: tuple[str, ...] = ()
     preprocessing: str = ""
+
+    @property
+    def failed_now(self) -> int:
+        """Of ``done_now``, the failures."""
+        return len(self.failed_images)
 
     @property
     def images_per_second(self) -> float:
@@ -282,7 +285,6 @@ def _run(
         len(mine),
         len(done),
         done_now,
-        len(failed_images),
         time.perf_counter() - started,
         failed_images,
     )
