@@ -12,12 +12,13 @@ import argparse
 import sys
 from typing import Any, Callable, NoReturn, Optional, Sequence
 
+from .engine import PRECISION_NAMES, precision_from_name
 from .errors import BackpropvisError, first_few
 from .rules import PAPER_METHODS
 
 __all__ = ["main", "build_parser", "PRECISION_CHOICES"]
 
-PRECISION_CHOICES = ("default", "float32", "tf32", "bfloat16")
+PRECISION_CHOICES = PRECISION_NAMES
 """``--precision``: "default" is PyTorch's global flags (the engine's ``precision=None``)."""
 
 
@@ -65,10 +66,6 @@ def _print_model(title: str, preprocessing: str, notes: Sequence[str]) -> None:
             print(f"model: {note}")
 
 
-def _precision(choice: str) -> Optional[str]:
-    return None if choice == "default" else choice
-
-
 def _model_options(args: argparse.Namespace) -> dict[str, Any]:
     """What :func:`_add_model_options` read, as the keyword arguments every model-building API takes."""
     return {
@@ -77,7 +74,7 @@ def _model_options(args: argparse.Namespace) -> dict[str, Any]:
         "model_args": args.model_args,
         "output": args.output,
         "input_size": args.input_size,
-        "precision": _precision(args.precision),
+        "precision": precision_from_name(args.precision),
     }
 
 
@@ -255,7 +252,7 @@ def _add_class_distance(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_audit(args: argparse.Namespace) -> int:
-    from .audit import AUDIT_FILE, run_audit
+    from .audit import AUDIT_FILE, format_verdicts, run_audit
     from .report import INDEX_FILE
 
     audit = run_audit(
@@ -275,7 +272,7 @@ def _run_audit(args: argparse.Namespace) -> int:
     print(f"images: {audit['images']['described']}")
     for note in audit["notes"]:
         print(f"note: {note}")
-    print(_audit_table(audit))
+    print(format_verdicts(audit))
     print(f"wrote {args.out}/{AUDIT_FILE} and {args.out}/{INDEX_FILE}")
     return 0
 
@@ -286,38 +283,6 @@ def _steps(text: str) -> list[float]:
         return [float(part) for part in _split(text)]
     except ValueError:
         raise BackpropvisError(f"--fgsm-steps takes numbers separated by commas (1/255 units), not {text!r}") from None
-
-
-def _audit_table(audit: dict) -> str:
-    """Per method: the numbers behind the verdicts (class distance [95% CI], its ratio to
-    saliency's, input similarity, change with the top redrawn, change with an adversarial
-    prediction), then the verdicts in words."""
-
-    def number(value, digits: int = 3, sign: str = "") -> str:
-        return "-" if value is None else f"{value:{sign}.{digits}f}"
-
-    lines = [
-        f"{'method':>10}  {'class distance [95% CI]':>25}  {'/ saliency':>10}  {'input sim.':>10}  "
-        f"{'top redrawn':>11}  {'adversarial':>11}"
-    ]
-    for method, entry in audit["verdicts"].items():
-        numbers = entry["numbers"]
-        interval = (
-            f"{number(numbers['class_distance'])} [{number(numbers['class_distance_low'])}, "
-            f"{number(numbers['class_distance_high'])}]"
-        )
-        lines.append(
-            f"{method:>10}  {interval:>25}  {number(numbers['class_distance_over_saliency']):>10}  "
-            f"{number(numbers['input_similarity'], sign='+'):>10}  {number(numbers.get('top_redrawn_distance')):>11}  "
-            f"{number(numbers.get('adversarial_distance')):>11}"
-        )
-    lines.append("verdicts:")
-    lines += [f"{method:>10}  {entry['summary']}" for method, entry in audit["verdicts"].items()]
-    first = next(iter(audit["verdicts"].values()))
-    lines += [
-        f"not measured: {name}: {judged['skipped']}" for name, judged in first["criteria"].items() if judged["skipped"]
-    ]
-    return "\n".join(lines)
 
 
 def _add_audit(commands: argparse._SubParsersAction) -> None:
@@ -425,7 +390,7 @@ def _run_selected(group: str, names: Sequence[str], args: argparse.Namespace, **
         device=resolve_device(args.device),
         seed=args.seed,
         vgg16_weights=args.vgg16_weights,
-        precision=_precision(args.precision),
+        precision=precision_from_name(args.precision),
         **options,
     )
     print(summary_table(results))

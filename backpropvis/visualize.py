@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from . import saved_maps
 from .devices import resolve_device
-from .engine import attribute_many
+from .engine import attribute_many, precision_name
 from .files import make_folder, write_json
 from .images import load_image, logit_name
 from .metrics import class_distance, input_similarity
@@ -104,7 +104,7 @@ def visualize(
         "output": model.output,
         "preprocessing": model.preprocessing_description,
         "notes": list(model.notes),
-        "precision": precision or "default",
+        "precision": precision_name(precision),
         "seed": seed,
         "images": [],
         "maps": [],

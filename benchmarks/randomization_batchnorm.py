@@ -39,9 +39,9 @@ from tqdm.auto import tqdm
 import backpropvis
 from backpropvis.images import load_image, sample_names
 from backpropvis.models import efficientnet_lite0
+from backpropvis.models.efficientnet import EFFICIENTNET_LITE0_STAGES
 from backpropvis.models.randomization import (
     BATCH_NORM_POLICIES,
-    default_stages,
     only_redrawn,
     randomized,
     trained_up_to,
@@ -95,7 +95,7 @@ def main() -> None:
     started = time.perf_counter()
     jobs = [("trained", None, "-")]
     jobs += [("random twin", "every layer", policy) for policy in BATCH_NORM_POLICIES]
-    for stage in default_stages(efficientnet_lite0()):
+    for stage in EFFICIENTNET_LITE0_STAGES:  # the labels alone: no checkpoint read in this process
         jobs += [(kind, stage.label, policy) for kind in ("*", "<>") for policy in BATCH_NORM_POLICIES]
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=context, max_tasks_per_child=1) as pool:

@@ -24,7 +24,7 @@ data, with the reasons for them), into ``DIR/audit.json`` and one self-contained
 from .adversarial_test import ADVERSARIAL_STEPS
 from .run import AUDIT_FILE, FIGURES_FOLDER, run_audit
 from .sensitivity import CLASS_DISTANCE_DB
-from .verdicts import METRICS, VERDICTS, Verdict
+from .verdicts import METRICS, VERDICTS, Verdict, format_verdicts
 
 __all__ = [
     "run_audit",
@@ -35,4 +35,5 @@ __all__ = [
     "VERDICTS",
     "Verdict",
     "METRICS",
+    "format_verdicts",
 ]

@@ -21,6 +21,7 @@ import torch
 
 from .. import __version__
 from ..devices import resolve_device
+from ..engine import precision_name
 from ..errors import BackpropvisError, ImageError, Interrupted
 from ..experiments.base import Skip
 from ..files import make_folder, write_json
@@ -145,7 +146,7 @@ def run_audit(
             "pairs": pairs,
             "seed": seed,
             "input_size": input_size,
-            "precision": precision or "default",
+            "precision": precision_name(precision),
             "device": str(torch_device),
             "limit": limit,
             "few_images": few_images,

@@ -69,6 +69,7 @@ __all__ = [
     "judge",
     "judge_method",
     "verdicts_as_data",
+    "format_verdicts",
 ]
 
 SALIENCY_FRACTION = 1.0 / 3.0
@@ -253,3 +254,36 @@ def verdicts_as_data() -> list[dict[str, Any]]:
         }
         for verdict in VERDICTS
     ]
+
+
+def format_verdicts(audit: dict) -> str:
+    """The text ``backpropvis audit`` prints, from ``audit.json``'s content: per method the
+    numbers behind the verdicts (class distance [95% CI], its ratio to saliency's, input
+    similarity, change with the top redrawn, change with an adversarial prediction), then
+    the verdicts in words."""
+
+    def number(value, digits: int = 3, sign: str = "") -> str:
+        return "-" if value is None else f"{value:{sign}.{digits}f}"
+
+    lines = [
+        f"{'method':>10}  {'class distance [95% CI]':>25}  {'/ saliency':>10}  {'input sim.':>10}  "
+        f"{'top redrawn':>11}  {'adversarial':>11}"
+    ]
+    for method, entry in audit["verdicts"].items():
+        numbers = entry["numbers"]
+        interval = (
+            f"{number(numbers['class_distance'])} [{number(numbers['class_distance_low'])}, "
+            f"{number(numbers['class_distance_high'])}]"
+        )
+        lines.append(
+            f"{method:>10}  {interval:>25}  {number(numbers['class_distance_over_saliency']):>10}  "
+            f"{number(numbers['input_similarity'], sign='+'):>10}  {number(numbers.get('top_redrawn_distance')):>11}  "
+            f"{number(numbers.get('adversarial_distance')):>11}"
+        )
+    lines.append("verdicts:")
+    lines += [f"{method:>10}  {entry['summary']}" for method, entry in audit["verdicts"].items()]
+    first = next(iter(audit["verdicts"].values()))
+    lines += [
+        f"not measured: {name}: {judged['skipped']}" for name, judged in first["criteria"].items() if judged["skipped"]
+    ]
+    return "\n".join(lines)

@@ -27,7 +27,7 @@ from .attribution import (
     attribute_many,
 )
 from .planning import DEFAULT_MAX_BATCH
-from .precision import PRECISIONS
+from .precision import PRECISION_NAMES, PRECISIONS, precision_from_name, precision_name
 
 __all__ = [
     "Attributions",
@@ -41,5 +41,8 @@ __all__ = [
     "resolve_targets",
     "Target",
     "PRECISIONS",
+    "PRECISION_NAMES",
+    "precision_name",
+    "precision_from_name",
     "DEFAULT_MAX_BATCH",
 ]

@@ -18,10 +18,27 @@ from typing import Any, Optional
 
 import torch
 
-__all__ = ["PRECISIONS", "Precision"]
+__all__ = ["PRECISIONS", "PRECISION_NAMES", "Precision", "precision_name", "precision_from_name"]
 
 PRECISIONS: tuple[Optional[str], ...] = (None, "float32", "tf32", "bfloat16")
 """Accepted values of ``precision``."""
+
+DEFAULT_NAME = "default"
+"""How settings, reports and the command line name ``precision=None`` (PyTorch's global flags)."""
+
+PRECISION_NAMES: tuple[str, ...] = tuple(precision or DEFAULT_NAME for precision in PRECISIONS)
+"""Every precision by name: ``--precision``'s choices."""
+
+
+def precision_name(precision: Optional[str]) -> str:
+    """``None`` -> "default"; every other precision is its own name."""
+    return precision or DEFAULT_NAME
+
+
+def precision_from_name(name: str) -> Optional[str]:
+    """The inverse of :func:`precision_name`: "default" -> ``None``."""
+    return None if name == DEFAULT_NAME else name
+
 
 _NEW_API = hasattr(torch.backends.cuda.matmul, "fp32_precision")
 """PyTorch >= 2.9 sets TF32 per backend with ``fp32_precision``; older ones with ``allow_tf32``."""

@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from ..engine import precision_name
 from ..errors import BackpropvisError
 from ..files import read_arrays, write_arrays
 
@@ -308,7 +309,7 @@ def run_experiment(experiment: Experiment, context: RunContext) -> ExperimentRes
     run = {
         "seed": context.seed,
         "device": str(context.device),
-        "precision": context.precision or "default",
+        "precision": precision_name(context.precision),
         "quick": context.quick,
     }
     context.out.mkdir(parents=True, exist_ok=True)

@@ -65,7 +65,7 @@ from ..render import figure_title, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
 from ..stats import Collected, collect, run_class_distance
 from ..stats.distributed import World
-from ..stats.summary import bootstrap_means
+from ..stats.summary import bootstrap_means, percentile_interval, ratio_samples
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .networks import trained_network
 
@@ -205,21 +205,6 @@ def _class_distances(network: Network, settings: Mapping[str, Any], context: Run
     return collect([db])
 
 
-def _interval(samples: np.ndarray) -> tuple[float, float]:
-    """The central :data:`CONFIDENCE` interval of ``samples`` (NaNs, from zero denominators, count as failures)."""
-    if np.isnan(samples).any():
-        return math.nan, math.nan
-    tail = (1.0 - CONFIDENCE) / 2.0 * 100.0
-    low, high = np.percentile(samples, [tail, 100.0 - tail])
-    return float(low), float(high)
-
-
-def _ratios(means: np.ndarray, numerator: int, denominator: int) -> np.ndarray:
-    """Per resample, mean[numerator] / mean[denominator] (NaN where the denominator is 0)."""
-    top, bottom = means[:, numerator], means[:, denominator]
-    return np.divide(top, bottom, out=np.full_like(top, np.nan), where=bottom > 0)
-
-
 def _group_metrics(label: str, run: Collected, seed: int) -> dict[str, float]:
     """Means, cluster-bootstrap intervals and ratios of one network's run."""
     methods = run.methods
@@ -230,14 +215,14 @@ def _group_metrics(label: str, run: Collected, seed: int) -> dict[str, float]:
         resampled = bootstrap_means(values, seed=seed, groups=photos)  # [resamples, M]
         for column, method in enumerate(methods):
             metrics[f"{label}_{method}_distance{suffix}"] = float(values[:, column].mean())
-            low, high = _interval(resampled[:, column])
+            low, high = percentile_interval(resampled[:, column], CONFIDENCE)
             metrics[f"{label}_{method}_ci_low{suffix}"], metrics[f"{label}_{method}_ci_high{suffix}"] = low, high
         for top, bottom in (("saliency", "gbp"), ("saliency", "deconvnet"), ("deconvnet", "gbp")):
             key = f"{label}_{top}_over_{bottom}{suffix}"
             means = (metrics[f"{label}_{top}_distance{suffix}"], metrics[f"{label}_{bottom}_distance{suffix}"])
             metrics[key] = ratio(*means)
-            metrics[f"{key}_ci_low"], metrics[f"{key}_ci_high"] = _interval(
-                _ratios(resampled, methods.index(top), methods.index(bottom))
+            metrics[f"{key}_ci_low"], metrics[f"{key}_ci_high"] = percentile_interval(
+                ratio_samples(resampled[:, methods.index(top)], resampled[:, methods.index(bottom)]), CONFIDENCE
             )
     return metrics
 

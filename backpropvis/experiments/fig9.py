@@ -62,9 +62,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from tqdm.auto import tqdm
 
 from ..engine import attribute_many
-from ..images import load_image, sample_names
+from ..images import sample_names
 from ..metrics import class_distance
-from ..models.randomization import Stage, default_stages, layer_module, only_redrawn, trained_up_to
+from ..models.randomization import Stage, calibration_inputs, default_stages, layer_module, only_redrawn, trained_up_to
 from ..render import figure_title, map_panel, pyplot, save_figure
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .networks import (
@@ -122,8 +122,7 @@ def _calibration(testbed: MeasuredNetwork, size: Optional[int]) -> Optional[torc
     model = testbed.network.model
     if not any(isinstance(module, _BatchNorm) for module in model.modules()):
         return None
-    photos = input_pipeline(model, size).batch([load_image(name) for name in sample_names()])
-    return torch.cat([photos, photos.flip(-1)]).to(testbed.inputs.device)
+    return calibration_inputs(model, input_pipeline(model, size)).to(testbed.inputs.device)
 
 
 def partly_trained(

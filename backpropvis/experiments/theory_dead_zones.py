@@ -43,7 +43,7 @@ from ..render import map_panel, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
 from ..theory import effective_dimension
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
-from .networks import input_pipeline, model_inputs, trained_network
+from .networks import imagenet_testbed
 
 __all__ = ["EXPERIMENT", "ActivationPasses", "activation_passes"]
 
@@ -175,9 +175,8 @@ def _edge_correlation(maps: torch.Tensor, edges: np.ndarray, sigma: float) -> fl
 def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     from skimage.filters import sobel
 
-    network = trained_network(context)
-    model = network.model
-    inputs = model_inputs(model, [context.image], context.device, settings["input_size"] or None)
+    testbed = imagenet_testbed(context, [context.image], settings["input_size"] or None)
+    network, model, inputs = testbed.network, testbed.network.model, testbed.inputs
     recorded = activation_passes(model, inputs)
     if not recorded.layers or recorded.first_filters is None:
         raise RuntimeError(f"{network.name} showed no convolution or no ReLU / ReLU6 module")
@@ -209,7 +208,7 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     maps = attribute_many(
         model, inputs, list(settings["targets"]), list(PAPER_METHODS), generator=generator, precision=context.precision
     )
-    picture = input_pipeline(model).unnormalize(inputs[0].cpu())
+    picture = testbed.pictures[0]
     edges = sobel(picture.mean(0).double().numpy())
     for method in PAPER_METHODS:
         first_map = maps[method][0, 0].cpu()

@@ -75,6 +75,7 @@ from torch.nn.modules.conv import _ConvNd
 from ..errors import ModelError
 from ..images import load_image, sample_names
 from .init import PAPER_STD, init_layer_
+from .preprocessing import Preprocessing
 
 __all__ = [
     "BATCH_NORM_POLICIES",
@@ -210,10 +211,11 @@ def redraw_layers_(
         init_layer_(layer_module(model, name), seed, name, std, bias)
 
 
-def calibration_inputs(model: nn.Module) -> torch.Tensor:
-    """[12, 3, S, S]: the bundled sample photos and their mirror images through the
-    model's ``preprocessing``, for re-estimating batch norm statistics."""
-    preprocessing = getattr(model, "preprocessing", None)
+def calibration_inputs(model: nn.Module, preprocessing: Preprocessing | None = None) -> torch.Tensor:
+    """[12, 3, S, S]: the bundled sample photos and their mirror images through
+    ``preprocessing`` (default: the model's own), for re-estimating batch norm statistics."""
+    if preprocessing is None:
+        preprocessing = getattr(model, "preprocessing", None)
     if preprocessing is None:
         raise ModelError("re-estimating batch norm needs calibration inputs, or a model with .preprocessing")
     images = preprocessing.batch([load_image(name) for name in sample_names()])

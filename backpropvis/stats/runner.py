@@ -30,7 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..devices import resolve_device
-from ..engine import attribute_many
+from ..engine import attribute_many, precision_from_name, precision_name
 from ..errors import BackpropvisError, Interrupted
 from ..image_sets import ImageSource, list_images, source_setting
 from ..images import logit_name
@@ -177,7 +177,7 @@ def run_class_distance(
         model_source=loaded.source,
         weights_fingerprint=loaded.fingerprint,
         output=loaded.output,
-        precision=precision or "default",
+        precision=precision_name(precision),
     )
     other = {"batch_size": batch_size, "workers": workers, "device": str(torch_device), "limit": limit}
     with process_group(world, torch_device):
@@ -318,7 +318,7 @@ def _measure(
         chosen = choose_pairs(settings.pairs, logits, batch.keys, settings.seed)  # [2, count]
     padded = torch.zeros((2, batch_size), dtype=torch.long)
     padded[:, :count] = chosen
-    precision = None if settings.precision == "default" else settings.precision
+    precision = precision_from_name(settings.precision)
     maps = attribute_many(network, inputs, [padded[0].to(device), padded[1].to(device)], rules, precision=precision)
     # the logits the pairs were chosen from; "random-random" takes none, so always the shared pass's
     chosen_from = maps.logits[:count] if settings.pairs == "random-random" or logits is None else logits

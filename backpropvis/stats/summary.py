@@ -25,6 +25,8 @@ from .store import RunSettings, StoredRun, read_database
 __all__ = [
     "expand_databases",
     "bootstrap_means",
+    "percentile_interval",
+    "ratio_samples",
     "Collected",
     "collect",
     "summarize",
@@ -121,10 +123,19 @@ def bootstrap_means(
     return means
 
 
-def _interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+def percentile_interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` interval of 1-D ``samples`` (both ends NaN when a sample is NaN)."""
     tail = (1.0 - confidence) / 2.0 * 100.0
     low, high = np.percentile(samples, [tail, 100.0 - tail])
     return float(low), float(high)
+
+
+def ratio_samples(numerators: np.ndarray, denominators: np.ndarray) -> np.ndarray:
+    """:func:`backpropvis.metrics.ratio` of every pair, at once: NaN where the denominator is 0,
+    negative or not finite."""
+    numerators, denominators = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
+    usable = np.isfinite(denominators) & (denominators > 0)
+    return np.divide(numerators, denominators, out=np.full_like(numerators, np.nan), where=usable)
 
 
 def _merge(runs: list[StoredRun]) -> list[str]:
@@ -277,7 +288,7 @@ def summarize(
     for column, method in enumerate(methods):
         entry: dict[str, Any] = {"images": len(run.images)}
         for name, values in run.tables.items():
-            low, high = _interval(samples[name][:, column], confidence)
+            low, high = percentile_interval(samples[name][:, column], confidence)
             entry[name] = {"mean": float(values[:, column].mean()), "low": low, "high": high}
         entry["input_similarity"] = float(run.input_similarity[:, column].mean())
         summary["methods"][method] = entry
@@ -286,7 +297,7 @@ def summarize(
             a, b = methods.index(top), methods.index(bottom)
             values = run.tables["class_distance"]
             resampled = samples["class_distance"]
-            low, high = _interval(np.array([ratio(n, d) for n, d in zip(resampled[:, a], resampled[:, b])]), confidence)
+            low, high = percentile_interval(ratio_samples(resampled[:, a], resampled[:, b]), confidence)
             mean = ratio(values[:, a].mean(), values[:, b].mean())
             summary["ratios"][f"{top}/{bottom}"] = {"mean": mean, "low": low, "high": high}
     return summary
