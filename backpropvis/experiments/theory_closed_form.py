@@ -16,7 +16,7 @@ disagree with the closed form stated from Eq. 2 in :mod:`backpropvis.theory`, so
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -98,10 +98,10 @@ def _relative_error(closed: torch.Tensor, engine: torch.Tensor) -> float:
 
 
 def _compare(
-    config: Mapping[str, Any], seed: int, settings: Mapping[str, Any], context: RunContext
+    config: Mapping[str, Any], seed: int, settings: Mapping[str, Any], context: RunContext, keep_maps: bool = True
 ) -> tuple[dict, dict]:
     """Relative errors per method (max over targets) of the float64 engine, and of the
-    float32 engine (keys "<method>_float32"), and the maps of the first target."""
+    float32 engine (keys "<method>_float32"), and (``keep_maps``) the maps of the first target."""
     cnn = random_cnn(context, seed=seed, num_classes=settings["num_classes"], **config)
     targets = list(settings["targets"])
     single = attribute_many(cnn.model, cnn.inputs, targets, list(PAPER_METHODS), precision=context.precision)
@@ -121,7 +121,7 @@ def _compare(
             errors[f"{method}_float32"] = max(
                 errors[f"{method}_float32"], _relative_error(closed, single[method][number, 0].double())
             )
-            if number == 0:
+            if number == 0 and keep_maps:
                 shown[method] = {"engine": engine[method][0, 0].cpu(), "closed": closed.cpu()}
                 if config["pool"]:
                     shown[method]["approximate"] = closed_form_map(
@@ -132,12 +132,26 @@ def _compare(
     return errors, shown
 
 
+def _run_key(config: Mapping[str, Any], seed: int) -> tuple:
+    """A configuration and seed as a dictionary key."""
+    return tuple(sorted(config.items())), seed
+
+
 def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     metrics: dict[str, float] = {}
     per_method: dict[str, float] = {}
     runs = [(config, seed) for config in settings["configurations"] for seed in settings["seeds"]]
+    shown_config = dict(settings["shown"])
+    unpooled_config = {**shown_config, "pool": None}
+    shown_runs: dict[tuple, Optional[dict]] = {
+        _run_key(shown_config, context.seed): None,
+        _run_key(unpooled_config, context.seed): None,
+    }
     for config, seed in tqdm(runs, desc="closed form vs engine", disable=not context.progress):
-        errors, _ = _compare(config, context.seed + seed, settings, context)
+        key = _run_key(config, context.seed + seed)
+        errors, shown = _compare(config, context.seed + seed, settings, context, keep_maps=key in shown_runs)
+        if key in shown_runs:  # the figure's configuration is one of the compared ones: keep its maps
+            shown_runs[key] = shown
         for method, error in errors.items():
             per_method[method] = max(per_method.get(method, 0.0), error)
     for method, error in per_method.items():
@@ -146,9 +160,10 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     metrics["max_relative_error_float32"] = max(per_method[f"{method}_float32"] for method in PAPER_METHODS)
     metrics["comparisons"] = len(runs) * len(settings["targets"]) * len(PAPER_METHODS)
 
-    shown_config = dict(settings["shown"])
-    _, pooled = _compare(shown_config, context.seed, settings, context)
-    _, unpooled = _compare({**shown_config, "pool": None}, context.seed, settings, context)
+    pooled, unpooled = (
+        shown_runs[_run_key(config, context.seed)] or _compare(config, context.seed, settings, context)[1]
+        for config in (shown_config, unpooled_config)
+    )
     limit = pooled["limit"]
     for method in PAPER_METHODS:
         metrics[f"recovery_{method}_pool"] = float(recovery(pooled[method]["closed"], limit))
