@@ -12,14 +12,14 @@ import argparse
 import sys
 from typing import Any, Callable, NoReturn, Optional, Sequence
 
-from .engine import PRECISION_NAMES, precision_from_name
+from .engine import PRECISION_NAMES, Precision
 from .errors import BackpropvisError, first_few
 from .rules import PAPER_METHODS
 
 __all__ = ["main", "build_parser", "PRECISION_CHOICES"]
 
 PRECISION_CHOICES = PRECISION_NAMES
-"""``--precision``: "default" is PyTorch's global flags (the engine's ``precision=None``)."""
+"""``--precision``: the names of :class:`~backpropvis.engine.Precision` ("default": PyTorch's global flags)."""
 
 
 def _split(text: str) -> list[str]:
@@ -67,15 +67,12 @@ def _print_model(title: str, preprocessing: str, notes: Sequence[str]) -> None:
 
 
 def _model_options(args: argparse.Namespace) -> dict[str, Any]:
-    """What :func:`_add_model_options` read, as the keyword arguments every model-building API takes."""
-    return {
-        "model": args.model,
-        "weights": args.weights,
-        "model_args": args.model_args,
-        "output": args.output,
-        "input_size": args.input_size,
-        "precision": precision_from_name(args.precision),
-    }
+    """What :func:`_add_model_options` read: the model as one :class:`~backpropvis.models.ModelSpec`,
+    and the precision, as the keyword arguments every model-building API takes."""
+    from .models import ModelSpec
+
+    spec = ModelSpec(args.model, args.weights, args.model_args, args.output, args.input_size)
+    return {"model": spec, "precision": Precision(args.precision)}
 
 
 def _streaming_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -390,7 +387,7 @@ def _run_selected(group: str, names: Sequence[str], args: argparse.Namespace, **
         device=resolve_device(args.device),
         seed=args.seed,
         vgg16_weights=args.vgg16_weights,
-        precision=precision_from_name(args.precision),
+        precision=Precision(args.precision),
         **options,
     )
     print(summary_table(results))

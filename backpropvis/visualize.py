@@ -13,18 +13,18 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Sequence, Union
 
 import torch
 from tqdm.auto import tqdm
 
 from . import saved_maps
 from .devices import resolve_device
-from .engine import attribute_many, precision_name
+from .engine import Precision, PrecisionLike, attribute_many
 from .files import make_folder, write_json
 from .images import load_image, logit_name
 from .metrics import class_distance, input_similarity
-from .models import LoadedModel, load_model
+from .models import LoadedModel, ModelLike, as_loaded
 from .render import save_grid, save_png, to_display
 from .rules import PAPER_METHODS, resolve_rules
 from .targets import Target
@@ -47,18 +47,14 @@ def _unique(name: str, used: set[str]) -> str:
 
 def visualize(
     images: Sequence[str] = ("tabby",),
-    model: Union[str, LoadedModel] = "vgg16",
-    weights: str = "random",
+    model: ModelLike = "vgg16",
     methods: Sequence[str] = PAPER_METHODS,
     targets: Sequence[Target] = ("max", "random"),
     seed: int = 0,
     device: str = "cpu",
     out: Union[str, os.PathLike] = "visualize-out",
     *,
-    model_args: Union[str, Mapping[str, Any], None] = None,
-    output: Optional[str] = None,
-    input_size: Optional[int] = None,
-    precision: Optional[str] = None,
+    precision: PrecisionLike = Precision.DEFAULT,
     save_maps: Union[str, os.PathLike, None] = None,
 ) -> dict:
     """Compute and save every (image, method, target) map.
@@ -70,21 +66,18 @@ def visualize(
     (``class_distances``).
 
     Args:
-        model: a built-in name, ``MODULE:CALLABLE`` or ``PATH.py:CALLABLE`` (see
-            :func:`backpropvis.models.load_model`, with ``weights``, ``seed``,
-            ``model_args``, ``output`` and ``input_size``), or a loaded model.
-        precision: the engine's arithmetic: None (PyTorch's global flags), "float32",
-            "tf32" or "bfloat16".
+        model: a name, a :class:`~backpropvis.models.ModelSpec` (built with ``seed``),
+            a :class:`~backpropvis.models.LoadedModel` or a module (see
+            :func:`backpropvis.models.as_loaded`).
+        precision: the engine's arithmetic, a :class:`~backpropvis.engine.Precision` or its name.
         save_maps: also write the raw maps, targets and logits there (.npz or .pt).
     """
     rules = resolve_rules(methods)
+    precision = Precision.parse(precision)
     torch_device = resolve_device(device)
     pictures = [(source, load_image(source)) for source in images]
     maps_path = saved_maps.check_maps_path(save_maps) if save_maps is not None else None
-    if not isinstance(model, LoadedModel):
-        model = load_model(
-            model, model_args=model_args, weights=weights, seed=seed, input_size=input_size, output=output
-        )
+    model = as_loaded(model, seed)
     network = model.module.to(torch_device)
     out = make_folder(out)  # a file in the way or no permission is an error before the long part, not after
     generator = torch.Generator().manual_seed(seed)
@@ -104,7 +97,7 @@ def visualize(
         "output": model.output,
         "preprocessing": model.preprocessing_description,
         "notes": list(model.notes),
-        "precision": precision_name(precision),
+        "precision": precision.value,
         "seed": seed,
         "images": [],
         "maps": [],

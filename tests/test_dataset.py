@@ -26,7 +26,7 @@ from PIL import Image
 from backpropvis.cli import main
 from backpropvis.errors import StoreError
 from backpropvis.images import load_image
-from backpropvis.models import build_model
+from backpropvis.models import ModelSpec, build_model
 from backpropvis.stats import choose_pairs, list_images, rank_db_path, read_database, run_class_distance, shard
 from backpropvis.stats.pairs import random_pairs
 from backpropvis.stats.store import ResultRow, ResultsStore, RunSettings
@@ -178,9 +178,7 @@ def test_bad_files_are_recorded_and_skipped(images, tmp_path):
     report = run_class_distance(
         images,
         db,
-        model="efficientnet-lite0",
-        weights="imagenet",
-        input_size=SIZE,
+        model=ModelSpec("efficientnet-lite0", weights="imagenet", input_size=SIZE),
         batch_size=4,
         workers=2,
         progress=False,

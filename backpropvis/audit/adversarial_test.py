@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..adversarial import fgsm_sweep
+from ..engine import PrecisionLike
 from ..experiments.base import Skip
 from ..images import logit_name
 
@@ -37,7 +38,7 @@ def adversarial_test(
     methods: Sequence[str],
     *,
     steps: Sequence[float] = ADVERSARIAL_STEPS,
-    precision: Optional[str],
+    precision: PrecisionLike,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The adversarial test on ``inputs`` [B, C, H, W] (the model's inputs).
 

@@ -21,13 +21,13 @@ their mirror images (the randomisation's default policy).
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..engine import attribute_many
+from ..engine import PrecisionLike, attribute_many
 from ..images import logit_name
 from ..metrics import class_distance, input_similarity
 from ..models import derive_seed
@@ -50,7 +50,7 @@ def example_maps(
     *,
     pairs: str,
     seed: int,
-    precision: Optional[str],
+    precision: PrecisionLike,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Each method's maps of ``inputs`` [B, C, H, W] for the database's two logits per image.
 
@@ -76,7 +76,7 @@ def cascading_randomization(
     methods: Sequence[str],
     *,
     seed: int,
-    precision: Optional[str],
+    precision: PrecisionLike,
     progress: bool = True,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Each method's map as the model's stages are redrawn from the top down.

@@ -21,13 +21,13 @@ import torch
 
 from .. import __version__
 from ..devices import resolve_device
-from ..engine import precision_name
+from ..engine import Precision, PrecisionLike
 from ..errors import BackpropvisError, ImageError, Interrupted
 from ..experiments.base import Skip
 from ..files import make_folder, write_json
 from ..image_sets import ImageSource, Samples, list_images
 from ..metrics import ratio
-from ..models import LoadedModel, load_model
+from ..models import LoadedModel, ModelLike, as_loaded
 from ..rules import PAPER_METHODS, resolve_rules
 from ..stats import PAIRS, plot_summary
 from .adversarial_test import ADVERSARIAL_STEPS, adversarial_test
@@ -57,12 +57,8 @@ def run_audit(
     images: ImageSource,
     out: Union[str, os.PathLike],
     *,
-    model: Union[str, LoadedModel] = "vgg16",
-    weights: str = "random",
-    model_args: Union[str, Mapping[str, Any], None] = None,
-    output: Optional[str] = None,
-    input_size: Optional[int] = None,
-    precision: Optional[str] = None,
+    model: ModelLike = "vgg16",
+    precision: PrecisionLike = Precision.DEFAULT,
     methods: Sequence[str] = PAPER_METHODS,
     pairs: str = "random-random",
     seed: int = 0,
@@ -81,9 +77,9 @@ def run_audit(
             or None for the bundled samples.
         out: the audit's folder (``audit.json``, ``index.html``, ``figures/``,
             ``class-distance.sqlite``, ``steps/``).
-        model, weights, model_args, output, input_size: the model, as
-            :func:`backpropvis.models.load_model` takes it (or a loaded one).
-        precision: the engine's arithmetic: None (PyTorch's flags), "float32", "tf32", "bfloat16".
+        model: a name, a :class:`~backpropvis.models.ModelSpec` (built with ``seed``), a
+            loaded model or a module (:func:`backpropvis.models.as_loaded`).
+        precision: the engine's arithmetic, a :class:`~backpropvis.engine.Precision` or its name.
         methods: rule names; saliency, the reference of every verdict, is added when missing.
         pairs: the two logits per image of the class-distance step (default: two random
             ones, as the paper's Figure 7).
@@ -107,6 +103,7 @@ def run_audit(
             map is computed), or a class-distance database of another audit in ``out``.
     """
     names = [rule.name for rule in resolve_rules(methods)]
+    precision = Precision.parse(precision)
     notes: list[str] = []
     if REFERENCE not in names:
         names.insert(0, REFERENCE)
@@ -121,11 +118,7 @@ def run_audit(
     folder = make_folder(out)
     keys = list_images(images, limit)
     torch_device = resolve_device(str(device))
-    if not isinstance(model, LoadedModel):
-        model = load_model(
-            model, model_args=model_args, weights=weights, seed=seed, input_size=input_size, output=output
-        )
-    loaded = model
+    loaded = as_loaded(model, seed)
     module = loaded.module.to(torch_device)
     audit: dict[str, Any] = {
         "backpropvis": __version__,
@@ -145,8 +138,8 @@ def run_audit(
             "methods": names,
             "pairs": pairs,
             "seed": seed,
-            "input_size": input_size,
-            "precision": precision_name(precision),
+            "input_size": loaded.input_size,
+            "precision": precision.value,
             "device": str(torch_device),
             "limit": limit,
             "few_images": few_images,
@@ -166,7 +159,6 @@ def run_audit(
         methods=names,
         pairs=pairs,
         seed=seed,
-        input_size=input_size,
         limit=limit,
         batch_size=batch_size,
         workers=workers,

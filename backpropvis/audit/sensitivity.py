@@ -16,6 +16,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
+from ..engine import PrecisionLike
 from ..image_sets import ImageSource
 from ..models import LoadedModel
 from ..stats import RunReport, run_class_distance, summarize
@@ -38,12 +39,11 @@ def class_sensitivity(
     methods: Sequence[str],
     pairs: str,
     seed: int,
-    input_size: Optional[int],
     limit: Optional[int],
     batch_size: int,
     workers: int,
     device: Union[str, torch.device],
-    precision: Optional[str],
+    precision: PrecisionLike,
     progress: bool,
 ) -> tuple[RunReport, dict]:
     """Run (or resume) the class-distance database of the audit and summarise it.
@@ -64,7 +64,6 @@ def class_sensitivity(
         methods=methods,
         pairs=pairs,
         seed=seed,
-        input_size=input_size,
         limit=limit,
         batch_size=batch_size,
         workers=workers,

@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from ..engine import precision_name
+from ..engine import Precision, PrecisionLike
 from ..errors import BackpropvisError
 from ..files import read_arrays, write_arrays
 
@@ -150,7 +150,7 @@ class RunContext:
     vgg16_weights: Optional[Path] = None
     progress: bool = True
     image: str = "tabby"
-    precision: Optional[str] = "float32"
+    precision: PrecisionLike = Precision.FLOAT32
 
 
 @dataclass(frozen=True)
@@ -309,7 +309,7 @@ def run_experiment(experiment: Experiment, context: RunContext) -> ExperimentRes
     run = {
         "seed": context.seed,
         "device": str(context.device),
-        "precision": precision_name(context.precision),
+        "precision": Precision.parse(context.precision).value,
         "quick": context.quick,
     }
     context.out.mkdir(parents=True, exist_ok=True)

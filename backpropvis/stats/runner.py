@@ -30,12 +30,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..devices import resolve_device
-from ..engine import attribute_many, precision_from_name, precision_name
+from ..engine import Precision, PrecisionLike, attribute_many
 from ..errors import BackpropvisError, Interrupted
 from ..image_sets import ImageSource, list_images, source_setting
 from ..images import logit_name
 from ..metrics import class_distance, class_distance_minmax, input_similarity
-from ..models import LoadedModel, describe_module, load_model
+from ..models import ModelLike, as_loaded
 from ..rules import PAPER_METHODS, Rule, resolve_rule
 from .decoding import Batch, ImageSet, batch_loader
 from .distributed import World, barrier, process_group, world_from_environment
@@ -96,20 +96,15 @@ def run_class_distance(
     images: ImageSource,
     db: Union[str, os.PathLike],
     *,
-    model: Union[str, nn.Module, LoadedModel] = "vgg16",
-    weights: str = "random",
-    model_args: Union[str, dict, None] = None,
-    output: Optional[str] = None,
-    precision: Optional[str] = None,
+    model: ModelLike = "vgg16",
+    precision: PrecisionLike = Precision.DEFAULT,
     methods: Sequence[str] = PAPER_METHODS,
     pairs: str = "max-random",
     seed: int = 0,
-    input_size: Optional[int] = None,
     limit: Optional[int] = None,
     batch_size: int = 8,
     workers: int = 2,
     device: Union[str, torch.device] = "cpu",
-    model_name: Optional[str] = None,
     progress: bool = True,
     world: Optional[World] = None,
     elsewhere: str = "another --db",
@@ -120,25 +115,19 @@ def run_class_distance(
         images: a folder (recursive, sorted), a :class:`~backpropvis.image_sets.Samples`
             (the bundled samples and seeded crops of them), or None for the bundled samples.
         db: the SQLite file; under torchrun each rank writes ``<stem>.rank-R<suffix>``.
-        model: a built-in name, ``MODULE:CALLABLE`` or ``PATH.py:CALLABLE`` (built by
-            :func:`backpropvis.models.load_model`), a :class:`~backpropvis.models.LoadedModel`,
-            or an ``nn.Module`` (used as it is: its train/eval mode is kept; without a
-            ``.preprocessing`` it gets ImageNet's at ``input_size``).
-        weights: "random", "imagenet" or a checkpoint path (for a model given as text);
-            for a module, how its weights are described in the settings.
-        model_args: keyword arguments of a ``MODULE:CALLABLE`` model (JSON or a dict).
-        output: the key, index or attribute of the logits in the model's output.
-        precision: the engine's arithmetic: None (PyTorch's global flags), "float32",
-            "tf32" or "bfloat16"; part of the run's identity.
+        model: a name or a :class:`~backpropvis.models.ModelSpec` (built with ``seed``), a
+            :class:`~backpropvis.models.LoadedModel`, or an ``nn.Module`` (used as it is: its
+            train/eval mode is kept; name it, its weights and its crop size with
+            :func:`~backpropvis.models.describe_module`); see :func:`~backpropvis.models.as_loaded`.
+        precision: the engine's arithmetic, a :class:`~backpropvis.engine.Precision` or its
+            name; part of the run's identity (stored as its name).
         methods: rule names, e.g. ("saliency", "deconvnet", "gbp").
         pairs: which two logits per image, one of :data:`~backpropvis.stats.pairs.PAIRS`.
         seed: the random weights' and the random logits' seed.
-        input_size: crop size of the model's preprocessing (default: the model's own).
         limit: only the first ``limit`` images of the sorted list (before sharding).
         batch_size: images per forward pass.
         workers: DataLoader processes decoding images (0: in this process).
         device: "cpu", "cuda", ... (under torchrun, CUDA rank r uses ``cuda:LOCAL_RANK``).
-        model_name: the model's name in the settings when ``model`` is a module.
         progress: show a progress bar (images/s and ETA).
         world: the torchrun world (default: read from the environment).
         elsewhere: what a message refusing ``db`` (another run's database) tells the user
@@ -157,10 +146,8 @@ def run_class_distance(
     rules = [resolve_rule(method) for method in methods]
     if pairs not in PAIRS:
         raise BackpropvisError(f"unknown --pairs {pairs!r}; choose one of {', '.join(PAIRS)}")
-    if input_size is not None and input_size < 8:
-        raise BackpropvisError(f"--input-size must be at least 8 pixels, not {input_size}")
     keys = list_images(images, limit)
-    loaded = _network(model, weights, seed, model_name, model_args, output, input_size)
+    loaded = as_loaded(model, seed)
     network = loaded.module.to(torch_device)
 
     settings = RunSettings(
@@ -169,7 +156,7 @@ def run_class_distance(
         methods=tuple(rule.name for rule in rules),
         pairs=pairs,
         seed=int(seed),
-        input_size=input_size,
+        input_size=loaded.input_size,
         images=source_setting(images),
         rank=world.rank,
         world_size=world.size,
@@ -177,7 +164,7 @@ def run_class_distance(
         model_source=loaded.source,
         weights_fingerprint=loaded.fingerprint,
         output=loaded.output,
-        precision=precision_name(precision),
+        precision=Precision.parse(precision).value,
     )
     other = {"batch_size": batch_size, "workers": workers, "device": str(torch_device), "limit": limit}
     with process_group(world, torch_device):
@@ -203,25 +190,6 @@ def run_class_distance(
             store.close()
         barrier(world)
     return replace(report, model=loaded.title, model_notes=loaded.notes, preprocessing=loaded.preprocessing_description)
-
-
-def _network(
-    model: Union[str, nn.Module, LoadedModel],
-    weights: str,
-    seed: int,
-    model_name: Optional[str],
-    model_args: Union[str, dict, None],
-    output: Optional[str],
-    input_size: Optional[int],
-) -> LoadedModel:
-    """The model as :class:`LoadedModel`: built from text, or a module described as it is."""
-    if isinstance(model, LoadedModel):
-        return model
-    if isinstance(model, str):
-        return load_model(
-            model, model_args=model_args, weights=weights, seed=seed, input_size=input_size, output=output
-        )
-    return describe_module(model, model_name, str(weights), input_size)
 
 
 def _run(
@@ -318,8 +286,9 @@ def _measure(
         chosen = choose_pairs(settings.pairs, logits, batch.keys, settings.seed)  # [2, count]
     padded = torch.zeros((2, batch_size), dtype=torch.long)
     padded[:, :count] = chosen
-    precision = precision_from_name(settings.precision)
-    maps = attribute_many(network, inputs, [padded[0].to(device), padded[1].to(device)], rules, precision=precision)
+    maps = attribute_many(
+        network, inputs, [padded[0].to(device), padded[1].to(device)], rules, precision=settings.precision
+    )
     # the logits the pairs were chosen from; "random-random" takes none, so always the shared pass's
     chosen_from = maps.logits[:count] if settings.pairs == "random-random" or logits is None else logits
     predicted = chosen_from.argmax(dim=1).cpu()

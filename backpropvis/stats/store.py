@@ -97,7 +97,7 @@ class RunSettings:
     the user's order; ``model_args`` is canonical JSON; ``model_source`` says where the
     model's code came from ("built-in", ``module NAME``, ``file sha256:...``);
     ``weights_fingerprint`` is the SHA-256 of its state dict; ``precision`` is the
-    engine's arithmetic ("default": PyTorch's global flags).
+    engine's arithmetic, the name of a :class:`~backpropvis.engine.Precision` ("default": PyTorch's global flags).
     """
 
     model: str
