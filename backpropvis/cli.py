@@ -9,6 +9,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any, Callable, NoReturn, Optional, Sequence
 
@@ -16,10 +17,42 @@ from .engine import PRECISION_NAMES, Precision
 from .errors import BackpropvisError, first_few
 from .rules import PAPER_METHODS
 
-__all__ = ["main", "build_parser", "PRECISION_CHOICES"]
+__all__ = ["main", "build_parser", "in_flags", "FLAGS", "PRECISION_CHOICES"]
 
 PRECISION_CHOICES = PRECISION_NAMES
 """``--precision``: the names of :class:`~backpropvis.engine.Precision` ("default": PyTorch's global flags)."""
+
+
+FLAGS: dict[str, str] = {
+    "model": "--model",
+    "model_args": "--model-args",
+    "weights": "--weights",
+    "output": "--output",
+    "input_size": "--input-size",
+    "precision": "--precision",
+    "methods": "--methods",
+    "targets": "--targets",
+    "pairs": "--pairs",
+    "seed": "--seed",
+    "device": "--device",
+    "images": "--images",
+    "limit": "--limit",
+    "batch_size": "--batch-size",
+    "workers": "--workers",
+    "few_images": "--few-images",
+    "adversarial_steps": "--fgsm-steps",
+    "save_maps": "--save-maps",
+    "db": "--db",
+    "out": "--out",
+}
+"""The library's parameter names -> the command line's flags. The library names a parameter
+in its messages in backquotes (```few_images` must be at least 1``); :func:`in_flags` says it
+as the flag."""
+
+
+def in_flags(message: str) -> str:
+    """A library message in the command line's words: each ```name``` becomes its flag (or the bare name)."""
+    return re.sub(r"`(\w+)`", lambda match: FLAGS.get(match.group(1), match.group(1)), message)
 
 
 def _split(text: str) -> list[str]:
@@ -347,7 +380,7 @@ def _run_summarize(args: argparse.Namespace) -> int:
     summary = summarize_runs(args.databases, resamples=args.resamples)
     if args.plot:
         summary["plot"] = str(plot_runs(summary, args.plot))
-    print(json.dumps(summary, indent=2) if args.json else format_runs(summary))
+    print(json.dumps(summary, indent=2) if args.json else in_flags(format_runs(summary)))
     if args.plot and not args.json:
         print(f"wrote {args.plot}")
     return 0
@@ -522,7 +555,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return args.run(args)
     except BackpropvisError as error:
-        print(f"backpropvis: error: {error}", file=sys.stderr)
+        print(f"backpropvis: error: {in_flags(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:  # an Interrupted says what was saved and how to go on
         detail = str(interrupt)

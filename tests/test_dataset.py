@@ -337,7 +337,7 @@ def test_summary_on_known_values(tmp_path):
 
     # two files of different runs are refused, naming the setting; an image in two files too
     other = _store(tmp_path / "other.sqlite", {"saliency": [1.0], "deconvnet": [1.0], "gbp": [1.0]}, ["9.png"], seed=3)
-    with pytest.raises(StoreError, match="--seed 3 there, 0 here|--seed 0 there, 3 here"):
+    with pytest.raises(StoreError, match="`seed` 3 there, 0 here|`seed` 0 there, 3 here"):
         summarize([db, other])
     twice = _store(
         tmp_path / "twice.sqlite",

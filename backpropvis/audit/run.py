@@ -109,12 +109,12 @@ def run_audit(
         names.insert(0, REFERENCE)
         notes.append("saliency was added to the methods: every verdict compares a method with it")
     if few_images < 1:
-        raise BackpropvisError(f"--few-images must be at least 1, not {few_images}")
+        raise BackpropvisError(f"`few_images` must be at least 1, not {few_images}")
     if not adversarial_steps or not all(math.isfinite(step) and step > 0 for step in adversarial_steps):
         shown = ", ".join(f"{step:g}" for step in adversarial_steps) or "none"
-        raise BackpropvisError(f"--fgsm-steps must be positive numbers (units of 1/255), not {shown}")
+        raise BackpropvisError(f"`adversarial_steps` must be positive numbers (units of 1/255), not {shown}")
     if pairs not in PAIRS:
-        raise BackpropvisError(f"unknown --pairs {pairs!r}; choose one of {', '.join(PAIRS)}")
+        raise BackpropvisError(f"unknown `pairs` {pairs!r}; choose one of {', '.join(PAIRS)}")
     folder = make_folder(out)
     keys = list_images(images, limit)
     torch_device = resolve_device(str(device))

@@ -71,7 +71,7 @@ def class_sensitivity(
         precision=precision,
         progress=progress,
         world=World(),
-        elsewhere="another --out",
+        elsewhere="another `out`",
     )
     summary = summarize([db], seed=seed, ratios=[(method, REFERENCE) for method in methods])
     return report, summary

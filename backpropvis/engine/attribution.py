@@ -259,7 +259,7 @@ def _check_forward(logits: Any, batch: int, record: ForwardRecord, rules: Sequen
     if not isinstance(logits, torch.Tensor):
         raise ModelError(
             f"{model_name} returned {_describe_output(logits)}, not a Tensor of logits; select the logits with "
-            "backpropvis.models.select_output(model, KEY) (command line: --output KEY)"
+            "backpropvis.models.select_output(model, KEY) (the model option `output`)"
         )
     if logits.dim() != 2 or logits.shape[0] != batch:
         raise ModelError(

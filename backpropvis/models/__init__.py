@@ -75,7 +75,7 @@ def _random_only(name: str, build: Callable[[int], nn.Module]) -> Callable[[str,
 
 def _efficientnet(weights: str, seed: int) -> nn.Module:
     if weights == "random":
-        raise ModelError("efficientnet-lite0 is the trained model; use --weights imagenet or a checkpoint path")
+        raise ModelError("efficientnet-lite0 is the trained model; use `weights` imagenet or a checkpoint path")
     return efficientnet_lite0(weights)
 
 

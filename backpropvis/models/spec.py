@@ -144,9 +144,9 @@ def parse_model_args(text: Union[str, Mapping[str, Any], None]) -> dict[str, Any
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ModelError(f"--model-args is not valid JSON ({error.msg} at character {error.pos}): {text}") from None
+        raise ModelError(f"`model_args` is not valid JSON ({error.msg} at character {error.pos}): {text}") from None
     if not isinstance(value, dict):
-        raise ModelError(f"--model-args must be a JSON object such as '{{\"num_classes\": 10}}', not {text}")
+        raise ModelError(f"`model_args` must be a JSON object such as '{{\"num_classes\": 10}}', not {text}")
     return value
 
 
@@ -176,7 +176,7 @@ def resolve_model(
     notes: list[str] = []
     if model in built_in:
         if arguments:
-            raise ModelError(f"{model} is a built-in model and takes no --model-args (given {json.dumps(arguments)})")
+            raise ModelError(f"{model} is a built-in model and takes no `model_args` (given {json.dumps(arguments)})")
         module = built_in[model](weights, seed)
         name, source, weights_description = model, BUILT_IN, str(module.weights_description)
     else:
@@ -186,8 +186,8 @@ def resolve_model(
             weights_description = f"as built (torch seed {seed})"
         elif weights == "imagenet":
             raise WeightsError(
-                f"--weights imagenet is for the built-in models; for {name} pass random (the model as built, "
-                "e.g. with --model-args asking for pretrained weights) or a state-dict file"
+                f"`weights` imagenet is for the built-in models; for {name} pass random (the model as built, "
+                "e.g. with `model_args` asking for pretrained weights) or a state-dict file"
             )
         else:
             load_into(module, weights)
@@ -252,7 +252,7 @@ def describe_module(
 def check_input_size(input_size: Optional[int]) -> None:
     """Refuse a crop size under 8 pixels (None: the model's own)."""
     if input_size is not None and input_size < 8:
-        raise ModelError(f"--input-size must be at least 8 pixels, not {input_size}")
+        raise ModelError(f"`input_size` must be at least 8 pixels, not {input_size}")
 
 
 def _has_preprocessing(module: nn.Module) -> bool:
@@ -268,8 +268,8 @@ def _preprocessing(module: nn.Module, name: str, input_size: Optional[int]) -> t
     if input_size is not None:
         if not isinstance(own, Preprocessing):
             raise ModelError(
-                f"--input-size cannot resize the preprocessing of {name} (a {type(own).__name__}, not a "
-                "backpropvis Preprocessing); leave --input-size out"
+                f"`input_size` cannot resize the preprocessing of {name} (a {type(own).__name__}, not a "
+                "backpropvis Preprocessing); leave `input_size` out"
             )
         own = own.resized(input_size)
     if isinstance(own, Preprocessing):
@@ -287,7 +287,7 @@ def _resolve_callable(text: str, built_in: tuple[str, ...]) -> tuple[str, str, C
     location, colon, attribute = text.rpartition(":")
     if not colon or not location or not attribute:
         raise ModelError(
-            f"unknown --model {text!r}: use a built-in name ({', '.join(built_in)}), MODULE:CALLABLE "
+            f"unknown `model` {text!r}: use a built-in name ({', '.join(built_in)}), MODULE:CALLABLE "
             "(e.g. torchvision.models:resnet18) or PATH.py:CALLABLE"
         )
     if location.endswith(".py") or os.sep in location or "/" in location:
@@ -306,7 +306,7 @@ def _resolve_callable(text: str, built_in: tuple[str, ...]) -> tuple[str, str, C
     target: Any = module
     for part in attribute.split("."):
         if not hasattr(target, part):
-            raise ModelError(f"{location} has no {attribute!r} (for --model {text})")
+            raise ModelError(f"{location} has no {attribute!r} (for `model` {text})")
         target = getattr(target, part)
     if not callable(target):
         raise ModelError(f"{location}:{attribute} is a {type(target).__name__}, not a callable returning a model")

@@ -87,9 +87,9 @@ class RunReport:
 
 def _check_counts(batch_size: int, workers: int) -> None:
     if batch_size < 1:
-        raise BackpropvisError(f"--batch-size must be at least 1, not {batch_size}")
+        raise BackpropvisError(f"`batch_size` must be at least 1, not {batch_size}")
     if workers < 0:
-        raise BackpropvisError(f"--workers must be 0 or more, not {workers}")
+        raise BackpropvisError(f"`workers` must be 0 or more, not {workers}")
 
 
 def run_class_distance(
@@ -107,7 +107,7 @@ def run_class_distance(
     device: Union[str, torch.device] = "cpu",
     progress: bool = True,
     world: Optional[World] = None,
-    elsewhere: str = "another --db",
+    elsewhere: str = "another `db`",
 ) -> RunReport:
     """Compute and store the class distance of every image under ``images`` (resumable).
 
@@ -145,7 +145,7 @@ def run_class_distance(
     torch_device = world.device(resolve_device(str(device)))
     rules = [resolve_rule(method) for method in methods]
     if pairs not in PAIRS:
-        raise BackpropvisError(f"unknown --pairs {pairs!r}; choose one of {', '.join(PAIRS)}")
+        raise BackpropvisError(f"unknown `pairs` {pairs!r}; choose one of {', '.join(PAIRS)}")
     keys = list_images(images, limit)
     loaded = as_loaded(model, seed)
     network = loaded.module.to(torch_device)

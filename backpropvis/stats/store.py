@@ -26,7 +26,7 @@ import json
 import os
 import platform
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import ClassVar, Iterable, Optional, Sequence, Union
@@ -115,30 +115,33 @@ class RunSettings:
     output: Optional[str] = None
     precision: str = "default"
 
-    FLAGS: ClassVar[dict[str, str]] = {
-        "model": "--model",
-        "model_args": "--model-args",
+    IN_WORDS: ClassVar[dict[str, str]] = {
         "model_source": "the model's code (its source)",
-        "weights": "--weights",
         "weights_fingerprint": "the weights (SHA-256 of the state dict)",
-        "output": "--output",
-        "methods": "--methods",
-        "pairs": "--pairs",
-        "seed": "--seed",
-        "input_size": "--input-size",
-        "precision": "--precision",
-        "images": "--images",
         "rank": "rank",
         "world_size": "world size (torchrun processes)",
     }
+    """How a difference names the settings that are no parameter of a run; the others are
+    named as the parameter, in backquotes (``cli.py`` turns those into flags)."""
+
+    @classmethod
+    def label(cls, name: str) -> str:
+        """How a message names the setting ``name``: in words, or as the parameter in backquotes."""
+        return cls.IN_WORDS.get(name, f"`{name}`")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Every setting's name, as messages list them: the model's first, then the run's."""
+        first = ("model", "model_args", "model_source", "weights", "weights_fingerprint", "output")
+        return first + tuple(setting.name for setting in fields(cls) if setting.name not in first)
 
     def differences(self, other: RunSettings, ignore: Sequence[str] = ()) -> list[str]:
-        """'--model: vgg16 here, cnn3 there' for each setting that differs."""
+        """'`model` cnn3 there, vgg16 here' for each setting that differs."""
         found = []
-        for name, flag in self.FLAGS.items():
+        for name in self.names():
             mine, theirs = getattr(self, name), getattr(other, name)
             if name not in ignore and mine != theirs:
-                found.append(f"{flag} {show_setting(theirs)} there, {show_setting(mine)} here")
+                found.append(f"{self.label(name)} {show_setting(theirs)} there, {show_setting(mine)} here")
         return found
 
 
@@ -223,7 +226,7 @@ class ResultsStore:
     Opening it creates the schema, or checks that the run stored there has the same
     :class:`RunSettings`; a difference raises :class:`StoreError` naming it, before
     anything is written. ``elsewhere`` is what such a message tells the user to use
-    instead ("another --db"; the audit's database: "another --out").
+    instead ("another `db`"; the audit's database: "another `out`").
     """
 
     def __init__(
@@ -232,7 +235,7 @@ class ResultsStore:
         settings: RunSettings,
         weights_description: str,
         other_settings: dict,
-        elsewhere: str = "another --db",
+        elsewhere: str = "another `db`",
     ) -> None:
         self.path = Path(path)
         self.settings = settings
