@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from ..adversarial import fgsm_sweep
+from ..claims import Skip
 from ..engine import PrecisionLike
-from ..experiments.base import Skip
 from ..images import logit_name
 
 __all__ = ["ADVERSARIAL_STEPS", "adversarial_test"]

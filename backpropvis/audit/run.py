@@ -20,10 +20,10 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import torch
 
 from .. import __version__
+from ..claims import Skip
 from ..devices import resolve_device
 from ..engine import Precision, PrecisionLike
 from ..errors import BackpropvisError, ImageError, Interrupted
-from ..experiments.base import Skip
 from ..files import make_folder, write_json
 from ..image_sets import ImageSource, Samples, list_images
 from ..metrics import ratio
