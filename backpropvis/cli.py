@@ -151,12 +151,34 @@ def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str)
         metavar="PIXELS",
         help=f"crop size of the preprocessing (default: {input_size_default})",
     )
+    _add_precision(parser, "default")
+
+
+def _add_precision(parser: argparse.ArgumentParser, default: str) -> None:
+    """--precision: the engine's arithmetic (the commands differ in the default only)."""
     parser.add_argument(
         "--precision",
-        default="default",
+        default=default,
         choices=PRECISION_CHOICES,
-        help="the engine's arithmetic: PyTorch's global flags, exact IEEE float32, TF32 matrix "
-        "products (CUDA) or bfloat16 autocast (default: default)",
+        help="the engine's arithmetic: default follows PyTorch's global flags; float32 is exact IEEE float32 "
+        "whatever the flags say, so numbers are reproducible; tf32 and bfloat16 trade exactness for speed "
+        "on GPUs (default: %(default)s)",
+    )
+
+
+def _add_device_and_seed(parser: argparse.ArgumentParser) -> None:
+    """--device and --seed: for every command that computes maps."""
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda, cuda:N or mps; under torchrun each rank uses cuda:LOCAL_RANK (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of every random draw: random weights, random targets or logits, redrawn layers, the "
+        "bootstrap (default: %(default)s)",
     )
 
 
@@ -177,10 +199,7 @@ def _add_visualize(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--targets", default="max,random", help="comma-separated: max, random or logit indices (default: %(default)s)"
     )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of random weights and random targets (default: %(default)s)"
-    )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: %(default)s)")
+    _add_device_and_seed(parser)
     parser.add_argument("--out", default="visualize-out", help="output folder (default: %(default)s)")
     parser.add_argument(
         "--save-maps",
@@ -272,12 +291,7 @@ def _add_class_distance(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--db", required=True, help="SQLite results file (created, or resumed)")
     _add_streaming_options(parser)
-    parser.add_argument(
-        "--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK) (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of random weights and random logits (default: %(default)s)"
-    )
+    _add_device_and_seed(parser)
     parser.set_defaults(run=_run_class_distance)
 
 
@@ -362,13 +376,7 @@ def _add_audit(commands: argparse._SubParsersAction) -> None:
         "read at its smallest step that changes the prediction (default: %(default)s)",
     )
     _add_streaming_options(parser)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: %(default)s)")
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of random weights, random logits, redrawn layers and the bootstrap (default: %(default)s)",
-    )
+    _add_device_and_seed(parser)
     parser.set_defaults(run=_run_audit)
 
 
@@ -440,8 +448,7 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="fig2 ... fig9, or all (the default)")
     parser.add_argument("--quick", action="store_true", help="reduced sizes (minutes on a laptop CPU)")
     parser.add_argument("--out", default="reproduce-out", help="output folder (default: %(default)s)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
+    _add_device_and_seed(parser)
     parser.add_argument(
         "--images",
         default=None,
@@ -456,19 +463,8 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
         help="torchvision's trained VGG-16 checkpoint, vgg16-397923af.pth (default: the torch hub "
         "cache's, else EfficientNet-Lite0 stands in for the trained net)",
     )
-    _add_experiment_precision(parser)
+    _add_precision(parser, "float32")
     parser.set_defaults(run=_run_reproduce)
-
-
-def _add_experiment_precision(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--precision",
-        default="float32",
-        choices=PRECISION_CHOICES,
-        help="the engine's arithmetic for every map: float32 is exact IEEE float32 whatever PyTorch's "
-        "flags say, so claims are reproducible; default follows PyTorch's flags; tf32 and bfloat16 "
-        "trade exactness for speed on GPUs (default: %(default)s)",
-    )
 
 
 def _run_theory(args: argparse.Namespace) -> int:
@@ -499,8 +495,7 @@ def _add_theory(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--image", default="tabby", metavar="NAME-or-PATH", help="sample name or image file (default: %(default)s)"
     )
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
+    _add_device_and_seed(parser)
     parser.add_argument(
         "--vgg16-weights",
         default=None,
@@ -508,7 +503,7 @@ def _add_theory(commands: argparse._SubParsersAction) -> None:
         help="dead-zones: torchvision's trained VGG-16 checkpoint (default: the torch hub cache's, "
         "else the study is skipped)",
     )
-    _add_experiment_precision(parser)
+    _add_precision(parser, "float32")
     parser.set_defaults(run=_run_theory)
 
 
