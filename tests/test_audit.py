@@ -26,7 +26,8 @@ from cli_runner import run_cli
 from PIL import Image
 from sabotage import sabotaged
 
-import backpropvis.audit.run
+import backpropvis.audit.adversarial_step
+import backpropvis.audit.randomization_step
 from backpropvis.audit import AUDIT_FILE, CLASS_DISTANCE_DB, VERDICTS, run_audit
 from backpropvis.audit.probes import load_probes
 from backpropvis.audit.verdicts import METRICS, SALIENCY_FRACTION, SMALLEST_CHANGE
@@ -274,7 +275,7 @@ def test_a_crash_in_step_3_keeps_step_1_and_the_rerun_continues(user_files, tmp_
     def crash(*args, **kwargs):
         raise RuntimeError("a bug in step 3")
 
-    monkeypatch.setattr(backpropvis.audit.run, "cascading_randomization", crash)
+    monkeypatch.setattr(backpropvis.audit.randomization_step, "cascading_randomization", crash)
     with pytest.raises(RuntimeError, match="a bug in step 3"):
         run_audit(images, out, **options)
     rows = _rows(out / CLASS_DISTANCE_DB)
@@ -301,7 +302,7 @@ def test_ctrl_c_in_a_later_step_says_what_is_kept_and_how_to_go_on(user_files, t
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(backpropvis.audit.run, "adversarial_test", interrupted)
+    monkeypatch.setattr(backpropvis.audit.adversarial_step, "adversarial_numbers", interrupted)
     status, _, err = run_cli(_audit_argv(f"{model_file}:build", images, out), capsys)
     last = err.strip().splitlines()[-1]  # after the progress bars: one line
     assert status == 130 and last.startswith("backpropvis: interrupted: during the adversarial step")

@@ -116,12 +116,12 @@ def cascading_randomization(
             distance[method].append(class_distance(reference[method], redrawn).tolist())
             similarity[method].append(input_similarity(redrawn, inputs.cpu()).tolist())
         first_image.append(torch.stack([maps[method][0, 0].cpu() for method in methods]))
-    num_logits = trained.logits.shape[1]
+    names = [logit_name(int(index), trained.logits.shape[1]) for index in predicted.cpu()]
     numbers = {
         "stages": [stage.label for stage in stages],
         "descriptions": descriptions,
         "predicted": predicted.cpu().tolist(),
-        "predicted_names": [logit_name(int(index), num_logits) for index in predicted.cpu()],
+        "predicted_names": names,
         "redraw_seed": seed_of_layers,
         "batch_norm": "reestimate",
         "distance": distance,
