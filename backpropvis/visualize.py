@@ -88,7 +88,53 @@ def visualize(
         maps = attribute_many(network, inputs, list(targets), rules, generator=generator, precision=precision)
         results.append((source, inputs, maps))
 
-    summary: dict[str, Any] = {
+    summary = _summary_head(model, precision, seed)
+    grid_rows, row_labels, panel_labels = _rows(summary, results, model, targets, rules, out)
+    save_grid(
+        grid_rows,
+        out / "grid.png",
+        row_labels=row_labels,
+        column_labels=["input"] + [rule.name for rule in rules],
+        panel_labels=panel_labels,
+        title=model.title,
+    )
+    if maps_path is not None:
+        summary["saved_maps"] = str(_save_arrays(maps_path, results, targets, rules))
+    write_json(summary, out / "summary.json")
+    return summary
+
+
+def _rows(summary: dict, results: list, model: LoadedModel, targets: Sequence[Target], rules, out: Path) -> tuple:
+    """Each image's maps written as PNGs and entered in ``summary``; returns the grid's rows,
+    row labels and panel labels (one row per image and target)."""
+    grid_rows: list[list[Any]] = []
+    row_labels: list[str] = []
+    panel_labels: list[list[str]] = []
+    names_used: set[str] = set()
+    for source, inputs, maps in results:
+        name = _unique(_slug(Path(source).stem if os.path.sep in source or Path(source).suffix else source), names_used)
+        predicted, num_logits = int(maps.logits[0].argmax()), maps.logits.shape[1]
+        summary["images"].append(
+            {"image": source, "predicted": predicted, "predicted_name": logit_name(predicted, num_logits)}
+        )
+        display_input = _display(model, inputs[0].cpu())
+        for target_number, target in enumerate(targets):
+            index = int(maps.targets[target_number, 0])
+            panels, entries = _target_row(maps, target_number, target, rules, inputs, out / name)
+            summary["maps"] += [{"image": source, **entry} for entry in entries]
+            grid_rows.append([display_input, *panels])
+            row_labels.append(f"{name}\n{target}: {logit_name(index, num_logits)}")
+            panel_labels.append(
+                [f"predicted: {logit_name(predicted, num_logits)}"]
+                + [f"similarity {entry['input_similarity']:.2f}" for entry in entries]
+            )
+        summary["class_distances"] += _class_distances(source, maps, targets, rules)
+    return grid_rows, row_labels, panel_labels
+
+
+def _summary_head(model: LoadedModel, precision: Precision, seed: int) -> dict[str, Any]:
+    """``summary.json`` before its maps: the model, the precision and the seed."""
+    return {
         "model": model.name,
         "model_args": dict(model.args),
         "model_source": model.source,
@@ -103,64 +149,45 @@ def visualize(
         "maps": [],
         "class_distances": [],
     }
-    grid_rows, row_labels, panel_labels = [], [], []
-    names_used: set[str] = set()
-    for source, inputs, maps in results:
-        name = _unique(_slug(Path(source).stem if os.path.sep in source or Path(source).suffix else source), names_used)
-        predicted, num_logits = int(maps.logits[0].argmax()), maps.logits.shape[1]
-        summary["images"].append(
-            {"image": source, "predicted": predicted, "predicted_name": logit_name(predicted, num_logits)}
+
+
+def _target_row(
+    maps, target_number: int, target: Target, rules, inputs: torch.Tensor, stem: Path
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """One target's maps of one image: written as ``<stem>_<method>_<target>-<index>.png``;
+    returns the display maps and one summary entry per method (without the image)."""
+    index, num_logits = int(maps.targets[target_number, 0]), maps.logits.shape[1]
+    panels, entries = [], []
+    for rule in rules:
+        map_ = maps[rule.name][target_number, 0].cpu()
+        png = save_png(to_display(map_), stem.parent / f"{stem.name}_{rule.name}_{_slug(str(target))}-{index}.png")
+        entries.append(
+            {
+                "method": rule.name,
+                "target": str(target),
+                "target_index": index,
+                "target_name": logit_name(index, num_logits),
+                "min": float(map_.min()),
+                "max": float(map_.max()),
+                "input_similarity": float(input_similarity(map_, inputs[0].cpu())),
+                "png": png.name,
+            }
         )
-        display_input = _display(model, inputs[0].cpu())
-        for target_number, target in enumerate(targets):
-            index = int(maps.targets[target_number, 0])
-            row: list[Any] = [display_input]
-            captions = [f"predicted: {logit_name(predicted, num_logits)}"]
-            for rule in rules:
-                map_ = maps[rule.name][target_number, 0].cpu()
-                png = save_png(to_display(map_), out / f"{name}_{rule.name}_{_slug(str(target))}-{index}.png")
-                similarity = float(input_similarity(map_, inputs[0].cpu()))
-                summary["maps"].append(
-                    {
-                        "image": source,
-                        "method": rule.name,
-                        "target": str(target),
-                        "target_index": index,
-                        "target_name": logit_name(index, num_logits),
-                        "min": float(map_.min()),
-                        "max": float(map_.max()),
-                        "input_similarity": similarity,
-                        "png": png.name,
-                    }
-                )
-                row.append(to_display(map_))
-                captions.append(f"similarity {similarity:.2f}")
-            grid_rows.append(row)
-            row_labels.append(f"{name}\n{target}: {logit_name(index, num_logits)}")
-            panel_labels.append(captions)
-        summary["class_distances"] += _class_distances(source, maps, targets, rules)
-    save_grid(
-        grid_rows,
-        out / "grid.png",
-        row_labels=row_labels,
-        column_labels=["input"] + [rule.name for rule in rules],
-        panel_labels=panel_labels,
-        title=model.title,
+        panels.append(to_display(map_))
+    return panels, entries
+
+
+def _save_arrays(path: Path, results: list, targets: Sequence[Target], rules) -> Path:
+    """The raw maps of every image, their targets, logits and inputs, as arrays (:mod:`.saved_maps`)."""
+    return saved_maps.save_maps(
+        path,
+        maps={rule.name: torch.cat([maps[rule.name] for _, _, maps in results], dim=1) for rule in rules},
+        targets=[str(target) for target in targets],
+        images=[source for source, _, _ in results],
+        target_indices=torch.cat([maps.targets for _, _, maps in results], dim=1),
+        logits=torch.cat([maps.logits for _, _, maps in results]),
+        inputs=torch.cat([inputs for _, inputs, _ in results]),
     )
-    if maps_path is not None:
-        summary["saved_maps"] = str(
-            saved_maps.save_maps(
-                maps_path,
-                maps={rule.name: torch.cat([maps[rule.name] for _, _, maps in results], dim=1) for rule in rules},
-                targets=[str(target) for target in targets],
-                images=[source for source, _, _ in results],
-                target_indices=torch.cat([maps.targets for _, _, maps in results], dim=1),
-                logits=torch.cat([maps.logits for _, _, maps in results]),
-                inputs=torch.cat([inputs for _, inputs, _ in results]),
-            )
-        )
-    write_json(summary, out / "summary.json")
-    return summary
 
 
 def _class_distances(source: str, maps, targets: Sequence[Target], rules) -> list[dict]:

@@ -85,8 +85,7 @@ def cascading_randomization(
         model: the trained model (left untouched: every variant is a copy).
         inputs: [B, C, H, W] the few images, on the model's device.
         methods: rule names.
-        seed: the audit's seed (see :func:`redraw_seed`).
-        precision: the engine's arithmetic.
+        seed, precision: the audit's seed (see :func:`redraw_seed`); the engine's arithmetic.
 
     Returns:
         numbers: ``stages`` (labels, top first: row s has every stage from the top down to

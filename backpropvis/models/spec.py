@@ -182,16 +182,7 @@ def resolve_model(
     else:
         name, source, build = _resolve_callable(model, tuple(built_in))
         module = _call(build, name, arguments, seed)
-        if weights == "random":
-            weights_description = f"as built (torch seed {seed})"
-        elif weights == "imagenet":
-            raise WeightsError(
-                f"`weights` imagenet is for the built-in models; for {name} pass random (the model as built, "
-                "e.g. with `model_args` asking for pretrained weights) or a state-dict file"
-            )
-        else:
-            load_into(module, weights)
-            weights_description = weights
+        weights_description = _load_weights(module, name, weights, seed)
         if module.training:
             affected = training_dependent_modules(module)
             module.eval()
@@ -217,6 +208,19 @@ def resolve_model(
         tuple(notes),
         input_size,
     )
+
+
+def _load_weights(module: nn.Module, name: str, weights: str, seed: int) -> str:
+    """Load ``weights`` ("random": as built; or a state-dict file) into a callable's model; returns them in words."""
+    if weights == "random":
+        return f"as built (torch seed {seed})"
+    if weights == "imagenet":
+        raise WeightsError(
+            f"`weights` imagenet is for the built-in models; for {name} pass random (the model as built, "
+            "e.g. with `model_args` asking for pretrained weights) or a state-dict file"
+        )
+    load_into(module, weights)
+    return weights
 
 
 def describe_module(

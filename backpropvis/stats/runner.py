@@ -35,7 +35,7 @@ from ..errors import BackpropvisError, Interrupted
 from ..image_sets import ImageSource, list_images, source_setting
 from ..images import logit_name
 from ..metrics import class_distance, class_distance_minmax, input_similarity
-from ..models import ModelLike, as_loaded
+from ..models import LoadedModel, ModelLike, as_loaded
 from ..rules import PAPER_METHODS, Rule, resolve_rule
 from .decoding import Batch, ImageSet, batch_loader
 from .distributed import World, barrier, process_group, world_from_environment
@@ -150,7 +150,32 @@ def run_class_distance(
     loaded = as_loaded(model, seed)
     network = loaded.module.to(torch_device)
 
-    settings = RunSettings(
+    settings = _run_settings(loaded, rules, pairs, seed, images, world, Precision.parse(precision))
+    job = _Job(images, network, loaded.preprocessing, rules, settings, batch_size, workers, torch_device, world)
+    other = {"batch_size": batch_size, "workers": workers, "device": str(torch_device), "limit": limit}
+    with process_group(world, torch_device):
+        store = ResultsStore(
+            rank_db_path(db, world.rank, world.size), settings, loaded.weights_description, other, elsewhere
+        )
+        try:
+            report = _run(store, keys, job, progress)
+        finally:
+            store.close()
+        barrier(world)
+    return replace(report, model=loaded.title, model_notes=loaded.notes, preprocessing=loaded.preprocessing_description)
+
+
+def _run_settings(
+    loaded: LoadedModel,
+    rules: Sequence[Rule],
+    pairs: str,
+    seed: int,
+    images: ImageSource,
+    world: World,
+    precision: Precision,
+) -> RunSettings:
+    """The run's identity, as its database stores it."""
+    return RunSettings(
         model=loaded.name,
         weights=str(loaded.weights),
         methods=tuple(rule.name for rule in rules),
@@ -164,58 +189,36 @@ def run_class_distance(
         model_source=loaded.source,
         weights_fingerprint=loaded.fingerprint,
         output=loaded.output,
-        precision=Precision.parse(precision).value,
+        precision=precision.value,
     )
-    other = {"batch_size": batch_size, "workers": workers, "device": str(torch_device), "limit": limit}
-    with process_group(world, torch_device):
-        store = ResultsStore(
-            rank_db_path(db, world.rank, world.size), settings, loaded.weights_description, other, elsewhere
-        )
-        try:
-            report = _run(
-                store,
-                keys,
-                images=images,
-                network=network,
-                preprocess=loaded.preprocessing,
-                rules=rules,
-                settings=settings,
-                batch_size=batch_size,
-                workers=workers,
-                device=torch_device,
-                world=world,
-                progress=progress,
-            )
-        finally:
-            store.close()
-        barrier(world)
-    return replace(report, model=loaded.title, model_notes=loaded.notes, preprocessing=loaded.preprocessing_description)
 
 
-def _run(
-    store: ResultsStore,
-    keys: Sequence[str],
-    *,
-    images: ImageSource,
-    network: nn.Module,
-    preprocess: Callable[[Image.Image], torch.Tensor],
-    rules: Sequence[Rule],
-    settings: RunSettings,
-    batch_size: int,
-    workers: int,
-    device: torch.device,
-    world: World,
-    progress: bool,
-) -> RunReport:
+@dataclass(frozen=True)
+class _Job:
+    """What every batch of one rank's run needs."""
+
+    images: ImageSource
+    network: nn.Module
+    preprocess: Callable[[Image.Image], torch.Tensor]
+    rules: Sequence[Rule]
+    settings: RunSettings
+    batch_size: int
+    workers: int
+    device: torch.device
+    world: World
+
+
+def _run(store: ResultsStore, keys: Sequence[str], job: _Job, progress: bool) -> RunReport:
+    world = job.world
     mine = shard(keys, world.rank, world.size)
-    batch_size = max(1, min(batch_size, len(mine)))  # a handful of images is not padded to a large batch
+    batch_size = max(1, min(job.batch_size, len(mine)))  # a handful of images is not padded to a large batch
     store.set_total(len(mine))
     done = store.done_images()
     blocks = [range(start, min(start + batch_size, len(mine))) for start in range(0, len(mine), batch_size)]
     batches = [[i for i in block if mine[i] not in done] for block in blocks]
     batches = [batch for batch in batches if batch]
     pending = sum(len(batch) for batch in batches)
-    dataset = ImageSet(images, mine, preprocess)
+    dataset = ImageSet(job.images, mine, job.preprocess)
 
     started, done_now, failed_images, num_classes = time.perf_counter(), 0, [], None
     description = "class distance" + (f" (rank {world.rank}/{world.size})" if world.size > 1 else "")
@@ -228,10 +231,10 @@ def _run(
             position=world.local_rank if world.size > 1 else None,
             dynamic_ncols=True,
         ) as bar:
-            for batch in batch_loader(dataset, batches, workers):
+            for batch in batch_loader(dataset, batches, job.workers):
                 rows: list[ResultRow] = []
                 if batch.keys:
-                    rows, num_classes = _measure(network, batch, rules, settings, batch_size, device, num_classes)
+                    rows, num_classes = _measure(job, batch, batch_size, num_classes)
                 store.write_batch(rows, batch.failures, len(batch.keys) + len(batch.failures))
                 done_now += len(batch.keys) + len(batch.failures)
                 failed_images += [key for key, _, _ in batch.failures]
@@ -258,21 +261,14 @@ def _run(
     )
 
 
-def _measure(
-    network: nn.Module,
-    batch: Batch,
-    rules,
-    settings: RunSettings,
-    batch_size: int,
-    device: torch.device,
-    num_classes: Optional[int],
-) -> tuple[list[ResultRow], int]:
+def _measure(job: _Job, batch: Batch, batch_size: int, num_classes: Optional[int]) -> tuple[list[ResultRow], int]:
     """Rows for a batch's good images, and the model's number of logits.
 
     Pads the batch to ``batch_size``, picks the pairs (a no-grad forward pass first,
     unless the pairs are "random-random" and the number of logits is known), then ONE
     attribute_many call for every method and both logits, then the metrics.
     """
+    network, settings, device = job.network, job.settings, job.device
     count = len(batch.keys)
     inputs = torch.zeros((batch_size, *batch.pixels.shape[1:]), dtype=batch.pixels.dtype)
     inputs[:count] = batch.pixels
@@ -287,15 +283,17 @@ def _measure(
     padded = torch.zeros((2, batch_size), dtype=torch.long)
     padded[:, :count] = chosen
     maps = attribute_many(
-        network, inputs, [padded[0].to(device), padded[1].to(device)], rules, precision=settings.precision
+        network, inputs, [padded[0].to(device), padded[1].to(device)], job.rules, precision=settings.precision
     )
     # the logits the pairs were chosen from; "random-random" takes none, so always the shared pass's
     chosen_from = maps.logits[:count] if settings.pairs == "random-random" or logits is None else logits
     predicted = chosen_from.argmax(dim=1).cpu()
+    return _rows(maps, job.rules, batch, inputs[:count], chosen, predicted), len(maps.logits[0])
 
-    rows = []
-    image = inputs[:count]
-    num_logits = maps.logits.shape[1]
+
+def _rows(maps, rules: Sequence[Rule], batch: Batch, image: torch.Tensor, chosen, predicted) -> list[ResultRow]:
+    """One row per (method, image): the class distances between the two logits' maps, and their input similarity."""
+    count, num_logits, rows = len(batch.keys), maps.logits.shape[1], []
     for rule in rules:
         pair = maps[rule.name][:, :count]  # [2, count, 3, S, S]
         distance = class_distance(pair[0], pair[1]).cpu()
@@ -320,4 +318,4 @@ def _measure(
                     input_similarity_second=float(similarity[1, column]),
                 )
             )
-    return rows, len(maps.logits[0])
+    return rows
