@@ -9,17 +9,50 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any, Callable, NoReturn, Optional, Sequence
 
-from .engine import PRECISION_NAMES, precision_from_name
+from .engine import PRECISION_NAMES, Precision
 from .errors import BackpropvisError, first_few
 from .rules import PAPER_METHODS
 
-__all__ = ["main", "build_parser", "PRECISION_CHOICES"]
+__all__ = ["main", "build_parser", "in_flags", "FLAGS", "PRECISION_CHOICES"]
 
 PRECISION_CHOICES = PRECISION_NAMES
-"""``--precision``: "default" is PyTorch's global flags (the engine's ``precision=None``)."""
+"""``--precision``: the names of :class:`~backpropvis.engine.Precision` ("default": PyTorch's global flags)."""
+
+
+FLAGS: dict[str, str] = {
+    "model": "--model",
+    "model_args": "--model-args",
+    "weights": "--weights",
+    "output": "--output",
+    "input_size": "--input-size",
+    "precision": "--precision",
+    "methods": "--methods",
+    "targets": "--targets",
+    "pairs": "--pairs",
+    "seed": "--seed",
+    "device": "--device",
+    "images": "--images",
+    "limit": "--limit",
+    "batch_size": "--batch-size",
+    "workers": "--workers",
+    "few_images": "--few-images",
+    "adversarial_steps": "--fgsm-steps",
+    "save_maps": "--save-maps",
+    "db": "--db",
+    "out": "--out",
+}
+"""The library's parameter names -> the command line's flags. The library names a parameter
+in its messages in backquotes (```few_images` must be at least 1``); :func:`in_flags` says it
+as the flag."""
+
+
+def in_flags(message: str) -> str:
+    """A library message in the command line's words: each ```name``` becomes its flag (or the bare name)."""
+    return re.sub(r"`(\w+)`", lambda match: FLAGS.get(match.group(1), match.group(1)), message)
 
 
 def _split(text: str) -> list[str]:
@@ -67,15 +100,12 @@ def _print_model(title: str, preprocessing: str, notes: Sequence[str]) -> None:
 
 
 def _model_options(args: argparse.Namespace) -> dict[str, Any]:
-    """What :func:`_add_model_options` read, as the keyword arguments every model-building API takes."""
-    return {
-        "model": args.model,
-        "weights": args.weights,
-        "model_args": args.model_args,
-        "output": args.output,
-        "input_size": args.input_size,
-        "precision": precision_from_name(args.precision),
-    }
+    """What :func:`_add_model_options` read: the model as one :class:`~backpropvis.models.ModelSpec`,
+    and the precision, as the keyword arguments every model-building API takes."""
+    from .models import ModelSpec
+
+    spec = ModelSpec(args.model, args.weights, args.model_args, args.output, args.input_size)
+    return {"model": spec, "precision": Precision(args.precision)}
 
 
 def _streaming_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -121,12 +151,34 @@ def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str)
         metavar="PIXELS",
         help=f"crop size of the preprocessing (default: {input_size_default})",
     )
+    _add_precision(parser, "default")
+
+
+def _add_precision(parser: argparse.ArgumentParser, default: str) -> None:
+    """--precision: the engine's arithmetic (the commands differ in the default only)."""
     parser.add_argument(
         "--precision",
-        default="default",
+        default=default,
         choices=PRECISION_CHOICES,
-        help="the engine's arithmetic: PyTorch's global flags, exact IEEE float32, TF32 matrix "
-        "products (CUDA) or bfloat16 autocast (default: default)",
+        help="the engine's arithmetic: default follows PyTorch's global flags; float32 is exact IEEE float32 "
+        "whatever the flags say, so numbers are reproducible; tf32 and bfloat16 trade exactness for speed "
+        "on GPUs (default: %(default)s)",
+    )
+
+
+def _add_device_and_seed(parser: argparse.ArgumentParser) -> None:
+    """--device and --seed: for every command that computes maps."""
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda, cuda:N or mps; under torchrun each rank uses cuda:LOCAL_RANK (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of every random draw: random weights, random targets or logits, redrawn layers, the "
+        "bootstrap (default: %(default)s)",
     )
 
 
@@ -147,10 +199,7 @@ def _add_visualize(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--targets", default="max,random", help="comma-separated: max, random or logit indices (default: %(default)s)"
     )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of random weights and random targets (default: %(default)s)"
-    )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: %(default)s)")
+    _add_device_and_seed(parser)
     parser.add_argument("--out", default="visualize-out", help="output folder (default: %(default)s)")
     parser.add_argument(
         "--save-maps",
@@ -242,12 +291,7 @@ def _add_class_distance(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--db", required=True, help="SQLite results file (created, or resumed)")
     _add_streaming_options(parser)
-    parser.add_argument(
-        "--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK) (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of random weights and random logits (default: %(default)s)"
-    )
+    _add_device_and_seed(parser)
     parser.set_defaults(run=_run_class_distance)
 
 
@@ -332,13 +376,7 @@ def _add_audit(commands: argparse._SubParsersAction) -> None:
         "read at its smallest step that changes the prediction (default: %(default)s)",
     )
     _add_streaming_options(parser)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: %(default)s)")
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of random weights, random logits, redrawn layers and the bootstrap (default: %(default)s)",
-    )
+    _add_device_and_seed(parser)
     parser.set_defaults(run=_run_audit)
 
 
@@ -350,7 +388,7 @@ def _run_summarize(args: argparse.Namespace) -> int:
     summary = summarize_runs(args.databases, resamples=args.resamples)
     if args.plot:
         summary["plot"] = str(plot_runs(summary, args.plot))
-    print(json.dumps(summary, indent=2) if args.json else format_runs(summary))
+    print(json.dumps(summary, indent=2) if args.json else in_flags(format_runs(summary)))
     if args.plot and not args.json:
         print(f"wrote {args.plot}")
     return 0
@@ -390,7 +428,7 @@ def _run_selected(group: str, names: Sequence[str], args: argparse.Namespace, **
         device=resolve_device(args.device),
         seed=args.seed,
         vgg16_weights=args.vgg16_weights,
-        precision=precision_from_name(args.precision),
+        precision=Precision(args.precision),
         **options,
     )
     print(summary_table(results))
@@ -410,8 +448,7 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="fig2 ... fig9, or all (the default)")
     parser.add_argument("--quick", action="store_true", help="reduced sizes (minutes on a laptop CPU)")
     parser.add_argument("--out", default="reproduce-out", help="output folder (default: %(default)s)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
+    _add_device_and_seed(parser)
     parser.add_argument(
         "--images",
         default=None,
@@ -426,19 +463,8 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
         help="torchvision's trained VGG-16 checkpoint, vgg16-397923af.pth (default: the torch hub "
         "cache's, else EfficientNet-Lite0 stands in for the trained net)",
     )
-    _add_experiment_precision(parser)
+    _add_precision(parser, "float32")
     parser.set_defaults(run=_run_reproduce)
-
-
-def _add_experiment_precision(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--precision",
-        default="float32",
-        choices=PRECISION_CHOICES,
-        help="the engine's arithmetic for every map: float32 is exact IEEE float32 whatever PyTorch's "
-        "flags say, so claims are reproducible; default follows PyTorch's flags; tf32 and bfloat16 "
-        "trade exactness for speed on GPUs (default: %(default)s)",
-    )
 
 
 def _run_theory(args: argparse.Namespace) -> int:
@@ -469,8 +495,7 @@ def _add_theory(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--image", default="tabby", metavar="NAME-or-PATH", help="sample name or image file (default: %(default)s)"
     )
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
+    _add_device_and_seed(parser)
     parser.add_argument(
         "--vgg16-weights",
         default=None,
@@ -478,7 +503,7 @@ def _add_theory(commands: argparse._SubParsersAction) -> None:
         help="dead-zones: torchvision's trained VGG-16 checkpoint (default: the torch hub cache's, "
         "else the study is skipped)",
     )
-    _add_experiment_precision(parser)
+    _add_precision(parser, "float32")
     parser.set_defaults(run=_run_theory)
 
 
@@ -525,7 +550,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return args.run(args)
     except BackpropvisError as error:
-        print(f"backpropvis: error: {error}", file=sys.stderr)
+        print(f"backpropvis: error: {in_flags(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:  # an Interrupted says what was saved and how to go on
         detail = str(interrupt)

@@ -15,6 +15,7 @@ from typing import Optional, Sequence, Union
 import torch
 from tqdm.auto import tqdm
 
+from .engine import Precision, PrecisionLike
 from .experiments import Experiment, ExperimentResult, RunContext, find, load_figure_data, run_experiment
 from .experiments.base import FIGURE_FILE
 from .files import make_folder
@@ -52,7 +53,7 @@ def run_suite(
     vgg16_weights: Optional[Union[str, os.PathLike]] = None,
     progress: bool = True,
     image: str = "tabby",
-    precision: Optional[str] = "float32",
+    precision: PrecisionLike = Precision.FLOAT32,
 ) -> list[ExperimentResult]:
     """Run ``experiments`` one after the other, writing ``out/<name>/metrics.json`` after
     each and ``out/index.html`` at the end; returns the results. ``image`` (a sample name

@@ -305,7 +305,9 @@ def test_visualize_reports_class_distances_and_saves_the_raw_maps(suffix, tmp_pa
     assert distances[("coffee", "saliency")] > 3 * distances[("coffee", "gbp")]
 
 
-@pytest.mark.parametrize(("choice", "passed"), [("default", None), ("float32", "float32"), ("bfloat16", "bfloat16")])
+@pytest.mark.parametrize(
+    ("choice", "passed"), [("default", "default"), ("float32", "float32"), ("bfloat16", "bfloat16")]
+)
 def test_precision_is_passed_to_the_engine(choice, passed, tmp_path, capsys, monkeypatch) -> None:
     seen = []
     original = backpropvis.visualize.attribute_many

@@ -26,7 +26,7 @@ from PIL import Image
 from backpropvis.cli import main
 from backpropvis.errors import StoreError
 from backpropvis.images import load_image
-from backpropvis.models import build_model
+from backpropvis.models import ModelSpec, build_model
 from backpropvis.stats import choose_pairs, list_images, rank_db_path, read_database, run_class_distance, shard
 from backpropvis.stats.pairs import random_pairs
 from backpropvis.stats.store import ResultRow, ResultsStore, RunSettings
@@ -178,9 +178,7 @@ def test_bad_files_are_recorded_and_skipped(images, tmp_path):
     report = run_class_distance(
         images,
         db,
-        model="efficientnet-lite0",
-        weights="imagenet",
-        input_size=SIZE,
+        model=ModelSpec("efficientnet-lite0", weights="imagenet", input_size=SIZE),
         batch_size=4,
         workers=2,
         progress=False,
@@ -339,7 +337,7 @@ def test_summary_on_known_values(tmp_path):
 
     # two files of different runs are refused, naming the setting; an image in two files too
     other = _store(tmp_path / "other.sqlite", {"saliency": [1.0], "deconvnet": [1.0], "gbp": [1.0]}, ["9.png"], seed=3)
-    with pytest.raises(StoreError, match="--seed 3 there, 0 here|--seed 0 there, 3 here"):
+    with pytest.raises(StoreError, match="`seed` 3 there, 0 here|`seed` 0 there, 3 here"):
         summarize([db, other])
     twice = _store(
         tmp_path / "twice.sqlite",

@@ -149,7 +149,7 @@ def test_ratio_is_nan_where_the_denominator_means_nothing() -> None:
 
 def test_a_zero_map_fails_a_ratio_claim() -> None:
     # Issue 10: GBP maps of zeros have class distance 0; "saliency / GBP >= 5" must not hold.
-    from backpropvis.experiments.base import Claim
+    from backpropvis.claims import Claim
 
     saliency = seeded_maps(2, 3, 4, 4, seed=7)
     zero_gbp = torch.zeros(2, 3, 4, 4)

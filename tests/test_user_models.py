@@ -341,7 +341,12 @@ def test_a_module_given_to_the_api_keeps_its_mode_and_gets_the_default_preproces
     with pytest.raises(ModelError, match="compiled with torch.compile"):
         describe_module(torch.compile(model.eval()))
     report = run_class_distance(
-        None, tmp_path / "api.sqlite", model=model.eval(), input_size=SIZE, limit=1, workers=0, progress=False
+        None,
+        tmp_path / "api.sqlite",
+        model=describe_module(model.eval(), input_size=SIZE),
+        limit=1,
+        workers=0,
+        progress=False,
     )
     assert report.done_now == 1
     assert read_database(tmp_path / "api.sqlite").settings.weights_fingerprint == weights_fingerprint(model)

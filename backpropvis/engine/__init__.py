@@ -27,7 +27,7 @@ from .attribution import (
     attribute_many,
 )
 from .planning import DEFAULT_MAX_BATCH
-from .precision import PRECISION_NAMES, PRECISIONS, precision_from_name, precision_name
+from .precision import PRECISION_NAMES, Precision, PrecisionLike
 
 __all__ = [
     "Attributions",
@@ -40,9 +40,8 @@ __all__ = [
     "attribute_many",
     "resolve_targets",
     "Target",
-    "PRECISIONS",
+    "Precision",
+    "PrecisionLike",
     "PRECISION_NAMES",
-    "precision_name",
-    "precision_from_name",
     "DEFAULT_MAX_BATCH",
 ]

@@ -22,7 +22,7 @@ from ..module_checks import refuse_compiled, training_dependent_modules
 from ..rules import PAPER_METHODS, Rule, resolve_rule, resolve_rules
 from ..targets import Target, resolve_targets
 from .planning import DEFAULT_MAX_BATCH, BackwardPlan, plan_backward
-from .precision import Precision
+from .precision import Arithmetic, Precision, PrecisionLike
 from .recording import ForwardRecord, RecordedForward
 from .ruled import RuleSlot
 
@@ -73,7 +73,7 @@ def attribute_many(
     generator: Optional[torch.Generator] = None,
     strict: bool = True,
     max_batch: Optional[int] = None,
-    precision: Optional[str] = None,
+    precision: PrecisionLike = Precision.DEFAULT,
 ) -> Attributions:
     """Every method's map for every target, from ONE forward pass.
 
@@ -91,9 +91,9 @@ def attribute_many(
             their true gradient and are listed in ``passed_through``.
         max_batch: at most this many maps (targets x batch) per backward pass below the
             graph cut (:mod:`~backpropvis.engine.planning`). Default: 1 target per pass.
-        precision: None (PyTorch's global flags, the default), "float32" (exact IEEE
-            float32 whatever the flags), "tf32" (CUDA TF32) or "bfloat16" (autocast);
-            maps are returned in the inputs' dtype (:mod:`~backpropvis.engine.precision`).
+        precision: a :class:`~backpropvis.engine.precision.Precision` or its name: "default"
+            (PyTorch's global flags), "float32" (exact IEEE float32 whatever the flags), "tf32"
+            (CUDA TF32) or "bfloat16" (autocast); maps are returned in the inputs' dtype.
 
     Returns:
         :class:`Attributions`: method name -> Tensor[T, B, *inputs.shape[1:]].
@@ -105,7 +105,7 @@ def attribute_many(
     record = ForwardRecord(strict, type(model).__name__)
     slot = RuleSlot(rules[0])
     # Autograd is needed even when the caller runs under torch.inference_mode().
-    with torch.inference_mode(False), Precision(precision, inputs.device.type):
+    with torch.inference_mode(False), Arithmetic(precision, inputs.device.type):
         x = (inputs.clone() if inputs.is_inference() else inputs.detach()).requires_grad_(True)
         with torch.enable_grad(), RecordedForward(model, record, slot):
             logits = model(x)
@@ -170,7 +170,7 @@ def attribute(
     *,
     generator: Optional[torch.Generator] = None,
     strict: bool = True,
-    precision: Optional[str] = None,
+    precision: PrecisionLike = Precision.DEFAULT,
 ) -> torch.Tensor:
     """One method's map for one target: Tensor shaped like ``inputs``, raw and signed.
 
@@ -184,7 +184,9 @@ def attribute(
 class Explainer:
     """Captum's call shape: ``Explainer(model, "gbp").attribute(x, target=281)``."""
 
-    def __init__(self, model: Model, method: Method, *, strict: bool = True, precision: Optional[str] = None):
+    def __init__(
+        self, model: Model, method: Method, *, strict: bool = True, precision: PrecisionLike = Precision.DEFAULT
+    ):
         self.model = model
         self.rule = resolve_rule(method)
         self.strict = strict
@@ -198,21 +200,21 @@ class Explainer:
 class Saliency(Explainer):
     """The true gradient of the target logit (Simonyan et al. 2013)."""
 
-    def __init__(self, model: Model, *, strict: bool = True, precision: Optional[str] = None):
+    def __init__(self, model: Model, *, strict: bool = True, precision: PrecisionLike = Precision.DEFAULT):
         super().__init__(model, "saliency", strict=strict, precision=precision)
 
 
 class DeconvNet(Explainer):
     """DeconvNet (Zeiler & Fergus 2014): h = max(., 0), g' = 1 at every activation."""
 
-    def __init__(self, model: Model, *, strict: bool = True, precision: Optional[str] = None):
+    def __init__(self, model: Model, *, strict: bool = True, precision: PrecisionLike = Precision.DEFAULT):
         super().__init__(model, "deconvnet", strict=strict, precision=precision)
 
 
 class GuidedBackprop(Explainer):
     """Guided Backpropagation (Springenberg et al. 2014): h = max(., 0), g' = forward mask."""
 
-    def __init__(self, model: Model, *, strict: bool = True, precision: Optional[str] = None):
+    def __init__(self, model: Model, *, strict: bool = True, precision: PrecisionLike = Precision.DEFAULT):
         super().__init__(model, "gbp", strict=strict, precision=precision)
 
 
@@ -257,7 +259,7 @@ def _check_forward(logits: Any, batch: int, record: ForwardRecord, rules: Sequen
     if not isinstance(logits, torch.Tensor):
         raise ModelError(
             f"{model_name} returned {_describe_output(logits)}, not a Tensor of logits; select the logits with "
-            "backpropvis.models.select_output(model, KEY) (command line: --output KEY)"
+            "backpropvis.models.select_output(model, KEY) (the model option `output`)"
         )
     if logits.dim() != 2 or logits.shape[0] != batch:
         raise ModelError(

@@ -59,7 +59,7 @@ from tqdm.auto import tqdm
 from ..errors import ImageError
 from ..image_sets import Digits, ImageSource, Samples, source_photo, source_setting
 from ..metrics import ratio
-from ..models import digits_vgg, vgg16
+from ..models import describe_module, digits_vgg, vgg16
 from ..models.randomization import randomized
 from ..render import figure_title, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
@@ -187,13 +187,10 @@ def _class_distances(network: Network, settings: Mapping[str, Any], context: Run
     run_class_distance(
         network.source,
         db,
-        model=network.build(),
-        model_name=network.name,
-        weights=network.weights,
+        model=describe_module(network.build(), network.name, str(network.weights), network.size),
         methods=PAPER_METHODS,
         pairs="random-random",
         seed=context.seed,
-        input_size=network.size,
         limit=network.limit,
         batch_size=settings["batch_size"],
         workers=2,

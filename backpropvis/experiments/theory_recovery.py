@@ -24,13 +24,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..engine import attribute_many
+from ..engine import PrecisionLike, attribute_many
 from ..models import three_layer_fcn
 from ..render import Picture, map_panel, pyplot, save_figure
 from ..theory import PowerLaw, filters_needed, fit_power_law, law_amplitude, recovery, tangent_squared
@@ -111,7 +111,7 @@ CLAIMS = (
 
 
 def _gbp_recovery(
-    model, inputs: torch.Tensor, limit: torch.Tensor, target: int, precision: Optional[str]
+    model, inputs: torch.Tensor, limit: torch.Tensor, target: int, precision: PrecisionLike
 ) -> tuple[float, torch.Tensor]:
     """GBP's map of ``target`` from the engine (at ``precision``) and its cosine with ``limit``."""
     gbp = attribute_many(model, inputs, [target], ["gbp"], precision=precision)["gbp"][0, 0]

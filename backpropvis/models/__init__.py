@@ -23,13 +23,16 @@ from .output import SelectOutput, select_output
 from .preprocessing import IMAGENET, TF_LITE, Preprocessing
 from .seeded_dense import SeededDense
 from .shallow import ThreeLayerCNN, ThreeLayerFCN, three_layer_cnn, three_layer_fcn
-from .spec import LoadedModel, describe_module, resolve_model
+from .spec import LoadedModel, ModelSpec, describe_module, resolve_model
 from .vgg import VGG16, VGG16_LAYERS, vgg16
 
 __all__ = [
     "MODEL_NAMES",
     "build_model",
     "load_model",
+    "as_loaded",
+    "ModelLike",
+    "ModelSpec",
     "LoadedModel",
     "describe_module",
     "select_output",
@@ -72,7 +75,7 @@ def _random_only(name: str, build: Callable[[int], nn.Module]) -> Callable[[str,
 
 def _efficientnet(weights: str, seed: int) -> nn.Module:
     if weights == "random":
-        raise ModelError("efficientnet-lite0 is the trained model; use --weights imagenet or a checkpoint path")
+        raise ModelError("efficientnet-lite0 is the trained model; use `weights` imagenet or a checkpoint path")
     return efficientnet_lite0(weights)
 
 
@@ -116,9 +119,29 @@ def load_model(
     output: Union[str, int, None] = None,
 ) -> LoadedModel:
     """Any model by its ``--model`` text: a built-in name, ``MODULE:CALLABLE`` or
-    ``PATH.py:CALLABLE`` (see :func:`~backpropvis.models.spec.resolve_model` for every
-    argument), in eval mode, with its preprocessing, source and weights' fingerprint.
+    ``PATH.py:CALLABLE`` (the other arguments as in :class:`~backpropvis.models.spec.ModelSpec`;
+    ``seed`` as in :func:`~backpropvis.models.spec.resolve_model`), in eval mode, with its
+    preprocessing, source and weights' fingerprint.
     """
-    return resolve_model(
-        model, _BUILDERS, model_args=model_args, weights=weights, seed=seed, input_size=input_size, output=output
-    )
+    return resolve_model(ModelSpec(model, weights, model_args, output, input_size), _BUILDERS, seed)
+
+
+ModelLike = Union[str, ModelSpec, LoadedModel, nn.Module]
+"""What every API call taking a model accepts: a name, a :class:`ModelSpec`, a loaded model or a module."""
+
+
+def as_loaded(model: ModelLike, seed: int = 0) -> LoadedModel:
+    """The one resolver of a model at the API's edge: a name or a :class:`ModelSpec` is built
+    (``seed``: its random weights), a :class:`LoadedModel` passes as it is, and an ``nn.Module``
+    is described as it is (:func:`describe_module`: its mode kept).
+
+    Raises:
+        ModelError, WeightsError: as :func:`load_model`.
+    """
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, str):
+        model = ModelSpec(model)
+    if isinstance(model, ModelSpec):
+        return resolve_model(model, _BUILDERS, seed)
+    return describe_module(model)
