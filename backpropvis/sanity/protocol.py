@@ -254,8 +254,6 @@ class SanityRun:
         device, precision: where and in what arithmetic maps are computed.
         seed: the seed every random draw derives from.
         progress: whether to show progress bars.
-        extra_models: other trained models a protocol may use (e.g. "random labels":
-            the same architecture trained on permuted labels), by name.
     """
 
     model: nn.Module
@@ -268,7 +266,6 @@ class SanityRun:
     precision: Optional[str] = "float32"
     seed: int = 0
     progress: bool = True
-    extra_models: Mapping[str, Callable[[], nn.Module]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,176 @@
+"""A protocol as one call: :func:`run_sanity` loads the model and the images, runs the
+protocol (every finished step kept in ``DIR/steps``: rerunning the same command resumes),
+judges its claims and writes ``DIR/sanity.json``, ``DIR/sanity.npz`` (the figures' arrays)
+and the self-contained ``DIR/index.html``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import numpy as np
+
+from .. import __version__
+from ..audit.probes import load_probes
+from ..devices import resolve_device
+from ..engine import precision_name
+from ..errors import BackpropvisError, Interrupted
+from ..files import make_folder, write_arrays, write_json
+from ..image_sets import Digits, ImageSource, list_images, source_setting
+from ..models import LoadedModel, load_model
+from . import find_protocol
+from .page import format_result, write_page
+from .protocol import Protocol, SanityResult, SanityRun
+from .steps import StepStore
+
+__all__ = ["ARRAYS_FILE", "RESULT_FILE", "run_sanity", "load_result"]
+
+RESULT_FILE = "sanity.json"
+"""The protocol's result, in its folder."""
+
+ARRAYS_FILE = "sanity.npz"
+"""The arrays its figures are drawn from, in its folder."""
+
+DEFAULT_IMAGES = 16
+"""Images a protocol looks at when neither it nor the caller says."""
+
+
+def _settings(protocol: Protocol, size: str, overrides: Optional[Mapping[str, Any]]) -> Any:
+    settings = protocol.settings(size)
+    if overrides:
+        known = {item.name for item in dataclasses.fields(settings)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise BackpropvisError(
+                f"protocol {protocol.name} has no setting {unknown[0]!r}; its settings: {', '.join(sorted(known))}"
+            )
+        settings = dataclasses.replace(settings, **overrides)
+    return settings
+
+
+def _source(images: ImageSource, loaded: LoadedModel) -> ImageSource:
+    """The images: as given, or the held-out digits for the digits VGG (photos mean nothing to it)."""
+    if images is None and loaded.name == "digits-vgg":
+        return Digits("test")
+    return images
+
+
+def run_sanity(
+    protocol: Union[str, Protocol],
+    out: Union[str, os.PathLike],
+    *,
+    images: ImageSource = None,
+    count: Optional[int] = None,
+    model: Union[str, LoadedModel] = "digits-vgg",
+    weights: str = "trained",
+    size: str = "full",
+    settings: Optional[Mapping[str, Any]] = None,
+    device: str = "cpu",
+    precision: Optional[str] = "float32",
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[SanityResult, list[dict]]:
+    """Run one sanity protocol on a model and images; write its result and page in ``out``.
+
+    Args:
+        protocol: a name of :data:`~backpropvis.sanity.PROTOCOLS` or a protocol.
+        out: the folder (``sanity.json``, ``sanity.npz``, ``index.html``, ``steps/``).
+        images: a folder, a :class:`~backpropvis.image_sets.Samples` or ``Digits``, or None
+            (the bundled photos; the held-out digits for the digits VGG).
+        count: how many images (spread over the sorted list); None: the settings' ``images``.
+        model, weights: as :func:`backpropvis.models.load_model` takes them (or a loaded model).
+        size: "full", "quick" or "tiny": which of the protocol's settings.
+        settings: overrides of single settings (name -> value).
+        device, precision, seed, progress: where, in what arithmetic, from which seed, with bars.
+
+    Returns:
+        The result, and its claims' verdicts (dicts as ``ClaimResult``).
+
+    Raises:
+        BackpropvisError: an unknown protocol or setting, a bad folder, images, model or
+            weights (before any map is computed); ``Interrupted`` on Ctrl-C (finished steps kept).
+    """
+    chosen = protocol if isinstance(protocol, Protocol) else find_protocol(protocol)
+    values = _settings(chosen, size, settings)
+    folder = make_folder(out)
+    torch_device = resolve_device(str(device))
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, weights=weights, seed=seed)
+    source = _source(images, loaded)
+    wanted: int = count or getattr(values, "images", DEFAULT_IMAGES)
+    keys = list_images(source)
+    probes = load_probes(source, keys, loaded.preprocessing, min(wanted, len(keys)))
+    settings_json = dataclasses.asdict(values)
+    identity = {
+        "protocol": chosen.name,
+        "model": loaded.name,
+        "model_args": loaded.args_json,
+        "model_source": loaded.source,
+        "weights_fingerprint": loaded.fingerprint,
+        "preprocessing": loaded.preprocessing_description,
+        "images": [list(pair) for pair in zip(probes.keys, probes.hashes)],
+        "settings": settings_json,
+        "seed": seed,
+        "precision": precision_name(precision),
+    }
+    run = SanityRun(
+        model=loaded.module.to(torch_device).eval(),
+        inputs=probes.inputs.to(torch_device),
+        keys=probes.keys,
+        model_name=loaded.title,
+        weights=loaded.weights_description,
+        store=StepStore(folder, identity),
+        device=torch_device,
+        precision=precision,
+        seed=seed,
+        progress=progress,
+    )
+    started = time.perf_counter()
+    try:
+        result = chosen.measure(run, values)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"kept in {folder / 'steps'}: the finished steps; run the same command again to go on"
+        ) from None
+    if run.store.reused:
+        result.notes.append(f"{len(run.store.reused)} steps kept from an earlier run with the same inputs")
+    claims = [dataclasses.asdict(claim.evaluate(result.claim_values)) for claim in chosen.claims]
+    _write(folder, chosen, result, claims, source, time.perf_counter() - started, str(torch_device))
+    return result, claims
+
+
+def _write(
+    folder: Path, protocol: Protocol, result: SanityResult, claims: list, source, seconds: float, device: str
+) -> None:
+    document = {
+        "backpropvis": __version__,
+        **result.to_json(),
+        "title": protocol.title,
+        "reference": protocol.reference,
+        "images": source_setting(source),
+        "device": device,
+        "claims": claims,
+        "seconds": seconds,
+    }
+    write_arrays({name: np.asarray(value) for name, value in result.arrays.items()}, folder / ARRAYS_FILE)
+    write_json(document, folder / RESULT_FILE)
+    write_page(result, protocol.title, protocol.section(result), claims, folder / "index.html")
+
+
+def load_result(folder: Union[str, os.PathLike]) -> SanityResult:
+    """A written result read back (``sanity.json`` and ``sanity.npz``)."""
+    import json
+
+    from ..files import read_arrays
+
+    path = Path(folder)
+    data = json.loads((path / RESULT_FILE).read_text(encoding="utf-8"))
+    return SanityResult.from_json(data, read_arrays(path / ARRAYS_FILE))
+
+
+def describe(result: SanityResult) -> str:
+    """What the CLI prints: :func:`~backpropvis.sanity.page.format_result`."""
+    return format_result(result)
