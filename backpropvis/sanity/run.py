@@ -100,7 +100,7 @@ def run_sanity(
     torch_device = resolve_device(str(device))
     loaded = model if isinstance(model, LoadedModel) else load_model(model, weights=weights, seed=seed)
     source = _source(images, loaded)
-    wanted: int = count or getattr(values, "images", DEFAULT_IMAGES)
+    wanted = count if count is not None else int(getattr(values, "images", DEFAULT_IMAGES))
     keys = list_images(source)
     probes = load_probes(source, keys, loaded.preprocessing, min(wanted, len(keys)))
     settings_json = dataclasses.asdict(values)
