@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -52,7 +52,7 @@ from .page import default_section
 from .protocol import Protocol, SanityResult, SanityRun, StepResult
 from .similarity import METRICS
 
-__all__ = ["AdebayoSettings", "PROTOCOL", "measure"]
+__all__ = ["AdebayoSettings", "PROTOCOL", "PlannedStep", "groups", "measure", "planned_steps", "redraw_seed"]
 
 AUTO_LAYERS = 12
 """``granularity "auto"``: single layers for models with at most this many, else stages."""
@@ -123,8 +123,9 @@ def _unit(run: SanityRun, settings: AdebayoSettings, reference, predicted, build
     return numbers, {"first": torch.stack([maps[method][0][0] for method in settings.methods])}
 
 
-def _redraw_seed(run: SanityRun, index: int) -> int:
-    return derive_seed(run.seed, "sanity adebayo2018 redraw", index)
+def redraw_seed(seed: int, index: int) -> int:
+    """The seed of the ``index``-th redraw of every step (from the run's ``seed``)."""
+    return derive_seed(seed, "sanity adebayo2018 redraw", index)
 
 
 def _random_label_model(run: SanityRun, settings: AdebayoSettings, index: int) -> nn.Module:
@@ -138,33 +139,44 @@ def _random_label_model(run: SanityRun, settings: AdebayoSettings, index: int) -
     return result.model.to(run.device)
 
 
-def _series(run: SanityRun, settings: AdebayoSettings) -> list[tuple[str, str, tuple[str, ...], Build, int]]:
-    """Every step to run: (series, label, redrawn layers, build, seeds), in display order."""
+class PlannedStep(NamedTuple):
+    """A step to run: its series and label, the layers it redraws, how to build its variant
+    (seed index -> model) and how many seeds it takes."""
+
+    series: str
+    label: str
+    redrawn: tuple[str, ...]
+    build: Build
+    count: int
+
+
+def planned_steps(run: SanityRun, settings: AdebayoSettings) -> list[PlannedStep]:
+    """Every step to run, in display order (the reference "trained" step first)."""
     model, inputs = run.model, run.inputs
     calibration = torch.cat([inputs, inputs.flip(-1)])
     options = {"batch_norm": settings.batch_norm, "calibration": calibration}
-    steps: list[tuple[str, str, tuple[str, ...], Build, int]] = [("cascading", "trained", (), lambda _: model, 1)]
+    steps = [PlannedStep("cascading", "trained", (), lambda _: model, 1)]
     found = groups(model, settings.granularity, inputs)
     for stage in found:
         redrawn = layers_from(model, stage, inputs)
 
         def cascade(index: int, stage: Stage = stage) -> nn.Module:
-            return redrawn_from(model, stage, example=inputs, seed=_redraw_seed(run, index), **options)
+            return redrawn_from(model, stage, example=inputs, seed=redraw_seed(run.seed, index), **options)
 
-        steps.append(("cascading", f"down to {stage.label}", redrawn, cascade, settings.seeds))
+        steps.append(PlannedStep("cascading", f"down to {stage.label}", redrawn, cascade, settings.seeds))
     if settings.independent:
         for stage in found:
 
             def alone(index: int, stage: Stage = stage) -> nn.Module:
-                return only_redrawn(model, stage, seed=_redraw_seed(run, index), **options)
+                return only_redrawn(model, stage, seed=redraw_seed(run.seed, index), **options)
 
-            steps.append(("independent", f"only {stage.label}", stage.layers, alone, settings.seeds))
+            steps.append(PlannedStep("independent", f"only {stage.label}", stage.layers, alone, settings.seeds))
     if settings.data and isinstance(model, DigitsVGG):
 
         def relabelled(index: int) -> nn.Module:
             return _random_label_model(run, settings, index)
 
-        steps.append(("data", "random labels", (), relabelled, settings.data_seeds))
+        steps.append(PlannedStep("data", "random labels", (), relabelled, settings.data_seeds))
     return steps
 
 
@@ -175,7 +187,7 @@ def measure(run: SanityRun, settings: AdebayoSettings) -> SanityResult:
     reference = {method: trained[method][0].cpu() for method in settings.methods}
     steps: list[StepResult] = []
     first: list[torch.Tensor] = []
-    planned = _series(run, settings)
+    planned = planned_steps(run, settings)
     for index, (series, label, redrawn, build, count) in enumerate(
         tqdm(planned, desc="adebayo2018", unit="step", disable=not run.progress)
     ):
