@@ -123,7 +123,7 @@ def test_where_definitions_coincide_our_numbers_equal_quantus() -> None:
     ours = our_scores(model, x, y)
     assert list(theirs)[1:] == ["fc", "conv2", "conv1"]  # Quantus's top-down order: reversed registration
     assert [redrawn[0] for redrawn, _ in ours] == ["fc", "conv2", "conv1"]  # ours: reversed execution
-    for (redrawn, values), layer in zip(ours, list(theirs)[1:]):
+    for (_, values), layer in zip(ours, list(theirs)[1:]):
         np.testing.assert_allclose(values, theirs[layer], rtol=1e-6, atol=1e-9)
     # the match is step by step: the steps' values differ from each other, and none is NaN
     assert not np.allclose(theirs["fc"], theirs["conv1"])

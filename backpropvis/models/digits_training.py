@@ -136,7 +136,8 @@ def train_digits_vgg(settings: TrainingSettings = TrainingSettings(), progress: 
         losses.append(total / len(train))
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     model.eval()
-    labels = "" if settings.label_permutation_seed is None else f", labels permuted (seed {settings.label_permutation_seed})"
+    permuted = settings.label_permutation_seed
+    labels = "" if permuted is None else f", labels permuted (seed {permuted})"
     model.weights_description = f"trained on scikit-learn's digits (seed {settings.seed}{labels})"
     return TrainingResult(model, accuracy(model, test), accuracy(model, train), seconds, cpu_seconds, tuple(losses))
 

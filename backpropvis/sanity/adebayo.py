@@ -147,7 +147,7 @@ class PlannedStep(NamedTuple):
     label: str
     redrawn: tuple[str, ...]
     build: Build
-    count: int
+    seeds: int
 
 
 def planned_steps(run: SanityRun, settings: AdebayoSettings) -> list[PlannedStep]:
