@@ -46,11 +46,11 @@ from ..models.randomization import (
     redrawn_from,
 )
 from ..rules import PAPER_METHODS
-from .compare import compare_variants, step_from_numbers
+from .compare import Controls, compare_variants, step_from_numbers
 from .figures import draw_protocol
 from .page import default_section
 from .protocol import Protocol, SanityResult, SanityRun, StepResult
-from .similarity import METRICS
+from .similarity import METRICS, prepare
 
 __all__ = ["AdebayoSettings", "PROTOCOL", "PlannedStep", "groups", "measure", "planned_steps", "redraw_seed"]
 
@@ -115,11 +115,12 @@ def _variant_maps(run: SanityRun, settings: AdebayoSettings, build: Build, count
     return maps
 
 
-def _unit(run: SanityRun, settings: AdebayoSettings, reference, predicted, build: Build, count: int):
+def _unit(
+    run: SanityRun, settings: AdebayoSettings, reference, controls: Controls, predicted, build: Build, count: int
+):
     """One step's numbers (method -> values and controls) and its first image's maps [M, C, H, W]."""
     maps = _variant_maps(run, settings, build, count, predicted)
-    inputs = run.inputs.cpu()
-    numbers = {method: compare_variants(reference[method], maps[method], inputs, run.seed) for method in maps}
+    numbers = {method: compare_variants(reference[method], maps[method], controls) for method in maps}
     return numbers, {"first": torch.stack([maps[method][0][0] for method in settings.methods])}
 
 
@@ -184,7 +185,8 @@ def measure(run: SanityRun, settings: AdebayoSettings) -> SanityResult:
     """The three series on ``run``'s model and images (see the module's docstring)."""
     trained = attribute_many(run.model, run.inputs, ["max"], settings.methods, precision=run.precision)
     predicted = trained.targets[0]  # [B]
-    reference = {method: trained[method][0].cpu() for method in settings.methods}
+    reference = {method: prepare(trained[method][0].cpu()) for method in settings.methods}
+    controls = Controls(run.inputs.cpu(), run.seed)
     steps: list[StepResult] = []
     first: list[torch.Tensor] = []
     planned = planned_steps(run, settings)
@@ -192,7 +194,8 @@ def measure(run: SanityRun, settings: AdebayoSettings) -> SanityResult:
         tqdm(planned, desc="adebayo2018", unit="step", disable=not run.progress)
     ):
         kept = run.store.run(
-            f"{index:03d}-{series}", functools.partial(_unit, run, settings, reference, predicted, build, count)
+            f"{index:03d}-{series}",
+            functools.partial(_unit, run, settings, reference, controls, predicted, build, count),
         )
         steps.append(step_from_numbers(series, label, redrawn, kept.numbers, run.seed))
         first.append(kept.tensor("first"))

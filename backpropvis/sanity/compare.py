@@ -19,10 +19,10 @@ import torch
 
 from ..models import derive_seed
 from .protocol import StepResult
-from .similarity import edge_maps, random_maps, similarities
+from .similarity import PreparedMaps, compare_prepared, edge_maps, prepare, random_maps
 from .summary import summarize_values
 
-__all__ = ["CONTROLS", "compare_variants", "step_from_numbers"]
+__all__ = ["CONTROLS", "Controls", "compare_variants", "step_from_numbers"]
 
 CONTROLS: tuple[str, ...] = ("random map", "edge map", "other seed")
 """The controls, in display order."""
@@ -36,32 +36,45 @@ def _append(into: Values, values: Mapping[str, np.ndarray]) -> None:
         into.setdefault(metric, []).append([float(value) for value in row])
 
 
-def compare_variants(
-    reference: torch.Tensor, variants: Sequence[torch.Tensor], inputs: torch.Tensor, seed: int
-) -> dict[str, Any]:
+class Controls:
+    """The controls' prepared maps, made once per run and shared by every step and method:
+    the input's edge maps and, per seed index, a random map of the maps' shape."""
+
+    def __init__(self, inputs: torch.Tensor, seed: int):
+        self.edges = prepare(edge_maps(inputs))
+        self.shape = inputs.shape
+        self.seed = seed
+        self._random: dict[int, PreparedMaps] = {}
+
+    def random(self, index: int) -> PreparedMaps:
+        """The prepared random map of seed index ``index``."""
+        if index not in self._random:
+            self._random[index] = prepare(random_maps(self.shape, derive_seed(self.seed, "sanity random map", index)))
+        return self._random[index]
+
+
+def compare_variants(reference: PreparedMaps, variants: Sequence[torch.Tensor], controls: Controls) -> dict[str, Any]:
     """One method's numbers at one step (JSON-ready).
 
     Args:
-        reference: [B, C, H, W] the method's maps on the reference model.
+        reference: the method's maps on the reference model, prepared (:func:`~.similarity.prepare`).
         variants: R tensors [B, C, H, W], the maps on the variant, one per seed of the redraw.
-        inputs: [B, C, H, W] the images (for the edge control).
-        seed: the seed of the random control maps.
+        controls: the edge and random maps.
 
     Returns:
         ``values``: metric -> [R][B]; ``controls``: control -> metric -> [R][B].
     """
     values: Values = {}
-    controls: dict[str, Values] = {}
-    edges = edge_maps(inputs)
-    for index, variant in enumerate(variants):
-        _append(values, similarities(reference, variant))
-        noise = random_maps(variant.shape, derive_seed(seed, "sanity random map", index))
-        _append(controls.setdefault("random map", {}), similarities(variant, noise))
-        _append(controls.setdefault("edge map", {}), similarities(variant, edges))
-        if len(variants) > 1:
-            other = variants[(index + 1) % len(variants)]
-            _append(controls.setdefault("other seed", {}), similarities(variant, other))
-    return {"values": values, "controls": controls}
+    found: dict[str, Values] = {}
+    prepared = [prepare(variant) for variant in variants]
+    for index, variant in enumerate(prepared):
+        _append(values, compare_prepared(reference, variant))
+        _append(found.setdefault("random map", {}), compare_prepared(variant, controls.random(index)))
+        _append(found.setdefault("edge map", {}), compare_prepared(variant, controls.edges))
+        if len(prepared) > 1:
+            other = prepared[(index + 1) % len(prepared)]
+            _append(found.setdefault("other seed", {}), compare_prepared(variant, other))
+    return {"values": values, "controls": found}
 
 
 def step_from_numbers(

@@ -30,7 +30,7 @@ numpy); a value is NaN where it means nothing (a constant map has no ranks).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -43,11 +43,14 @@ __all__ = [
     "METRICS",
     "METRIC_LABELS",
     "SSIM_DATA_RANGE",
+    "PreparedMaps",
     "abs_grayscale",
+    "compare_prepared",
     "diverging",
     "edge_maps",
     "hog_cell",
     "hog_similarity",
+    "prepare",
     "random_maps",
     "similarities",
     "spearman",
@@ -60,30 +63,45 @@ SSIM_DATA_RANGE = 2.0
 _PERCENTILE = 99.0
 
 
+def _percentile(values: torch.Tensor) -> torch.Tensor:
+    """[B, N] -> [B]: the 99th percentile of each row (linear interpolation, as numpy's)."""
+    return torch.from_numpy(np.percentile(values.detach().cpu().numpy(), _PERCENTILE, axis=1)).to(values)
+
+
 def abs_grayscale(maps: torch.Tensor) -> torch.Tensor:
     """[B, C, H, W] -> [B, H, W]: the sum of |map| over channels, (x - min) / (p99 - min), clipped to [0, 1]."""
     summed = maps.double().abs().sum(1)
     flat = summed.flatten(1)
     low = flat.min(1).values[:, None, None]
-    high = torch.quantile(flat, _PERCENTILE / 100.0, dim=1)[:, None, None]
+    high = _percentile(flat)[:, None, None]
     return ((summed - low) / (high - low)).nan_to_num(0.0).clamp(0.0, 1.0)
 
 
 def diverging(maps: torch.Tensor) -> torch.Tensor:
     """[B, C, H, W] -> [B, H, W]: the sum over channels divided by |its 99th percentile|, clipped to [-1, 1]."""
     summed = maps.double().sum(1)
-    span = torch.quantile(summed.flatten(1), _PERCENTILE / 100.0, dim=1).abs()[:, None, None]
+    span = _percentile(summed.flatten(1)).abs()[:, None, None]
     return (summed / span).nan_to_num(0.0).clamp(-1.0, 1.0)
+
+
+def _centred(rows: np.ndarray) -> np.ndarray:
+    return rows - rows.mean(1, keepdims=True)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each pair of already centred rows: [B, N] x [B, N] -> [B]."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (a * b).sum(1) / np.sqrt((a**2).sum(1) * (b**2).sum(1))
+
+
+def _ranks(values: torch.Tensor) -> np.ndarray:
+    """[B, ...] -> [B, N] centred ranks of each row (ties share their mean rank)."""
+    return _centred(rankdata(values.flatten(1).cpu().numpy(), axis=1))
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     """[B, ...] x [B, ...] -> [B]: Spearman rank correlation of each pair (ties share their mean rank)."""
-    ranks_a = rankdata(a.flatten(1).cpu().numpy(), axis=1)
-    ranks_b = rankdata(b.flatten(1).cpu().numpy(), axis=1)
-    ranks_a -= ranks_a.mean(1, keepdims=True)
-    ranks_b -= ranks_b.mean(1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (ranks_a * ranks_b).sum(1) / np.sqrt((ranks_a**2).sum(1) * (ranks_b**2).sum(1))
+    return _correlation(_ranks(a), _ranks(b))
 
 
 def _gaussian_window(sigma: float = 1.5, truncate: float = 3.5) -> torch.Tensor:
@@ -93,11 +111,41 @@ def _gaussian_window(sigma: float = 1.5, truncate: float = 3.5) -> torch.Tensor:
     return weights / weights.sum()
 
 
-def _filtered(images: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+_WINDOW = _gaussian_window()
+_POINTS = _WINDOW.numel() ** 2
+_COVARIANCE_NORM = _POINTS / (_POINTS - 1)  # sample covariance, as scikit-image's default
+
+
+def _filtered(images: torch.Tensor) -> torch.Tensor:
     """[N, 1, H, W] -> [N, 1, H - 2r, W - 2r]: the separable Gaussian filter where the window fits."""
-    size = window.numel()
-    vertical = F.conv2d(images, window.view(1, 1, size, 1))
-    return F.conv2d(vertical, window.view(1, 1, 1, size))
+    size = _WINDOW.numel()
+    window = _WINDOW.to(images.device)
+    return F.conv2d(F.conv2d(images, window.view(1, 1, size, 1)), window.view(1, 1, 1, size))
+
+
+@dataclass(frozen=True)
+class _SsimStatistics:
+    """A map's per-channel planes [B * C, 1, H, W] and their local means and variances."""
+
+    planes: torch.Tensor
+    means: torch.Tensor
+    variances: torch.Tensor
+
+
+def _ssim_statistics(maps: torch.Tensor) -> _SsimStatistics:
+    if min(maps.shape[-2:]) < _WINDOW.numel():
+        raise ValueError(f"SSIM needs maps of at least {_WINDOW.numel()} pixels a side, not {list(maps.shape)}")
+    planes = maps.double().flatten(0, 1)[:, None]
+    means = _filtered(planes)
+    return _SsimStatistics(planes, means, _COVARIANCE_NORM * (_filtered(planes * planes) - means**2))
+
+
+def _ssim_of(x: _SsimStatistics, y: _SsimStatistics, batch: int, data_range: float) -> np.ndarray:
+    covariance = _COVARIANCE_NORM * (_filtered(x.planes * y.planes) - x.means * y.means)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    numerator = (2 * x.means * y.means + c1) * (2 * covariance + c2)
+    index = numerator / ((x.means**2 + y.means**2 + c1) * (x.variances + y.variances + c2))
+    return index.reshape(batch, -1).mean(1).cpu().numpy()
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = SSIM_DATA_RANGE) -> np.ndarray:
@@ -107,21 +155,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = SSIM_DATA_RANGE) 
     Raises:
         ValueError: maps smaller than the 11-pixel window.
     """
-    window = _gaussian_window().to(a.device)
-    if min(a.shape[-2:]) < window.numel():
-        raise ValueError(f"SSIM needs maps of at least {window.numel()} x {window.numel()} pixels, not {list(a.shape)}")
-    batch = a.shape[0]
-    x = a.double().flatten(0, 1)[:, None]  # [B * C, 1, H, W]
-    y = b.double().flatten(0, 1)[:, None]
-    points = window.numel() ** 2
-    covariance_norm = points / (points - 1)  # sample covariance, as scikit-image's default
-    mean_x, mean_y = _filtered(x, window), _filtered(y, window)
-    var_x = covariance_norm * (_filtered(x * x, window) - mean_x**2)
-    var_y = covariance_norm * (_filtered(y * y, window) - mean_y**2)
-    cov = covariance_norm * (_filtered(x * y, window) - mean_x * mean_y)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    index = ((2 * mean_x * mean_y + c1) * (2 * cov + c2)) / ((mean_x**2 + mean_y**2 + c1) * (var_x + var_y + c2))
-    return index.reshape(batch, -1).mean(1).cpu().numpy()
+    return _ssim_of(_ssim_statistics(a), _ssim_statistics(b), a.shape[0], data_range)
 
 
 def hog_cell(size: int) -> int:
@@ -129,31 +163,23 @@ def hog_cell(size: int) -> int:
     return max(2, round(16 * size / 299))
 
 
+def _hog_features(maps: torch.Tensor) -> np.ndarray:
+    """[B, C, H, W] -> [B, F] centred HOG features."""
+    from skimage.feature import hog
+
+    cell = hog_cell(min(maps.shape[-2:]))
+    pictures = maps.double().permute(0, 2, 3, 1).cpu().numpy()  # [B, H, W, C]
+    return _centred(np.stack([hog(picture, pixels_per_cell=(cell, cell), channel_axis=-1) for picture in pictures]))
+
+
 def hog_similarity(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     """[B, C, H, W] x [B, C, H, W] -> [B]: Pearson correlation of the two maps' HOG features
     (maps taken as they are; :func:`similarities` normalises them to [0, 1] first)."""
-    from skimage.feature import hog
-
-    cell = hog_cell(min(a.shape[-2:]))
-
-    def features(maps: torch.Tensor) -> np.ndarray:
-        pictures = maps.double().permute(0, 2, 3, 1).cpu().numpy()  # [B, H, W, C]
-        return np.stack([hog(picture, pixels_per_cell=(cell, cell), channel_axis=-1) for picture in pictures])
-
-    first, second = features(a), features(b)
-    first -= first.mean(1, keepdims=True)
-    second -= second.mean(1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (first * second).sum(1) / np.sqrt((first**2).sum(1) * (second**2).sum(1))
+    return _correlation(_hog_features(a), _hog_features(b))
 
 
-METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor], np.ndarray]] = {
-    "spearman_abs": lambda a, b: spearman(abs_grayscale(a), abs_grayscale(b)),
-    "spearman_signed": lambda a, b: spearman(diverging(a), diverging(b)),
-    "ssim": lambda a, b: ssim(minmax_normalize(a.double()), minmax_normalize(b.double())),
-    "hog": lambda a, b: hog_similarity(minmax_normalize(a.double()), minmax_normalize(b.double())),
-}
-"""Adebayo et al.'s similarities, each ``(maps, maps) -> [B]``, normalisation included."""
+METRICS: tuple[str, ...] = ("spearman_abs", "spearman_signed", "ssim", "hog")
+"""Adebayo et al.'s similarities, in display order."""
 
 METRIC_LABELS: dict[str, str] = {
     "spearman_abs": "Spearman (abs.)",
@@ -163,11 +189,47 @@ METRIC_LABELS: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True)
+class PreparedMaps:
+    """Maps [B, C, H, W] in the form every metric compares (normalised, ranked, filtered,
+    HOG features): prepare a map once, compare it with many (:func:`compare_prepared`)."""
+
+    count: int
+    ranks_abs: np.ndarray
+    ranks_signed: np.ndarray
+    ssim: _SsimStatistics
+    hog: np.ndarray
+
+
+def prepare(maps: torch.Tensor) -> PreparedMaps:
+    """[B, C, H, W] maps, prepared for :func:`compare_prepared` (normalisations as in the module's docstring)."""
+    unit = minmax_normalize(maps.double())
+    return PreparedMaps(
+        count=maps.shape[0],
+        ranks_abs=_ranks(abs_grayscale(maps)),
+        ranks_signed=_ranks(diverging(maps)),
+        ssim=_ssim_statistics(unit),
+        hog=_hog_features(unit),
+    )
+
+
+def compare_prepared(a: PreparedMaps, b: PreparedMaps) -> dict[str, np.ndarray]:
+    """Every metric of :data:`METRICS` between two prepared sets of maps: name -> [B]."""
+    if a.ranks_abs.shape != b.ranks_abs.shape:
+        raise ValueError("maps to compare must have one shape")
+    return {
+        "spearman_abs": _correlation(a.ranks_abs, b.ranks_abs),
+        "spearman_signed": _correlation(a.ranks_signed, b.ranks_signed),
+        "ssim": _ssim_of(a.ssim, b.ssim, a.count, SSIM_DATA_RANGE),
+        "hog": _correlation(a.hog, b.hog),
+    }
+
+
 def similarities(a: torch.Tensor, b: torch.Tensor) -> dict[str, np.ndarray]:
     """Every metric of :data:`METRICS` between ``a`` and ``b`` ([B, C, H, W] each): name -> [B]."""
     if a.shape != b.shape:
         raise ValueError(f"maps to compare must have one shape, not {list(a.shape)} and {list(b.shape)}")
-    return {name: np.asarray(metric(a, b), dtype=np.float64) for name, metric in METRICS.items()}
+    return compare_prepared(prepare(a), prepare(b))
 
 
 def random_maps(shape: torch.Size, seed: int) -> torch.Tensor:
