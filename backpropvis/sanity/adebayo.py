@@ -33,11 +33,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..engine import attribute_many
+from ..errors import BackpropvisError
 from ..experiments.base import Claim
 from ..models import derive_seed
 from ..models.digits_training import TrainingSettings, train_digits_vgg
 from ..models.digits_vgg import DigitsVGG
 from ..models.randomization import (
+    BATCH_NORM_POLICIES,
     Stage,
     default_stages,
     layers_from,
@@ -45,7 +47,7 @@ from ..models.randomization import (
     redrawable_layers,
     redrawn_from,
 )
-from ..rules import PAPER_METHODS
+from ..rules import PAPER_METHODS, resolve_rules
 from .compare import Controls, compare_variants, step_from_numbers
 from .figures import draw_protocol
 from .page import default_section
@@ -85,6 +87,18 @@ class AdebayoSettings:
     data_epochs: int = 60
     data_train_images: int | None = None
     images: int = 32
+
+    def __post_init__(self) -> None:
+        if self.granularity not in ("layers", "stages", "auto"):
+            raise BackpropvisError(f"granularity must be layers, stages or auto, not {self.granularity!r}")
+        if self.batch_norm not in BATCH_NORM_POLICIES:
+            raise BackpropvisError(
+                f"batch_norm must be one of {', '.join(BATCH_NORM_POLICIES)}, not {self.batch_norm!r}"
+            )
+        for name in ("seeds", "data_seeds", "data_epochs", "images"):
+            if getattr(self, name) < 1:
+                raise BackpropvisError(f"{name} must be at least 1, not {getattr(self, name)}")
+        resolve_rules(self.methods)
 
 
 Build = Callable[[int], nn.Module]
@@ -278,7 +292,9 @@ PROTOCOL = Protocol(
     reference="Adebayo, Gilmer, Muelly, Goodfellow, Hardt & Kim 2018, Sanity Checks for Saliency Maps (NeurIPS)",
     full=AdebayoSettings(),
     quick=AdebayoSettings(seeds=2, data_seeds=1, data_epochs=40, data_train_images=300, images=8),
-    tiny=AdebayoSettings(seeds=2, independent=False, data_seeds=1, data_epochs=4, data_train_images=64, images=4),
+    tiny=AdebayoSettings(
+        seeds=1, granularity="stages", independent=False, data_seeds=1, data_epochs=3, data_train_images=64, images=4
+    ),
     claims=CLAIMS,
     measure=measure,
     section=default_section,
