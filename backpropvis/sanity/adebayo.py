@@ -118,23 +118,27 @@ def groups(model: nn.Module, granularity: str, example: torch.Tensor) -> list[St
 
 
 def _variant_maps(run: SanityRun, settings: AdebayoSettings, build: Build, count: int, predicted: torch.Tensor):
-    """method -> ``count`` maps [B, C, H, W] of the variants (one per seed index)."""
+    """method -> ``count`` maps [B, C, H, W] of the variants (one per seed index), and the
+    variants' weights in words."""
     maps: dict[str, list[torch.Tensor]] = {method: [] for method in settings.methods}
+    descriptions = []
     for index in range(count):
         network = build(index)
+        descriptions.append(str(getattr(network, "weights_description", "")))
         found = attribute_many(network, run.inputs, [predicted], settings.methods, precision=run.precision)
         del network
         for method in settings.methods:
             maps[method].append(found[method][0].cpu())
-    return maps
+    return maps, descriptions
 
 
 def _unit(
     run: SanityRun, settings: AdebayoSettings, reference, controls: Controls, predicted, build: Build, count: int
 ):
     """One step's numbers (method -> values and controls) and its first image's maps [M, C, H, W]."""
-    maps = _variant_maps(run, settings, build, count, predicted)
-    numbers = {method: compare_variants(reference[method], maps[method], controls) for method in maps}
+    maps, descriptions = _variant_maps(run, settings, build, count, predicted)
+    methods = {method: compare_variants(reference[method], maps[method], controls) for method in maps}
+    numbers = {"methods": methods, "descriptions": descriptions}
     return numbers, {"first": torch.stack([maps[method][0][0] for method in settings.methods])}
 
 
@@ -151,6 +155,10 @@ def _random_label_model(run: SanityRun, settings: AdebayoSettings, index: int) -
         label_permutation_seed=derive_seed(run.seed, "sanity adebayo2018 labels", index),
     )
     result = train_digits_vgg(training, progress=run.progress)
+    result.model.weights_description = (
+        f"{result.model.weights_description}: accuracy {result.train_accuracy:.2f} on its permuted training labels "
+        f"(memorised), {result.test_accuracy:.2f} on the true test labels"
+    )
     return result.model.to(run.device)
 
 
@@ -203,6 +211,7 @@ def measure(run: SanityRun, settings: AdebayoSettings) -> SanityResult:
     controls = Controls(run.inputs.cpu(), run.seed)
     steps: list[StepResult] = []
     first: list[torch.Tensor] = []
+    described: list[str] = []
     planned = planned_steps(run, settings)
     for index, (series, label, redrawn, build, count) in enumerate(
         tqdm(planned, desc="adebayo2018", unit="step", disable=not run.progress)
@@ -211,9 +220,11 @@ def measure(run: SanityRun, settings: AdebayoSettings) -> SanityResult:
             f"{index:03d}-{series}",
             functools.partial(_unit, run, settings, reference, controls, predicted, build, count),
         )
-        steps.append(step_from_numbers(series, label, redrawn, kept.numbers, run.seed))
+        steps.append(step_from_numbers(series, label, redrawn, kept.numbers["methods"], run.seed))
+        if series == "data":
+            described.extend(kept.numbers["descriptions"])
         first.append(kept.tensor("first"))
-    notes = _notes(run, settings, steps)
+    notes = _notes(run, settings, steps) + [f"Random-label model: {text}." for text in described]
     return SanityResult(
         protocol=PROTOCOL.name,
         settings=asdict(settings),

@@ -35,6 +35,9 @@ RESULT_FILE = "sanity.json"
 ARRAYS_FILE = "sanity.npz"
 """The arrays its figures are drawn from, in its folder."""
 
+STEP_FORMAT = 2
+"""The layout of kept steps: a kept step of another layout is computed again."""
+
 DEFAULT_IMAGES = 16
 """Images a protocol looks at when neither it nor the caller says."""
 
@@ -105,6 +108,7 @@ def run_sanity(
     probes = load_probes(source, keys, loaded.preprocessing, min(wanted, len(keys)))
     settings_json = dataclasses.asdict(values)
     identity = {
+        "format": STEP_FORMAT,
         "protocol": chosen.name,
         "model": loaded.name,
         "model_args": loaded.args_json,
