@@ -13,16 +13,22 @@ from browser import CHROMIUM, SKIP_REASON, screenshot
 from backpropvis.errors import BackpropvisError
 from backpropvis.sanity import PROTOCOLS, find_protocol
 from backpropvis.sanity.page import format_result
-from backpropvis.sanity.run import RESULT_FILE, load_result, run_sanity
+from backpropvis.sanity.run import RESULT_FILE, SanityOptions, load_result, run_sanity
 
 SETTINGS = {"independent": True, "seeds": 2, "granularity": "stages", "images": 5}
+
+
+def tiny(**settings) -> SanityOptions:
+    return SanityOptions(size="tiny", settings=settings, progress=False)
+
+
 EXECUTION = ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "fc1", "fc2")
 
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("adebayo")
-    result, claims = run_sanity("adebayo2018", out, size="tiny", settings=SETTINGS, progress=False)
+    result, claims = run_sanity("adebayo2018", out, options=tiny(**SETTINGS))
     return out, result, claims
 
 
@@ -97,21 +103,25 @@ def test_claims_are_judged_and_small_samples_flagged(digits_run) -> None:
 
 def test_a_rerun_resumes_and_another_setting_recomputes(digits_run, tmp_path) -> None:
     out, result, _ = digits_run
-    again, _ = run_sanity("adebayo2018", out, size="tiny", settings=SETTINGS, progress=False)
+    again, _ = run_sanity("adebayo2018", out, options=tiny(**SETTINGS))
     assert any("12 steps kept from an earlier run" in note for note in again.notes)
     assert again.to_json()["steps"] == result.to_json()["steps"]
-    other, _ = run_sanity("adebayo2018", out, size="tiny", settings={**SETTINGS, "independent": False}, progress=False)
+    other, _ = run_sanity("adebayo2018", out, options=tiny(**{**SETTINGS, "independent": False}))
     assert not any("kept from an earlier run" in note for note in other.notes)
     assert other.series("independent") == []
 
 
 def test_bad_settings_are_refused_before_any_work(tmp_path) -> None:
     with pytest.raises(BackpropvisError, match="no setting 'sedes'"):
-        run_sanity("adebayo2018", tmp_path, size="tiny", settings={"sedes": 2}, progress=False)
+        run_sanity("adebayo2018", tmp_path, options=tiny(sedes=2))
     with pytest.raises(BackpropvisError, match="granularity"):
-        run_sanity("adebayo2018", tmp_path, size="tiny", settings={"granularity": "blocks"}, progress=False)
+        run_sanity(
+            "adebayo2018",
+            tmp_path,
+            options=tiny(granularity="blocks"),
+        )
     with pytest.raises(BackpropvisError, match="unknown method|nope"):
-        run_sanity("adebayo2018", tmp_path, size="tiny", settings={"methods": ("nope",)}, progress=False)
+        run_sanity("adebayo2018", tmp_path, options=tiny(methods=("nope",)))
     assert not (tmp_path / RESULT_FILE).exists()
 
 

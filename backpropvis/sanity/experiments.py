@@ -17,7 +17,7 @@ from ..experiments.base import Experiment, FigureData, Measurement, RunContext
 from ..models import load_model
 from . import PROTOCOLS
 from .protocol import Protocol, SanityResult
-from .run import run_sanity
+from .run import SanityOptions, run_sanity
 
 __all__ = ["MODELS", "SANITY", "sanity_experiment"]
 
@@ -63,12 +63,14 @@ def _measure(protocol: Protocol, model: BundledModel):
             protocol,
             context.out,
             model=loaded,
-            size=settings["size"],
-            settings=_overrides(protocol, settings.get("settings", {})),
-            device=str(context.device),
-            precision=context.precision,
-            seed=context.seed,
-            progress=context.progress,
+            options=SanityOptions(
+                size=settings["size"],
+                settings=_overrides(protocol, settings.get("settings", {})),
+                device=str(context.device),
+                precision=context.precision,
+                seed=context.seed,
+                progress=context.progress,
+            ),
         )
         return Measurement(
             metrics=result.claim_values,

@@ -27,7 +27,7 @@ from .page import format_result, write_page
 from .protocol import Protocol, SanityResult, SanityRun
 from .steps import StepStore
 
-__all__ = ["ARRAYS_FILE", "RESULT_FILE", "run_sanity", "load_result"]
+__all__ = ["ARRAYS_FILE", "RESULT_FILE", "SanityOptions", "run_sanity", "load_result"]
 
 RESULT_FILE = "sanity.json"
 """The protocol's result, in its folder."""
@@ -62,20 +62,34 @@ def _source(images: ImageSource, loaded: LoadedModel) -> ImageSource:
     return images
 
 
+@dataclasses.dataclass(frozen=True)
+class SanityOptions:
+    """How a protocol runs, beside the model and the images.
+
+    Attributes:
+        size: "full", "quick" or "tiny": which of the protocol's settings.
+        settings: overrides of single settings (name -> value).
+        count: how many images (spread over the sorted list); None: the settings' ``images``.
+        device, precision, seed, progress: where, in what arithmetic, from which seed, with bars.
+    """
+
+    size: str = "full"
+    settings: Optional[Mapping[str, Any]] = None
+    count: Optional[int] = None
+    device: str = "cpu"
+    precision: Optional[str] = "float32"
+    seed: int = 0
+    progress: bool = True
+
+
 def run_sanity(
     protocol: Union[str, Protocol],
     out: Union[str, os.PathLike],
     *,
     images: ImageSource = None,
-    count: Optional[int] = None,
     model: Union[str, LoadedModel] = "digits-vgg",
     weights: str = "trained",
-    size: str = "full",
-    settings: Optional[Mapping[str, Any]] = None,
-    device: str = "cpu",
-    precision: Optional[str] = "float32",
-    seed: int = 0,
-    progress: bool = True,
+    options: SanityOptions = SanityOptions(),
 ) -> tuple[SanityResult, list[dict]]:
     """Run one sanity protocol on a model and images; write its result and page in ``out``.
 
@@ -84,11 +98,8 @@ def run_sanity(
         out: the folder (``sanity.json``, ``sanity.npz``, ``index.html``, ``steps/``).
         images: a folder, a :class:`~backpropvis.image_sets.Samples` or ``Digits``, or None
             (the bundled photos; the held-out digits for the digits VGG).
-        count: how many images (spread over the sorted list); None: the settings' ``images``.
         model, weights: as :func:`backpropvis.models.load_model` takes them (or a loaded model).
-        size: "full", "quick" or "tiny": which of the protocol's settings.
-        settings: overrides of single settings (name -> value).
-        device, precision, seed, progress: where, in what arithmetic, from which seed, with bars.
+        options: size, setting overrides, image count, device, precision, seed, progress.
 
     Returns:
         The result, and its claims' verdicts (dicts as ``ClaimResult``).
@@ -98,12 +109,12 @@ def run_sanity(
             weights (before any map is computed); ``Interrupted`` on Ctrl-C (finished steps kept).
     """
     chosen = protocol if isinstance(protocol, Protocol) else find_protocol(protocol)
-    values = _settings(chosen, size, settings)
+    values = _settings(chosen, options.size, options.settings)
     folder = make_folder(out)
-    torch_device = resolve_device(str(device))
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, weights=weights, seed=seed)
+    torch_device = resolve_device(str(options.device))
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, weights=weights, seed=options.seed)
     source = _source(images, loaded)
-    wanted = count if count is not None else int(getattr(values, "images", DEFAULT_IMAGES))
+    wanted = options.count if options.count is not None else int(getattr(values, "images", DEFAULT_IMAGES))
     keys = list_images(source)
     probes = load_probes(source, keys, loaded.preprocessing, min(wanted, len(keys)))
     settings_json = dataclasses.asdict(values)
@@ -117,8 +128,8 @@ def run_sanity(
         "preprocessing": loaded.preprocessing_description,
         "images": [list(pair) for pair in zip(probes.keys, probes.hashes)],
         "settings": settings_json,
-        "seed": seed,
-        "precision": precision_name(precision),
+        "seed": options.seed,
+        "precision": precision_name(options.precision),
     }
     run = SanityRun(
         model=loaded.module.to(torch_device).eval(),
@@ -128,9 +139,9 @@ def run_sanity(
         weights=loaded.weights_description,
         store=StepStore(folder, identity),
         device=torch_device,
-        precision=precision,
-        seed=seed,
-        progress=progress,
+        precision=options.precision,
+        seed=options.seed,
+        progress=options.progress,
     )
     started = time.perf_counter()
     try:
