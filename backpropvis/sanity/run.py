@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Union
 import numpy as np
 
 from .. import __version__
-from ..audit.probes import load_probes
+from ..audit.probes import Probes, load_probes
 from ..devices import resolve_device
 from ..engine import precision_name
 from ..errors import BackpropvisError, Interrupted
@@ -117,20 +117,7 @@ def run_sanity(
     wanted = options.count if options.count is not None else int(getattr(values, "images", DEFAULT_IMAGES))
     keys = list_images(source)
     probes = load_probes(source, keys, loaded.preprocessing, min(wanted, len(keys)))
-    settings_json = dataclasses.asdict(values)
-    identity = {
-        "format": STEP_FORMAT,
-        "protocol": chosen.name,
-        "model": loaded.name,
-        "model_args": loaded.args_json,
-        "model_source": loaded.source,
-        "weights_fingerprint": loaded.fingerprint,
-        "preprocessing": loaded.preprocessing_description,
-        "images": [list(pair) for pair in zip(probes.keys, probes.hashes)],
-        "settings": settings_json,
-        "seed": options.seed,
-        "precision": precision_name(options.precision),
-    }
+    identity = _identity(chosen, values, loaded, probes, options)
     run = SanityRun(
         model=loaded.module.to(torch_device).eval(),
         inputs=probes.inputs.to(torch_device),
@@ -155,6 +142,23 @@ def run_sanity(
     claims = [dataclasses.asdict(claim.evaluate(result.claim_values)) for claim in chosen.claims]
     _write(folder, chosen, result, claims, source, time.perf_counter() - started, str(torch_device))
     return result, claims
+
+
+def _identity(protocol: Protocol, values: Any, loaded: LoadedModel, probes: Probes, options: SanityOptions) -> dict:
+    """What a kept step must have been measured with to be read back instead of computed."""
+    return {
+        "format": STEP_FORMAT,
+        "protocol": protocol.name,
+        "model": loaded.name,
+        "model_args": loaded.args_json,
+        "model_source": loaded.source,
+        "weights_fingerprint": loaded.fingerprint,
+        "preprocessing": loaded.preprocessing_description,
+        "images": [list(pair) for pair in zip(probes.keys, probes.hashes)],
+        "settings": dataclasses.asdict(values),
+        "seed": options.seed,
+        "precision": precision_name(options.precision),
+    }
 
 
 def _write(
