@@ -122,7 +122,7 @@ def run_sanity(
         model=loaded.module.to(torch_device).eval(),
         inputs=probes.inputs.to(torch_device),
         keys=probes.keys,
-        model_name=loaded.title,
+        model_name=loaded.name,
         weights=loaded.weights_description,
         store=StepStore(folder, identity),
         device=torch_device,
