@@ -28,7 +28,8 @@ __all__ = ["default_section", "format_summary", "small_sample_lines", "write_pag
 _STYLE = (
     PAGE_STYLE
     + """
-td .controls { display: block; font-size: .8em; color: #666; }
+td .controls { display: block; font-size: .8em; color: #666; white-space: normal; }
+td.num { white-space: normal; }
 p.small { background: #fff3cd; padding: .4em .6em; border-left: 4px solid #e0a800; }
 figure { margin: 1em 0 2em; } figcaption { font-size: .9em; color: #444; margin-top: .3em; }
 """
