@@ -10,12 +10,12 @@ from __future__ import annotations
 from types import ModuleType
 
 from ..errors import BackpropvisError
-from . import adebayo, kindermans
+from . import adebayo, kindermans, sixt
 from .protocol import Protocol, SanityResult, SanityRun, StepResult, Summary
 
 __all__ = ["PROTOCOLS", "Protocol", "SanityResult", "SanityRun", "StepResult", "Summary", "find_protocol"]
 
-_MODULES: tuple[ModuleType, ...] = (adebayo, kindermans)
+_MODULES: tuple[ModuleType, ...] = (adebayo, kindermans, sixt)
 """The registry: one module per protocol, each declaring ``PROTOCOL``. Add a line here."""
 
 

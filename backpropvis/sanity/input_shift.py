@@ -24,7 +24,7 @@ output on ``x + m`` equals ``f1``'s on ``x``.
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from typing import Callable, cast
 
 import torch
 import torch.nn.functional as F
@@ -64,8 +64,9 @@ def channel_shift(model: nn.Module, pixel_shift: float, channels: int) -> torch.
 
 def shifted_bias(layer: nn.Module, shift: torch.Tensor) -> torch.Tensor:
     """``b2 = b1 - W m`` of a conv or linear layer ([out]); ``shift``: [C] (conv) or [in] (linear)."""
-    weight = layer.weight.detach()
-    bias = layer.bias.detach() if layer.bias is not None else torch.zeros(weight.shape[0], dtype=weight.dtype)
+    weight = cast(torch.Tensor, layer.weight).detach()
+    given = cast("torch.Tensor | None", layer.bias)
+    bias = given.detach() if given is not None else torch.zeros(weight.shape[0], dtype=weight.dtype)
     shift = shift.to(weight)
     if isinstance(layer, nn.Linear):
         return bias - weight @ shift
@@ -91,7 +92,7 @@ def _zero_padding(conv: nn.Conv2d) -> Padding:
         return lambda x: amounts
     if type(conv) is not nn.Conv2d:
         raise ModelError(f"the first layer is a {type(conv).__name__}, whose padding this construction does not know")
-    height, width = conv.padding  # type: ignore[misc]
+    height, width = cast("tuple[int, int]", conv.padding)
     return lambda x: [width, width, height, height]
 
 
@@ -105,6 +106,8 @@ class ShiftAbsorbingConv2d(nn.Module):
 
     Shapes: [B, C, H, W] -> [B, C_out, H', W'], as ``conv``.
     """
+
+    fill: torch.Tensor
 
     def __init__(self, conv: nn.Conv2d, shift: torch.Tensor) -> None:
         super().__init__()
@@ -148,6 +151,7 @@ def first_layer_outputs(model: nn.Module, inputs: torch.Tensor, layer: nn.Module
 
 
 def _replaced(model: nn.Module, layer: nn.Module, shift: torch.Tensor, example: torch.Tensor) -> nn.Module:
+    new: nn.Module
     if isinstance(layer, nn.Linear):
         new = copy.deepcopy(layer)
         flat = shift.to(layer.weight).view(-1, *([1] * (example.dim() - 2))).expand(example.shape[1:]).flatten()
@@ -195,7 +199,9 @@ def absorb_shift(model: nn.Module, shift: torch.Tensor, example: torch.Tensor) -
     old = layer_module(shifted_model, name)
     new = _replaced(shifted_model, old, shift, example)
     _swap(shifted_model, old, new)
-    _, output = first_layer_outputs(shifted_model, example + shift.to(example).view(1, -1, *([1] * (example.dim() - 2))), new)
+    _, output = first_layer_outputs(
+        shifted_model, example + shift.to(example).view(1, -1, *([1] * (example.dim() - 2))), new
+    )
     scale = reference.abs().max().clamp_min(torch.finfo(reference.dtype).tiny)
     difference = float((output - reference).abs().max() / scale)
     if difference > FIRST_LAYER_TOLERANCE:
@@ -203,9 +209,8 @@ def absorb_shift(model: nn.Module, shift: torch.Tensor, example: torch.Tensor) -
             f"the first layer {name!r} of the shifted copy differs from the original's by {difference:.2g} "
             "(relative): the shift is not absorbed"
         )
-    shifted_model.weights_description = (  # type: ignore[assignment]
-        f"{getattr(model, 'weights_description', 'trained')}, first layer {name!r} absorbing an input shift"
-    )
+    description = f"{getattr(model, 'weights_description', 'trained')}, first layer {name!r} absorbing an input shift"
+    setattr(shifted_model, "weights_description", description)  # noqa: B010 - not a parameter
     return shifted_model
 
 
@@ -220,5 +225,5 @@ def naive_absorb_shift(model: nn.Module, shift: torch.Tensor, example: torch.Ten
         if layer.bias is None:
             layer.bias = nn.Parameter(bias)
         else:
-            layer.bias.copy_(bias)
+            cast(torch.Tensor, layer.bias).copy_(bias)
     return shifted_model

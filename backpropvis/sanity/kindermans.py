@@ -154,7 +154,10 @@ def measure(run: SanityRun, settings: KindermansSettings) -> SanityResult:
         steps=steps,
         claim_values=claim_values(steps, methods),
         notes=_notes(run, settings),
-        arrays={"maps": torch.stack(first).numpy()[:, _positions(methods, settings)], "image": run.inputs[0].cpu().numpy()},
+        arrays={
+            "maps": torch.stack(first).numpy()[:, _positions(methods, settings)],
+            "image": run.inputs[0].cpu().numpy(),
+        },
     )
 
 

@@ -1,0 +1,127 @@
+"""sixt2020's figure and page section: the SSIM over the cascading randomisation and the
+cosine similarity convergence over depth, side by side (the two measures of Sixt et al.'s
+Figures 3 and 5), each method with its controls, then the map grid and the tables."""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from ..render import figure_title, pyplot, save_figure
+from ..report import embedded_png
+from ..rules import METHOD_LABELS
+from .figures import draw_map_grid
+from .page import format_summary, small_sample_lines
+from .protocol import SanityResult, StepResult
+
+__all__ = ["draw_sixt", "draw_sixt_curves", "sixt_section"]
+
+_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange")
+_PANELS = (("cascading", "ssim", "SSIM with the trained model's map"), ("csc", "csc", "median |cos| of the signals"))
+
+
+def _means(steps: list[StepResult], method: str, metric: str, control: str = "") -> list[float]:
+    values = []
+    for step in steps:
+        source = step.controls.get(method, {}).get(control, {}) if control else step.methods.get(method, {})
+        values.append(source[metric].mean if metric in source else math.nan)
+    return values
+
+
+def draw_sixt_curves(result: SanityResult) -> object:
+    """Two panels: per cascading step the SSIM (controls: edge map dotted, random map grey),
+    and per layer from the logits down the CSC (control: Gaussian signals, grey)."""
+    plt = pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for axis, (series, metric, title) in zip(axes, _PANELS):
+        steps = result.series(series)
+        x = np.arange(len(steps))
+        control = "random map" if series == "cascading" else "random vectors"
+        for colour, method in zip(_COLOURS, result.methods):
+            label = METHOD_LABELS.get(method, method)
+            summaries = [step.methods[method][metric] for step in steps if metric in step.methods.get(method, {})]
+            if len(summaries) != len(steps):
+                continue
+            axis.plot(x, [s.mean for s in summaries], "o-", color=colour, label=label, markersize=3)
+            axis.fill_between(x, [s.low for s in summaries], [s.high for s in summaries], color=colour, alpha=0.15)
+            if series == "cascading":
+                axis.plot(x, _means(steps, method, metric, "edge map"), ":", color=colour, label=f"{label} vs edges")
+        noise = np.nanmean([_means(steps, method, metric, control) for method in result.methods], axis=0)
+        axis.plot(x, noise, "-.", color="grey", label=control)
+        axis.set_xticks(x)
+        axis.set_xticklabels([step.label for step in steps], rotation=70, ha="right", fontsize=6)
+        axis.set_ylim(-0.05, 1.05)
+        axis.set_title(f"{series}: {title}", fontsize=9)
+        axis.legend(fontsize=7)
+    return figure
+
+
+def draw_sixt(result: SanityResult, path: Union[str, os.PathLike]) -> None:
+    """The curves (``path``) and the map grid beside it (``<stem>-maps.png``)."""
+    save_figure(draw_sixt_curves(result), path, figure_title(result.protocol, result.model, result.weights))
+    maps_path = os.fspath(path)
+    maps_path = maps_path[:-4] + "-maps.png" if maps_path.endswith(".png") else maps_path + "-maps.png"
+    save_figure(draw_map_grid(result), maps_path)
+
+
+def _embedded(figure: object, name: str, alt: str) -> str:
+    with tempfile.TemporaryDirectory() as folder:
+        return embedded_png(save_figure(figure, Path(folder) / name), alt)
+
+
+def _table(result: SanityResult, series: str, metric: str) -> str:
+    rows = []
+    for step in result.series(series):
+        cells = []
+        for method in result.methods:
+            summary = step.methods.get(method, {}).get(metric)
+            controls = " · ".join(
+                f"{name} {values[metric].mean:.2f}"
+                for name, values in step.controls.get(method, {}).items()
+                if metric in values and not math.isnan(values[metric].mean)
+            )
+            shown = f"<span class='controls'>{html.escape(controls)}</span>" if controls else ""
+            text = format_summary(summary) if summary is not None else ""
+            cells.append(f"<td class='num'>{html.escape(text)}{shown}</td>")
+        redrawn = html.escape(", ".join(step.redrawn) or "nothing", quote=True)
+        rows.append(f"<tr><td title='redrawn: {redrawn}'>{html.escape(step.label)}</td>{''.join(cells)}</tr>")
+    header = "".join(f"<th>{html.escape(METHOD_LABELS.get(m, m))}</th>" for m in result.methods)
+    return (
+        f"<h3>{html.escape(series)} ({html.escape(metric)})</h3><table><thead><tr><th>step</th>{header}</tr>"
+        f"</thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def sixt_section(result: SanityResult) -> str:
+    """The protocol's HTML section (self-contained: figures embedded)."""
+    parts = [f"<section id='{html.escape(result.protocol, quote=True)}'>"]
+    parts.append(
+        f"<p>Model: {html.escape(result.model)} ({html.escape(result.weights)}); batch norm: "
+        f"{html.escape(str(result.batch_norm))}; layer order: {html.escape(result.order)}.</p>"
+    )
+    parts += [f"<p class='small'>{html.escape(line)}</p>" for line in small_sample_lines(result)]
+    parts += [f"<p>{html.escape(note)}</p>" for note in result.notes]
+    parts.append(
+        "<figure>"
+        + _embedded(draw_sixt_curves(result), "curves.png", "sixt2020 curves")
+        + "<figcaption>Left: each method's SSIM with its trained map as the layers are redrawn from the top "
+        "(mean and 95% bootstrap band; dotted: against the input's edge map; grey: against a random map). "
+        "Right: the median |cos| between backward signals started from different vectors at the logits, per "
+        "layer from the top down (grey: independent Gaussian signals of the layer's shape).</figcaption></figure>"
+    )
+    if "maps" in result.arrays and "image" in result.arrays:
+        parts.append(
+            "<figure>"
+            + _embedded(draw_map_grid(result), "maps.png", "sixt2020 maps")
+            + "<figcaption>The first image's maps at every cascading step (absolute values).</figcaption></figure>"
+        )
+    parts.append("<p>Each cell: mean [95% bootstrap interval] (image count); below it, the controls.</p>")
+    parts += [_table(result, series, metric) for series, metric, _ in _PANELS]
+    parts.append("</section>")
+    return "".join(parts)
