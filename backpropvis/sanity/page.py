@@ -23,7 +23,7 @@ from .figures import draw_curves, draw_map_grid
 from .protocol import SanityResult, StepResult, Summary
 from .similarity import METRIC_LABELS
 
-__all__ = ["default_section", "format_summary", "small_sample_lines", "write_page"]
+__all__ = ["default_section", "format_summary", "section_opening", "small_sample_lines", "write_page"]
 
 _STYLE = (
     PAGE_STYLE
@@ -91,15 +91,20 @@ def _embedded(figure, name: str, alt: str) -> str:
         return embedded_png(path, alt)
 
 
-def default_section(result: SanityResult) -> str:
-    """The protocol's HTML section (see the module's docstring); figures embedded."""
+def section_opening(result: SanityResult) -> list[str]:
+    """A section's first parts: its opening tag, what was run, the small-sample warning, the notes."""
     parts = [f"<section id='{html.escape(result.protocol, quote=True)}'>"]
     parts.append(
         f"<p>Model: {html.escape(result.model)} ({html.escape(result.weights)}); batch norm: "
         f"{html.escape(str(result.batch_norm))}; layer order: {html.escape(result.order)}.</p>"
     )
     parts += [f"<p class='small'>{html.escape(line)}</p>" for line in small_sample_lines(result)]
-    parts += [f"<p>{html.escape(note)}</p>" for note in result.notes]
+    return parts + [f"<p>{html.escape(note)}</p>" for note in result.notes]
+
+
+def default_section(result: SanityResult) -> str:
+    """The protocol's HTML section (see the module's docstring); figures embedded."""
+    parts = section_opening(result)
     parts.append(
         "<figure>"
         + _embedded(draw_curves(result), "curves.png", f"{result.protocol} curves")

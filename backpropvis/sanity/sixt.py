@@ -38,6 +38,7 @@ from ..models import derive_seed
 from ..models.randomization import layers_from, redrawn_from
 from ..rules import PAPER_METHODS
 from .adebayo import groups
+from .compare import step_from_numbers
 from .convergence import cosine_convergence, sixt_ssim
 from .protocol import Protocol, SanityResult, SanityRun, StepResult
 from .similarity import edge_maps, random_maps
@@ -147,15 +148,12 @@ def _ssim_unit(run: SanityRun, settings: SixtSettings, reference, predicted, bui
     inputs = run.inputs.cpu()
     edges = edge_maps(inputs)
     numbers: dict[str, Any] = {method: {"values": {"ssim": []}, "controls": {}} for method in settings.methods}
-    first = []
-    variants: dict[str, list[torch.Tensor]] = {method: [] for method in settings.methods}
-    for index in range(count):
-        network = build(index)
-        found = attribute_many(network, run.inputs, [predicted], settings.methods, precision=run.precision)
-        del network
-        for method in settings.methods:
-            variants[method].append(found[method][0].cpu())
-        first.append(torch.stack([found[method][0, 0].cpu() for method in settings.methods]))
+    found = [
+        attribute_many(build(index), run.inputs, [predicted], settings.methods, precision=run.precision)
+        for index in range(count)
+    ]  # one variant alive at a time: each is dropped once its maps are made
+    variants = {method: [maps[method][0].cpu() for maps in found] for method in settings.methods}
+    first = torch.stack([variants[method][0][0] for method in settings.methods])
     for method, maps in variants.items():
         controls = numbers[method]["controls"]
         for index, variant in enumerate(maps):
@@ -166,7 +164,7 @@ def _ssim_unit(run: SanityRun, settings: SixtSettings, reference, predicted, bui
             if len(maps) > 1:
                 other = maps[(index + 1) % len(maps)]
                 controls.setdefault("other seed", {"ssim": []})["ssim"].append(sixt_ssim(variant, other).tolist())
-    return numbers, {"first": first[0]}
+    return numbers, {"first": first}
 
 
 def _cascading_builds(run: SanityRun, settings: SixtSettings) -> list[tuple[str, tuple[str, ...], Build, int]]:
@@ -184,10 +182,6 @@ def _cascading_builds(run: SanityRun, settings: SixtSettings) -> list[tuple[str,
     return builds
 
 
-def _summaries(rows: Any, seed: int) -> dict[str, Any]:
-    return {metric: summarize_values(values, seed) for metric, values in rows.items()}
-
-
 def measure(run: SanityRun, settings: SixtSettings) -> SanityResult:
     """Both series on ``run``'s model and images (see the module's docstring)."""
     trained = attribute_many(run.model, run.inputs, ["max"], settings.methods, precision=run.precision)
@@ -201,20 +195,16 @@ def measure(run: SanityRun, settings: SixtSettings) -> SanityResult:
     ):
         unit = functools.partial(_ssim_unit, run, settings, reference, predicted, build, count)
         kept = run.store.run(f"{index:03d}-cascading", unit)
-        methods = {method: _summaries(data["values"], run.seed) for method, data in kept.numbers.items()}
-        controls = {
-            method: {name: _summaries(rows, run.seed) for name, rows in data["controls"].items()}
-            for method, data in kept.numbers.items()
-        }
-        steps.append(StepResult("cascading", label, tuple(redrawn), methods, controls))
+        steps.append(step_from_numbers("cascading", label, redrawn, kept.numbers, run.seed))
         first.append(kept.tensor("first"))
     csc = run.store.run("csc", functools.partial(csc_numbers, run, settings)).numbers
     steps += _csc_steps(dict(csc), settings.methods, run.seed)
+    arrays = {"maps": torch.stack(first).numpy(), "image": run.inputs[0].cpu().numpy()}
     return SanityResult(
-        protocol=PROTOCOL.name,
-        settings=asdict(settings),
-        model=run.model_name,
-        weights=run.weights,
+        PROTOCOL.name,
+        asdict(settings),
+        run.model_name,
+        run.weights,
         batch_norm=settings.batch_norm,
         order="execution",
         metrics=("ssim", "csc"),
@@ -222,7 +212,7 @@ def measure(run: SanityRun, settings: SixtSettings) -> SanityResult:
         steps=steps,
         claim_values=claim_values(steps),
         notes=_notes(settings),
-        arrays={"maps": torch.stack(first).numpy(), "image": run.inputs[0].cpu().numpy()},
+        arrays=arrays,
     )
 
 

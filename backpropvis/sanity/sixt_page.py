@@ -17,7 +17,7 @@ from ..render import figure_title, pyplot, save_figure
 from ..report import embedded_png
 from ..rules import METHOD_LABELS
 from .figures import draw_map_grid
-from .page import format_summary, small_sample_lines
+from .page import format_summary, section_opening
 from .protocol import SanityResult, StepResult
 
 __all__ = ["draw_sixt", "draw_sixt_curves", "sixt_section"]
@@ -100,13 +100,7 @@ def _table(result: SanityResult, series: str, metric: str) -> str:
 
 def sixt_section(result: SanityResult) -> str:
     """The protocol's HTML section (self-contained: figures embedded)."""
-    parts = [f"<section id='{html.escape(result.protocol, quote=True)}'>"]
-    parts.append(
-        f"<p>Model: {html.escape(result.model)} ({html.escape(result.weights)}); batch norm: "
-        f"{html.escape(str(result.batch_norm))}; layer order: {html.escape(result.order)}.</p>"
-    )
-    parts += [f"<p class='small'>{html.escape(line)}</p>" for line in small_sample_lines(result)]
-    parts += [f"<p>{html.escape(note)}</p>" for note in result.notes]
+    parts = section_opening(result)
     parts.append(
         "<figure>"
         + _embedded(draw_sixt_curves(result), "curves.png", "sixt2020 curves")
