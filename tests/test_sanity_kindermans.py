@@ -15,7 +15,7 @@ from torch import nn
 
 import backpropvis.engine.attribution as attribution
 from backpropvis.engine import attribute_many
-from backpropvis.errors import ModelError
+from backpropvis.errors import BackpropvisError, ModelError
 from backpropvis.models.efficientnet import Conv2dSame
 from backpropvis.sanity import find_protocol
 from backpropvis.sanity.input_shift import absorb_shift, channel_shift, naive_absorb_shift, shifted_bias
@@ -183,3 +183,11 @@ def test_declared_catches_are_tested() -> None:
     protocol = find_protocol("kindermans2017")
     assert set(protocol.catches) <= set(CASES)
     assert dataclasses.is_dataclass(protocol.tiny)
+
+
+@pytest.mark.parametrize(
+    "settings, message", [({"dtype": "float16"}, "dtype"), ({"pixel_shifts": (0.0,)}, "pixel_shifts")]
+)
+def test_bad_settings_are_refused(settings, message, tmp_path) -> None:
+    with pytest.raises(BackpropvisError, match=message):
+        run_sanity("kindermans2017", tmp_path, size="tiny", settings=settings, progress=False)

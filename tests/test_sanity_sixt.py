@@ -11,15 +11,19 @@ import weakref
 import numpy as np
 import pytest
 import torch
+from browser import CHROMIUM, SKIP_REASON, screenshot
 from sabotage import sabotaged
 from skimage.metrics import structural_similarity
 from torch import nn
 
 from backpropvis.engine.signals import backward_signals
+from backpropvis.errors import BackpropvisError
 from backpropvis.sanity import find_protocol
 from backpropvis.sanity.convergence import cosine_convergence, normalize_sanity, sixt_ssim, uniform_ssim
-from backpropvis.sanity.run import run_sanity
+from backpropvis.sanity.protocol import SanityResult
+from backpropvis.sanity.run import RESULT_FILE, run_sanity
 from backpropvis.sanity.sixt import start_vectors
+from backpropvis.sanity.sixt_page import draw_sixt
 
 
 def test_cosine_convergence_by_hand() -> None:
@@ -145,8 +149,13 @@ def tiny_run(out):
 
 
 @pytest.fixture(scope="module")
-def honest(tmp_path_factory):
-    return tiny_run(tmp_path_factory.mktemp("sixt-honest"))
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("sixt-honest")
+
+
+@pytest.fixture(scope="module")
+def honest(folder):
+    return tiny_run(folder)
 
 
 def test_honest_run_on_the_digits_vgg(honest, tmp_path) -> None:
@@ -168,3 +177,30 @@ def test_claims_fail_under_sabotage(kind: str, honest, tmp_path) -> None:
         _, broken = tiny_run(tmp_path)
     failing = {claim["id"] for claim in broken if not claim["holds"]}
     assert held & failing, f"every claim the honest run holds still holds under {kind}"
+
+
+def test_figure_redrawn_from_the_saved_result(honest, tmp_path) -> None:
+    result, _ = honest
+    again = SanityResult.from_json(result.to_json(), result.arrays)
+    draw_sixt(again, tmp_path / "figure.png")
+    assert (tmp_path / "figure.png").stat().st_size > 10_000 and (tmp_path / "figure-maps.png").is_file()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason=SKIP_REASON)
+def test_the_page_renders_in_headless_chromium(honest, folder, tmp_path) -> None:
+    alone = tmp_path / "alone.html"  # the page alone: every figure is inside it
+    alone.write_bytes((folder / "index.html").read_bytes())
+    text = alone.read_text()
+    assert "csc (csc)" in text and "random vectors" in text and "from 3 images only" in text
+    picture = screenshot(alone, tmp_path, height=3000)
+    assert float(picture[300:1800].std()) > 30.0  # the curves and the map grid are drawn
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [({"vectors": 1}, "vectors"), ({"start": "logits"}, "start"), ({"methods": ("nope",)}, "nope")],
+)
+def test_bad_settings_are_refused_before_anything_runs(settings, message, tmp_path) -> None:
+    with pytest.raises(BackpropvisError, match=message):
+        run_sanity("sixt2020", tmp_path, size="tiny", settings=settings, progress=False)
+    assert not (tmp_path / RESULT_FILE).exists()

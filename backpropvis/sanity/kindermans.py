@@ -29,9 +29,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..engine import attribute_many
+from ..errors import BackpropvisError
 from ..experiments.base import Claim
 from ..models import derive_seed
-from ..rules import PAPER_METHODS
+from ..rules import PAPER_METHODS, resolve_rules
 from .compare import step_from_numbers
 from .figures import draw_protocol
 from .input_shift import absorb_shift, channel_shift
@@ -75,6 +76,17 @@ class KindermansSettings:
     pixel_shifts: tuple[float, ...] = (-1.0,)
     dtype: str = "float64"
     images: int = 32
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float64", "float32"):
+            raise BackpropvisError(f"dtype must be float64 or float32, not {self.dtype!r}")
+        if not self.pixel_shifts or 0.0 in self.pixel_shifts:
+            raise BackpropvisError(
+                f"pixel_shifts must be non-zero shifts (the step m = 0 is always run), not {self.pixel_shifts}"
+            )
+        if self.images < 1:
+            raise BackpropvisError(f"images must be at least 1, not {self.images}")
+        resolve_rules(self.methods)
 
 
 def relative_difference(reference: torch.Tensor, other: torch.Tensor) -> np.ndarray:

@@ -33,10 +33,11 @@ from tqdm.auto import tqdm
 
 from ..engine import attribute_many
 from ..engine.signals import backward_signals
+from ..errors import BackpropvisError
 from ..experiments.base import Claim
 from ..models import derive_seed
-from ..models.randomization import layers_from, redrawn_from
-from ..rules import PAPER_METHODS
+from ..models.randomization import BATCH_NORM_POLICIES, layers_from, redrawn_from
+from ..rules import PAPER_METHODS, resolve_rules
 from .adebayo import groups
 from .compare import step_from_numbers
 from .convergence import cosine_convergence, sixt_ssim
@@ -77,6 +78,22 @@ class SixtSettings:
     batch_norm: str = "reestimate"
     batch: int = 2
     images: int = 32
+
+    def __post_init__(self) -> None:
+        if self.start not in ("random", "classes"):
+            raise BackpropvisError(f"start must be random or classes, not {self.start!r}")
+        if self.granularity not in ("layers", "stages", "auto"):
+            raise BackpropvisError(f"granularity must be layers, stages or auto, not {self.granularity!r}")
+        if self.batch_norm not in BATCH_NORM_POLICIES:
+            raise BackpropvisError(
+                f"batch_norm must be one of {', '.join(BATCH_NORM_POLICIES)}, not {self.batch_norm!r}"
+            )
+        if self.vectors < 2:
+            raise BackpropvisError(f"vectors must be at least 2 (the CSC compares pairs), not {self.vectors}")
+        for name in ("seeds", "batch", "images"):
+            if getattr(self, name) < 1:
+                raise BackpropvisError(f"{name} must be at least 1, not {getattr(self, name)}")
+        resolve_rules(self.methods)
 
 
 def start_vectors(logits: torch.Tensor, count: int, start: str, seed: int) -> torch.Tensor:
