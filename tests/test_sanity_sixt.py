@@ -133,6 +133,14 @@ def test_backward_signals_closed_form_and_lifetime() -> None:
             assert values[1].grad_fn is None
 
 
+def test_a_module_called_twice_names_its_second_call() -> None:
+    relu = nn.ReLU()
+    model = nn.Sequential(nn.Linear(3, 4), relu, nn.Linear(4, 4), relu, nn.Linear(4, 2))
+    found = backward_signals(model, torch.randn(2, 3), torch.randn(2, 2, 2), ["gbp"], lambda t: t, with_input=True)
+    assert found.layers == ("1", "1 #2", "input")
+    assert [value.shape for value in found.values["gbp"]] == [(2, 2, 4), (2, 2, 4), (2, 2, 3)]
+
+
 def test_start_vectors() -> None:
     logits = torch.tensor([[0.0, 5.0, 1.0, 2.0], [3.0, 0.0, 1.0, 2.0]])
     classes = start_vectors(logits, 3, "classes", seed=0)

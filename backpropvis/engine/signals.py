@@ -37,7 +37,8 @@ class Signals:
     """What :func:`backward_signals` returns.
 
     Attributes:
-        layers: where each activation ran (its module's path), in forward order.
+        layers: where each activation ran (its module's path; a module's second call is
+            "path #2", and so on), in forward order.
         values: method -> one ``reduce`` result per layer, in the order of ``layers``.
         logits: [B, K] the model's output (detached).
     """
@@ -58,7 +59,9 @@ class _NamedRecord(ForwardRecord):
 
     def add_activation_output(self, output: torch.Tensor) -> None:
         super().add_activation_output(output)
-        self.kept.append((self.where(), output))
+        where = self.where()
+        calls = sum(1 for name, _ in self.kept if name == where or name.startswith(f"{where} #"))
+        self.kept.append((f"{where} #{calls + 1}" if calls else where, output))
 
     def named_outputs(self) -> list[tuple[str, torch.Tensor]]:
         """(where, output) of every activation, in forward order."""

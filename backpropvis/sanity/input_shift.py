@@ -66,7 +66,7 @@ def shifted_bias(layer: nn.Module, shift: torch.Tensor) -> torch.Tensor:
     """``b2 = b1 - W m`` of a conv or linear layer ([out]); ``shift``: [C] (conv) or [in] (linear)."""
     weight = cast(torch.Tensor, layer.weight).detach()
     given = cast("torch.Tensor | None", layer.bias)
-    bias = given.detach() if given is not None else torch.zeros(weight.shape[0], dtype=weight.dtype)
+    bias = given.detach() if given is not None else weight.new_zeros(weight.shape[0])
     shift = shift.to(weight)
     if isinstance(layer, nn.Linear):
         return bias - weight @ shift
@@ -74,7 +74,9 @@ def shifted_bias(layer: nn.Module, shift: torch.Tensor) -> torch.Tensor:
     taps = weight.sum(dim=tuple(range(2, weight.dim())))  # [out, in / groups]
     groups = getattr(layer, "groups", 1)
     per_group = taps.shape[1]
-    grouped = shift.view(groups, per_group)[torch.arange(weight.shape[0]) // (weight.shape[0] // groups)]
+    grouped = shift.view(groups, per_group)[
+        torch.arange(weight.shape[0], device=weight.device) // (weight.shape[0] // groups)
+    ]
     return bias - (taps * grouped).sum(1)
 
 
