@@ -20,7 +20,7 @@ from backpropvis.models.efficientnet import Conv2dSame
 from backpropvis.sanity import find_protocol
 from backpropvis.sanity.input_shift import absorb_shift, channel_shift, naive_absorb_shift, shifted_bias
 from backpropvis.sanity.kindermans import relative_difference
-from backpropvis.sanity.run import run_sanity
+from backpropvis.sanity.run import SanityOptions, run_sanity
 
 
 def seeded(module: nn.Module, seed: int) -> nn.Module:
@@ -133,7 +133,8 @@ def test_relative_difference_is_nan_for_a_zero_reference() -> None:
 
 def tiny_run(out):
     protocol = find_protocol("kindermans2017")
-    return run_sanity(protocol, out, model="digits-vgg", weights="trained", size="tiny", count=3, progress=False)
+    options = SanityOptions(size="tiny", count=3, progress=False)
+    return run_sanity(protocol, out, model="digits-vgg", weights="trained", options=options)
 
 
 def test_claims_hold_on_the_digits_vgg(tmp_path) -> None:
@@ -190,4 +191,4 @@ def test_declared_catches_are_tested() -> None:
 )
 def test_bad_settings_are_refused(settings, message, tmp_path) -> None:
     with pytest.raises(BackpropvisError, match=message):
-        run_sanity("kindermans2017", tmp_path, size="tiny", settings=settings, progress=False)
+        run_sanity("kindermans2017", tmp_path, options=SanityOptions(size="tiny", settings=settings, progress=False))

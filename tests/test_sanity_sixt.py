@@ -21,7 +21,7 @@ from backpropvis.errors import BackpropvisError
 from backpropvis.sanity import find_protocol
 from backpropvis.sanity.convergence import cosine_convergence, normalize_sanity, sixt_ssim, uniform_ssim
 from backpropvis.sanity.protocol import SanityResult
-from backpropvis.sanity.run import RESULT_FILE, run_sanity
+from backpropvis.sanity.run import RESULT_FILE, SanityOptions, run_sanity
 from backpropvis.sanity.sixt import start_vectors
 from backpropvis.sanity.sixt_page import draw_sixt
 
@@ -153,7 +153,8 @@ def test_start_vectors() -> None:
 
 def tiny_run(out):
     protocol = find_protocol("sixt2020")
-    return run_sanity(protocol, out, model="digits-vgg", weights="trained", size="tiny", count=3, progress=False)
+    options = SanityOptions(size="tiny", count=3, progress=False)
+    return run_sanity(protocol, out, model="digits-vgg", weights="trained", options=options)
 
 
 @pytest.fixture(scope="module")
@@ -210,5 +211,5 @@ def test_the_page_renders_in_headless_chromium(honest, folder, tmp_path) -> None
 )
 def test_bad_settings_are_refused_before_anything_runs(settings, message, tmp_path) -> None:
     with pytest.raises(BackpropvisError, match=message):
-        run_sanity("sixt2020", tmp_path, size="tiny", settings=settings, progress=False)
+        run_sanity("sixt2020", tmp_path, options=SanityOptions(size="tiny", settings=settings, progress=False))
     assert not (tmp_path / RESULT_FILE).exists()

@@ -16,13 +16,13 @@ returns (a caller bounds the memory by the batch it passes).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Sequence, Union
 
 import torch
 
 from ..errors import InputError
 from ..rules import Rule, resolve_rules
-from .precision import Precision
+from .precision import Arithmetic, Precision, PrecisionLike
 from .recording import ForwardRecord, RecordedForward
 from .ruled import RuleSlot
 
@@ -88,7 +88,7 @@ def backward_signals(
     reduce: Reduce,
     *,
     strict: bool = True,
-    precision: Optional[str] = None,
+    precision: PrecisionLike = Precision.DEFAULT,
     with_input: bool = False,
 ) -> Signals:
     """Every rule's backward signal at every activation output, reduced per layer.
@@ -112,7 +112,7 @@ def backward_signals(
     rules = resolve_rules(list(methods))
     record = _NamedRecord(strict, type(model).__name__)
     slot = RuleSlot(rules[0])
-    with torch.inference_mode(False), Precision(precision, inputs.device.type):
+    with torch.inference_mode(False), Arithmetic(precision, inputs.device.type):
         x = (inputs.clone() if inputs.is_inference() else inputs.detach()).requires_grad_(True)
         with torch.enable_grad(), RecordedForward(model, record, slot):
             logits = model(x)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..engine import attribute_many
+from ..engine import Precision, attribute_many
 from ..errors import BackpropvisError
 from ..experiments.base import Claim
 from ..models import derive_seed
@@ -118,7 +118,7 @@ def _other_class(predicted: torch.Tensor, classes: int, seed: int) -> torch.Tens
 
 def _unit(run: SanityRun, settings: KindermansSettings, f1, inputs, reference, other, predicted, pixel_shift: float):
     """One shift's numbers (method -> values and controls) and the first image's f2 maps [M, C, H, W]."""
-    precision = None if settings.dtype == "float64" else run.precision
+    precision = Precision.DEFAULT if settings.dtype == "float64" else run.precision
     shift = channel_shift(run.model, pixel_shift, inputs.shape[1]).to(inputs)
     f2 = absorb_shift(f1, shift, inputs)
     shifted = _maps(f2, inputs + shift.view(1, -1, 1, 1), [predicted], _rules(settings), precision)
@@ -137,7 +137,7 @@ def _unit(run: SanityRun, settings: KindermansSettings, f1, inputs, reference, o
 def measure(run: SanityRun, settings: KindermansSettings) -> SanityResult:
     """Every shift's step on ``run``'s model and images (see the module's docstring)."""
     dtype = {"float64": torch.float64, "float32": torch.float32}[settings.dtype]
-    precision = None if dtype == torch.float64 else run.precision
+    precision = Precision.DEFAULT if dtype == torch.float64 else run.precision
     f1 = copy.deepcopy(run.model).to(dtype).eval()
     inputs = run.inputs.to(dtype)
     logits = attribute_many(f1, inputs, ["max"], ["saliency"], precision=precision)
