@@ -32,9 +32,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..claims import Claim
 from ..engine import attribute_many
 from ..errors import BackpropvisError
-from ..experiments.base import Claim
 from ..models import derive_seed
 from ..models.digits_training import TrainingSettings, train_digits_vgg
 from ..models.digits_vgg import DigitsVGG

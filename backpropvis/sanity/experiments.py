@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..experiments.base import Experiment, FigureData, Measurement, RunContext
-from ..models import load_model
+from ..models import ModelSpec, as_loaded
 from . import PROTOCOLS
 from .protocol import Protocol, SanityResult
 from .run import SanityOptions, run_sanity
@@ -58,7 +58,7 @@ def _overrides(protocol: Protocol, wanted: Mapping[str, Any]) -> dict[str, Any]:
 
 def _measure(protocol: Protocol, model: BundledModel):
     def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
-        loaded = load_model(model.name, weights=model.weights, seed=context.seed)
+        loaded = as_loaded(ModelSpec(model.name, weights=model.weights), context.seed)
         result, _ = run_sanity(
             protocol,
             context.out,

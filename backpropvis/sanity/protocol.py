@@ -50,7 +50,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..experiments.base import Claim
+from ..claims import Claim
+from ..engine import Precision, PrecisionLike
 from ..metrics import small_sample_note
 
 if TYPE_CHECKING:
@@ -263,7 +264,7 @@ class SanityRun:
     weights: str
     store: StepStore
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    precision: Optional[str] = "float32"
+    precision: PrecisionLike = Precision.FLOAT32
     seed: int = 0
     progress: bool = True
 

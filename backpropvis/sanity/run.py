@@ -17,11 +17,11 @@ import numpy as np
 from .. import __version__
 from ..audit.probes import Probes, load_probes
 from ..devices import resolve_device
-from ..engine import precision_name
+from ..engine import Precision, PrecisionLike
 from ..errors import BackpropvisError, Interrupted
 from ..files import make_folder, write_arrays, write_json
 from ..image_sets import Digits, ImageSource, list_images, source_setting
-from ..models import LoadedModel, load_model
+from ..models import LoadedModel, ModelLike, ModelSpec, as_loaded
 from . import find_protocol
 from .page import format_result, write_page
 from .protocol import Protocol, SanityResult, SanityRun
@@ -37,6 +37,9 @@ ARRAYS_FILE = "sanity.npz"
 
 STEP_FORMAT = 2
 """The layout of kept steps: a kept step of another layout is computed again."""
+
+DIGITS_MODEL = ModelSpec("digits-vgg", weights="trained")
+"""The default model: the bundled trained digits VGG."""
 
 DEFAULT_IMAGES = 16
 """Images a protocol looks at when neither it nor the caller says."""
@@ -77,7 +80,7 @@ class SanityOptions:
     settings: Optional[Mapping[str, Any]] = None
     count: Optional[int] = None
     device: str = "cpu"
-    precision: Optional[str] = "float32"
+    precision: PrecisionLike = Precision.FLOAT32
     seed: int = 0
     progress: bool = True
 
@@ -87,8 +90,7 @@ def run_sanity(
     out: Union[str, os.PathLike],
     *,
     images: ImageSource = None,
-    model: Union[str, LoadedModel] = "digits-vgg",
-    weights: str = "trained",
+    model: ModelLike = DIGITS_MODEL,
     options: SanityOptions = SanityOptions(),
 ) -> tuple[SanityResult, list[dict]]:
     """Run one sanity protocol on a model and images; write its result and page in ``out``.
@@ -98,7 +100,8 @@ def run_sanity(
         out: the folder (``sanity.json``, ``sanity.npz``, ``index.html``, ``steps/``).
         images: a folder, a :class:`~backpropvis.image_sets.Samples` or ``Digits``, or None
             (the bundled photos; the held-out digits for the digits VGG).
-        model, weights: as :func:`backpropvis.models.load_model` takes them (or a loaded model).
+        model: a name, a :class:`~backpropvis.models.ModelSpec`, a loaded model or a module
+            (:func:`backpropvis.models.as_loaded`); default: the trained digits VGG.
         options: size, setting overrides, image count, device, precision, seed, progress.
 
     Returns:
@@ -112,7 +115,7 @@ def run_sanity(
     values = _settings(chosen, options.size, options.settings)
     folder = make_folder(out)
     torch_device = resolve_device(str(options.device))
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, weights=weights, seed=options.seed)
+    loaded = as_loaded(model, options.seed)
     source = _source(images, loaded)
     wanted = options.count if options.count is not None else int(getattr(values, "images", DEFAULT_IMAGES))
     keys = list_images(source)
@@ -157,7 +160,7 @@ def _identity(protocol: Protocol, values: Any, loaded: LoadedModel, probes: Prob
         "images": [list(pair) for pair in zip(probes.keys, probes.hashes)],
         "settings": dataclasses.asdict(values),
         "seed": options.seed,
-        "precision": precision_name(options.precision),
+        "precision": Precision.parse(options.precision).value,
     }
 
 
