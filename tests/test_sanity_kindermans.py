@@ -134,7 +134,7 @@ def test_relative_difference_is_nan_for_a_zero_reference() -> None:
 def tiny_run(out):
     protocol = find_protocol("kindermans2017")
     options = SanityOptions(size="tiny", count=3, progress=False)
-    return run_sanity(protocol, out, model="digits-vgg", weights="trained", options=options)
+    return run_sanity(protocol, out, options=options)  # the trained digits VGG
 
 
 def test_claims_hold_on_the_digits_vgg(tmp_path) -> None:

@@ -154,7 +154,7 @@ def test_start_vectors() -> None:
 def tiny_run(out):
     protocol = find_protocol("sixt2020")
     options = SanityOptions(size="tiny", count=3, progress=False)
-    return run_sanity(protocol, out, model="digits-vgg", weights="trained", options=options)
+    return run_sanity(protocol, out, options=options)  # the trained digits VGG
 
 
 @pytest.fixture(scope="module")

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..claims import Claim
 from ..engine import Precision, attribute_many
 from ..errors import BackpropvisError
-from ..experiments.base import Claim
 from ..models import derive_seed
 from ..rules import PAPER_METHODS, resolve_rules
 from .compare import step_from_numbers

@@ -31,10 +31,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..claims import Claim
 from ..engine import attribute_many
 from ..engine.signals import backward_signals
 from ..errors import BackpropvisError
-from ..experiments.base import Claim
 from ..models import derive_seed
 from ..models.randomization import BATCH_NORM_POLICIES, layers_from, redrawn_from
 from ..rules import PAPER_METHODS, resolve_rules
