@@ -10,6 +10,7 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from browser import CHROMIUM, screenshot
 from sabotage import sabotaged
 from torch import nn
 
@@ -20,6 +21,8 @@ from backpropvis.models.efficientnet import Conv2dSame
 from backpropvis.sanity import find_protocol
 from backpropvis.sanity.input_shift import absorb_shift, channel_shift, naive_absorb_shift, shifted_bias
 from backpropvis.sanity.kindermans import relative_difference
+from backpropvis.sanity.kindermans_page import draw_kindermans
+from backpropvis.sanity.protocol import SanityResult
 from backpropvis.sanity.run import SanityOptions, run_sanity
 
 
@@ -138,11 +141,20 @@ def tiny_run(out):
 
 
 def test_claims_hold_on_the_digits_vgg(tmp_path) -> None:
-    result, claims = tiny_run(tmp_path)
+    result, claims = tiny_run(tmp_path / "run")
     assert all(claim["holds"] for claim in claims), claims
-    assert (tmp_path / "sanity.json").exists() and (tmp_path / "index.html").exists()
+    assert (tmp_path / "run" / "sanity.json").exists()
     assert [step.label for step in result.steps] == ["no shift (m = 0)", "pixels -1"]
     assert result.claim_values["gradient_x_input_smallest"] > 0.1
+    again = SanityResult.from_json(result.to_json(), result.arrays)
+    draw_kindermans(again, tmp_path / "figure.png")
+    assert (tmp_path / "figure.png").stat().st_size > 10_000 and (tmp_path / "figure-maps.png").is_file()
+    page = (tmp_path / "run" / "index.html").read_text()
+    assert "another class" in page and "from 3 images only" in page
+    if CHROMIUM is not None:
+        alone = tmp_path / "alone.html"  # the page alone: every figure is inside it
+        alone.write_text(page)
+        assert float(screenshot(alone, tmp_path, height=2400)[300:1500].std()) > 30.0  # bars and maps drawn
 
 
 @contextlib.contextmanager

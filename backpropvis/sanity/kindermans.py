@@ -34,9 +34,8 @@ from ..errors import BackpropvisError
 from ..models import derive_seed
 from ..rules import PAPER_METHODS, resolve_rules
 from .compare import step_from_numbers
-from .figures import draw_protocol
 from .input_shift import absorb_shift, channel_shift
-from .page import default_section
+from .kindermans_page import draw_kindermans, kindermans_section
 from .protocol import Protocol, SanityResult, SanityRun, StepResult
 
 __all__ = [
@@ -230,10 +229,6 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
-def _draw(result: SanityResult, path: Any) -> None:
-    draw_protocol(result, path)
-
-
 PROTOCOL = Protocol(
     name="kindermans2017",
     title="Input invariance (Kindermans et al. 2017): does a shift absorbed by the first layer's bias move the map?",
@@ -244,7 +239,7 @@ PROTOCOL = Protocol(
     tiny=KindermansSettings(images=4),
     claims=CLAIMS,
     measure=measure,
-    section=default_section,
-    draw=_draw,
+    section=kindermans_section,
+    draw=draw_kindermans,
     catches=("zero-gbp", "zero-deconvnet", "zero-saliency"),
 )

@@ -4,21 +4,18 @@ Figures 3 and 5), each method with its controls, then the map grid and the table
 
 from __future__ import annotations
 
-import html
 import math
 import os
-import tempfile
-from pathlib import Path
 from typing import Union
 
 import numpy as np
 
-from ..render import figure_title, pyplot, save_figure
-from ..report import embedded_png
+from ..render import pyplot
 from ..rules import METHOD_LABELS
 from .figures import draw_map_grid
-from .page import format_summary, section_opening
+from .page import section_opening
 from .protocol import SanityResult, StepResult
+from .tables import embedded_figure, method_table, save_with_maps
 
 __all__ = ["draw_sixt", "draw_sixt_curves", "sixt_section"]
 
@@ -64,38 +61,7 @@ def draw_sixt_curves(result: SanityResult) -> object:
 
 def draw_sixt(result: SanityResult, path: Union[str, os.PathLike]) -> None:
     """The curves (``path``) and the map grid beside it (``<stem>-maps.png``)."""
-    save_figure(draw_sixt_curves(result), path, figure_title(result.protocol, result.model, result.weights))
-    maps_path = os.fspath(path)
-    maps_path = maps_path[:-4] + "-maps.png" if maps_path.endswith(".png") else maps_path + "-maps.png"
-    save_figure(draw_map_grid(result), maps_path)
-
-
-def _embedded(figure: object, name: str, alt: str) -> str:
-    with tempfile.TemporaryDirectory() as folder:
-        return embedded_png(save_figure(figure, Path(folder) / name), alt)
-
-
-def _table(result: SanityResult, series: str, metric: str) -> str:
-    rows = []
-    for step in result.series(series):
-        cells = []
-        for method in result.methods:
-            summary = step.methods.get(method, {}).get(metric)
-            controls = " · ".join(
-                f"{name} {values[metric].mean:.2f}"
-                for name, values in step.controls.get(method, {}).items()
-                if metric in values and not math.isnan(values[metric].mean)
-            )
-            shown = f"<span class='controls'>{html.escape(controls)}</span>" if controls else ""
-            text = format_summary(summary) if summary is not None else ""
-            cells.append(f"<td class='num'>{html.escape(text)}{shown}</td>")
-        redrawn = html.escape(", ".join(step.redrawn) or "nothing", quote=True)
-        rows.append(f"<tr><td title='redrawn: {redrawn}'>{html.escape(step.label)}</td>{''.join(cells)}</tr>")
-    header = "".join(f"<th>{html.escape(METHOD_LABELS.get(m, m))}</th>" for m in result.methods)
-    return (
-        f"<h3>{html.escape(series)} ({html.escape(metric)})</h3><table><thead><tr><th>step</th>{header}</tr>"
-        f"</thead><tbody>{''.join(rows)}</tbody></table>"
-    )
+    save_with_maps(draw_sixt_curves(result), result, path)
 
 
 def sixt_section(result: SanityResult) -> str:
@@ -103,7 +69,7 @@ def sixt_section(result: SanityResult) -> str:
     parts = section_opening(result)
     parts.append(
         "<figure>"
-        + _embedded(draw_sixt_curves(result), "curves.png", "sixt2020 curves")
+        + embedded_figure(draw_sixt_curves(result), "curves.png", "sixt2020 curves")
         + "<figcaption>Left: each method's SSIM with its trained map as the layers are redrawn from the top "
         "(mean and 95% bootstrap band; dotted: against the input's edge map; grey: against a random map). "
         "Right: the median |cos| between backward signals started from different vectors at the logits, per "
@@ -112,10 +78,10 @@ def sixt_section(result: SanityResult) -> str:
     if "maps" in result.arrays and "image" in result.arrays:
         parts.append(
             "<figure>"
-            + _embedded(draw_map_grid(result), "maps.png", "sixt2020 maps")
+            + embedded_figure(draw_map_grid(result), "maps.png", "sixt2020 maps")
             + "<figcaption>The first image's maps at every cascading step (absolute values).</figcaption></figure>"
         )
     parts.append("<p>Each cell: mean [95% bootstrap interval] (image count); below it, the controls.</p>")
-    parts += [_table(result, series, metric) for series, metric, _ in _PANELS]
+    parts += [method_table(result, series, metric) for series, metric, _ in _PANELS]
     parts.append("</section>")
     return "".join(parts)
