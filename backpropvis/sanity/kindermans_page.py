@@ -12,10 +12,8 @@ import numpy as np
 
 from ..render import pyplot
 from ..rules import METHOD_LABELS
-from .figures import draw_map_grid
-from .page import section_opening
 from .protocol import SanityResult
-from .tables import embedded_figure, method_table, save_with_maps
+from .tables import figure_section, method_table, save_with_maps
 
 __all__ = ["draw_kindermans", "draw_kindermans_bars", "kindermans_section"]
 
@@ -74,21 +72,11 @@ def draw_kindermans(result: SanityResult, path: Union[str, os.PathLike]) -> None
 
 def kindermans_section(result: SanityResult) -> str:
     """The protocol's HTML section (self-contained: figures embedded)."""
-    parts = section_opening(result)
-    parts.append(
-        "<figure>"
-        + embedded_figure(draw_kindermans_bars(result), "bars.png", "kindermans2017 bars")
-        + "<figcaption>Per method and shift, the largest relative change of its map over the images (0: the "
-        "map of (f2, x + m) equals that of (f1, x)); grey: how much the map of another class differs, a real "
-        "change.</figcaption></figure>"
+    return figure_section(
+        result,
+        draw_kindermans_bars(result),
+        "Per method and shift, the largest relative change of its map over the images (0: the map of (f2, x + m) "
+        "equals that of (f1, x)); grey: how much the map of another class differs, a real change.",
+        "The first image's maps of f2 at every shift (absolute values).",
+        [method_table(result, series, METRIC) for series in result.series_names()],
     )
-    if "maps" in result.arrays and "image" in result.arrays:
-        parts.append(
-            "<figure>"
-            + embedded_figure(draw_map_grid(result), "maps.png", "kindermans2017 maps")
-            + "<figcaption>The first image's maps of f2 at every shift (absolute values).</figcaption></figure>"
-        )
-    parts.append("<p>Each cell: mean [95% bootstrap interval] (image count); below it, the control.</p>")
-    parts += [method_table(result, series, METRIC) for series in result.series_names()]
-    parts.append("</section>")
-    return "".join(parts)

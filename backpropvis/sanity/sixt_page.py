@@ -12,10 +12,8 @@ import numpy as np
 
 from ..render import pyplot
 from ..rules import METHOD_LABELS
-from .figures import draw_map_grid
-from .page import section_opening
 from .protocol import SanityResult, StepResult
-from .tables import embedded_figure, method_table, save_with_maps
+from .tables import figure_section, method_table, save_with_maps
 
 __all__ = ["draw_sixt", "draw_sixt_curves", "sixt_section"]
 
@@ -66,22 +64,13 @@ def draw_sixt(result: SanityResult, path: Union[str, os.PathLike]) -> None:
 
 def sixt_section(result: SanityResult) -> str:
     """The protocol's HTML section (self-contained: figures embedded)."""
-    parts = section_opening(result)
-    parts.append(
-        "<figure>"
-        + embedded_figure(draw_sixt_curves(result), "curves.png", "sixt2020 curves")
-        + "<figcaption>Left: each method's SSIM with its trained map as the layers are redrawn from the top "
-        "(mean and 95% bootstrap band; dotted: against the input's edge map; grey: against a random map). "
-        "Right: the median |cos| between backward signals started from different vectors at the logits, per "
-        "layer from the top down (grey: independent Gaussian signals of the layer's shape).</figcaption></figure>"
+    return figure_section(
+        result,
+        draw_sixt_curves(result),
+        "Left: each method's SSIM with its trained map as the layers are redrawn from the top (mean and 95% "
+        "bootstrap band; dotted: against the input's edge map; grey: against a random map). Right: the median "
+        "|cos| between backward signals started from different vectors at the logits, per layer from the top "
+        "down (grey: independent Gaussian signals of the layer's shape).",
+        "The first image's maps at every cascading step (absolute values).",
+        [method_table(result, series, metric) for series, metric, _ in _PANELS],
     )
-    if "maps" in result.arrays and "image" in result.arrays:
-        parts.append(
-            "<figure>"
-            + embedded_figure(draw_map_grid(result), "maps.png", "sixt2020 maps")
-            + "<figcaption>The first image's maps at every cascading step (absolute values).</figcaption></figure>"
-        )
-    parts.append("<p>Each cell: mean [95% bootstrap interval] (image count); below it, the controls.</p>")
-    parts += [method_table(result, series, metric) for series, metric, _ in _PANELS]
-    parts.append("</section>")
-    return "".join(parts)

@@ -1,6 +1,8 @@
 """A protocol page's shared pieces beyond :mod:`.page`: a figure embedded as PNG data, one
-table per series with a column per method (each cell: the summary and its controls), and a
-protocol's report figure written with its map grid beside it."""
+table per series with a column per method (each cell: the summary and its controls), a
+section of one figure, the map grid and tables, and a protocol's report figure written with
+its map grid beside it (kindermans2017 and sixt2020 draw their own figures; the others use
+:func:`~.page.default_section`)."""
 
 from __future__ import annotations
 
@@ -15,10 +17,10 @@ from ..render import figure_title, save_figure
 from ..report import embedded_png
 from ..rules import METHOD_LABELS
 from .figures import draw_map_grid
-from .page import format_summary
+from .page import format_summary, section_opening
 from .protocol import SanityResult
 
-__all__ = ["embedded_figure", "method_table", "save_with_maps"]
+__all__ = ["embedded_figure", "figure_section", "method_table", "save_with_maps"]
 
 
 def embedded_figure(figure: object, name: str, alt: str) -> str:
@@ -57,3 +59,21 @@ def save_with_maps(figure: object, result: SanityResult, path: Union[str, os.Pat
     maps_path = os.fspath(path)
     maps_path = maps_path[:-4] + "-maps.png" if maps_path.endswith(".png") else maps_path + "-maps.png"
     save_figure(draw_map_grid(result), maps_path)
+
+
+def figure_section(result: SanityResult, figure: object, caption: str, maps_caption: str, tables: list[str]) -> str:
+    """A protocol's HTML section: what was run and the notes, ``figure`` with ``caption``, the
+    map grid (when the result has maps), then ``tables``."""
+    name = html.escape(result.protocol)
+    parts = section_opening(result)
+    parts.append(
+        f"<figure>{embedded_figure(figure, 'figure.png', f'{name} figure')}"
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+    if "maps" in result.arrays and "image" in result.arrays:
+        parts.append(
+            f"<figure>{embedded_figure(draw_map_grid(result), 'maps.png', f'{name} maps')}"
+            f"<figcaption>{html.escape(maps_caption)}</figcaption></figure>"
+        )
+    parts.append("<p>Each cell: mean [95% bootstrap interval] (image count); below it, the controls.</p>")
+    return "".join([*parts, *tables, "</section>"])
