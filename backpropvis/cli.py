@@ -125,7 +125,7 @@ def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str)
         default="vgg16",
         metavar="NAME|MODULE:CALLABLE|PATH.py:CALLABLE",
         help=f"a built-in model ({', '.join(MODEL_NAMES)}), or a callable returning a torch.nn.Module: "
-        "MODULE:CALLABLE (e.g. torchvision.models:resnet18) or PATH.py:CALLABLE (default: vgg16)",
+        "MODULE:CALLABLE (e.g. torchvision.models:resnet18) or PATH.py:CALLABLE (default: %(default)s)",
     )
     parser.add_argument(
         "--model-args",
@@ -138,7 +138,7 @@ def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str)
         "--weights",
         default="random",
         help="random (a built-in model's seeded init; a callable's model as built), imagenet (built-in "
-        "models) or a state-dict file (default: random)",
+        "models) or a state-dict file (default: %(default)s)",
     )
     parser.add_argument(
         "--output",
@@ -222,14 +222,15 @@ def _image_source(args: argparse.Namespace):
     return Samples(args.crops, args.seed) if args.samples else args.images
 
 
-def _add_image_source(parser: argparse.ArgumentParser) -> None:
-    """--images DIR | --samples [--crops N]: the images of an image-set command."""
-    source = parser.add_mutually_exclusive_group(required=True)
+def _add_image_source(parser: argparse.ArgumentParser, default: Optional[str] = None) -> None:
+    """--images DIR | --samples [--crops N]: the images of an image-set command (required unless
+    ``default`` says what the command takes without them)."""
+    source = parser.add_mutually_exclusive_group(required=default is None)
     source.add_argument(
         "--images",
         metavar="DIR",
-        help="folder of images, searched recursively, e.g. an ImageFolder tree (no default: give "
-        "--images or --samples)",
+        help="folder of images, searched recursively, e.g. an ImageFolder tree "
+        + (f"(default: {default})" if default else "(no default: give --images or --samples)"),
     )
     source.add_argument("--samples", action="store_true", help="use the bundled sample images instead of a folder")
     parser.add_argument(
@@ -484,12 +485,12 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_run_reproduce)
 
 
-def _protocol_settings(pairs: Sequence[str]) -> dict[str, Any]:
+def _protocol_settings(pairs: Optional[Sequence[str]]) -> dict[str, Any]:
     """``--set NAME=VALUE``: protocol setting overrides, each value read as JSON when it parses (else text)."""
     import json
 
     settings: dict[str, Any] = {}
-    for pair in pairs:
+    for pair in pairs or ():
         name, equals, text = pair.partition("=")
         if not equals or not name.strip():
             raise BackpropvisError(f"--set takes NAME=VALUE, e.g. seeds=3, not {pair!r}")
@@ -507,8 +508,7 @@ def _run_sanity(args: argparse.Namespace) -> int:
     from .sanity.page import format_result
     from .sanity.run import RESULT_FILE, SanityOptions, run_sanity
 
-    if args.crops and not args.samples:
-        raise BackpropvisError("--crops goes with --samples (crops of the bundled samples)")
+    source = _image_source(args)
     options = SanityOptions(
         size="quick" if args.quick else "full",
         settings=_protocol_settings(args.set),
@@ -518,7 +518,6 @@ def _run_sanity(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     spec = ModelSpec(args.model, args.weights, args.model_args, args.output, args.input_size)
-    source = _image_source(args) if (args.images or args.samples) else None
     result, claims = run_sanity(args.protocol, args.out, images=source, model=spec, options=options)
     print(format_result(result))
     for note in result.notes:
@@ -544,12 +543,7 @@ def _add_sanity(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--protocol", required=True, choices=list(PROTOCOLS), help="which protocol")
     _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
     parser.set_defaults(model="digits-vgg", weights="trained", precision="float32")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument(
-        "--images", metavar="DIR", help="folder of images (default: held-out digits for digits-vgg, else the samples)"
-    )
-    source.add_argument("--samples", action="store_true", help="the bundled sample photos")
-    parser.add_argument("--crops", type=int, default=0, metavar="N", help="with --samples: N seeded crops too")
+    _add_image_source(parser, default="the held-out digits for digits-vgg, else the bundled samples")
     parser.add_argument(
         "--count",
         type=int,
@@ -561,12 +555,15 @@ def _add_sanity(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--set",
         action="append",
-        default=[],
+        default=None,
         metavar="NAME=VALUE",
-        help="override one of the protocol's settings, e.g. --set seeds=5 --set independent=false (repeatable)",
+        help="override one of the protocol's settings, e.g. --set seeds=5 --set independent=false (repeatable; "
+        "default: none, the protocol's settings)",
     )
     _add_device_and_seed(parser)
-    parser.add_argument("--out", default="sanity-out", help="output folder: sanity.json, index.html, steps/")
+    parser.add_argument(
+        "--out", default="sanity-out", help="output folder: sanity.json, index.html, steps/ (default: %(default)s)"
+    )
     parser.set_defaults(run=_run_sanity)
 
 
