@@ -34,7 +34,7 @@ def digits_run(tmp_path_factory):
 
 def test_the_registry_knows_the_protocol_and_refuses_unknown_names() -> None:
     assert "adebayo2018" in PROTOCOLS and find_protocol("adebayo2018").claims
-    with pytest.raises(BackpropvisError, match="unknown protocol 'nope'"):
+    with pytest.raises(BackpropvisError, match="unknown `protocol` 'nope'"):
         find_protocol("nope")
 
 
@@ -112,7 +112,7 @@ def test_a_rerun_resumes_and_another_setting_recomputes(digits_run, tmp_path) ->
 
 
 def test_bad_settings_are_refused_before_any_work(tmp_path) -> None:
-    with pytest.raises(BackpropvisError, match="no setting 'sedes'"):
+    with pytest.raises(BackpropvisError, match="`settings` names 'sedes'"):
         run_sanity("adebayo2018", tmp_path, options=tiny(sedes=2))
     with pytest.raises(BackpropvisError, match="granularity"):
         run_sanity(

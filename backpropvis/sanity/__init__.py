@@ -42,5 +42,5 @@ def find_protocol(name: str) -> Protocol:
         BackpropvisError: for a name the registry does not know.
     """
     if name not in PROTOCOLS:
-        raise BackpropvisError(f"unknown protocol {name!r}; choose from {', '.join(PROTOCOLS) or 'none'}")
+        raise BackpropvisError(f"unknown `protocol` {name!r}; choose from {', '.join(PROTOCOLS) or 'none'}")
     return PROTOCOLS[name]

@@ -52,7 +52,8 @@ def _settings(protocol: Protocol, size: str, overrides: Optional[Mapping[str, An
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise BackpropvisError(
-                f"protocol {protocol.name} has no setting {unknown[0]!r}; its settings: {', '.join(sorted(known))}"
+                f"`settings` names {unknown[0]!r}, which protocol {protocol.name} does not have; "
+                f"its settings: {', '.join(sorted(known))}"
             )
         settings = dataclasses.replace(settings, **overrides)
     return settings
