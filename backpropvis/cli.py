@@ -44,6 +44,9 @@ FLAGS: dict[str, str] = {
     "save_maps": "--save-maps",
     "db": "--db",
     "out": "--out",
+    "protocol": "--protocol",
+    "settings": "--set",
+    "count": "--count",
 }
 """The library's parameter names -> the command line's flags. The library names a parameter
 in its messages in backquotes (```few_images` must be at least 1``); :func:`in_flags` says it
@@ -122,7 +125,7 @@ def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str)
         default="vgg16",
         metavar="NAME|MODULE:CALLABLE|PATH.py:CALLABLE",
         help=f"a built-in model ({', '.join(MODEL_NAMES)}), or a callable returning a torch.nn.Module: "
-        "MODULE:CALLABLE (e.g. torchvision.models:resnet18) or PATH.py:CALLABLE (default: vgg16)",
+        "MODULE:CALLABLE (e.g. torchvision.models:resnet18) or PATH.py:CALLABLE (default: %(default)s)",
     )
     parser.add_argument(
         "--model-args",
@@ -135,7 +138,7 @@ def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str)
         "--weights",
         default="random",
         help="random (a built-in model's seeded init; a callable's model as built), imagenet (built-in "
-        "models) or a state-dict file (default: random)",
+        "models) or a state-dict file (default: %(default)s)",
     )
     parser.add_argument(
         "--output",
@@ -219,14 +222,15 @@ def _image_source(args: argparse.Namespace):
     return Samples(args.crops, args.seed) if args.samples else args.images
 
 
-def _add_image_source(parser: argparse.ArgumentParser) -> None:
-    """--images DIR | --samples [--crops N]: the images of an image-set command."""
-    source = parser.add_mutually_exclusive_group(required=True)
+def _add_image_source(parser: argparse.ArgumentParser, default: Optional[str] = None) -> None:
+    """--images DIR | --samples [--crops N]: the images of an image-set command (required unless
+    ``default`` says what the command takes without them)."""
+    source = parser.add_mutually_exclusive_group(required=default is None)
     source.add_argument(
         "--images",
         metavar="DIR",
-        help="folder of images, searched recursively, e.g. an ImageFolder tree (no default: give "
-        "--images or --samples)",
+        help="folder of images, searched recursively, e.g. an ImageFolder tree "
+        + (f"(default: {default})" if default else "(no default: give --images or --samples)"),
     )
     source.add_argument("--samples", action="store_true", help="use the bundled sample images instead of a folder")
     parser.add_argument(
@@ -420,7 +424,7 @@ def _run_selected(group: str, names: Sequence[str], args: argparse.Namespace, **
     from .report import INDEX_FILE, summary_table
     from .suite import run_suite
 
-    registry = experiments.PAPER if group == "paper" else experiments.THEORY
+    registry = _reproduced() if group == "paper" else experiments.THEORY
     results = run_suite(
         experiments.select(registry, names),
         args.out,
@@ -436,6 +440,14 @@ def _run_selected(group: str, names: Sequence[str], args: argparse.Namespace, **
     return 0  # a claim that does not hold is a finding, not a failure
 
 
+def _reproduced() -> dict:
+    """What ``reproduce`` runs: the paper's figures, then the field's sanity protocols on the bundled models."""
+    from . import experiments
+    from .sanity.experiments import SANITY
+
+    return {**experiments.PAPER, **SANITY}
+
+
 def _run_reproduce(args: argparse.Namespace) -> int:
     return _run_selected("paper", args.experiments, args, images=args.images)
 
@@ -445,7 +457,13 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
         "reproduce",
         help="the paper's figures with their claims checked: DIR/<fig>/figure.png, metrics.json, DIR/index.html",
     )
-    parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="fig2 ... fig9, or all (the default)")
+    parser.add_argument(
+        "experiments",
+        nargs="*",
+        metavar="EXPERIMENT",
+        help="fig2 ... fig9, the sanity protocols on the bundled models (adebayo2018-digits, "
+        "adebayo2018-efficientnet, ...: extra experiments, reported under their own heading), or all (the default)",
+    )
     parser.add_argument("--quick", action="store_true", help="reduced sizes (minutes on a laptop CPU)")
     parser.add_argument("--out", default="reproduce-out", help="output folder (default: %(default)s)")
     _add_device_and_seed(parser)
@@ -465,6 +483,88 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
     )
     _add_precision(parser, "float32")
     parser.set_defaults(run=_run_reproduce)
+
+
+def _protocol_settings(pairs: Optional[Sequence[str]]) -> dict[str, Any]:
+    """``--set NAME=VALUE``: protocol setting overrides, each value read as JSON when it parses (else text)."""
+    import json
+
+    settings: dict[str, Any] = {}
+    for pair in pairs or ():
+        name, equals, text = pair.partition("=")
+        if not equals or not name.strip():
+            raise BackpropvisError(f"--set takes NAME=VALUE, e.g. seeds=3, not {pair!r}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        settings[name.strip()] = tuple(value) if isinstance(value, list) else value
+    return settings
+
+
+def _run_sanity(args: argparse.Namespace) -> int:
+    from .models import ModelSpec
+    from .report import INDEX_FILE
+    from .sanity.page import format_result
+    from .sanity.run import RESULT_FILE, SanityOptions, run_sanity
+
+    source = _image_source(args)
+    options = SanityOptions(
+        size="quick" if args.quick else "full",
+        settings=_protocol_settings(args.set),
+        count=args.count,
+        device=args.device,
+        precision=Precision(args.precision),
+        seed=args.seed,
+    )
+    spec = ModelSpec(args.model, args.weights, args.model_args, args.output, args.input_size)
+    result, claims = run_sanity(args.protocol, args.out, images=source, model=spec, options=options)
+    print(format_result(result))
+    for note in result.notes:
+        print(f"note: {note}")
+    for claim in claims:
+        verdict = "holds" if claim["holds"] else "does NOT hold"
+        print(f"claim {claim['id']}: {claim['value']:.3g} {claim['comparison']} {claim['threshold']:g}: {verdict}")
+    print(f"wrote {args.out}/{RESULT_FILE} and {args.out}/{INDEX_FILE}")
+    return 0  # a claim that does not hold is a finding, not a failure
+
+
+def _add_sanity(commands: argparse._SubParsersAction) -> None:
+    from .sanity import PROTOCOLS
+
+    parser = commands.add_parser(
+        "sanity",
+        help="the field's sanity protocols (Adebayo et al. 2018, ...) on your model and images",
+        description="Runs one published sanity test of saliency methods (cascading and independent model "
+        "randomisation, data randomisation, ...) with controls beside every number (random map, edge map, "
+        "another seed of the redraw) and bootstrap intervals; judges the literature's claims; writes "
+        "DIR/sanity.json and DIR/index.html. Rerun the same command to resume. See docs/sanity.md.",
+    )
+    parser.add_argument("--protocol", required=True, choices=list(PROTOCOLS), help="which protocol")
+    _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
+    parser.set_defaults(model="digits-vgg", weights="trained", precision="float32")
+    _add_image_source(parser, default="the held-out digits for digits-vgg, else the bundled samples")
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        metavar="N",
+        help="images used, spread over the list (default: the protocol's)",
+    )
+    parser.add_argument("--quick", action="store_true", help="the protocol's reduced settings (a minute on a CPU)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=None,
+        metavar="NAME=VALUE",
+        help="override one of the protocol's settings, e.g. --set seeds=5 --set independent=false (repeatable; "
+        "default: none, the protocol's settings)",
+    )
+    _add_device_and_seed(parser)
+    parser.add_argument(
+        "--out", default="sanity-out", help="output folder: sanity.json, index.html, steps/ (default: %(default)s)"
+    )
+    parser.set_defaults(run=_run_sanity)
 
 
 def _run_theory(args: argparse.Namespace) -> int:
@@ -514,6 +614,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_summarize,
     _add_reproduce,
     _add_theory,
+    _add_sanity,
 ]
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Optional
 
 import torch
 
@@ -36,6 +37,8 @@ __all__ = [
     "ratio",
     "noise_similarity_std",
     "expected_normal_maximum",
+    "SMALL_SAMPLE",
+    "small_sample_note",
 ]
 
 _EPS = 1e-12
@@ -200,3 +203,15 @@ def expected_normal_maximum(count: int) -> float:
 
     value, _ = integrate.quad(density, -12.0, 12.0, limit=200)
     return float(value)
+
+
+SMALL_SAMPLE = 20
+"""Intervals from fewer images than this are flagged as rough (:func:`small_sample_note`)."""
+
+
+def small_sample_note(count: int) -> Optional[str]:
+    """A sentence flagging an interval from fewer than :data:`SMALL_SAMPLE` images, or None."""
+    if count >= SMALL_SAMPLE:
+        return None
+    images = "image" if count == 1 else "images"
+    return f"from {count} {images} only (fewer than {SMALL_SAMPLE}): read the interval as a rough guide"

@@ -34,7 +34,13 @@ __all__ = [
 INDEX_FILE = "index.html"
 """The report's page, in the output folder."""
 
-_GROUP_ORDER = {"paper": 0, "theory": 1}
+_GROUP_ORDER = {"paper": 0, "theory": 1, "sanity": 2}
+
+_GROUP_HEADINGS = {
+    "sanity": "Sanity protocols of the field (Adebayo et al. 2018 and others): extra experiments, "
+    "not figures of the paper",
+}
+"""A heading shown before the first section of a group (groups without one run on)."""
 
 
 def write_result(result: ExperimentResult, out: Union[str, os.PathLike]) -> Path:
@@ -211,6 +217,18 @@ table.values { width: auto; } details { margin: .4em 0 1.2em; }
 """
 
 
+def _sections(results: Sequence[dict], folder: Path) -> str:
+    """Every result's section, with its group's heading before the group's first one."""
+    parts, shown = [], set()
+    for result in results:
+        group = result.get("group")
+        if group in _GROUP_HEADINGS and group not in shown:
+            shown.add(group)
+            parts.append(f"<h1 id='group-{html.escape(str(group))}'>{html.escape(_GROUP_HEADINGS[group])}</h1>")
+        parts.append(_section(result, folder))
+    return "".join(parts)
+
+
 def write_index(out: Union[str, os.PathLike], title: str = "backpropvis report") -> Path:
     """Rebuild ``out/index.html`` from every result under ``out``; returns its path."""
     folder = Path(out)
@@ -230,8 +248,6 @@ def write_index(out: Union[str, os.PathLike], title: str = "backpropvis report")
         + (f"; skipped: {html.escape(', '.join(skipped))}" if skipped else "")
         + "</p><table class='overview'><thead><tr><th>experiment</th><th>what</th><th>model</th><th>seconds</th>"
         "<th>claims holding</th></tr></thead>"
-        f"<tbody>{overview}</tbody></table>"
-        + "".join(_section(result, folder) for result in results)
-        + "</body></html>"
+        f"<tbody>{overview}</tbody></table>" + _sections(results, folder) + "</body></html>"
     )
     return write_text(page, folder / INDEX_FILE)

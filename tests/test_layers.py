@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("stats",),
     ("experiments",),
     ("report",),
-    ("suite", "visualize", "audit"),
+    ("suite", "visualize", "audit", "sanity"),
     ("cli", "__main__"),
 )
 """The layers, bottom first. A module may import modules of its own layer and of the layers
