@@ -75,6 +75,7 @@ class SanityOptions:
         settings: overrides of single settings (name -> value).
         count: how many images (spread over the sorted list); None: the settings' ``images``.
         device, precision, seed, progress: where, in what arithmetic, from which seed, with bars.
+        page: write ``index.html`` (``reproduce`` draws the figure into its own report instead).
     """
 
     size: str = "full"
@@ -84,6 +85,7 @@ class SanityOptions:
     precision: PrecisionLike = Precision.FLOAT32
     seed: int = 0
     progress: bool = True
+    page: bool = True
 
 
 def run_sanity(
@@ -145,6 +147,8 @@ def run_sanity(
         result.notes.append(f"{len(run.store.reused)} steps kept from an earlier run with the same inputs")
     claims = [dataclasses.asdict(claim.evaluate(result.claim_values)) for claim in chosen.claims]
     _write(folder, chosen, result, claims, source, time.perf_counter() - started, str(torch_device))
+    if options.page:
+        write_page(result, chosen.title, chosen.section(result), claims, folder / "index.html")
     return result, claims
 
 
@@ -180,7 +184,6 @@ def _write(
     }
     write_arrays({name: np.asarray(value) for name, value in result.arrays.items()}, folder / ARRAYS_FILE)
     write_json(document, folder / RESULT_FILE)
-    write_page(result, protocol.title, protocol.section(result), claims, folder / "index.html")
 
 
 def load_result(folder: Union[str, os.PathLike]) -> SanityResult:
