@@ -119,10 +119,7 @@ def run_sanity(
     folder = make_folder(out)
     torch_device = resolve_device(str(options.device))
     loaded = as_loaded(model, options.seed)
-    source = _source(images, loaded)
-    wanted = options.count if options.count is not None else int(getattr(values, "images", DEFAULT_IMAGES))
-    keys = list_images(source)
-    probes = load_probes(source, keys, loaded.preprocessing, min(wanted, len(keys)))
+    source, probes = _images(images, loaded, values, options)
     identity = _identity(chosen, values, loaded, probes, options)
     run = SanityRun(
         model=loaded.module.to(torch_device).eval(),
@@ -150,6 +147,14 @@ def run_sanity(
     if options.page:
         write_page(result, chosen.title, chosen.section(result), claims, folder / "index.html")
     return result, claims
+
+
+def _images(images: ImageSource, loaded: LoadedModel, values: Any, options: SanityOptions) -> tuple[Any, Probes]:
+    """The image source and the images a run looks at (``count``, or the settings' ``images``)."""
+    source = _source(images, loaded)
+    wanted = options.count if options.count is not None else int(getattr(values, "images", DEFAULT_IMAGES))
+    keys = list_images(source)
+    return source, load_probes(source, keys, loaded.preprocessing, min(wanted, len(keys)))
 
 
 def _identity(protocol: Protocol, values: Any, loaded: LoadedModel, probes: Probes, options: SanityOptions) -> dict:
