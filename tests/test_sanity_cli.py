@@ -63,3 +63,8 @@ def test_bad_input_is_one_line_and_status_2(extra, message, tmp_path, capsys) ->
 def test_an_unknown_protocol_is_refused_by_the_parser(tmp_path, capsys) -> None:
     status, _, err = run_cli(["sanity", "--protocol", "nope", "--out", str(tmp_path)], capsys)
     assert status == 2 and "invalid choice: 'nope'" in err
+
+
+def test_reproduce_knows_the_protocols_as_extra_experiments(tmp_path, capsys) -> None:
+    status, _, err = run_cli(["reproduce", "nope", "--quick", "--out", str(tmp_path)], capsys)
+    assert status == 2 and "adebayo2018-digits" in err and "adebayo2018-efficientnet" in err and "fig9" in err
