@@ -486,7 +486,8 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
 
 
 def _protocol_settings(pairs: Optional[Sequence[str]]) -> dict[str, Any]:
-    """``--set NAME=VALUE``: protocol setting overrides, each value read as JSON when it parses (else text)."""
+    """``--set NAME=VALUE``: protocol setting overrides, each value read as JSON when it parses, else
+    as text (comma-separated text as a tuple: ``methods=saliency,gbp``)."""
     import json
 
     settings: dict[str, Any] = {}
@@ -497,9 +498,19 @@ def _protocol_settings(pairs: Optional[Sequence[str]]) -> dict[str, Any]:
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
-            value = text
+            value = tuple(_split(text)) if "," in text else text  # methods=saliency,gbp
         settings[name.strip()] = tuple(value) if isinstance(value, list) else value
     return settings
+
+
+def _protocol_setting_names(protocols: dict) -> str:
+    """ "adebayo2018: methods, seeds, ...": what ``--set`` can name, per protocol."""
+    import dataclasses
+
+    return "; ".join(
+        f"{name}: {', '.join(field.name for field in dataclasses.fields(protocol.full))}"
+        for name, protocol in protocols.items()
+    )
 
 
 def _run_sanity(args: argparse.Namespace) -> int:
@@ -558,7 +569,7 @@ def _add_sanity(commands: argparse._SubParsersAction) -> None:
         default=None,
         metavar="NAME=VALUE",
         help="override one of the protocol's settings, e.g. --set seeds=5 --set independent=false (repeatable; "
-        "default: none, the protocol's settings)",
+        f"settings: {_protocol_setting_names(PROTOCOLS)}; default: none, the protocol's settings)",
     )
     _add_device_and_seed(parser)
     parser.add_argument(

@@ -63,3 +63,23 @@ def test_bad_input_is_one_line_and_status_2(extra, message, tmp_path, capsys) ->
 def test_an_unknown_protocol_is_refused_by_the_parser(tmp_path, capsys) -> None:
     status, _, err = run_cli(["sanity", "--protocol", "nope", "--out", str(tmp_path)], capsys)
     assert status == 2 and "invalid choice: 'nope'" in err
+
+
+def test_reproduce_knows_the_protocols_as_extra_experiments(tmp_path, capsys) -> None:
+    status, _, err = run_cli(["reproduce", "nope", "--quick", "--out", str(tmp_path)], capsys)
+    assert status == 2 and "adebayo2018-digits" in err and "adebayo2018-efficientnet" in err and "fig9" in err
+
+
+def test_set_reads_json_values_text_and_comma_separated_lists() -> None:
+    from backpropvis.cli import _protocol_settings
+
+    assert _protocol_settings(["seeds=2", "independent=false", "methods=saliency,gbp", "granularity=layers"]) == {
+        "seeds": 2,
+        "independent": False,
+        "methods": ("saliency", "gbp"),
+        "granularity": "layers",
+    }
+    assert _protocol_settings(['methods=["gbp"]', "data_train_images=null"]) == {
+        "methods": ("gbp",),
+        "data_train_images": None,
+    }

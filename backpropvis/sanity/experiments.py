@@ -3,8 +3,9 @@ them under their own heading, after the paper's figures and the theory studies).
 
 Each protocol of :data:`~backpropvis.sanity.PROTOCOLS` is run on the two bundled trained
 models (:data:`MODELS`): the digits VGG on held-out digits and EfficientNet-Lite0 on the
-bundled photos. An experiment's folder holds the protocol's own ``sanity.json``,
-``index.html`` and kept steps (a rerun resumes), beside the report's ``metrics.json``.
+bundled photos. An experiment's folder holds the protocol's own ``sanity.json`` and kept
+steps (a rerun resumes), beside the report's ``metrics.json`` and figure (the report's page
+shows it; the protocol's own page is the ``sanity`` command's).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def _measure(protocol: Protocol, model: BundledModel):
                 precision=context.precision,
                 seed=context.seed,
                 progress=context.progress,
+                page=False,
             ),
         )
         return Measurement(

@@ -75,6 +75,7 @@ class SanityOptions:
         settings: overrides of single settings (name -> value).
         count: how many images (spread over the sorted list); None: the settings' ``images``.
         device, precision, seed, progress: where, in what arithmetic, from which seed, with bars.
+        page: write ``index.html`` (``reproduce`` draws the figure into its own report instead).
     """
 
     size: str = "full"
@@ -84,6 +85,7 @@ class SanityOptions:
     precision: PrecisionLike = Precision.FLOAT32
     seed: int = 0
     progress: bool = True
+    page: bool = True
 
 
 def run_sanity(
@@ -117,10 +119,7 @@ def run_sanity(
     folder = make_folder(out)
     torch_device = resolve_device(str(options.device))
     loaded = as_loaded(model, options.seed)
-    source = _source(images, loaded)
-    wanted = options.count if options.count is not None else int(getattr(values, "images", DEFAULT_IMAGES))
-    keys = list_images(source)
-    probes = load_probes(source, keys, loaded.preprocessing, min(wanted, len(keys)))
+    source, probes = _images(images, loaded, values, options)
     identity = _identity(chosen, values, loaded, probes, options)
     run = SanityRun(
         model=loaded.module.to(torch_device).eval(),
@@ -145,7 +144,17 @@ def run_sanity(
         result.notes.append(f"{len(run.store.reused)} steps kept from an earlier run with the same inputs")
     claims = [dataclasses.asdict(claim.evaluate(result.claim_values)) for claim in chosen.claims]
     _write(folder, chosen, result, claims, source, time.perf_counter() - started, str(torch_device))
+    if options.page:
+        write_page(result, chosen.title, chosen.section(result), claims, folder / "index.html")
     return result, claims
+
+
+def _images(images: ImageSource, loaded: LoadedModel, values: Any, options: SanityOptions) -> tuple[Any, Probes]:
+    """The image source and the images a run looks at (``count``, or the settings' ``images``)."""
+    source = _source(images, loaded)
+    wanted = options.count if options.count is not None else int(getattr(values, "images", DEFAULT_IMAGES))
+    keys = list_images(source)
+    return source, load_probes(source, keys, loaded.preprocessing, min(wanted, len(keys)))
 
 
 def _identity(protocol: Protocol, values: Any, loaded: LoadedModel, probes: Probes, options: SanityOptions) -> dict:
@@ -180,7 +189,6 @@ def _write(
     }
     write_arrays({name: np.asarray(value) for name, value in result.arrays.items()}, folder / ARRAYS_FILE)
     write_json(document, folder / RESULT_FILE)
-    write_page(result, protocol.title, protocol.section(result), claims, folder / "index.html")
 
 
 def load_result(folder: Union[str, os.PathLike]) -> SanityResult:
