@@ -340,8 +340,7 @@ def draw(data: FigureData, path: Path) -> None:
         "interval over source photos (the crops of one photo are resampled together)",
         "random vgg16, trained " + trained["model"] + ", its random twin, digits-vgg random and trained",
         trained["weights"],
-        f"Images: {data.text('described')}. " + data.text("note"),
-        width=170,
+        f"Images: {data.text('described')}.",
     )
     save_figure(figure, path, title)
 

@@ -65,7 +65,7 @@ from ..engine import attribute_many
 from ..images import sample_names
 from ..metrics import class_distance
 from ..models.randomization import Stage, calibration_inputs, default_stages, layer_module, only_redrawn, trained_up_to
-from ..render import figure_title, map_panel, pyplot, save_figure
+from ..render import CLIP_99, figure_title, map_panel, pyplot, save_figure
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .networks import (
     DIGITS_NOTE,
@@ -304,12 +304,10 @@ def draw(data: FigureData, path: Path) -> None:
             "captions: class distance to the fully trained map (mean over the images)",
             data.model,
             data.weights.replace("; ", ";\n"),
-            data.text("note"),
-            width=150,
         ),
         fontsize=9,
     )
-    save_figure(figure, path)
+    save_figure(figure, path, display=CLIP_99)
 
 
 def _plot_distances(axis, data: FigureData, key: str) -> None:
