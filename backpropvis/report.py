@@ -151,7 +151,7 @@ def _section(result: dict, folder: Path, said_above: set[str]) -> str:
         + "".join(
             f"{html.escape(str(key))} {html.escape(str(value))}, "
             for key, value in result.get("run", {}).items()
-            if key != "quick"
+            if key not in ("quick", "inputs")
         )
         + f"{result['seconds']:.1f} s; {held} of {len(result['claims'])} claims hold</p>"
     )
