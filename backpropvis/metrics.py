@@ -51,13 +51,14 @@ guide: a percentile bootstrap over n < 20 values covers far less than its nomina
 (Efron & Tibshirani 1993, ch. 13), so every printed interval from fewer is flagged."""
 
 
-def small_sample_note(count: int) -> Optional[str]:
-    """The flag for an interval computed from ``count`` images, or None when ``count`` is
-    at least :data:`SMALL_SAMPLE`: "from 3 images only (fewer than 20): read the interval
+def small_sample_note(count: int, unit: str = "images") -> Optional[str]:
+    """The flag for an interval computed from ``count`` independent ``unit`` (images, or
+    photos when crops of one photo are resampled together), or None when ``count`` is at
+    least :data:`SMALL_SAMPLE`: "from 3 images only (fewer than 20): read the interval
     as a rough guide"."""
     if count >= SMALL_SAMPLE:
         return None
-    noun = "image" if count == 1 else "images"
+    noun = unit[:-1] if count == 1 and unit.endswith("s") else unit
     return f"from {count} {noun} only (fewer than {SMALL_SAMPLE}): read the interval as a rough guide"
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import StoreError
 from ..files import replacing
-from ..metrics import ratio
+from ..metrics import ratio, small_sample_note
 from ..render import pyplot
 from .store import RunSettings, StoredRun, read_database
 
@@ -280,7 +280,7 @@ def summarize(
         "methods": {},
         "ratios": {},
         "bootstrap": {"resamples": resamples, "seed": seed, "confidence": confidence},
-        "notes": run.notes,
+        "notes": run.notes + _small_sample_notes(len(run.images)),
     }
     if not run.images:
         return summary
@@ -301,6 +301,12 @@ def summarize(
             mean = ratio(values[:, a].mean(), values[:, b].mean())
             summary["ratios"][f"{top}/{bottom}"] = {"mean": mean, "low": low, "high": high}
     return summary
+
+
+def _small_sample_notes(images: int) -> list[str]:
+    """The flag of intervals from fewer than :data:`~backpropvis.metrics.SMALL_SAMPLE` images, as a note."""
+    note = small_sample_note(images) if images else None
+    return [f"the intervals are {note}"] if note else []
 
 
 def format_summary(summary: dict) -> str:
@@ -347,8 +353,10 @@ def plot_summary(summary: dict, path: Union[str, os.PathLike], title: Optional[s
         axis.bar(methods, means, yerr=errors, capsize=4, color=colours)
         axis.set_title(f"class distance, {label}", fontsize=10)
         axis.set_ylabel("mean L2 distance (95% CI)")
+    small = small_sample_note(summary["images"])
     figure.suptitle(
-        title or f"{settings['model']} ({settings['weights']}), {summary['images']} images, pairs {settings['pairs']}",
+        (title or f"{settings['model']} ({settings['weights']}), {summary['images']} images, pairs {settings['pairs']}")
+        + (f"\nintervals {small}" if small else ""),
         fontsize=10,
     )
     with replacing(path) as partial:
