@@ -438,8 +438,8 @@ def test_intervals_from_fewer_than_20_images_are_flagged(tmp_path):
     few = [f"{number}.png" for number in range(5)]
     db = _store(tmp_path / "few.sqlite", {"saliency": [1.0, 0.9, 1.1, 1.0, 0.8], "gbp": [0.2] * 5}, few)
     summary = summarize([db], resamples=50)
-    assert any("from 5 images only (fewer than 20)" in note for note in summary["notes"])
-    assert "from 5 images only" in format_summary(summary)
+    assert summary["small_sample"] == "from 5 images only (fewer than 20): read the interval as a rough guide"
+    assert "note: the 95% intervals are from 5 images only" in format_summary(summary)
     enough = [f"{number}.png" for number in range(SMALL_SAMPLE)]
     db = _store(tmp_path / "enough.sqlite", {"saliency": [1.0] * SMALL_SAMPLE, "gbp": [0.2] * SMALL_SAMPLE}, enough)
-    assert not any("only" in note for note in summarize([db], resamples=50)["notes"])
+    assert summarize([db], resamples=50)["small_sample"] is None

@@ -247,7 +247,8 @@ def summarize(
     ``class_distance_minmax`` as ``{mean, low, high}``, ``input_similarity`` mean over
     both maps), ``ratios`` ("saliency/gbp" -> ``{mean, low, high}``, the ratio of the
     means and its paired-bootstrap interval, for each pair of ``ratios`` whose two methods
-    the run has), ``bootstrap`` and ``notes``.
+    the run has), ``bootstrap``, ``notes`` (what is missing) and ``small_sample`` (the flag
+    of intervals from fewer than :data:`~backpropvis.metrics.SMALL_SAMPLE` images, or None).
 
     Raises:
         StoreError: as :func:`collect`.
@@ -280,7 +281,8 @@ def summarize(
         "methods": {},
         "ratios": {},
         "bootstrap": {"resamples": resamples, "seed": seed, "confidence": confidence},
-        "notes": run.notes + _small_sample_notes(len(run.images)),
+        "notes": run.notes,
+        "small_sample": small_sample_note(len(run.images)) if run.images else None,
     }
     if not run.images:
         return summary
@@ -301,12 +303,6 @@ def summarize(
             mean = ratio(values[:, a].mean(), values[:, b].mean())
             summary["ratios"][f"{top}/{bottom}"] = {"mean": mean, "low": low, "high": high}
     return summary
-
-
-def _small_sample_notes(images: int) -> list[str]:
-    """The flag of intervals from fewer than :data:`~backpropvis.metrics.SMALL_SAMPLE` images, as a note."""
-    note = small_sample_note(images) if images else None
-    return [f"the intervals are {note}"] if note else []
 
 
 def format_summary(summary: dict) -> str:
@@ -331,6 +327,8 @@ def format_summary(summary: dict) -> str:
     if summary["failures"] > 10:
         lines.append(f"... and {summary['failures'] - 10} more failures (see the failures table)")
     lines += [f"note: {note}" for note in summary["notes"]]
+    if summary.get("small_sample"):
+        lines.append(f"note: the {confidence}% intervals are {summary['small_sample']}")
     return "\n".join(lines)
 
 
