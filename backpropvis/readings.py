@@ -46,8 +46,8 @@ READINGS: dict[str, tuple[Reading, ...]] = {
         Reading("efficientnet-lite0", _LITE0_DECONVNET),
         Reading(
             "efficientnet-lite0",
-            "GBP keeps the forward mask, so it shows the tabby's edges; a few large values at the eyes dominate "
-            "it, which min-max would turn into flat grey (the 99th-percentile display keeps them visible).",
+            "GBP keeps the forward mask, so it shows the tabby's edges; a handful of large values would dominate "
+            "it under min-max, turning the rest flat grey (the 99th-percentile display keeps the edges visible).",
         ),
         Reading(
             "digits-vgg",

@@ -147,7 +147,7 @@ def draw(data: FigureData, path: Path) -> None:
             if number == 0:
                 map_panel(
                     row[0],
-                    data.tensor(f"{key}_picture"),
+                    data.tensor(f"{key}_picture").permute(1, 2, 0).numpy(),  # a picture in [0, 1], not a map
                     f"{network}\ninput: {data.text(f'{key}_image')}",
                     f"predicted {targets[0]} ({names[0]})",
                 )

@@ -271,7 +271,9 @@ def draw(data: FigureData, path: Path) -> None:
         star, diamond, full = data.tensor(f"{key}_star"), data.tensor(f"{key}_diamond"), data.tensor(f"{key}_full")
         top, bottom = 2 * number, 2 * number + 1
         axis = figure.add_subplot(grid[top, 0])
-        map_panel(axis, data.tensor(f"{key}_picture"), f"{name}\ninput: {data.text(f'{key}_image')}")
+        map_panel(
+            axis, data.tensor(f"{key}_picture").permute(1, 2, 0).numpy(), f"{name}\ninput: {data.text(f'{key}_image')}"
+        )
         for column, stage in enumerate(stages, start=1):
             slug = _slug(stage)
             last = column == len(stages)

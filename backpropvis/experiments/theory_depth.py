@@ -34,7 +34,7 @@ from ..engine import attribute_many
 from ..metrics import input_similarity, noise_similarity_std
 from ..models import generator_for, vgg16
 from ..models.vgg import LAYER_KEYS, VGG16, VGG16_LAYERS
-from ..render import CLIP_99, fit_text, map_panel, pyplot, save_figure
+from ..render import CLIP_99, MINMAX, fit_text, map_panel, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
 from ..theory import limit_image, recovery
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
@@ -240,7 +240,13 @@ def draw(data: FigureData, path: Path) -> None:
     )
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7, ncol=3)
-    map_panel(figure.add_subplot(grid[1, 0]), data.tensor("limit"), "limit image x_lim", "3x3 patches, stride 1")
+    map_panel(
+        figure.add_subplot(grid[1, 0]),
+        data.tensor("limit"),
+        "limit image x_lim",
+        "3x3 patches, stride 1; min-max",
+        display=MINMAX,  # an image, stretched as one
+    )
     figure.add_subplot(grid[2, 0]).axis("off")
     for column, layer in enumerate(settings["shown_layers"], start=1):
         if layer not in shown:
