@@ -235,7 +235,8 @@ img { max-width: 100%; border: 1px solid #ddd; }
 .figure { display: flex; gap: 1em; align-items: flex-start; } .figure > a { flex: 3 1 0; }
 aside.reading { flex: 1 1 0; min-width: 14em; font-size: .9em; background: #f4f7fb; border-left: 3px solid #6a8fc8;
   padding: .4em .8em; } aside.reading p { margin: .4em 0; }
-.findings { font-size: .9em; } .findings li { margin: .2em 0; } table.failing td:last-child { white-space: nowrap; }
+.findings { font-size: .9em; } .findings li { margin: .2em 0; }
+table.failing td { background: #fbe3e3; } table.failing td:last-child { white-space: nowrap; }
 table { border-collapse: collapse; margin: .6em 0; width: 100%; font-size: .9em; }
 th, td { border: 1px solid #ccc; padding: .25em .5em; text-align: left; vertical-align: top; }
 td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
