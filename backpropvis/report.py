@@ -271,8 +271,7 @@ def _stand_ins(shared: dict[str, list[str]]) -> str:
     rows = []
     for note, names in sorted(shared.items(), key=lambda item: item[0] != STAND_IN_NOTE):
         what = (
-            "<b>The paper's trained VGG-16 &rarr; EfficientNet-Lite0</b> (ImageNet-trained, bundled; "
-            "give <code>--vgg16-weights FILE</code> for the paper's network). "
+            "<b>The paper's trained VGG-16 &rarr; EfficientNet-Lite0</b> (ImageNet-trained, bundled). "
             if note == STAND_IN_NOTE
             else ""
         )

@@ -59,7 +59,12 @@ def test_a_figure_made_the_same_way_is_kept_and_anything_else_rerun(tmp_path):
     assert len(said) == 3 and all("kept" in line and "\n" not in line for line in said)
     assert [result.to_json() for result in again] == [result.to_json() for result in first]
     # each difference reruns: another seed, the full settings, another precision, another image
-    for options in ({"seed": 1}, {"quick": False}, {"quick": True, "precision": None}, {"quick": True, "image": "x"}):
+    for options in (
+        {"seed": 1},
+        {"quick": False},
+        {"quick": True, "precision": "default"},
+        {"quick": True, "image": "x"},
+    ):
         calls.clear()
         run_suite(_fakes(calls), tmp_path, progress=False, say=said.append, **{"quick": True, **options})
         assert calls == ["fig2", "fig3", "fig4"], options
