@@ -94,8 +94,9 @@ def test_a_kept_figure_is_judged_by_the_current_claims(tmp_path):
 
 def test_ctrl_c_writes_the_page_of_what_finished_and_the_rerun_finishes_only_the_rest(tmp_path):
     calls: list[str] = []
-    with pytest.raises(Interrupted) as stopped:
+    with pytest.raises(KeyboardInterrupt) as stopped:  # (a bare Ctrl-C on a version without resuming)
         run_suite(_fakes(calls, interrupt={"fig3"}), tmp_path, quick=True, progress=False)
+    assert isinstance(stopped.value, Interrupted)  # still a KeyboardInterrupt, saying what was kept
     message = str(stopped.value)
     assert "fig3 was stopped" in message and "fig2" in message and "Run the same command again" in message
     page = (tmp_path / "index.html").read_text(encoding="utf-8")
@@ -122,3 +123,6 @@ def test_the_command_says_what_it_kept_and_how_to_resume(tmp_path, capsys, monke
     assert calls == ["fig4"]
     kept_lines = [line for line in (printed.out + printed.err).splitlines() if "kept from" in line]
     assert [line.split(":")[0] for line in kept_lines] == ["fig2", "fig3"]
+    calls.clear()
+    assert main([*command, "--fresh"]) == 0  # recomputes everything
+    assert calls == ["fig2", "fig3", "fig4"] and "kept from" not in capsys.readouterr().out

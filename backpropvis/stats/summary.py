@@ -215,7 +215,8 @@ def collect(databases: Sequence[Union[str, os.PathLike]]) -> Collected:
     expected = sum(run.run["images_total"] or 0 for run in runs)
     if len(images) + len(failures) < expected:
         notes.append(
-            f"incomplete: {len(images) + len(failures)} of {expected} images done; run the same command again to finish"
+            f"incomplete: {len(images) + len(failures)} of {expected} images gone through ({len(images)} measured, "
+            f"{len(failures)} failed); run the same command again to finish"
         )
     index = {image: number for number, image in enumerate(images)}
     tables = {
