@@ -62,21 +62,36 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _methods(text: str) -> list[str]:
+    """``--methods gbp,saliency``: rule names, each one the command line can name."""
+    from .rules import RULES
+
+    names = _split(text)
+    unknown = [name for name in names if name not in RULES and name != "guided_backprop"]
+    if unknown or not names:
+        what = f"unknown method {unknown[0]!r}" if unknown else "no method named"
+        raise BackpropvisError(f"--methods: {what}; choose from {', '.join(RULES)} (comma-separated)")
+    return names
+
+
 def _run_visualize(args: argparse.Namespace) -> int:
+    from .render import DISPLAYS
     from .targets import parse_targets
     from .visualize import visualize
 
+    methods, targets = _methods(args.methods), parse_targets(args.targets)
     summary = visualize(
         images=args.images or ["tabby"],
         **_model_options(args),
-        methods=_split(args.methods),
-        targets=parse_targets(args.targets),
+        methods=methods,
+        targets=targets,
         seed=args.seed,
         device=args.device,
         out=args.out,
         save_maps=args.save_maps,
+        display=DISPLAYS[args.display],
+        on_model=_say_model,
     )
-    _print_model(f"{summary['model']} ({summary['weights']})", summary["preprocessing"], summary["notes"])
     width = max(len(image["image"]) for image in summary["images"])
     for image in summary["images"]:
         print(f"{image['image']:<{width}}  predicted {image['predicted']} ({image['predicted_name']})")
@@ -95,19 +110,22 @@ def _run_visualize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_model(title: str, preprocessing: str, notes: Sequence[str]) -> None:
-    print(f"model: {title}; preprocessing: {preprocessing}")
-    for note in notes:
+def _say_model(loaded) -> None:
+    """The model's lines (model and preprocessing, then its notes), printed once it is built, before any image is
+    read, so that a long run says what it computes at its start."""
+    print(f"model: {loaded.title}; preprocessing: {loaded.preprocessing_description}", flush=True)
+    for note in loaded.notes:
         if not note.startswith("preprocessing:"):
-            print(f"model: {note}")
+            print(f"model: {note}", flush=True)
 
 
 def _model_options(args: argparse.Namespace) -> dict[str, Any]:
     """What :func:`_add_model_options` read: the model as one :class:`~backpropvis.models.ModelSpec`,
     and the precision, as the keyword arguments every model-building API takes."""
-    from .models import ModelSpec
+    from .models import ModelSpec, default_weights
 
-    spec = ModelSpec(args.model, args.weights, args.model_args, args.output, args.input_size)
+    weights = args.weights if args.weights is not None else default_weights(args.model)
+    spec = ModelSpec(args.model, weights, args.model_args, args.output, args.input_size)
     return {"model": spec, "precision": Precision(args.precision)}
 
 
@@ -116,17 +134,18 @@ def _streaming_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"limit": args.limit, "batch_size": args.batch_size, "workers": args.workers}
 
 
-def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str) -> None:
+def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str, model: str = "vgg16") -> None:
     """--model, --model-args, --weights, --output, --input-size, --precision: for every command that builds a model."""
-    from .models import MODEL_NAMES
+    from .models import MODEL_NAMES, TRAINED_WEIGHTS
 
     parser.add_argument(
         "--model",
-        default="vgg16",
+        default=model,
         metavar="NAME|MODULE:CALLABLE|PATH.py:CALLABLE",
         help=f"a built-in model ({', '.join(MODEL_NAMES)}), or a callable returning a torch.nn.Module: "
-        "MODULE:CALLABLE (e.g. torchvision.models:resnet18) or PATH.py:CALLABLE (default: %(default)s)",
+        f"MODULE:CALLABLE (e.g. torchvision.models:resnet18) or PATH.py:CALLABLE (default: {model})",
     )
+    bundled = ", ".join(f"{weights} for {name}" for name, weights in TRAINED_WEIGHTS.items())
     parser.add_argument(
         "--model-args",
         default=None,
@@ -136,9 +155,9 @@ def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str)
     )
     parser.add_argument(
         "--weights",
-        default="random",
+        default=None,
         help="random (a built-in model's seeded init; a callable's model as built), imagenet (built-in "
-        "models) or a state-dict file (default: %(default)s)",
+        f"models) or a state-dict file (default: the model's bundled trained weights, {bundled}; else random)",
     )
     parser.add_argument(
         "--output",
@@ -195,9 +214,16 @@ def _add_visualize(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "images", nargs="*", metavar="IMAGE-or-NAME", help="image files or sample names (default: tabby)"
     )
-    _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
+    _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing", "efficientnet-lite0")
     parser.add_argument(
         "--methods", default=",".join(PAPER_METHODS), help="comma-separated rule names (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--display",
+        default="clip99",
+        choices=["clip99", "minmax"],
+        help="how maps become pictures: clip99 divides by the 99th percentile of |map| and clips (0 is grey), "
+        "minmax is the paper's min-max (default: %(default)s)",
     )
     parser.add_argument(
         "--targets", default="max,random", help="comma-separated: max, random or logit indices (default: %(default)s)"
@@ -260,16 +286,16 @@ def _run_class_distance(args: argparse.Namespace) -> int:
         args.db,
         **_model_options(args),
         **_streaming_options(args),
-        methods=_split(args.methods),
+        methods=_methods(args.methods),
         pairs=args.pairs,
         seed=args.seed,
         device=args.device,
+        on_model=_say_model,
     )
-    _print_model(report.model, report.preprocessing, report.model_notes)
     failed = f": {first_few(report.failed_images, 3)}" if report.failed_images else ""
     print(
-        f"{report.db}: {report.done_now} images done now ({report.failed_now} failed{failed}; "
-        f"{report.images_per_second:.2f} images/s), {report.already_done} before, {report.images_total} in all"
+        f"{report.db}: {report.measured_now} images measured now, {report.failed_now} failed{failed} "
+        f"({report.images_per_second:.2f} images/s); {report.already_done} before, {report.images_total} in all"
     )
     if report.rank == 0:
         print(format_summary(summarize([args.db])))
@@ -308,15 +334,14 @@ def _run_audit(args: argparse.Namespace) -> int:
         args.out,
         **_model_options(args),
         **_streaming_options(args),
-        methods=_split(args.methods),
+        methods=_methods(args.methods),
         pairs=args.pairs,
         seed=args.seed,
         few_images=args.few_images,
         adversarial_steps=_steps(args.fgsm_steps),
         device=args.device,
+        on_model=_say_model,
     )
-    model = audit["model"]
-    _print_model(model["title"], model["preprocessing"], model["notes"])
     print(f"images: {audit['images']['described']}")
     for note in audit["notes"]:
         print(f"note: {note}")
@@ -433,6 +458,7 @@ def _run_selected(group: str, names: Sequence[str], args: argparse.Namespace, **
         seed=args.seed,
         vgg16_weights=args.vgg16_weights,
         precision=Precision(args.precision),
+        resume=not args.fresh,
         **options,
     )
     print(summary_table(results))
@@ -446,6 +472,15 @@ def _reproduced() -> dict:
     from .sanity.experiments import SANITY
 
     return {**experiments.PAPER, **SANITY}
+
+
+def _add_fresh(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="recompute every experiment (default: one whose result in --out was made the same way, same "
+        "settings, seed, device, precision and inputs, is kept and said so)",
+    )
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
@@ -465,6 +500,7 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
         "adebayo2018-efficientnet, ...: extra experiments, reported under their own heading), or all (the default)",
     )
     parser.add_argument("--quick", action="store_true", help="reduced sizes (minutes on a laptop CPU)")
+    _add_fresh(parser)
     parser.add_argument("--out", default="reproduce-out", help="output folder (default: %(default)s)")
     _add_device_and_seed(parser)
     parser.add_argument(
@@ -597,6 +633,7 @@ def _add_theory(commands: argparse._SubParsersAction) -> None:
         help="closed-form, recovery, gaussianity, depth, dead-zones, or all (the default)",
     )
     parser.add_argument("--quick", action="store_true", help="reduced sizes (all studies in minutes on a 2-core CPU)")
+    _add_fresh(parser)
     parser.add_argument(
         "--out",
         default="theory-out",

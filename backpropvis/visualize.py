@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 from tqdm.auto import tqdm
@@ -25,7 +25,7 @@ from .files import make_folder, write_json
 from .images import load_image, logit_name
 from .metrics import class_distance, input_similarity
 from .models import LoadedModel, ModelLike, as_loaded
-from .render import save_grid, save_png, to_display
+from .render import CLIP_99, Display, save_grid, save_png, to_display
 from .rules import PAPER_METHODS, resolve_rules
 from .targets import Target
 
@@ -47,7 +47,7 @@ def _unique(name: str, used: set[str]) -> str:
 
 def visualize(
     images: Sequence[str] = ("tabby",),
-    model: ModelLike = "vgg16",
+    model: ModelLike = "efficientnet-lite0",
     methods: Sequence[str] = PAPER_METHODS,
     targets: Sequence[Target] = ("max", "random"),
     seed: int = 0,
@@ -56,21 +56,27 @@ def visualize(
     *,
     precision: PrecisionLike = Precision.DEFAULT,
     save_maps: Union[str, os.PathLike, None] = None,
+    display: Display = CLIP_99,
+    on_model: Optional[Callable[[LoadedModel], None]] = None,
 ) -> dict:
     """Compute and save every (image, method, target) map.
 
-    Writes ``out/<image>_<method>_<target>.png`` (display-normalised maps),
+    Writes ``out/<image>_<method>_<target>.png`` (maps scaled by ``display``),
     ``out/grid.png`` (rows: image x target; columns: the input and each method) and
     ``out/summary.json``; returns the summary, which holds per map its numbers and per
     (image, method, pair of targets) the class distance between the two maps
     (``class_distances``).
 
     Args:
-        model: a name, a :class:`~backpropvis.models.ModelSpec` (built with ``seed``),
-            a :class:`~backpropvis.models.LoadedModel` or a module (see
+        model: a name (default: the bundled ImageNet-trained EfficientNet-Lite0; "vgg16":
+            the paper's random VGG-16), a :class:`~backpropvis.models.ModelSpec` (built with
+            ``seed``), a :class:`~backpropvis.models.LoadedModel` or a module (see
             :func:`backpropvis.models.as_loaded`).
         precision: the engine's arithmetic, a :class:`~backpropvis.engine.Precision` or its name.
         save_maps: also write the raw maps, targets and logits there (.npz or .pt).
+        display: how maps become pictures (:data:`~backpropvis.render.CLIP_99`, or the
+            paper's :data:`~backpropvis.render.MINMAX`); named under grid.png and in the summary.
+        on_model: called with the model once it is built, before the first map.
     """
     rules = resolve_rules(methods)
     precision = Precision.parse(precision)
@@ -78,6 +84,8 @@ def visualize(
     pictures = [(source, load_image(source)) for source in images]
     maps_path = saved_maps.check_maps_path(save_maps) if save_maps is not None else None
     model = as_loaded(model, seed)
+    if on_model is not None:
+        on_model(model)
     network = model.module.to(torch_device)
     out = make_folder(out)  # a file in the way or no permission is an error before the long part, not after
     generator = torch.Generator().manual_seed(seed)
@@ -88,8 +96,8 @@ def visualize(
         maps = attribute_many(network, inputs, list(targets), rules, generator=generator, precision=precision)
         results.append((source, inputs, maps))
 
-    summary = _summary_head(model, precision, seed)
-    grid_rows, row_labels, panel_labels = _rows(summary, results, model, targets, rules, out)
+    summary = {**_summary_head(model, precision, seed), "display": display.name}
+    grid_rows, row_labels, panel_labels = _rows(summary, results, model, targets, rules, out, display)
     save_grid(
         grid_rows,
         out / "grid.png",
@@ -97,6 +105,7 @@ def visualize(
         column_labels=["input"] + [rule.name for rule in rules],
         panel_labels=panel_labels,
         title=model.title,
+        display=display,
     )
     if maps_path is not None:
         summary["saved_maps"] = str(_save_arrays(maps_path, results, targets, rules))
@@ -104,7 +113,9 @@ def visualize(
     return summary
 
 
-def _rows(summary: dict, results: list, model: LoadedModel, targets: Sequence[Target], rules, out: Path) -> tuple:
+def _rows(
+    summary: dict, results: list, model: LoadedModel, targets: Sequence[Target], rules, out: Path, display: Display
+) -> tuple:
     """Each image's maps written as PNGs and entered in ``summary``; returns the grid's rows,
     row labels and panel labels (one row per image and target)."""
     grid_rows: list[list[Any]] = []
@@ -120,7 +131,7 @@ def _rows(summary: dict, results: list, model: LoadedModel, targets: Sequence[Ta
         display_input = _display(model, inputs[0].cpu())
         for target_number, target in enumerate(targets):
             index = int(maps.targets[target_number, 0])
-            panels, entries = _target_row(maps, target_number, target, rules, inputs, out / name)
+            panels, entries = _target_row(maps, target_number, target, rules, inputs, out / name, display)
             summary["maps"] += [{"image": source, **entry} for entry in entries]
             grid_rows.append([display_input, *panels])
             row_labels.append(f"{name}\n{target}: {logit_name(index, num_logits)}")
@@ -152,7 +163,7 @@ def _summary_head(model: LoadedModel, precision: Precision, seed: int) -> dict[s
 
 
 def _target_row(
-    maps, target_number: int, target: Target, rules, inputs: torch.Tensor, stem: Path
+    maps, target_number: int, target: Target, rules, inputs: torch.Tensor, stem: Path, display: Display
 ) -> tuple[list[Any], list[dict[str, Any]]]:
     """One target's maps of one image: written as ``<stem>_<method>_<target>-<index>.png``;
     returns the display maps and one summary entry per method (without the image)."""
@@ -160,7 +171,8 @@ def _target_row(
     panels, entries = [], []
     for rule in rules:
         map_ = maps[rule.name][target_number, 0].cpu()
-        png = save_png(to_display(map_), stem.parent / f"{stem.name}_{rule.name}_{_slug(str(target))}-{index}.png")
+        panel = to_display(map_, display)
+        png = save_png(panel, stem.parent / f"{stem.name}_{rule.name}_{_slug(str(target))}-{index}.png")
         entries.append(
             {
                 "method": rule.name,
@@ -173,7 +185,7 @@ def _target_row(
                 "png": png.name,
             }
         )
-        panels.append(to_display(map_))
+        panels.append(panel)
     return panels, entries
 
 

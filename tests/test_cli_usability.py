@@ -227,7 +227,7 @@ def test_visualize_and_class_distance_take_the_strip(strip_png, bounded_resize, 
         capsys,
     )
     assert status == 0, err
-    assert "1 images done now (0 failed" in stdout
+    assert "1 images measured now, 0 failed (" in stdout
 
 
 # --- what visualize says ---------------------------------------------------------------------------

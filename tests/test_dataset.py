@@ -428,3 +428,18 @@ def test_cluster_bootstrap_counts_photos_not_crops():
     assert set(np.round(uneven[:, 0], 9)) <= {0.0, 1.0, 4.0}  # aa: 0, ab: 4/4 = 1, bb: 4
     with pytest.raises(ValueError, match="group labels"):
         bootstrap_means(values, groups=groups[:5])
+
+
+def test_intervals_from_fewer_than_20_images_are_flagged(tmp_path):
+    """5 images: the summary, its text and its chart title say the intervals are a rough guide; 20 do not."""
+    from backpropvis.metrics import SMALL_SAMPLE
+    from backpropvis.stats.summary import format_summary
+
+    few = [f"{number}.png" for number in range(5)]
+    db = _store(tmp_path / "few.sqlite", {"saliency": [1.0, 0.9, 1.1, 1.0, 0.8], "gbp": [0.2] * 5}, few)
+    summary = summarize([db], resamples=50)
+    assert summary["small_sample"] == "from 5 images only (fewer than 20): read the interval as a rough guide"
+    assert "note: the 95% intervals are from 5 images only" in format_summary(summary)
+    enough = [f"{number}.png" for number in range(SMALL_SAMPLE)]
+    db = _store(tmp_path / "enough.sqlite", {"saliency": [1.0] * SMALL_SAMPLE, "gbp": [0.2] * SMALL_SAMPLE}, enough)
+    assert summarize([db], resamples=50)["small_sample"] is None

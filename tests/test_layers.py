@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("render",),
     ("stats",),
     ("experiments",),
-    ("report",),
+    ("report", "readings"),
     ("suite", "visualize", "audit", "sanity"),
     ("cli", "__main__"),
 )

@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 
@@ -59,6 +59,7 @@ def run_audit(
     model: ModelLike = "vgg16",
     device: Union[str, torch.device] = "cpu",
     progress: bool = True,
+    on_model: Optional[Callable[[LoadedModel], None]] = None,
     **settings: Any,
 ) -> dict:
     """Audit a model's maps on a set of images: the paper's diagnostics and a verdict per method.
@@ -72,6 +73,7 @@ def run_audit(
             loaded model or a module (:func:`backpropvis.models.as_loaded`).
         device: "cpu", "cuda", ...
         progress: show progress bars.
+        on_model: called with the model once it is built, before the first image is read.
         settings: the fields of :class:`~backpropvis.audit.step.AuditSettings` (``methods``,
             ``pairs``, ``seed``, ``limit``, ``few_images``, ``adversarial_steps``,
             ``batch_size``, ``workers``, ``precision``).
@@ -86,7 +88,7 @@ def run_audit(
         BackpropvisError: bad settings, output folder, images, model or weights (before any
             map is computed), or a class-distance database of another audit in ``out``.
     """
-    context, record = _prepare(images, out, model, AuditSettings(**settings), device, progress)
+    context, record = _prepare(images, out, model, AuditSettings(**settings), device, progress, on_model)
     _measure_class_distance(context, record)
     context.probes = load_probes(images, context.keys, context.loaded.preprocessing, context.settings.few_images)
     context.inputs = context.probes.inputs.to(context.device)
@@ -184,6 +186,7 @@ def _prepare(
     settings: AuditSettings,
     device: Union[str, torch.device],
     progress: bool,
+    on_model: Optional[Callable[[LoadedModel], None]] = None,
 ) -> tuple[AuditContext, AuditRecord]:
     """Check everything the user can get wrong, in order, and build the model: before any map."""
     names = [rule.name for rule in resolve_rules(settings.methods)]
@@ -197,6 +200,8 @@ def _prepare(
     keys = list_images(images, settings.limit)
     torch_device = resolve_device(str(device))
     loaded = as_loaded(model, settings.seed)
+    if on_model is not None:
+        on_model(loaded)
     recorded = {
         "methods": names,
         "pairs": settings.pairs,
@@ -250,6 +255,8 @@ def _measure_class_distance(context: AuditContext, record: AuditRecord) -> None:
     if report.already_done:
         record.notes.append(f"{report.already_done} images were already in {CLASS_DISTANCE_DB} (a resumed audit)")
     record.notes += [f"class distance: {note}" for note in summary["notes"]]
+    if summary.get("small_sample"):
+        record.notes.append(f"class distance: the 95% intervals are {summary['small_sample']}")
     record.write(context.folder)
 
 

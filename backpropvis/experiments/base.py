@@ -43,6 +43,7 @@ __all__ = [
     "UnknownMetricError",
     "load_figure_data",
     "run_experiment",
+    "run_record",
 ]
 
 FIGURE_FILE = "figure.png"
@@ -227,6 +228,16 @@ class ExperimentResult:
         return data
 
 
+def run_record(context: RunContext) -> dict:
+    """How a run was made, as metrics.json keeps it (``run``): seed, device, precision, quick."""
+    return {
+        "seed": context.seed,
+        "device": str(context.device),
+        "precision": Precision.parse(context.precision).value,
+        "quick": context.quick,
+    }
+
+
 def run_experiment(experiment: Experiment, context: RunContext) -> ExperimentResult:
     """Run one experiment with the settings ``context.quick`` selects, judge its claims,
     save its figure's data (``figure_data.npz``) and draw the figure from that data.
@@ -238,12 +249,7 @@ def run_experiment(experiment: Experiment, context: RunContext) -> ExperimentRes
         UnknownMetricError: a claim names a metric that ``measure`` did not return.
     """
     settings = dict(experiment.quick if context.quick else experiment.full)
-    run = {
-        "seed": context.seed,
-        "device": str(context.device),
-        "precision": Precision.parse(context.precision).value,
-        "quick": context.quick,
-    }
+    run = run_record(context)
     context.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:

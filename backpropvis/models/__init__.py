@@ -27,6 +27,8 @@ from .spec import LoadedModel, ModelSpec, describe_module, resolve_model
 from .vgg import VGG16, VGG16_LAYERS, vgg16
 
 __all__ = [
+    "TRAINED_WEIGHTS",
+    "default_weights",
     "MODEL_NAMES",
     "build_model",
     "load_model",
@@ -91,6 +93,15 @@ _BUILDERS: dict[str, Callable[[str, int], nn.Module]] = {
 MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 """Names accepted by :func:`build_model` and the CLI's ``--model``."""
 
+TRAINED_WEIGHTS: dict[str, str] = {"efficientnet-lite0": "imagenet", "digits-vgg": "trained"}
+"""The built-in models that ship trained weights, and those weights' name."""
+
+
+def default_weights(model: str) -> str:
+    """The weights a model gets when none are named: its bundled trained weights
+    (:data:`TRAINED_WEIGHTS`: a first picture from a trained network), else "random"."""
+    return TRAINED_WEIGHTS.get(model, "random")
+
 
 def build_model(name: str, weights: str = "random", seed: int = 0) -> nn.Module:
     """A model by name: "vgg16", "cnn3", "cnn3-pool", "fcn3" or "efficientnet-lite0".
@@ -131,9 +142,10 @@ ModelLike = Union[str, ModelSpec, LoadedModel, nn.Module]
 
 
 def as_loaded(model: ModelLike, seed: int = 0) -> LoadedModel:
-    """The one resolver of a model at the API's edge: a name or a :class:`ModelSpec` is built
-    (``seed``: its random weights), a :class:`LoadedModel` passes as it is, and an ``nn.Module``
-    is described as it is (:func:`describe_module`: its mode kept).
+    """The one resolver of a model at the API's edge: a name (with :func:`default_weights`: its
+    bundled trained weights, else random) or a :class:`ModelSpec` is built (``seed``: its random
+    weights), a :class:`LoadedModel` passes as it is, and an ``nn.Module`` is described as it is
+    (:func:`describe_module`: its mode kept).
 
     Raises:
         ModelError, WeightsError: as :func:`load_model`.
@@ -141,7 +153,7 @@ def as_loaded(model: ModelLike, seed: int = 0) -> LoadedModel:
     if isinstance(model, LoadedModel):
         return model
     if isinstance(model, str):
-        model = ModelSpec(model)
+        model = ModelSpec(model, default_weights(model))
     if isinstance(model, ModelSpec):
         return resolve_model(model, _BUILDERS, seed)
     return describe_module(model)

@@ -120,6 +120,8 @@ def format_runs(summary: dict) -> str:
         if failed:
             lines.append(f"{label} failed: {first_few(failed, 3)}")
         lines += [f"{label} note: {note}" for note in run["notes"]]
+        if run.get("small_sample"):
+            lines.append(f"{label} note: the intervals are {run['small_sample']}")
     return "\n".join(lines)
 
 

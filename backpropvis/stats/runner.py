@@ -55,7 +55,8 @@ class RunReport:
         rank, world_size: this process's place under torchrun.
         images_total: images in this rank's share.
         already_done: of them, those that had rows before this call (a resumed run).
-        done_now: images this call computed or recorded as failed.
+        done_now: images this call went through: measured (:attr:`measured_now`) or failed
+            (:attr:`failed_now`), counted apart wherever they are reported.
         seconds: wall time of the loop.
         failed_images: the keys of this call's failures, in order.
         model: the model and its weights, in words.
@@ -79,6 +80,11 @@ class RunReport:
     def failed_now(self) -> int:
         """Of ``done_now``, the failures."""
         return len(self.failed_images)
+
+    @property
+    def measured_now(self) -> int:
+        """Of ``done_now``, the images measured (each with its rows)."""
+        return self.done_now - self.failed_now
 
     @property
     def images_per_second(self) -> float:
@@ -108,6 +114,7 @@ def run_class_distance(
     progress: bool = True,
     world: Optional[World] = None,
     elsewhere: str = "another `db`",
+    on_model: Optional[Callable[[LoadedModel], None]] = None,
 ) -> RunReport:
     """Compute and store the class distance of every image under ``images`` (resumable).
 
@@ -132,6 +139,8 @@ def run_class_distance(
         world: the torchrun world (default: read from the environment).
         elsewhere: what a message refusing ``db`` (another run's database) tells the user
             to use instead.
+        on_model: called with the model once it is built, before the first image is read
+            (the command line prints the model and preprocessing line there).
 
     Returns:
         :class:`RunReport` for this rank. Under torchrun every rank waits for all the
@@ -148,6 +157,8 @@ def run_class_distance(
         raise BackpropvisError(f"unknown `pairs` {pairs!r}; choose one of {', '.join(PAIRS)}")
     keys = list_images(images, limit)
     loaded = as_loaded(model, seed)
+    if on_model is not None:
+        on_model(loaded)
     network = loaded.module.to(torch_device)
 
     settings = _run_settings(loaded, rules, pairs, seed, images, world, Precision.parse(precision))
@@ -244,8 +255,9 @@ def _run(store: ResultsStore, keys: Sequence[str], job: _Job, progress: bool) ->
     except KeyboardInterrupt:
         store.finish(complete=False)  # rolls back a batch cut off halfway
         saved = len(store.done_images())
+        failed = f", {len(failed_images)} of them failed" if failed_images else ""
         raise Interrupted(
-            f"{saved} of {len(mine)} images saved in {store.path} ({saved - len(done)} in this session); "
+            f"{saved} of {len(mine)} images saved in {store.path} ({saved - len(done)} in this session{failed}); "
             "run the same command again to resume"
         ) from None
     store.finish(complete=len(done) + done_now == len(mine))
