@@ -17,13 +17,17 @@ recomputed in each backward pass instead of kept as int64 indices for all of the
 
 Nothing in the graph refers to the record, and the record lives in the frame of the
 call, so it and everything it holds are freed by reference counting when the call ends.
-Nothing is registered on the model: the only hooks are two process-global ones that
-track the running module (for error messages), removed when the forward pass ends.
+Nothing is registered on the model. The running module (for messages) is tracked by two
+process-global module hooks installed for the call; they act only in the context that
+installed them (a :class:`contextvars.ContextVar` names the forward pass running in this
+thread or task), so two threads calling the engine at once each see their own modules
+only. The hooks are removed when the forward pass ends.
 """
 
 from __future__ import annotations
 
 import weakref
+from contextvars import ContextVar, Token
 from typing import Any, Callable, Optional
 
 import torch
@@ -38,6 +42,9 @@ from .pooling import MAX_POOLS, RecomputedMaxPool2d
 from .ruled import RuledActivation, RuleSlot
 
 __all__ = ["ForwardRecord", "RecordedForward", "CONVOLUTIONS"]
+
+_RUNNING: ContextVar[Optional[RecordedForward]] = ContextVar("backpropvis_recorded_forward", default=None)
+"""The forward pass under the engine in this context (thread or task), if any."""
 
 CONVOLUTIONS: frozenset = frozenset(
     function
@@ -169,8 +176,11 @@ class RecordedForward:
         self.record, self.slot = record, slot
         self.hooks: list[Any] = []
         self.interceptor: Optional[_Interceptor] = None
+        self.token: Optional[Token] = None
 
     def _enter(self, module: torch.nn.Module, args: Any) -> None:
+        if _RUNNING.get() is not self:  # another thread's (or task's) forward pass
+            return
         path = self.names.get(module, type(module).__name__)
         hidden = hidden_kind(module)
         if hidden is not None:
@@ -178,9 +188,12 @@ class RecordedForward:
         self.record.enter_module(path)
 
     def _leave(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        if _RUNNING.get() is not self:
+            return
         self.record.leave_module()
 
     def __enter__(self) -> RecordedForward:
+        self.token = _RUNNING.set(self)
         self.hooks = [
             register_module_forward_pre_hook(self._enter),
             register_module_forward_hook(self._leave, always_call=True),
@@ -196,4 +209,6 @@ class RecordedForward:
         finally:
             for hook in self.hooks:
                 hook.remove()
-            self.hooks, self.interceptor, self.names = [], None, {}
+            if self.token is not None:
+                _RUNNING.reset(self.token)
+            self.hooks, self.interceptor, self.names, self.token = [], None, {}, None
