@@ -88,7 +88,7 @@ def _run_both(call: Callable[[nn.Module], Any]) -> dict[str, Any]:
 
 def test_two_threads_record_only_their_own_modules() -> None:
     x = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
-    results = _run_both(lambda model: backpropvis.attribute_many(model, x, [0], ["gbp"], strict=False))
+    results = _run_both(lambda model: backpropvis.attribute_many(model, x, [0], ["gbp"], smooth="gradient"))
     for name, other in (("alpha", "beta"), ("beta", "alpha")):
         maps = results[name]
         assert not isinstance(maps, BaseException), maps
@@ -114,7 +114,7 @@ def test_the_context_is_cleared_after_each_call() -> None:
     events = [threading.Event() for _ in range(3)]
     events[1].set()
     model = Model("alpha", Block(*events), 1)
-    backpropvis.attribute(model, x, 0, "gbp", strict=False)
+    backpropvis.attribute(model, x, 0, "gbp", smooth="gradient")
     assert recording._RUNNING.get() is None
     with pytest.raises(UnsupportedActivationError):
         backpropvis.attribute(model, x, 0, "gbp")

@@ -20,6 +20,7 @@ from torch import nn
 from ..errors import InputError, ModelError, NoActivationError, first_few
 from ..module_checks import refuse_compiled, training_dependent_modules
 from ..rules import PAPER_METHODS, Rule, resolve_rule, resolve_rules
+from ..smooth_activations import SmoothReport, resolve_smooth
 from ..targets import Target, resolve_targets
 from .planning import DEFAULT_MAX_BATCH, BackwardPlan, plan_backward
 from .precision import Arithmetic, Precision, PrecisionLike
@@ -53,15 +54,22 @@ class Attributions(dict):
     Attributes:
         logits: [B, K] the model's output (detached).
         targets: LongTensor[T, B] the logit index behind every map.
-        passed_through: non-piecewise-linear functions let through with their true
-            gradient (only when ``strict=False``), as "function in module 'path'".
+        smooth: the smooth mode and what it touched (:class:`SmoothReport`): smooth
+            activations crossed with the rule, those let through with their true
+            gradient, and the gates met, each as "function in module 'path'".
+        passed_through: ``smooth.passed_through`` (smooth activations and hidden modules
+            let through with their true gradient, only with ``smooth="gradient"``).
     """
 
-    def __init__(self, maps: dict, logits: torch.Tensor, targets: torch.Tensor, passed_through: Sequence[str]):
+    def __init__(self, maps: dict, logits: torch.Tensor, targets: torch.Tensor, smooth: SmoothReport):
         super().__init__(maps)
         self.logits = logits
         self.targets = targets
-        self.passed_through = tuple(passed_through)
+        self.smooth = smooth
+
+    @property
+    def passed_through(self) -> tuple[str, ...]:
+        return self.smooth.passed_through
 
 
 def attribute_many(
@@ -71,7 +79,8 @@ def attribute_many(
     methods: Union[Method, Sequence[Method]] = PAPER_METHODS,
     *,
     generator: Optional[torch.Generator] = None,
-    strict: bool = True,
+    smooth: Optional[str] = None,
+    strict: Optional[bool] = None,
     max_batch: Optional[int] = None,
     precision: PrecisionLike = Precision.DEFAULT,
 ) -> Attributions:
@@ -86,9 +95,14 @@ def attribute_many(
         methods: rule names ("saliency", "deconvnet", "gbp", "linear") or
             :class:`~backpropvis.rules.Rule` values, or a single one.
         generator: CPU generator for ``"random"`` targets (default: seeded with 0).
-        strict: refuse non-piecewise-linear activations (GELU, SiLU, sigmoid, ...)
-            with an error naming the function and module; with ``False`` they keep
-            their true gradient and are listed in ``passed_through``.
+        smooth: what to do at elementwise smooth activations (GELU, SiLU, Mish, ...;
+            :mod:`~backpropvis.smooth_activations`): ``"refuse"`` (the default: an error
+            naming the function and module), ``"gradient"`` (their true gradient, listed
+            in ``passed_through``) or ``"rule"`` (the method's rule with g' = f',
+            ``T = h(R) * f'(x)``, Eq. 1). Gates (sigmoid, softmax, tanh, ...) keep their
+            true gradient in every mode and are listed in ``smooth.gates``.
+        strict: the older spelling: ``True`` is ``smooth="refuse"``, ``False`` is
+            ``smooth="gradient"``; one that contradicts ``smooth`` is an error.
         max_batch: at most this many maps (targets x batch) per backward pass below the
             graph cut (:mod:`~backpropvis.engine.planning`). Default: 1 target per pass.
         precision: a :class:`~backpropvis.engine.precision.Precision` or its name: "default"
@@ -102,7 +116,7 @@ def attribute_many(
     target_list = _as_list(targets, (numbers.Integral, str, torch.Tensor))
     _check_inputs(inputs)
     _check_model(model)
-    record = ForwardRecord(strict, type(model).__name__)
+    record = ForwardRecord(resolve_smooth(smooth, strict), type(model).__name__)
     slot = RuleSlot(rules[0])
     # Autograd is needed even when the caller runs under torch.inference_mode().
     with torch.inference_mode(False), Arithmetic(precision, inputs.device.type):
@@ -115,7 +129,7 @@ def attribute_many(
             record, logits, x, len(target_index), max_batch=max_batch or DEFAULT_MAX_BATCH, batchable=_batchable(model)
         )
         maps = {rule.name: _maps_of(rule, slot, plan, logits, x, target_index) for rule in rules}
-        return Attributions(maps, logits.detach(), target_index, record.passed_through)
+        return Attributions(maps, logits.detach(), target_index, record.report())
 
 
 def _maps_of(
@@ -167,55 +181,53 @@ def attribute(
     inputs: torch.Tensor,
     target: Target = "max",
     method: Method = "gbp",
-    *,
-    generator: Optional[torch.Generator] = None,
-    strict: bool = True,
-    precision: PrecisionLike = Precision.DEFAULT,
+    **options: Any,
 ) -> torch.Tensor:
     """One method's map for one target: Tensor shaped like ``inputs``, raw and signed.
 
     ``target`` is an int, a LongTensor[B] or ``"max"`` (also ``"random"``); ``method``
-    is "saliency", "deconvnet", "gbp" or a :class:`~backpropvis.rules.Rule`.
+    is "saliency", "deconvnet", "gbp" or a :class:`~backpropvis.rules.Rule`; ``options``
+    are :func:`attribute_many`'s keywords (``smooth``, ``strict``, ``precision``,
+    ``generator``, ...).
     """
-    result = attribute_many(model, inputs, [target], [method], generator=generator, strict=strict, precision=precision)
+    result = attribute_many(model, inputs, [target], [method], **options)
     return next(iter(result.values()))[0]
 
 
 class Explainer:
-    """Captum's call shape: ``Explainer(model, "gbp").attribute(x, target=281)``."""
+    """Captum's call shape: ``Explainer(model, "gbp", smooth="rule").attribute(x, target=281)``;
+    ``options`` are :func:`attribute_many`'s keywords, used for every call."""
 
-    def __init__(
-        self, model: Model, method: Method, *, strict: bool = True, precision: PrecisionLike = Precision.DEFAULT
-    ):
+    def __init__(self, model: Model, method: Method, **options: Any):
         self.model = model
         self.rule = resolve_rule(method)
-        self.strict = strict
-        self.precision = precision
+        resolve_smooth(options.get("smooth"), options.get("strict"))  # a bad setting fails here, not later
+        self.options = options
 
     def attribute(self, inputs: torch.Tensor, target: Target = "max") -> torch.Tensor:
         """The map of ``target`` for ``inputs``: Tensor shaped like ``inputs``."""
-        return attribute(self.model, inputs, target, self.rule, strict=self.strict, precision=self.precision)
+        return attribute(self.model, inputs, target, self.rule, **self.options)
 
 
 class Saliency(Explainer):
     """The true gradient of the target logit (Simonyan et al. 2013)."""
 
-    def __init__(self, model: Model, *, strict: bool = True, precision: PrecisionLike = Precision.DEFAULT):
-        super().__init__(model, "saliency", strict=strict, precision=precision)
+    def __init__(self, model: Model, **options: Any):
+        super().__init__(model, "saliency", **options)
 
 
 class DeconvNet(Explainer):
     """DeconvNet (Zeiler & Fergus 2014): h = max(., 0), g' = 1 at every activation."""
 
-    def __init__(self, model: Model, *, strict: bool = True, precision: PrecisionLike = Precision.DEFAULT):
-        super().__init__(model, "deconvnet", strict=strict, precision=precision)
+    def __init__(self, model: Model, **options: Any):
+        super().__init__(model, "deconvnet", **options)
 
 
 class GuidedBackprop(Explainer):
-    """Guided Backpropagation (Springenberg et al. 2014): h = max(., 0), g' = forward mask."""
+    """Guided Backprop (Springenberg et al. 2014): h = max(., 0), g' = forward mask."""
 
-    def __init__(self, model: Model, *, strict: bool = True, precision: PrecisionLike = Precision.DEFAULT):
-        super().__init__(model, "gbp", strict=strict, precision=precision)
+    def __init__(self, model: Model, **options: Any):
+        super().__init__(model, "gbp", **options)
 
 
 def _batchable(model: Model) -> bool:
@@ -266,9 +278,11 @@ def _check_forward(logits: Any, batch: int, record: ForwardRecord, rules: Sequen
             f"{model_name} must return logits shaped [batch, classes] = [{batch}, K], got {list(logits.shape)}"
         )
     if record.activation_count == 0 and not all(rule.is_true_gradient for rule in rules):
+        hint = "; smooth='rule' applies the methods' rules at its smooth activations" if record.passed_through else ""
         raise NoActivationError(
             f"the forward pass of {model_name} met no ReLU-like activation, so "
             f"{', '.join(rule.name for rule in rules if not rule.is_true_gradient)} would equal the plain gradient"
+            + hint
         )
     if record.passed_through:
         warnings.warn("let through with their true gradient: " + "; ".join(record.passed_through), stacklevel=3)
