@@ -17,11 +17,12 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ..errors import InputError, ModelError, NoActivationError, first_few
+from ..errors import ModelError, NoActivationError, first_few
 from ..module_checks import refuse_compiled, training_dependent_modules
 from ..rules import PAPER_METHODS, Rule, resolve_rule, resolve_rules
 from ..smooth_activations import SmoothReport, resolve_smooth
 from ..targets import Target, resolve_targets
+from .inputs import CallInputs, Inputs, UnbatchedImage, prepare_inputs, shaped_maps
 from .planning import DEFAULT_MAX_BATCH, BackwardPlan, plan_backward
 from .precision import Arithmetic, Precision, PrecisionLike
 from .recording import ForwardRecord, RecordedForward
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 Method = Union[str, Rule]
-Model = Callable[[torch.Tensor], torch.Tensor]
+Model = Callable[..., torch.Tensor]
 
 
 class TrainingModeWarning(UserWarning):
@@ -74,10 +75,11 @@ class Attributions(dict):
 
 def attribute_many(
     model: Model,
-    inputs: torch.Tensor,
+    inputs: Inputs,
     targets: Union[Target, Sequence[Target]],
     methods: Union[Method, Sequence[Method]] = PAPER_METHODS,
     *,
+    additional_forward_args: Any = None,
     generator: Optional[torch.Generator] = None,
     smooth: Optional[str] = None,
     strict: Optional[bool] = None,
@@ -87,10 +89,15 @@ def attribute_many(
     """Every method's map for every target, from ONE forward pass.
 
     Args:
-        model: any callable taking [B, *shape] and returning logits [B, K]; an
+        model: any callable taking [B, *shape] (then ``additional_forward_args``) and
+            returning logits [B, K]; an
             ``nn.Module`` is used as it is (train/eval mode, hooks and parameters are
             left untouched; a module in training mode gets a :class:`TrainingModeWarning`).
-        inputs: [B, *shape] floating point, on the model's device.
+        inputs: [B, *shape] floating point, on the model's device; or a tuple of such
+            tensors (the model's several inputs, one batch size); or one image [C, H, W]
+            without its batch dimension (taken as a batch of one: :mod:`.inputs`).
+        additional_forward_args: passed to the model after the inputs, not
+            differentiated (a tuple is spread, anything else passed as one argument).
         targets: T entries (see :func:`backpropvis.targets.resolve_targets`), or a single one.
         methods: rule names ("saliency", "deconvnet", "gbp", "linear") or
             :class:`~backpropvis.rules.Rule` values, or a single one.
@@ -110,43 +117,81 @@ def attribute_many(
             (CUDA TF32) or "bfloat16" (autocast); maps are returned in the inputs' dtype.
 
     Returns:
-        :class:`Attributions`: method name -> Tensor[T, B, *inputs.shape[1:]].
+        :class:`Attributions`: method name -> Tensor[T, B, *inputs.shape[1:]]; for a
+        tuple of inputs a tuple of such tensors, one per input; for one unbatched image
+        Tensor[T, *inputs.shape] (``logits`` and ``targets`` keep the batch of one).
     """
     rules = resolve_rules(_as_list(methods, (str, Rule)))
     target_list = _as_list(targets, (numbers.Integral, str, torch.Tensor))
-    _check_inputs(inputs)
+    given = prepare_inputs(inputs, additional_forward_args)
+    mode = resolve_smooth(smooth, strict)
     _check_model(model)
-    record = ForwardRecord(resolve_smooth(smooth, strict), type(model).__name__)
+    try:
+        return _attribute_given(model, given, target_list, rules, mode, generator, max_batch, precision)
+    except UnbatchedImage:
+        pass  # one image [C, H, W] (inputs.py): its partial forward pass is freed with the exception
+    return _attribute_given(model, given.as_batch_of_one(), target_list, rules, mode, generator, max_batch, precision)
+
+
+def _attribute_given(
+    model: Model,
+    given: CallInputs,
+    target_list: list,
+    rules: list[Rule],
+    smooth: str,
+    generator: Optional[torch.Generator],
+    max_batch: Optional[int],
+    precision: PrecisionLike,
+) -> Attributions:
+    """:func:`attribute_many` on checked inputs: one forward pass, then the backward passes."""
+    record = ForwardRecord(smooth, type(model).__name__)
+    if given.may_be_unbatched:
+        record.unbatched_shape = given.tensors[0].shape
     slot = RuleSlot(rules[0])
     # Autograd is needed even when the caller runs under torch.inference_mode().
-    with torch.inference_mode(False), Arithmetic(precision, inputs.device.type):
-        x = (inputs.clone() if inputs.is_inference() else inputs.detach()).requires_grad_(True)
+    with torch.inference_mode(False), Arithmetic(precision, given.tensors[0].device.type):
+        leaves = given.leaves()
         with torch.enable_grad(), RecordedForward(model, record, slot):
-            logits = model(x)
-        _check_forward(logits, len(x), record, rules)
+            logits = model(*leaves, *given.extra)
+        _check_forward(logits, given.batch, record, rules)
         target_index = resolve_targets(target_list, logits, generator)
         plan = plan_backward(
-            record, logits, x, len(target_index), max_batch=max_batch or DEFAULT_MAX_BATCH, batchable=_batchable(model)
+            record,
+            logits,
+            leaves,
+            len(target_index),
+            max_batch=max_batch or DEFAULT_MAX_BATCH,
+            batchable=_batchable(model),
         )
-        maps = {rule.name: _maps_of(rule, slot, plan, logits, x, target_index) for rule in rules}
+        maps = {
+            rule.name: shaped_maps(_maps_of(rule, slot, plan, logits, leaves, target_index), given) for rule in rules
+        }
         return Attributions(maps, logits.detach(), target_index, record.report())
 
 
 def _maps_of(
-    rule: Rule, slot: RuleSlot, plan: BackwardPlan, logits: torch.Tensor, x: torch.Tensor, target_index: torch.Tensor
-) -> torch.Tensor:
-    """One rule's maps [T, *x.shape]: the backward passes of ``plan`` with ``rule`` in the slot."""
+    rule: Rule,
+    slot: RuleSlot,
+    plan: BackwardPlan,
+    logits: torch.Tensor,
+    leaves: tuple[torch.Tensor, ...],
+    target_index: torch.Tensor,
+) -> tuple[torch.Tensor, ...]:
+    """One rule's maps, [T, *x.shape] for each leaf x: the backward passes of ``plan``
+    with ``rule`` in the slot."""
     slot.rule = rule
     num_targets = len(target_index)
-    maps = torch.empty((num_targets, *x.shape), dtype=x.dtype, device=x.device)
+    maps = tuple(torch.empty((num_targets, *x.shape), dtype=x.dtype, device=x.device) for x in leaves)
     chunk = plan.targets_above_cut  # without a cut, plan_backward makes it targets_per_pass
     for start in range(0, num_targets, chunk):
         seeds = _one_hot(target_index[start : start + chunk], logits)
         if plan.cut is None:
-            maps[start : start + len(seeds)] = _vector_jacobian(logits, x, seeds, plan.targets_per_pass, slot)
+            parts = _vector_jacobian(logits, leaves, seeds, plan.targets_per_pass, slot)
         else:
-            at_cut = _vector_jacobian(logits, plan.cut, seeds, len(seeds), slot)
-            maps[start : start + len(seeds)] = _vector_jacobian(plan.cut, x, at_cut, plan.targets_per_pass, slot)
+            (at_cut,) = _vector_jacobian(logits, (plan.cut,), seeds, len(seeds), slot)
+            parts = _vector_jacobian(plan.cut, leaves, at_cut, plan.targets_per_pass, slot)
+        for whole, part in zip(maps, parts):
+            whole[start : start + len(seeds)] = part
     return maps
 
 
@@ -157,41 +202,45 @@ def _one_hot(target_index: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 
 
 def _vector_jacobian(
-    output: torch.Tensor, inputs: torch.Tensor, grads: torch.Tensor, per_pass: int, slot: RuleSlot
-) -> torch.Tensor:
-    """grads [T, *output.shape] -> [T, *inputs.shape], ``per_pass`` targets per backward
-    pass (batched with ``is_grads_batched`` when more than one); the graph is retained."""
+    output: torch.Tensor, inputs: tuple[torch.Tensor, ...], grads: torch.Tensor, per_pass: int, slot: RuleSlot
+) -> tuple[torch.Tensor, ...]:
+    """grads [T, *output.shape] -> [T, *x.shape] for each x of ``inputs``, ``per_pass``
+    targets per backward pass (batched with ``is_grads_batched`` when more than one); the
+    graph is retained."""
     results = []
     for start in range(0, len(grads), per_pass):
         chunk = grads[start : start + per_pass]
         slot.batched = len(chunk) > 1
         if slot.batched:
-            (grad,) = torch.autograd.grad(
+            grad = torch.autograd.grad(
                 output, inputs, chunk, retain_graph=True, is_grads_batched=True, materialize_grads=True
             )
         else:
-            (grad,) = torch.autograd.grad(output, inputs, chunk[0], retain_graph=True, materialize_grads=True)
-            grad = grad.unsqueeze(0)
+            grad = torch.autograd.grad(output, inputs, chunk[0], retain_graph=True, materialize_grads=True)
+            grad = tuple(part.unsqueeze(0) for part in grad)
         results.append(grad)
-    return results[0] if len(results) == 1 else torch.cat(results)
+    if len(results) == 1:
+        return results[0]
+    return tuple(torch.cat(parts) for parts in zip(*results))
 
 
 def attribute(
     model: Model,
-    inputs: torch.Tensor,
+    inputs: Inputs,
     target: Target = "max",
     method: Method = "gbp",
     **options: Any,
-) -> torch.Tensor:
-    """One method's map for one target: Tensor shaped like ``inputs``, raw and signed.
+) -> Union[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """One method's map for one target: Tensor shaped like ``inputs`` (a tuple of them for
+    a tuple of inputs), raw and signed.
 
     ``target`` is an int, a LongTensor[B] or ``"max"`` (also ``"random"``); ``method``
     is "saliency", "deconvnet", "gbp" or a :class:`~backpropvis.rules.Rule`; ``options``
     are :func:`attribute_many`'s keywords (``smooth``, ``strict``, ``precision``,
     ``generator``, ...).
     """
-    result = attribute_many(model, inputs, [target], [method], **options)
-    return next(iter(result.values()))[0]
+    result = next(iter(attribute_many(model, inputs, [target], [method], **options).values()))
+    return tuple(maps[0] for maps in result) if isinstance(result, tuple) else result[0]
 
 
 class Explainer:
@@ -204,9 +253,12 @@ class Explainer:
         resolve_smooth(options.get("smooth"), options.get("strict"))  # a bad setting fails here, not later
         self.options = options
 
-    def attribute(self, inputs: torch.Tensor, target: Target = "max") -> torch.Tensor:
-        """The map of ``target`` for ``inputs``: Tensor shaped like ``inputs``."""
-        return attribute(self.model, inputs, target, self.rule, **self.options)
+    def attribute(
+        self, inputs: Inputs, target: Target = "max", additional_forward_args: Any = None
+    ) -> Union[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The map of ``target`` for ``inputs``: shaped like ``inputs`` (a tuple for a tuple)."""
+        options = dict(self.options, additional_forward_args=additional_forward_args)
+        return attribute(self.model, inputs, target, self.rule, **options)
 
 
 class Saliency(Explainer):
@@ -240,15 +292,6 @@ def _as_list(value: Any, single_types: tuple) -> list:
     if isinstance(value, single_types) and not (isinstance(value, torch.Tensor) and value.dim() > 1):
         return [value]
     return list(value)
-
-
-def _check_inputs(inputs: torch.Tensor) -> None:
-    if not isinstance(inputs, torch.Tensor):
-        raise InputError(f"inputs must be a Tensor, not {type(inputs).__name__}")
-    if not inputs.is_floating_point():
-        raise InputError(f"inputs must be floating point, not {inputs.dtype}")
-    if inputs.dim() < 2:
-        raise InputError(f"inputs must have a batch dimension, got shape {list(inputs.shape)}")
 
 
 def _check_model(model: Model) -> None:

@@ -41,6 +41,7 @@ from ..activations import PIECEWISE_LINEAR, function_name
 from ..errors import UnsupportedActivationError
 from ..module_checks import hidden_kind
 from ..smooth_activations import GATES, SMOOTH_ACTIVATIONS, SmoothReport
+from .inputs import UnbatchedImage
 from .pooling import MAX_POOLS, RecomputedMaxPool2d
 from .ruled import RuledActivation, RuledSmoothActivation, RuleSlot
 
@@ -85,6 +86,7 @@ class ForwardRecord:
         self.rule_applied: list[str] = []
         self.passed_through: list[str] = []
         self.gates: list[str] = []
+        self.unbatched_shape: Optional[torch.Size] = None  # the shape of a call's input that may be one image
         self._outputs: list[weakref.ref] = []
         self._convolution_nodes: set[Any] = set()  # autograd nodes hash by identity
         self._module_stack: list[str] = []
@@ -178,6 +180,9 @@ class _Interceptor(TorchFunctionMode):
             return out
         if func in GATES:
             self.record.met_gate(func)
+        unbatched = self.record.unbatched_shape
+        if unbatched is not None and func is F.conv2d and args and getattr(args[0], "shape", None) == unbatched:
+            raise UnbatchedImage(f"{self.record.where()} reads the 3-D input as one unbatched image")
         pool = MAX_POOLS.get(func)
         if pool is not None and (pool_args := pool(*args, **kwargs)) is not None:
             return RecomputedMaxPool2d.apply(*pool_args)
