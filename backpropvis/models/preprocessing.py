@@ -7,7 +7,7 @@ never scatter mean/std constants around.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import ModelError
 
-__all__ = ["Preprocessing", "IMAGENET", "TF_LITE", "MAX_RESIZED_AREA", "preprocessing_of"]
+__all__ = ["Preprocessing", "IMAGENET", "TF_LITE", "MAX_RESIZED_AREA", "preprocessing_of", "declared_preprocessing"]
 
 MAX_RESIZED_AREA = 4
 """Largest resized image, in squares of the resize size. An image more elongated than
@@ -96,3 +96,33 @@ def preprocessing_of(model: nn.Module) -> Preprocessing:
     if not isinstance(preprocessing, Preprocessing):
         raise ModelError(f"{type(model).__name__} has no .preprocessing (a backpropvis.models.Preprocessing)")
     return preprocessing
+
+
+def declared_preprocessing(model: nn.Module) -> Optional[Preprocessing]:
+    """The pipeline a model declares without carrying a :class:`Preprocessing`: timm's
+    ``pretrained_cfg`` (or the older ``default_cfg``), a dict with ``input_size``
+    (C, H, W) and optionally ``crop_pct``, ``mean`` and ``std``. None when it declares
+    none (or a non-square or non-RGB size, which a square centre crop cannot give).
+
+    The resize keeps timm's ratio: shorter side ``round(H / crop_pct)``, then crop H.
+    """
+    for attribute in ("pretrained_cfg", "default_cfg"):
+        config = getattr(model, attribute, None)
+        if isinstance(config, dict) and config.get("input_size") is not None:
+            return _from_config(config)
+    return None
+
+
+def _from_config(config: dict[str, Any]) -> Optional[Preprocessing]:
+    try:
+        channels, height, width = (int(value) for value in config["input_size"])
+    except (TypeError, ValueError):
+        return None
+    if channels != 3 or height != width or height < 1:
+        return None
+    crop_pct = float(config.get("crop_pct") or IMAGENET.crop / IMAGENET.resize)
+    mean = tuple(float(value) for value in config.get("mean", IMAGENET.mean))
+    std = tuple(float(value) for value in config.get("std", IMAGENET.std))
+    if len(mean) != 3 or len(std) != 3:
+        return None
+    return Preprocessing(crop=height, resize=max(height, round(height / crop_pct)), mean=mean, std=std)
