@@ -199,9 +199,9 @@ def resolve_smooth(smooth: Optional[str], strict: Optional[bool]) -> str:
     if smooth is None:
         return implied or "refuse"
     if smooth not in SMOOTH_MODES:
-        raise MethodError(f"unknown smooth={smooth!r}; choose one of {', '.join(SMOOTH_MODES)}")
+        raise MethodError(f"unknown `smooth` {smooth!r}; choose one of {', '.join(SMOOTH_MODES)}")
     if implied is not None and implied != smooth:
         raise MethodError(
-            f"strict={strict} means smooth={implied!r}, which contradicts smooth={smooth!r}; pass smooth= alone"
+            f"strict={strict} means `smooth` {implied}, which contradicts `smooth` {smooth}; give `smooth` alone"
         )
     return smooth

@@ -302,7 +302,7 @@ def test_refusing_a_smooth_activation_names_the_function_the_module_and_the_opti
         with pytest.raises(UnsupportedActivationError) as raised:
             backpropvis.attribute(model, seeded_input((2, 3)), 0, "gbp", **settings)
         message = str(raised.value)
-        assert function in message and f"'{where}'" in message and "smooth='rule'" in message
+        assert function in message and f"'{where}'" in message and "`smooth` to rule" in message
         assert "\n" not in message
 
 

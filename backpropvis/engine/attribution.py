@@ -321,7 +321,7 @@ def _check_forward(logits: Any, batch: int, record: ForwardRecord, rules: Sequen
             f"{model_name} must return logits shaped [batch, classes] = [{batch}, K], got {list(logits.shape)}"
         )
     if record.activation_count == 0 and not all(rule.is_true_gradient for rule in rules):
-        hint = "; smooth='rule' applies the methods' rules at its smooth activations" if record.passed_through else ""
+        hint = "; `smooth` rule applies the methods' rules at its smooth activations" if record.passed_through else ""
         raise NoActivationError(
             f"the forward pass of {model_name} met no ReLU-like activation, so "
             f"{', '.join(rule.name for rule in rules if not rule.is_true_gradient)} would equal the plain gradient"

@@ -127,8 +127,8 @@ class ForwardRecord:
         if self.smooth == "refuse":
             raise UnsupportedActivationError(
                 f"{described} is a smooth activation, not piecewise-linear, so the rules of Eq. 1-2 do not define "
-                "its backward pass; choose smooth='rule' (the method's rule with g' = f') or smooth='gradient' "
-                "(its true gradient)"
+                "its backward pass; set `smooth` to rule (the method's rule with g' = f') or to gradient (its true "
+                "gradient)"
             )
         _add_once(self.passed_through, described)
         return False
@@ -143,7 +143,7 @@ class ForwardRecord:
         if self.smooth != "gradient":
             raise UnsupportedActivationError(
                 f"{described} hides its activations from the engine, so no rule can be applied inside it; pass the "
-                "Python module, or smooth='gradient' to let it through with its true gradient"
+                "Python module, or set `smooth` to gradient to let it through with its true gradient"
             )
         _add_once(self.passed_through, described)
 

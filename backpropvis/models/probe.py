@@ -56,5 +56,5 @@ def probe_input_size(
         detail = " ".join(str(error).split())[:200] or type(error).__name__
         raise ModelError(
             f"{name} failed on an input of shape {list(x.shape)} ({size_from}): {type(error).__name__}: {detail}; "
-            "if it expects another size, give it with input_size"
+            "if it expects another size, give it with `input_size`"
         ) from None
