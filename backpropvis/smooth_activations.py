@@ -186,16 +186,19 @@ class SmoothReport:
         return "; ".join(parts)
 
 
-def resolve_smooth(smooth: Optional[str], strict: Optional[bool]) -> str:
+def resolve_smooth(smooth: Optional[str], strict: Optional[bool], declared: Optional[str] = None) -> str:
     """The smooth mode from the ``smooth`` and the older ``strict`` parameters.
 
     ``strict=True`` is ``smooth="refuse"`` and ``strict=False`` is ``smooth="gradient"``;
-    neither given is ``"refuse"``.
+    neither given is the mode the model declares (``declared``: its
+    ``model.smooth_activations``, as the commands set it), else ``"refuse"``.
 
     Raises:
         MethodError: an unknown mode, or ``strict`` and ``smooth`` that disagree.
     """
     implied = None if strict is None else ("refuse" if strict else "gradient")
+    if smooth is None and implied is None and declared is not None:
+        smooth = declared
     if smooth is None:
         return implied or "refuse"
     if smooth not in SMOOTH_MODES:

@@ -107,7 +107,9 @@ def attribute_many(
             naming the function and module), ``"gradient"`` (their true gradient, listed
             in ``passed_through``) or ``"rule"`` (the method's rule with g' = f',
             ``T = h(R) * f'(x)``, Eq. 1). Gates (sigmoid, softmax, tanh, ...) keep their
-            true gradient in every mode and are listed in ``smooth.gates``.
+            true gradient in every mode and are listed in ``smooth.gates``. Not given:
+            the model's own ``model.smooth_activations`` if it declares one (the
+            commands' ``--smooth-activations`` sets it), else "refuse".
         strict: the older spelling: ``True`` is ``smooth="refuse"``, ``False`` is
             ``smooth="gradient"``; one that contradicts ``smooth`` is an error.
         max_batch: at most this many maps (targets x batch) per backward pass below the
@@ -124,7 +126,7 @@ def attribute_many(
     rules = resolve_rules(_as_list(methods, (str, Rule)))
     target_list = _as_list(targets, (numbers.Integral, str, torch.Tensor))
     given = prepare_inputs(inputs, additional_forward_args)
-    mode = resolve_smooth(smooth, strict)
+    mode = resolve_smooth(smooth, strict, getattr(model, "smooth_activations", None))
     _check_model(model)
     try:
         return _attribute_given(model, given, target_list, rules, mode, generator, max_batch, precision)

@@ -154,6 +154,7 @@ def _settings_from_row(row: sqlite3.Row) -> RunSettings:
         weights_fingerprint=newer("weights_fingerprint", UNKNOWN_IN_SCHEMA_1),
         output=newer("output", None),
         precision=newer("precision", "float32"),  # before schema 2 the engine always computed in float32
+        smooth=json.loads(row["settings"]).get("smooth_activations", {}).get("mode", "refuse"),
     )
 
 
