@@ -49,9 +49,12 @@ def checked_model(loaded: LoadedModel, smooth: Optional[str]) -> LoadedModel:
         setattr(module, "smooth_activations", smooth)  # noqa: B010 - a str on an nn.Module
     mode = resolve_smooth(None, None, getattr(module, "smooth_activations", None))
     if loaded.source == BUILT_IN:  # the paper's networks: ReLU-like activations only
-        return replace(loaded, smooth=SmoothReport(mode))
-    report = probe_input_size(module, loaded.preprocessing, name=loaded.name, size_from=loaded.size_from)
-    return replace(loaded, smooth=report)
+        report = SmoothReport(mode)
+    else:
+        report = probe_input_size(module, loaded.preprocessing, name=loaded.name, size_from=loaded.size_from)
+    checked = replace(loaded, smooth=report)
+    note = checked.smooth_note  # said wherever the model's notes are: the terminal, summaries, pages
+    return checked if note is None else replace(checked, notes=(*checked.notes, note))
 
 
 def probe_input_size(
