@@ -239,3 +239,17 @@ def test_the_report_says_the_mode_and_the_functions() -> None:
     assert record["mode"] == "rule" and record["passed_through"] == []
     assert record["rule_applied"] == ["torch.nn.functional.silu in module 'act'"]
     assert "rule" in maps.smooth.sentence() and "torch.sigmoid" in maps.smooth.sentence()
+
+
+def test_a_model_may_declare_its_mode_and_a_call_overrides_it() -> None:
+    """``model.smooth_activations`` (what ``--smooth-activations`` sets) is the mode when a call gives none."""
+    model = SmoothNet(nn.SiLU()).double()
+    x = _inputs()
+    model.smooth_activations = "rule"
+    declared = backpropvis.attribute_many(model, x, [0], ["gbp"])
+    assert declared.smooth.mode == "rule"
+    assert torch.equal(declared["gbp"], backpropvis.attribute_many(model, x, [0], ["gbp"], smooth="rule")["gbp"])
+    with pytest.raises(UnsupportedActivationError):
+        backpropvis.attribute_many(model, x, [0], ["gbp"], smooth="refuse")
+    with pytest.warns(UserWarning, match="silu"):
+        assert backpropvis.attribute_many(model, x, [0], ["saliency"], strict=False).smooth.mode == "gradient"

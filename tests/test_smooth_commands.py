@@ -168,6 +168,20 @@ def test_a_64_px_model_without_its_size_is_one_line_and_the_same_db_works_after(
     assert status == 0, err
     status, _, err = run_cli([*argv, "--input-size", "64", "--smooth-activations", "gradient"], capsys)
     assert status == 2 and "--smooth-activations" in err  # the mode is part of the run's identity
+    status, out, err = run_cli(["summarize", str(db), "--json", "--resamples", "10"], capsys)
+    assert status == 0, err
+    assert json.loads(out)["settings"]["smooth_activations"]["mode"] == "refuse"
+
+
+def test_class_distance_stores_the_mode_and_what_it_touched(models, tmp_path, capsys) -> None:
+    db = tmp_path / "runs.sqlite"
+    argv = ["class-distance", "--samples", "--limit", "2", "--workers", "0", "--model", f"{models}:efficientnet"]
+    status, _, err = run_cli([*argv, "--input-size", "32", "--db", str(db), "--smooth-activations", "rule"], capsys)
+    assert status == 0, err
+    status, out, err = run_cli(["summarize", str(db), "--json", "--resamples", "10"], capsys)
+    smooth = json.loads(out)["settings"]["smooth_activations"]
+    assert smooth["mode"] == "rule" and any("silu" in entry for entry in smooth["rule_applied"])
+    assert any("sigmoid" in gate for gate in smooth["gates"])
 
 
 def test_a_model_declaring_its_size_in_a_timm_config_needs_no_option(models, tmp_path, capsys) -> None:
