@@ -253,3 +253,40 @@ def test_a_model_may_declare_its_mode_and_a_call_overrides_it() -> None:
         backpropvis.attribute_many(model, x, [0], ["gbp"], smooth="refuse")
     with pytest.warns(UserWarning, match="silu"):
         assert backpropvis.attribute_many(model, x, [0], ["saliency"], strict=False).smooth.mode == "gradient"
+
+
+class Keeping(nn.Module):
+    """dense 3->6 -> SiLU (in place) -> dense 6->4 -> GELU -> dense 4->2; weak references to
+    both smooth activations' outputs in ``outputs``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(3, 6), nn.Linear(6, 4), nn.Linear(4, 2)
+        self.outputs: list = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import weakref
+
+        first = F.silu(self.fc1(x), inplace=True)
+        second = F.gelu(self.fc2(first))
+        self.outputs = [weakref.ref(first), weakref.ref(second)]
+        return self.fc3(second)
+
+
+@pytest.mark.parametrize("ends", ["returns", "raises"])
+def test_nothing_of_a_ruled_smooth_call_outlives_it(ends: str) -> None:
+    """The rule's nodes (their f'(x) and the slot) are freed with the graph by reference counting."""
+    import gc
+
+    model = seeded_(Keeping(), 3)
+    gc.collect()
+    gc.disable()
+    try:
+        if ends == "returns":
+            backpropvis.attribute_many(model, _inputs().float(), [0, 1], METHODS, smooth="rule")
+        else:
+            with pytest.raises(backpropvis.errors.TargetError):
+                backpropvis.attribute_many(model, _inputs().float(), [7], METHODS, smooth="rule")
+        assert len(model.outputs) == 2 and all(reference() is None for reference in model.outputs)
+    finally:
+        gc.enable()
