@@ -52,3 +52,21 @@ def test_a_forward_pass_failing_at_the_size_tried_is_one_line_naming_it() -> Non
     assert "[1, 3, 224, 224]" in message and "the default 224 px" in message and "input_size" in message
     assert "\n" not in message
     probe_input_size(model, IMAGENET.resized(64), name="Needs64", size_from="input_size=64")  # no error
+
+
+def test_a_run_that_never_finished_a_batch_does_not_block_other_settings(tmp_path) -> None:
+    """A database whose run holds no row (its first batch failed) takes the corrected settings;
+    one holding a row (a result or a failure) still refuses them, naming the difference."""
+    from backpropvis.errors import StoreError
+    from backpropvis.stats.store import ResultsStore, RunSettings
+
+    path = tmp_path / "runs.sqlite"
+    first = RunSettings("my.py:build", "random", ("gbp",), "max-random", 0, None, "samples")
+    corrected = RunSettings("my.py:build", "random", ("gbp",), "max-random", 0, 64, "samples")
+    ResultsStore(path, first, "as built", {}).close()  # opened, then the first batch failed
+    store = ResultsStore(path, corrected, "as built", {})
+    store.write_batch([], [("a.png", "sha256:0", "unreadable")], 1)
+    store.close()
+    with pytest.raises(StoreError, match="`input_size` 64 there, None here"):
+        ResultsStore(path, first, "as built", {})
+    ResultsStore(path, corrected, "as built", {}).close()  # the same settings resume
