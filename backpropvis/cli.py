@@ -16,6 +16,7 @@ from typing import Any, Callable, NoReturn, Optional, Sequence
 from .engine import PRECISION_NAMES, Precision
 from .errors import BackpropvisError, first_few
 from .rules import PAPER_METHODS
+from .smooth_activations import SMOOTH_MODES
 
 __all__ = ["main", "build_parser", "in_flags", "FLAGS", "PRECISION_CHOICES"]
 
@@ -29,6 +30,7 @@ FLAGS: dict[str, str] = {
     "weights": "--weights",
     "output": "--output",
     "input_size": "--input-size",
+    "smooth": "--smooth-activations",
     "precision": "--precision",
     "methods": "--methods",
     "targets": "--targets",
@@ -125,7 +127,7 @@ def _model_options(args: argparse.Namespace) -> dict[str, Any]:
     from .models import ModelSpec, default_weights
 
     weights = args.weights if args.weights is not None else default_weights(args.model)
-    spec = ModelSpec(args.model, weights, args.model_args, args.output, args.input_size)
+    spec = ModelSpec(args.model, weights, args.model_args, args.output, args.input_size, args.smooth_activations)
     return {"model": spec, "precision": Precision(args.precision)}
 
 
@@ -135,7 +137,8 @@ def _streaming_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str, model: str = "vgg16") -> None:
-    """--model, --model-args, --weights, --output, --input-size, --precision: for every command that builds a model."""
+    """--model, --model-args, --weights, --output, --input-size, --smooth-activations, --precision: for every
+    command that builds a model."""
     from .models import MODEL_NAMES, TRAINED_WEIGHTS
 
     parser.add_argument(
@@ -172,6 +175,15 @@ def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str,
         default=None,
         metavar="PIXELS",
         help=f"crop size of the preprocessing (default: {input_size_default})",
+    )
+    parser.add_argument(
+        "--smooth-activations",
+        default=None,
+        choices=SMOOTH_MODES,
+        help="what the methods do at smooth activations (SiLU, GELU, Mish, ...): refuse them; gradient: their "
+        "true gradient whatever the method; rule: the method's rule with g' = f' (DeconvNet max(R,0), GBP "
+        "f'(x) max(R,0)); gates (sigmoid, softmax, tanh) keep their gradient (default: the model's own "
+        "smooth_activations, else refuse; see docs/smooth-activations.md)",
     )
     _add_precision(parser, "default")
 

@@ -104,7 +104,7 @@ def visualize(
         row_labels=row_labels,
         column_labels=["input"] + [rule.name for rule in rules],
         panel_labels=panel_labels,
-        title=model.title,
+        title=model.title if model.smooth_note is None else f"{model.title}\n{model.smooth_note}",
         display=display,
     )
     if maps_path is not None:
@@ -154,6 +154,7 @@ def _summary_head(model: LoadedModel, precision: Precision, seed: int) -> dict[s
         "output": model.output,
         "preprocessing": model.preprocessing_description,
         "notes": list(model.notes),
+        "smooth_activations": model.smooth.as_dict(),
         "precision": precision.value,
         "seed": seed,
         "images": [],

@@ -23,12 +23,12 @@ def sabotaged(kind: str) -> Iterator[None]:
         raise ValueError(f"unknown sabotage {kind!r}")
     original = attribution._maps_of
 
-    def broken(rule, slot, plan, logits, x, target_index):
+    def broken(rule, slot, plan, logits, leaves, target_index):
         if kind == "plain-gradient":
-            return original(SALIENCY, slot, plan, logits, x, target_index)
-        if kind == f"zero-{rule.name}":
-            return torch.zeros((len(target_index), *x.shape), dtype=x.dtype, device=x.device)
-        return original(rule, slot, plan, logits, x, target_index)
+            return original(SALIENCY, slot, plan, logits, leaves, target_index)
+        if kind == f"zero-{rule.name}":  # one map per input (leaf)
+            return tuple(torch.zeros((len(target_index), *x.shape), dtype=x.dtype, device=x.device) for x in leaves)
+        return original(rule, slot, plan, logits, leaves, target_index)
 
     original_signals = signals._signals_of
 

@@ -31,6 +31,8 @@ EXCEPTIONS: dict[str, str] = {
     "stats/summary.py:summarize": "the summary's sections in the order of the JSON it returns (69 lines)",
     "stats/runner.py:run_class_distance": "the class-distance command's options as keywords (15 parameters, 76 "
     "lines with its docstring); the next step is a streaming-options value (limit, batch_size, workers)",
+    "engine/attribution.py:attribute_many": "the public API's keywords (10 parameters): Captum's "
+    "additional_forward_args, the smooth mode and its older spelling strict, beside max_batch and precision",
     "visualize.py:visualize": "the visualize command's options as keywords (11 parameters with display and "
     "on_model, 66 lines with its docstring)",
     "suite.py:run_suite": "the reproduce/theory commands' options, passed to every experiment's RunContext, and "

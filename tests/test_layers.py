@@ -20,7 +20,7 @@ PACKAGE = Path(backpropvis.__file__).parent
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "files", "devices"),
-    ("rules", "activations", "targets", "metrics", "module_checks", "saved_maps", "claims"),
+    ("rules", "activations", "smooth_activations", "targets", "metrics", "module_checks", "saved_maps", "claims"),
     ("engine", "models", "images", "image_sets", "attacks", "adversarial", "theory"),
     ("",),  # backpropvis/__init__.py: the public API, re-exporting the layers below
     ("render",),

@@ -207,6 +207,7 @@ def _prepare(
         "pairs": settings.pairs,
         "seed": settings.seed,
         "input_size": loaded.input_size,
+        "smooth_activations": loaded.smooth.mode,
         "precision": precision.value,
         "device": str(torch_device),
         "limit": settings.limit,
@@ -231,6 +232,7 @@ def _model_record(loaded: LoadedModel) -> dict[str, Any]:
         "output": loaded.output,
         "preprocessing": loaded.preprocessing_description,
         "notes": list(loaded.notes),
+        "smooth_activations": {**loaded.smooth.as_dict(), "said": loaded.smooth.sentence()},
     }
 
 

@@ -16,12 +16,13 @@ returns (a caller bounds the memory by the batch it passes).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 
 from ..errors import InputError
 from ..rules import Rule, resolve_rules
+from ..smooth_activations import resolve_smooth
 from .precision import Arithmetic, Precision, PrecisionLike
 from .recording import ForwardRecord, RecordedForward
 from .ruled import RuleSlot
@@ -53,8 +54,8 @@ class _NamedRecord(ForwardRecord):
     with respect to an output nothing else keeps, e.g. one read only by a convolution
     whose weights need no gradient, could not be asked for) and where it ran."""
 
-    def __init__(self, strict: bool, model_name: str) -> None:
-        super().__init__(strict, model_name)
+    def __init__(self, smooth: str, model_name: str) -> None:
+        super().__init__(smooth, model_name)
         self.kept: list[tuple[str, torch.Tensor]] = []
 
     def add_activation_output(self, output: torch.Tensor) -> None:
@@ -87,7 +88,7 @@ def backward_signals(
     methods: Sequence[Union[str, Rule]],
     reduce: Reduce,
     *,
-    strict: bool = True,
+    smooth: Optional[str] = None,
     precision: PrecisionLike = Precision.DEFAULT,
     with_input: bool = False,
 ) -> Signals:
@@ -100,7 +101,7 @@ def backward_signals(
             function of the logits [B, K] returning them (e.g. one-hot predicted classes).
         methods: rule names or rules.
         reduce: applied to each layer's signals [S, B, *activation shape].
-        strict, precision: as for ``attribute_many``.
+        smooth, precision: as for ``attribute_many``.
         with_input: add the signal at the input (the map) as a last layer named "input".
 
     Returns:
@@ -110,7 +111,8 @@ def backward_signals(
         InputError: seeds not shaped [S, B, K].
     """
     rules = resolve_rules(list(methods))
-    record = _NamedRecord(strict, type(model).__name__)
+    mode = resolve_smooth(smooth, None, getattr(model, "smooth_activations", None))
+    record = _NamedRecord(mode, type(model).__name__)
     slot = RuleSlot(rules[0])
     with torch.inference_mode(False), Arithmetic(precision, inputs.device.type):
         x = (inputs.clone() if inputs.is_inference() else inputs.detach()).requires_grad_(True)

@@ -21,6 +21,7 @@ from .fingerprint import weights_fingerprint
 from .init import PAPER_STD, derive_seed, generator_for, truncated_normal_
 from .output import SelectOutput, select_output
 from .preprocessing import IMAGENET, TF_LITE, Preprocessing
+from .probe import checked_model
 from .seeded_dense import SeededDense
 from .shallow import ThreeLayerCNN, ThreeLayerFCN, three_layer_cnn, three_layer_fcn
 from .spec import LoadedModel, ModelSpec, describe_module, resolve_model
@@ -155,5 +156,5 @@ def as_loaded(model: ModelLike, seed: int = 0) -> LoadedModel:
     if isinstance(model, str):
         model = ModelSpec(model, default_weights(model))
     if isinstance(model, ModelSpec):
-        return resolve_model(model, _BUILDERS, seed)
+        return checked_model(resolve_model(model, _BUILDERS, seed), model.smooth)
     return describe_module(model)

@@ -38,9 +38,10 @@ from torch import nn
 
 from ..errors import BackpropvisError, ModelError, WeightsError, first_few
 from ..module_checks import refuse_compiled, training_dependent_modules
+from ..smooth_activations import SmoothReport
 from .fingerprint import file_fingerprint, weights_fingerprint
 from .output import SelectOutput, select_output
-from .preprocessing import IMAGENET, Preprocessing
+from .preprocessing import DEFAULT_INPUT_SIZE, settle_preprocessing
 from .weights import load_into
 
 __all__ = [
@@ -53,8 +54,6 @@ __all__ = [
     "BUILT_IN",
 ]
 
-DEFAULT_INPUT_SIZE = 224
-"""Crop size of the ImageNet preprocessing given to a model without its own."""
 
 BUILT_IN = "built-in"
 """The ``source`` of a built-in model."""
@@ -70,6 +69,8 @@ class ModelSpec:
         model_args: keyword arguments of a callable (JSON text or a mapping).
         output: the key, index or attribute holding the logits (see :func:`select_output`).
         input_size: crop size of the preprocessing (None: the model's own, or 224).
+        smooth: how the engine crosses its smooth activations ("refuse", "gradient",
+            "rule"; None: the model's own ``smooth_activations``, else "refuse").
 
     :func:`backpropvis.models.as_loaded` builds it (with the seed of its random weights).
     """
@@ -79,6 +80,7 @@ class ModelSpec:
     model_args: Union[str, Mapping[str, Any], None] = None
     output: Union[str, int, None] = None
     input_size: Optional[int] = None
+    smooth: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,10 @@ class LoadedModel:
         notes: what was done to the model that the user should know (eval mode,
             the default preprocessing), one sentence each.
         input_size: the crop size asked for (None: the model's own, or 224).
+        smooth: the smooth mode the engine uses for it and, once
+            :func:`~backpropvis.models.as_loaded` has run it, what that touched
+            (:class:`~backpropvis.smooth_activations.SmoothReport`).
+        size_from: where the preprocessing's size came from, in words.
     """
 
     module: nn.Module
@@ -116,11 +122,21 @@ class LoadedModel:
     preprocessing_description: str
     notes: tuple[str, ...] = ()
     input_size: Optional[int] = None
+    smooth: SmoothReport = SmoothReport("refuse")
+    size_from: str = ""
 
     @property
     def args_json(self) -> str:
         """``args`` as canonical JSON (sorted keys), as stored in a database."""
         return json.dumps(dict(self.args), sort_keys=True)
+
+    @property
+    def smooth_note(self) -> Optional[str]:
+        """What the engine does at the model's smooth activations and gates, in one line;
+        None for a model with neither under the default mode (the paper's networks)."""
+        report = self.smooth
+        touched = report.rule_applied or report.passed_through or report.gates
+        return report.sentence() if touched or report.mode != "refuse" else None
 
     @property
     def title(self) -> str:
@@ -189,8 +205,8 @@ def resolve_model(
             changed = f" (in training mode {first_few(affected, 4)} would change the maps)" if affected else ""
             notes.append("put in eval mode" + changed)
     fingerprint = weights_fingerprint(module)
-    preprocessing, described = _preprocessing(module, name, input_size)
-    if not _has_preprocessing(module):
+    preprocessing, described, size_from = settle_preprocessing(module, name, input_size)
+    if not callable(getattr(module, "preprocessing", None)):
         notes.append(f"preprocessing: {described}")
     if output is not None:
         module = select_output(module, output)
@@ -207,6 +223,8 @@ def resolve_model(
         described,
         tuple(notes),
         input_size,
+        SmoothReport(spec.smooth or getattr(module, "smooth_activations", None) or "refuse"),
+        size_from,
     )
 
 
@@ -237,7 +255,7 @@ def describe_module(
     refuse_compiled(module, name or type(module).__name__)
     inner = module.model if isinstance(module, SelectOutput) else module
     cls = type(inner)
-    preprocessing, described = _preprocessing(module, name or cls.__name__, input_size)
+    preprocessing, described, _ = settle_preprocessing(module, name or cls.__name__, input_size)
     return LoadedModel(
         module,
         name or cls.__name__,
@@ -250,6 +268,7 @@ def describe_module(
         preprocessing,
         described,
         input_size=input_size,
+        smooth=SmoothReport(getattr(module, "smooth_activations", None) or "refuse"),
     )
 
 
@@ -257,33 +276,6 @@ def check_input_size(input_size: Optional[int]) -> None:
     """Refuse a crop size under 8 pixels (None: the model's own)."""
     if input_size is not None and input_size < 8:
         raise ModelError(f"`input_size` must be at least 8 pixels, not {input_size}")
-
-
-def _has_preprocessing(module: nn.Module) -> bool:
-    return callable(getattr(module, "preprocessing", None))
-
-
-def _preprocessing(module: nn.Module, name: str, input_size: Optional[int]) -> tuple[Callable, str]:
-    """The model's own preprocessing (resized to ``input_size`` if asked), or ImageNet's."""
-    own = getattr(module, "preprocessing", None)
-    if not callable(own):
-        default = IMAGENET.resized(input_size or DEFAULT_INPUT_SIZE)
-        return default, f"ImageNet mean/std, {_describe(default)} (the model has no .preprocessing)"
-    if input_size is not None:
-        if not isinstance(own, Preprocessing):
-            raise ModelError(
-                f"`input_size` cannot resize the preprocessing of {name} (a {type(own).__name__}, not a "
-                "backpropvis Preprocessing); leave `input_size` out"
-            )
-        own = own.resized(input_size)
-    if isinstance(own, Preprocessing):
-        mean, std = (", ".join(f"{value:.3f}" for value in values) for values in (own.mean, own.std))
-        return own, f"the model's own, {_describe(own)}, mean ({mean}), std ({std})"
-    return own, f"the model's own ({type(own).__name__})"
-
-
-def _describe(preprocessing: Preprocessing) -> str:
-    return f"shorter side resized to {preprocessing.resize}, centre crop {preprocessing.crop} px"
 
 
 def _resolve_callable(text: str, built_in: tuple[str, ...]) -> tuple[str, str, Callable]:

@@ -21,7 +21,9 @@ class RunSettings:
     the user's order; ``model_args`` is canonical JSON; ``model_source`` says where the
     model's code came from ("built-in", ``module NAME``, ``file sha256:...``);
     ``weights_fingerprint`` is the SHA-256 of its state dict; ``precision`` is the
-    engine's arithmetic, the name of a :class:`~backpropvis.engine.Precision` ("default": PyTorch's global flags).
+    engine's arithmetic, the name of a :class:`~backpropvis.engine.Precision` ("default": PyTorch's global flags);
+    ``smooth`` the engine's mode at smooth activations (stored in the run's settings JSON,
+    with what it touched, as ``smooth_activations``).
     """
 
     model: str
@@ -38,6 +40,7 @@ class RunSettings:
     weights_fingerprint: str = ""
     output: Optional[str] = None
     precision: str = "default"
+    smooth: str = "refuse"
 
     IN_WORDS: ClassVar[dict[str, str]] = {
         "model_source": "the model's code (its source)",

@@ -164,6 +164,7 @@ def run_class_distance(
     settings = _run_settings(loaded, rules, pairs, seed, images, world, Precision.parse(precision))
     job = _Job(images, network, loaded.preprocessing, rules, settings, batch_size, workers, torch_device, world)
     other = {"batch_size": batch_size, "workers": workers, "device": str(torch_device), "limit": limit}
+    other["smooth_activations"] = loaded.smooth.as_dict()
     with process_group(world, torch_device):
         store = ResultsStore(
             rank_db_path(db, world.rank, world.size), settings, loaded.weights_description, other, elsewhere
@@ -201,6 +202,7 @@ def _run_settings(
         weights_fingerprint=loaded.fingerprint,
         output=loaded.output,
         precision=precision.value,
+        smooth=loaded.smooth.mode,
     )
 
 

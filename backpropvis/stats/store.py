@@ -29,7 +29,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Iterable, Optional, Union
 
 from ..errors import StoreError
 from .run_settings import RunSettings, show_setting
@@ -154,6 +154,7 @@ def _settings_from_row(row: sqlite3.Row) -> RunSettings:
         weights_fingerprint=newer("weights_fingerprint", UNKNOWN_IN_SCHEMA_1),
         output=newer("output", None),
         precision=newer("precision", "float32"),  # before schema 2 the engine always computed in float32
+        smooth=json.loads(row["settings"]).get("smooth_activations", {}).get("mode", "refuse"),
     )
 
 
@@ -220,18 +221,9 @@ class ResultsStore:
                 f"{version}, this one writes {SCHEMA_VERSION}); summarize still reads it, but a run cannot resume in "
                 f"it: use {self.elsewhere}"
             )
-        rows = self.connection.execute("SELECT * FROM runs").fetchall()
-        if rows:
-            stored = _settings_from_row(rows[0])
-            differences = self.settings.differences(stored)
-            if differences:
-                self.connection.execute("ROLLBACK")
-                self.connection.close()
-                raise StoreError(
-                    f"database {self.path} holds a run with other settings ({'; '.join(differences)}); "
-                    f"use the same settings to resume it, or {self.elsewhere}"
-                )
-            return rows[0]["id"]
+        stored_id = self._stored_run()
+        if stored_id is not None:
+            return stored_id
         s = self.settings
         run_id = self.connection.execute(
             "INSERT INTO runs (model, weights, weights_description, model_args, model_source, weights_fingerprint, "
@@ -261,6 +253,32 @@ class ResultsStore:
         ).lastrowid
         assert run_id is not None  # an INSERT always has one
         return run_id
+
+    def _stored_run(self) -> Optional[int]:
+        """The id of the run stored here with the same settings; None for none, or for a run
+        with other settings that holds no row yet (its first batch failed: it is removed, so
+        the corrected command starts afresh in the same file).
+
+        Raises:
+            StoreError: a run with other settings and results (or failures) is stored here.
+        """
+        row = self.connection.execute("SELECT * FROM runs").fetchone()
+        if row is None:
+            return None
+        differences = self.settings.differences(_settings_from_row(row))
+        if not differences:
+            return row["id"]
+        held = "SELECT 1 FROM results WHERE run_id = ? UNION ALL SELECT 1 FROM failures WHERE run_id = ? LIMIT 1"
+        if self.connection.execute(held, (row["id"], row["id"])).fetchone() is None:
+            self.connection.execute("DELETE FROM sessions WHERE run_id = ?", (row["id"],))
+            self.connection.execute("DELETE FROM runs WHERE id = ?", (row["id"],))
+            return None
+        self.connection.execute("ROLLBACK")
+        self.connection.close()
+        raise StoreError(
+            f"database {self.path} holds a run with other settings ({'; '.join(differences)}); "
+            f"use the same settings to resume it, or {self.elsewhere}"
+        )
 
     def done_images(self) -> set[str]:
         """Keys of the images that already have rows (results or a failure)."""

@@ -9,6 +9,7 @@ same numbers to the last bit.
 from __future__ import annotations
 
 import glob
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,6 +274,7 @@ def summarize(
             "weights_fingerprint": settings.weights_fingerprint,
             "output": settings.output,
             "precision": settings.precision,
+            "smooth_activations": json.loads(run.runs[0].run["settings"]).get("smooth_activations", {"mode": "refuse"}),
         },
         "images": len(run.images),
         "images_expected": run.expected,
