@@ -10,12 +10,13 @@ The engine is three parts a reader can hold, and the API on top:
   nodes, what was let through), alive only for the call.
 - :mod:`.planning`: a frozen plan (where to split the backward passes, how many
   targets per pass) computed from that record.
-- :mod:`.attribution`: ``attribute_many`` and friends; :mod:`.precision`: the arithmetic.
+- :mod:`.attribution`: ``attribute_many`` and friends; :mod:`.precision`: the arithmetic;
+  :mod:`.unit_targets`: units inside the network as targets.
 
 Nothing is registered on the model and nothing of a call outlives it.
 """
 
-from ..targets import Target, resolve_targets
+from ..targets import Target, Unit, resolve_targets
 from .attribution import (
     Attributions,
     DeconvNet,
@@ -42,6 +43,7 @@ __all__ = [
     "Target",
     "Precision",
     "PrecisionLike",
+    "Unit",
     "PRECISION_NAMES",
     "DEFAULT_MAX_BATCH",
 ]

@@ -20,11 +20,12 @@ from torch import nn
 from ..errors import InputError, ModelError, NoActivationError, first_few
 from ..module_checks import refuse_compiled, training_dependent_modules
 from ..rules import PAPER_METHODS, Rule, resolve_rule, resolve_rules
-from ..targets import Target, resolve_targets
+from ..targets import Generators, ResolvedUnit, Target, Unit, resolve_targets
 from .planning import DEFAULT_MAX_BATCH, BackwardPlan, plan_backward
 from .precision import Arithmetic, Precision, PrecisionLike
 from .recording import ForwardRecord, RecordedForward
 from .ruled import RuleSlot
+from .unit_targets import UnitGroup, layer_modules, resolve_unit_groups, split_targets, unit_seeds
 
 __all__ = [
     "Attributions",
@@ -52,16 +53,26 @@ class Attributions(dict):
 
     Attributes:
         logits: [B, K] the model's output (detached).
-        targets: LongTensor[T, B] the logit index behind every map.
+        targets: LongTensor[T, B] the logit index behind every map; -1 in a unit's row.
+        units: row -> :class:`~backpropvis.targets.ResolvedUnit` (the channel, neuron and
+            activation per sample) for every unit target.
         passed_through: non-piecewise-linear functions let through with their true
             gradient (only when ``strict=False``), as "function in module 'path'".
     """
 
-    def __init__(self, maps: dict, logits: torch.Tensor, targets: torch.Tensor, passed_through: Sequence[str]):
+    def __init__(
+        self,
+        maps: dict,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        passed_through: Sequence[str],
+        units: Optional[dict[int, ResolvedUnit]] = None,
+    ):
         super().__init__(maps)
         self.logits = logits
         self.targets = targets
         self.passed_through = tuple(passed_through)
+        self.units = dict(units or {})
 
 
 def attribute_many(
@@ -70,7 +81,7 @@ def attribute_many(
     targets: Union[Target, Sequence[Target]],
     methods: Union[Method, Sequence[Method]] = PAPER_METHODS,
     *,
-    generator: Optional[torch.Generator] = None,
+    generator: Optional[Generators] = None,
     strict: bool = True,
     max_batch: Optional[int] = None,
     precision: PrecisionLike = Precision.DEFAULT,
@@ -82,10 +93,14 @@ def attribute_many(
             ``nn.Module`` is used as it is (train/eval mode, hooks and parameters are
             left untouched; a module in training mode gets a :class:`TrainingModeWarning`).
         inputs: [B, *shape] floating point, on the model's device.
-        targets: T entries (see :func:`backpropvis.targets.resolve_targets`), or a single one.
+        targets: T entries (see :func:`backpropvis.targets.resolve_targets`), or a single one;
+            a :class:`~backpropvis.targets.Unit` is a channel or neuron of a named layer:
+            its layer's output is recorded in the same forward pass, and its map is the
+            backward pass from a one-hot there (the units of one layer batched together).
         methods: rule names ("saliency", "deconvnet", "gbp", "linear") or
             :class:`~backpropvis.rules.Rule` values, or a single one.
-        generator: CPU generator for ``"random"`` targets (default: seeded with 0).
+        generator: CPU generator for ``"random"`` targets, or one per sample (default:
+            seeded with 0); logit targets draw first, then units, in their order.
         strict: refuse non-piecewise-linear activations (GELU, SiLU, sigmoid, ...)
             with an error naming the function and module; with ``False`` they keep
             their true gradient and are listed in ``passed_through``.
@@ -99,10 +114,10 @@ def attribute_many(
         :class:`Attributions`: method name -> Tensor[T, B, *inputs.shape[1:]].
     """
     rules = resolve_rules(_as_list(methods, (str, Rule)))
-    target_list = _as_list(targets, (numbers.Integral, str, torch.Tensor))
+    split = split_targets(_as_list(targets, (numbers.Integral, str, torch.Tensor, Unit)))
     _check_inputs(inputs)
     _check_model(model)
-    record = ForwardRecord(strict, type(model).__name__)
+    record = ForwardRecord(strict, type(model).__name__, layer_modules(model, split.units))
     slot = RuleSlot(rules[0])
     # Autograd is needed even when the caller runs under torch.inference_mode().
     with torch.inference_mode(False), Arithmetic(precision, inputs.device.type):
@@ -110,30 +125,61 @@ def attribute_many(
         with torch.enable_grad(), RecordedForward(model, record, slot):
             logits = model(x)
         _check_forward(logits, len(x), record, rules)
-        target_index = resolve_targets(target_list, logits, generator)
+        logit_index = resolve_targets(split.logits, logits, generator) if split.logits else _no_logit_targets(logits)
+        groups = resolve_unit_groups(split, record.layer_outputs, generator)
         plan = plan_backward(
-            record, logits, x, len(target_index), max_batch=max_batch or DEFAULT_MAX_BATCH, batchable=_batchable(model)
+            record,
+            logits,
+            x,
+            max(1, len(logit_index)),
+            max_batch=max_batch or DEFAULT_MAX_BATCH,
+            batchable=_batchable(model),
         )
-        maps = {rule.name: _maps_of(rule, slot, plan, logits, x, target_index) for rule in rules}
-        return Attributions(maps, logits.detach(), target_index, record.passed_through)
+        maps = {rule.name: _maps_of(rule, slot, plan, logits, x, logit_index, groups) for rule in rules}
+        target_index = torch.full((split.count, len(x)), -1, dtype=torch.long, device=logits.device)
+        target_index[split.logit_rows] = logit_index.long()
+        units = {row: unit for group in groups for row, unit in zip(group.rows, group.units)}
+        return Attributions(maps, logits.detach(), target_index, record.passed_through, units)
 
 
 def _maps_of(
-    rule: Rule, slot: RuleSlot, plan: BackwardPlan, logits: torch.Tensor, x: torch.Tensor, target_index: torch.Tensor
+    rule: Rule,
+    slot: RuleSlot,
+    plan: BackwardPlan,
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    logit_index: torch.Tensor,
+    groups: Sequence[UnitGroup],
 ) -> torch.Tensor:
-    """One rule's maps [T, *x.shape]: the backward passes of ``plan`` with ``rule`` in the slot."""
+    """One rule's maps [T, *x.shape]: the backward passes of ``plan`` for the logit
+    targets (``logit_index`` [T_logits, B], rows first) and of each layer's units, with
+    ``rule`` in the slot."""
     slot.rule = rule
-    num_targets = len(target_index)
-    maps = torch.empty((num_targets, *x.shape), dtype=x.dtype, device=x.device)
+    maps = torch.empty(
+        (len(logit_index) + sum(len(group.rows) for group in groups), *x.shape), dtype=x.dtype, device=x.device
+    )
+    rows = [row for row in range(len(maps)) if all(row not in group.rows for group in groups)]
     chunk = plan.targets_above_cut  # without a cut, plan_backward makes it targets_per_pass
-    for start in range(0, num_targets, chunk):
-        seeds = _one_hot(target_index[start : start + chunk], logits)
+    for start in range(0, len(logit_index), chunk):
+        seeds = _one_hot(logit_index[start : start + chunk], logits)
+        these = rows[start : start + len(seeds)]
         if plan.cut is None:
-            maps[start : start + len(seeds)] = _vector_jacobian(logits, x, seeds, plan.targets_per_pass, slot)
+            maps[these] = _vector_jacobian(logits, x, seeds, plan.targets_per_pass, slot)
         else:
             at_cut = _vector_jacobian(logits, plan.cut, seeds, len(seeds), slot)
-            maps[start : start + len(seeds)] = _vector_jacobian(plan.cut, x, at_cut, plan.targets_per_pass, slot)
+            maps[these] = _vector_jacobian(plan.cut, x, at_cut, plan.targets_per_pass, slot)
+    for group in groups:  # a unit's pass starts at its layer, below any cut: one stage down to the input
+        for start in range(0, len(group.rows), plan.targets_per_pass):
+            seeds = unit_seeds(group.units[start : start + plan.targets_per_pass], group.output)
+            maps[group.rows[start : start + len(seeds)]] = _vector_jacobian(
+                group.output, x, seeds, plan.targets_per_pass, slot
+            )
     return maps
+
+
+def _no_logit_targets(logits: torch.Tensor) -> torch.Tensor:
+    """LongTensor[0, B]: a call whose targets are all units."""
+    return torch.empty((0, len(logits)), dtype=torch.long, device=logits.device)
 
 
 def _one_hot(target_index: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -168,14 +214,15 @@ def attribute(
     target: Target = "max",
     method: Method = "gbp",
     *,
-    generator: Optional[torch.Generator] = None,
+    generator: Optional[Generators] = None,
     strict: bool = True,
     precision: PrecisionLike = Precision.DEFAULT,
 ) -> torch.Tensor:
     """One method's map for one target: Tensor shaped like ``inputs``, raw and signed.
 
-    ``target`` is an int, a LongTensor[B] or ``"max"`` (also ``"random"``); ``method``
-    is "saliency", "deconvnet", "gbp" or a :class:`~backpropvis.rules.Rule`.
+    ``target`` is an int, a LongTensor[B], ``"max"`` (also ``"random"``) or a
+    :class:`~backpropvis.targets.Unit`; ``method`` is "saliency", "deconvnet", "gbp" or
+    a :class:`~backpropvis.rules.Rule`.
     """
     result = attribute_many(model, inputs, [target], [method], generator=generator, strict=strict, precision=precision)
     return next(iter(result.values()))[0]

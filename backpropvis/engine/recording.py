@@ -10,7 +10,11 @@ What the backward passes need to be planned is kept in a :class:`ForwardRecord`:
   only read by a padding copy, is not kept alive by the record);
 - the autograd nodes of convolutions, by identity (the planner keeps them out of the
   part of the graph it batches over targets);
-- the non-piecewise-linear functions let through, and which module is running.
+- the non-piecewise-linear functions let through, and which module is running;
+- the outputs of the layers that unit targets name (:class:`~backpropvis.targets.Unit`),
+  kept strongly (their graph seeds the units' backward passes). The model goes on with a
+  copy of such an output, so an in-place operation after the layer (VGG's
+  ``ReLU(inplace=True)`` after a convolution) cannot change what the unit's map is taken of.
 
 Max-pooling is replaced too (:mod:`.pooling`): the same gradient, with its switches
 recomputed in each backward pass instead of kept as int64 indices for all of them.
@@ -65,11 +69,13 @@ class ForwardRecord:
         passed_through: "function in module 'path'" for each function let through.
     """
 
-    def __init__(self, strict: bool, model_name: str) -> None:
+    def __init__(self, strict: bool, model_name: str, layers: Optional[dict[Any, str]] = None) -> None:
         self.strict = strict
         self.model_name = model_name
         self.activation_count = 0
         self.passed_through: list[str] = []
+        self.layers: dict[Any, str] = layers or {}  # module -> name, for unit targets
+        self.layer_outputs: dict[str, list[Any]] = {}
         self._outputs: list[weakref.ref] = []
         self._convolution_nodes: set[Any] = set()  # autograd nodes hash by identity
         self._module_stack: list[str] = []
@@ -86,6 +92,14 @@ class ForwardRecord:
         """The ruled activations' outputs still alive, in the order they ran."""
         alive = (reference() for reference in self._outputs)
         return [output for output in alive if output is not None]
+
+    def add_layer_output(self, module: Any, output: Any) -> Any:
+        """Keep a unit target's layer output; returns what the model goes on with (a copy)."""
+        name = self.layers.get(module)
+        if name is None:
+            return None
+        self.layer_outputs.setdefault(name, []).append(output)
+        return output.clone() if isinstance(output, torch.Tensor) else None
 
     def is_convolution(self, node: Any) -> bool:
         """Whether an autograd node is one of the forward pass's convolutions (by identity)."""
@@ -177,8 +191,9 @@ class RecordedForward:
             self.record.met_hidden_module(hidden, path)
         self.record.enter_module(path)
 
-    def _leave(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+    def _leave(self, module: torch.nn.Module, args: Any, output: Any) -> Any:
         self.record.leave_module()
+        return self.record.add_layer_output(module, output)
 
     def __enter__(self) -> RecordedForward:
         self.hooks = [
