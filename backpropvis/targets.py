@@ -60,12 +60,15 @@ class Unit:
             that are not the sample's ``"max"``).
         position: the neuron's spatial indices, a tuple of ``len(spatial)`` ints; None
             (the default) means the channel's spatial maximum in each sample (the first
-            in row-major order on ties). A layer without spatial dims takes None or ().
+            in row-major order on ties); ``"peak"`` the position of the layer's largest
+            value in each sample (where the ``"max"`` channel peaks), so that a
+            ``"random"`` channel there differs from the most active unit by its channel
+            only. A layer without spatial dims takes None or ().
     """
 
     layer: str
     channel: Union[int, str, torch.Tensor]
-    position: Optional[tuple[int, ...]] = None
+    position: Union[None, str, tuple[int, ...]] = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.layer, str) or not self.layer:
@@ -83,7 +86,13 @@ class Unit:
             object.__setattr__(self, "channel", int(channel))
         elif not (isinstance(channel, torch.Tensor) and not channel.is_floating_point() and channel.dim() == 1):
             raise TargetError(f"a unit's channel must be an int, a LongTensor[B], 'max' or 'random', not {channel!r}")
+        if self.position == "peak":
+            return
         if self.position is not None:
+            if isinstance(self.position, str):
+                raise TargetError(
+                    f"a unit's position must be a tuple of indices, None or 'peak', not {self.position!r}"
+                )
             position = tuple(self.position)
             if not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) and i >= 0 for i in position):
                 raise TargetError(f"a unit's position must be a tuple of indices >= 0, not {self.position!r}")
@@ -91,7 +100,11 @@ class Unit:
 
     def __str__(self) -> str:
         channel = self.channel if not isinstance(self.channel, torch.Tensor) else "per-sample"
-        where = "" if self.position is None else "@" + ",".join(map(str, self.position))
+        where = (
+            ""
+            if self.position is None
+            else "@" + (self.position if isinstance(self.position, str) else ",".join(map(str, self.position)))
+        )
         return f"{self.layer}:{channel}{where}"
 
 
@@ -122,7 +135,8 @@ def parse_targets(text: str) -> list[Target]:
 
     A unit is ``LAYER:CHANNEL`` (CHANNEL an index, ``max`` or ``random``), or
     ``LAYER:CHANNEL@Y,X`` for one neuron: the two integers after ``@`` are its position
-    (a position of another length needs the Python API's :class:`Unit`).
+    (a position of another length needs the Python API's :class:`Unit`); ``@peak``: where
+    the layer's most active channel peaks.
 
     Raises:
         TargetError: for an entry that is neither an integer, a target name nor a unit,
@@ -161,8 +175,10 @@ def _parse_unit(entry: str) -> Unit:
     channel = channel.strip()
     if not _INDEX.fullmatch(channel) and channel.lower() not in TARGET_NAMES:
         raise TargetError(f"unit {entry!r}: the channel after ':' must be an index, 'max' or 'random'")
-    position = None
-    if where:
+    position: Union[None, str, tuple[int, int]] = None
+    if where.strip().lower() == "peak":
+        position = "peak"
+    elif where:
         parts = [part.strip() for part in where.split(",")]
         if len(parts) != 2 or not all(_INDEX.fullmatch(part) for part in parts):
             raise TargetError(f"unit {entry!r}: the position after '@' must be two integers Y,X")
@@ -281,15 +297,16 @@ def resolve_unit(unit: Unit, output: torch.Tensor, generator: Optional[Generator
     peaks = values.reshape(batch, channels, -1).max(dim=2)  # each channel's spatial maximum [B, C]
     channel = _unit_channel(unit, peaks.values, generator)
     rows = torch.arange(batch, device=values.device)
-    if unit.position is None:
-        flat = peaks.indices[rows, channel]
-        position = torch.stack(torch.unravel_index(flat, spatial), dim=1) if spatial else flat[:, None][:, :0]
-    else:
+    if isinstance(unit.position, tuple):
         if len(unit.position) != len(spatial) or any(i >= n for i, n in zip(unit.position, spatial)):
             raise TargetError(
                 f"unit {unit}: position {unit.position} is outside layer '{unit.layer}''s spatial shape {list(spatial)}"
             )
         position = torch.tensor(unit.position, dtype=torch.long, device=values.device).expand(batch, len(spatial))
+    else:  # None: the channel's own maximum; "peak": where the most active channel peaks
+        peak_channel = channel if unit.position is None else peaks.values.argmax(dim=1)
+        flat = peaks.indices[rows, peak_channel]
+        position = torch.stack(torch.unravel_index(flat, spatial), dim=1) if spatial else flat[:, None][:, :0]
     activation = values[(rows, channel) + tuple(position.t())]
     return ResolvedUnit(unit, channel, position, activation)
 

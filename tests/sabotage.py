@@ -21,12 +21,12 @@ def sabotaged(kind: str) -> Iterator[None]:
         raise ValueError(f"unknown sabotage {kind!r}")
     original = attribution._maps_of
 
-    def broken(rule, slot, plan, logits, x, target_index):
+    def broken(rule, slot, plan, logits, x, *targets):
         if kind == "plain-gradient":
-            return original(SALIENCY, slot, plan, logits, x, target_index)
+            return original(SALIENCY, slot, plan, logits, x, *targets)
         if kind == f"zero-{rule.name}":
-            return torch.zeros((len(target_index), *x.shape), dtype=x.dtype, device=x.device)
-        return original(rule, slot, plan, logits, x, target_index)
+            return torch.zeros_like(original(rule, slot, plan, logits, x, *targets))
+        return original(rule, slot, plan, logits, x, *targets)
 
     attribution._maps_of = broken
     try:

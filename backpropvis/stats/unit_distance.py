@@ -1,0 +1,239 @@
+"""Unit distance: the paper's class distance asked of units inside the network.
+
+For each image and each named layer, two units: the layer's most active one (the channel
+with the largest spatial maximum, at that maximum) and a random other channel AT THE SAME
+POSITION (uniform over the C - 1 others, drawn from (seed, image key) alone), so the two
+maps differ by the channel only. Their distance is the class distance
+``|| s_a / ||s_a|| - s_b / ||s_b|| ||_2`` (:func:`~backpropvis.metrics.class_distance`):
+0 when the map does not depend on the unit, about sqrt(2) for unrelated maps.
+
+It runs through the class-distance machinery (:func:`~backpropvis.stats.run_class_distance`:
+the same store, resumable, bad-file proof, sharded under torchrun): the pair of targets
+per image is ``pairs = "units max-random: a,b,c"`` (:func:`unit_pairs_setting`), and each
+stored row's method is a label ``METHOD@LAYER``, so every (method, layer) is a column of
+the summary, with its bootstrap interval over images.
+
+What the theory predicts (Theorem 1, Eq. 6-8): in a random network, GBP and DeconvNet
+back-propagate from any layer to (a filtered) image, so once a unit's receptive field
+covers the image their maps stop depending on the unit; saliency's map keeps the
+unit's own random weights and keeps depending on it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..engine import attribute_many
+from ..errors import BackpropvisError
+from ..files import replacing
+from ..metrics import class_distance, class_distance_minmax, input_similarity
+from ..models.init import generator_for
+from ..render import pyplot
+from ..rules import METHOD_LABELS, Rule
+from ..targets import Unit
+from .decoding import Batch
+from .store import ResultRow, RunSettings
+from .summary import summarize
+
+__all__ = [
+    "UNIT_PAIRS",
+    "unit_pairs_setting",
+    "unit_pair_layers",
+    "unit_labels",
+    "split_label",
+    "unit_pair_targets",
+    "measure_unit_pairs",
+    "summarize_unit_distance",
+    "format_unit_distance",
+    "plot_unit_distance",
+]
+
+UNIT_PAIRS = "units max-random"
+"""The pairs setting's kind for unit distance (followed by ``": LAYER,LAYER,..."``)."""
+
+
+def unit_pairs_setting(layers: Sequence[str]) -> str:
+    """``["features.3", "features.8"]`` -> ``"units max-random: features.3,features.8"``.
+
+    Raises:
+        BackpropvisError: no layer, an empty name or one given twice.
+    """
+    layers = [layer.strip() for layer in layers]
+    if not layers or not all(layers):
+        raise BackpropvisError("unit distance needs at least one layer name (e.g. --layers features.3,features.8)")
+    if len(set(layers)) != len(layers):
+        raise BackpropvisError(f"a layer is named twice in {','.join(layers)}")
+    return f"{UNIT_PAIRS}: {','.join(layers)}"
+
+
+def unit_pair_layers(pairs: str) -> Optional[list[str]]:
+    """The layers of a unit-distance pairs setting, or None for logit pairs."""
+    if not pairs.startswith(UNIT_PAIRS + ":"):
+        return None
+    return pairs[len(UNIT_PAIRS) + 1 :].strip().split(",")
+
+
+def unit_labels(methods: Sequence[str], layers: Sequence[str]) -> tuple[str, ...]:
+    """The stored rows' labels, ``METHOD@LAYER``, layer by layer (depth order), methods within."""
+    return tuple(f"{method}@{layer}" for layer in layers for method in methods)
+
+
+def split_label(label: str) -> tuple[str, str]:
+    """``"gbp@features.3"`` -> ``("gbp", "features.3")``."""
+    method, _, layer = label.partition("@")
+    return method, layer
+
+
+def unit_pair_targets(layers: Sequence[str]) -> list[Unit]:
+    """Per layer (in order) the most active unit, then a random other channel at its position."""
+    return [unit for layer in layers for unit in (Unit(layer, "max"), Unit(layer, "random", "peak"))]
+
+
+def measure_unit_pairs(
+    network: nn.Module,
+    batch: Batch,
+    rules: Sequence[Rule],
+    settings: RunSettings,
+    batch_size: int,
+    device: torch.device,
+    num_classes: Optional[int],
+) -> tuple[list[ResultRow], int]:
+    """Rows (one per image, method and layer) for a batch's good images: ONE
+    :func:`~backpropvis.engine.attribute_many` call for both units of every layer and
+    every method; the random channels from one generator per image (seed, key)."""
+    layers = unit_pair_layers(settings.pairs) or []
+    count = len(batch.keys)
+    inputs = torch.zeros((batch_size, *batch.pixels.shape[1:]), dtype=batch.pixels.dtype)
+    inputs[:count] = batch.pixels
+    inputs = inputs.to(device)
+    keys = list(batch.keys) + [f"padding {column}" for column in range(count, batch_size)]
+    generators = [generator_for(settings.seed, "unit pairs", key) for key in keys]
+    maps = attribute_many(
+        network,
+        inputs,
+        unit_pair_targets(layers),
+        rules,
+        generator=generators,
+        precision=settings.precision,
+    )
+    predicted = maps.logits[:count].argmax(dim=1).cpu()
+    image = inputs[:count]
+    rows = []
+    for number, layer in enumerate(layers):
+        first, second = maps.units[2 * number], maps.units[2 * number + 1]
+        for rule in rules:
+            pair = maps[rule.name][2 * number : 2 * number + 2, :count]  # [2, count, 3, S, S]
+            values = {
+                "distance": class_distance(pair[0], pair[1]).cpu(),
+                "minmax": class_distance_minmax(pair[0], pair[1]).cpu(),
+                "similarity": input_similarity(pair, image).cpu(),  # [2, count]
+            }
+            rows += [
+                _row(batch, column, f"{rule.name}@{layer}", (first, second), int(predicted[column]), values)
+                for column in range(count)
+            ]
+    return rows, maps.logits.shape[1]
+
+
+def _row(batch: Batch, column: int, label: str, units: tuple, predicted: int, values: dict) -> ResultRow:
+    """One stored row: the two units' channels in the logit columns, named ``LAYER:CHANNEL@Y,X``."""
+    first, second = (int(unit.channel[column]) for unit in units)
+    where = ",".join(str(int(i)) for i in units[0].position[column])
+    layer = label.partition("@")[2]
+    return ResultRow(
+        image=batch.keys[column],
+        content_hash=batch.hashes[column],
+        method=label,
+        first_logit=first,
+        first_name=f"{layer}:{first}@{where}",
+        second_logit=second,
+        second_name=f"{layer}:{second}@{where}",
+        predicted=predicted,
+        predicted_name=str(predicted),
+        class_distance=float(values["distance"][column]),
+        class_distance_minmax=float(values["minmax"][column]),
+        input_similarity_first=float(values["similarity"][0, column]),
+        input_similarity_second=float(values["similarity"][1, column]),
+    )
+
+
+def summarize_unit_distance(
+    databases: Sequence[Union[str, os.PathLike]], resamples: int = 2000, seed: int = 0, confidence: float = 0.95
+) -> dict:
+    """Per method, the unit distance at each layer (depth order) with its bootstrap interval.
+
+    Returns a JSON-ready dict: ``layers`` (names, depth order), ``methods`` (name ->
+    ``{mean, low, high}`` lists, one entry per layer), ``images``, ``settings``,
+    ``complete``, ``failures``, ``notes`` and ``bootstrap`` (as :func:`~.summary.summarize`).
+
+    Raises:
+        StoreError: as :func:`~.summary.summarize`; BackpropvisError: a class-distance database.
+    """
+    summary = summarize(databases, resamples, seed, confidence, ratios=())
+    layers = unit_pair_layers(summary["settings"]["pairs"])
+    if layers is None:
+        raise BackpropvisError(f"{summary['databases'][0]} holds a class-distance run, not a unit-distance run")
+    methods: dict[str, dict[str, list]] = {}
+    for label in summary["settings"]["methods"]:
+        method, layer = split_label(label)
+        curve = methods.setdefault(method, {"mean": [np.nan] * len(layers), "low": [np.nan] * len(layers)})
+        curve.setdefault("high", [np.nan] * len(layers))
+        entry = summary["methods"].get(label)
+        if entry is not None:
+            for key in ("mean", "low", "high"):
+                curve[key][layers.index(layer)] = entry["class_distance"][key]
+    keep = ("databases", "settings", "images", "images_expected", "complete", "failures", "bootstrap", "notes")
+    result: dict[str, Any] = {key: summary[key] for key in keep}
+    result.update(layers=layers, methods=methods)
+    return result
+
+
+def format_unit_distance(summary: dict) -> str:
+    """The curves as a table: one line per layer, one column per method (mean [low, high])."""
+    methods = list(summary["methods"])
+    settings = summary["settings"]
+    lines = [
+        f"unit distance, {settings['model']} ({settings['weights']}), {summary['images']} images, "
+        f"{summary['failures']} failed",
+        f"{'layer':>16}  " + "  ".join(f"{method:>26}" for method in methods),
+    ]
+    for number, layer in enumerate(summary["layers"]):
+        cells = []
+        for method in methods:
+            curve = summary["methods"][method]
+            cells.append(f"{curve['mean'][number]:8.4f} [{curve['low'][number]:.4f}, {curve['high'][number]:.4f}]")
+        lines.append(f"{layer:>16}  " + "  ".join(f"{cell:>26}" for cell in cells))
+    lines += [f"note: {note}" for note in summary["notes"]]
+    return "\n".join(lines)
+
+
+COLOURS = {"saliency": "tab:red", "deconvnet": "tab:blue", "gbp": "tab:green"}
+
+
+def plot_unit_distance(summary: dict, path: Union[str, os.PathLike], title: Optional[str] = None) -> None:
+    """Per method a curve of the mean unit distance over depth with its bootstrap interval."""
+    plt = pyplot()
+    layers = summary["layers"]
+    figure, axis = plt.subplots(figsize=(max(4.5, 0.7 * len(layers) + 2), 3.4), constrained_layout=True)
+    depth = np.arange(len(layers))
+    for method, curve in summary["methods"].items():
+        colour = COLOURS.get(method, "tab:gray")
+        axis.plot(depth, curve["mean"], marker="o", color=colour, label=METHOD_LABELS.get(method, method))
+        axis.fill_between(depth, curve["low"], curve["high"], color=colour, alpha=0.2)
+    axis.axhline(np.sqrt(2), color="black", linewidth=0.6, linestyle=":", label="unrelated maps (sqrt 2)")
+    axis.set_xticks(depth, layers, rotation=30, ha="right", fontsize=8)
+    axis.set_ylim(0, 1.6)
+    axis.set_ylabel("unit distance (95% CI)")
+    axis.legend(fontsize=7)
+    settings = summary["settings"]
+    axis.set_title(
+        title or f"most active vs random channel, {settings['model']}, {summary['images']} images", fontsize=9
+    )
+    with replacing(path) as partial:
+        figure.savefig(partial, dpi=120)
+    plt.close(figure)
