@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Optional
 
 import torch
 
@@ -36,7 +37,20 @@ __all__ = [
     "ratio",
     "noise_similarity_std",
     "expected_normal_maximum",
+    "SMALL_SAMPLE",
+    "small_sample_note",
 ]
+
+SMALL_SAMPLE = 20
+"""Fewer independent images than this: an interval over them is a rough guide only."""
+
+
+def small_sample_note(count: int) -> Optional[str]:
+    """A sentence flagging a small sample ("from 3 images only (fewer than 20): ..."), or None."""
+    if count >= SMALL_SAMPLE:
+        return None
+    return f"from {count} images only (fewer than {SMALL_SAMPLE}): read the interval as a rough guide"
+
 
 _EPS = 1e-12
 

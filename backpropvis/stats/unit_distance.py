@@ -22,7 +22,7 @@ unit's own random weights and keeps depending on it.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -31,14 +31,15 @@ from torch import nn
 from ..engine import attribute_many
 from ..errors import BackpropvisError
 from ..files import replacing
-from ..metrics import class_distance, class_distance_minmax, input_similarity
+from ..image_sets import source_photo
+from ..metrics import class_distance, class_distance_minmax, input_similarity, small_sample_note
 from ..models.init import generator_for
 from ..render import pyplot
 from ..rules import METHOD_LABELS, Rule
 from ..targets import Unit
 from .decoding import Batch
 from .store import ResultRow, RunSettings
-from .summary import summarize
+from .summary import bootstrap_means, collect, percentile_interval
 
 __all__ = [
     "UNIT_PAIRS",
@@ -167,30 +168,53 @@ def summarize_unit_distance(
 ) -> dict:
     """Per method, the unit distance at each layer (depth order) with its bootstrap interval.
 
+    Crops of one bundled photo are not independent: the interval is a cluster bootstrap
+    over photos (:func:`~backpropvis.image_sets.source_photo`; any other image is its own).
+
     Returns a JSON-ready dict: ``layers`` (names, depth order), ``methods`` (name ->
-    ``{mean, low, high}`` lists, one entry per layer), ``images``, ``settings``,
-    ``complete``, ``failures``, ``notes`` and ``bootstrap`` (as :func:`~.summary.summarize`).
+    ``distance`` and ``input_similarity``, each ``{mean, low, high}`` lists with one
+    entry per layer), ``images``, ``photos``, ``settings`` (model, weights, seed,
+    input_size, images, precision), ``complete``, ``failures``, ``notes`` and ``bootstrap``.
 
     Raises:
-        StoreError: as :func:`~.summary.summarize`; BackpropvisError: a class-distance database.
+        StoreError: as :func:`~.summary.collect`; BackpropvisError: a class-distance database.
     """
-    summary = summarize(databases, resamples, seed, confidence, ratios=())
-    layers = unit_pair_layers(summary["settings"]["pairs"])
+    run = collect(databases)
+    layers = unit_pair_layers(run.settings.pairs)
     if layers is None:
-        raise BackpropvisError(f"{summary['databases'][0]} holds a class-distance run, not a unit-distance run")
-    methods: dict[str, dict[str, list]] = {}
-    for label in summary["settings"]["methods"]:
-        method, layer = split_label(label)
-        curve = methods.setdefault(method, {"mean": [np.nan] * len(layers), "low": [np.nan] * len(layers)})
-        curve.setdefault("high", [np.nan] * len(layers))
-        entry = summary["methods"].get(label)
-        if entry is not None:
-            for key in ("mean", "low", "high"):
-                curve[key][layers.index(layer)] = entry["class_distance"][key]
-    keep = ("databases", "settings", "images", "images_expected", "complete", "failures", "bootstrap", "notes")
-    result: dict[str, Any] = {key: summary[key] for key in keep}
-    result.update(layers=layers, methods=methods)
-    return result
+        raise BackpropvisError(f"{run.runs[0].path} holds a class-distance run, not a unit-distance run")
+    photos = [source_photo(key) for key in run.images]
+    tables = {"distance": run.tables["class_distance"], "input_similarity": run.input_similarity.mean(axis=2)}
+    methods: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for name, values in tables.items():
+        resampled = bootstrap_means(values, resamples, seed, groups=photos) if run.images else None
+        for column, label in enumerate(run.methods):
+            method, layer = split_label(label)
+            curve = methods.setdefault(method, {}).setdefault(name, {key: [] for key in ("mean", "low", "high")})
+            low, high = percentile_interval(resampled[:, column], confidence) if resampled is not None else (0, 0)
+            curve["mean"].append(float(values[:, column].mean()) if run.images else float("nan"))
+            curve["low"].append(low if run.images else float("nan"))
+            curve["high"].append(high if run.images else float("nan"))
+    settings = run.settings
+    return {
+        "databases": [str(stored.path) for stored in run.runs],
+        "settings": {
+            "model": settings.model,
+            "weights": settings.weights,
+            "seed": settings.seed,
+            "input_size": settings.input_size,
+            "images": settings.images,
+            "precision": settings.precision,
+        },
+        "layers": layers,
+        "methods": methods,
+        "images": len(run.images),
+        "photos": len(set(photos)),
+        "complete": run.complete,
+        "failures": len(run.failures),
+        "notes": run.notes + ([small] if (small := small_sample_note(len(set(photos)))) else []),
+        "bootstrap": {"resamples": resamples, "seed": seed, "confidence": confidence, "clusters": "photos"},
+    }
 
 
 def format_unit_distance(summary: dict) -> str:
@@ -198,14 +222,14 @@ def format_unit_distance(summary: dict) -> str:
     methods = list(summary["methods"])
     settings = summary["settings"]
     lines = [
-        f"unit distance, {settings['model']} ({settings['weights']}), {summary['images']} images, "
-        f"{summary['failures']} failed",
+        f"unit distance, {settings['model']} ({settings['weights']}), {summary['images']} images "
+        f"({summary['photos']} photos), {summary['failures']} failed",
         f"{'layer':>16}  " + "  ".join(f"{method:>26}" for method in methods),
     ]
     for number, layer in enumerate(summary["layers"]):
         cells = []
         for method in methods:
-            curve = summary["methods"][method]
+            curve = summary["methods"][method]["distance"]
             cells.append(f"{curve['mean'][number]:8.4f} [{curve['low'][number]:.4f}, {curve['high'][number]:.4f}]")
         lines.append(f"{layer:>16}  " + "  ".join(f"{cell:>26}" for cell in cells))
     lines += [f"note: {note}" for note in summary["notes"]]
@@ -221,7 +245,8 @@ def plot_unit_distance(summary: dict, path: Union[str, os.PathLike], title: Opti
     layers = summary["layers"]
     figure, axis = plt.subplots(figsize=(max(4.5, 0.7 * len(layers) + 2), 3.4), constrained_layout=True)
     depth = np.arange(len(layers))
-    for method, curve in summary["methods"].items():
+    for method, curves in summary["methods"].items():
+        curve = curves["distance"]
         colour = COLOURS.get(method, "tab:gray")
         axis.plot(depth, curve["mean"], marker="o", color=colour, label=METHOD_LABELS.get(method, method))
         axis.fill_between(depth, curve["low"], curve["high"], color=colour, alpha=0.2)
@@ -230,10 +255,9 @@ def plot_unit_distance(summary: dict, path: Union[str, os.PathLike], title: Opti
     axis.set_ylim(0, 1.6)
     axis.set_ylabel("unit distance (95% CI)")
     axis.legend(fontsize=7)
-    settings = summary["settings"]
-    axis.set_title(
-        title or f"most active vs random channel, {settings['model']}, {summary['images']} images", fontsize=9
-    )
+    if title is None:
+        title = f"most active vs random channel, {summary['settings']['model']}, {summary['images']} images"
+    axis.set_title(title, fontsize=9)
     with replacing(path) as partial:
         figure.savefig(partial, dpi=120)
     plt.close(figure)
