@@ -117,7 +117,7 @@ def attribute_many(
     split = split_targets(_as_list(targets, (numbers.Integral, str, torch.Tensor, Unit)))
     _check_inputs(inputs)
     _check_model(model)
-    record = ForwardRecord(strict, type(model).__name__, layer_modules(model, split.units))
+    record = ForwardRecord(strict, type(model).__name__, layer_modules(model, [unit.layer for unit in split.units]))
     slot = RuleSlot(rules[0])
     # Autograd is needed even when the caller runs under torch.inference_mode().
     with torch.inference_mode(False), Arithmetic(precision, inputs.device.type):

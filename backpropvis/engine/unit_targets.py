@@ -19,7 +19,15 @@ from torch import nn
 from ..errors import TargetError, first_few
 from ..targets import Generators, ResolvedUnit, Target, Unit, resolve_unit
 
-__all__ = ["SplitTargets", "split_targets", "layer_modules", "UnitGroup", "resolve_unit_groups", "unit_seeds"]
+__all__ = [
+    "SplitTargets",
+    "split_targets",
+    "layer_modules",
+    "layer_output",
+    "UnitGroup",
+    "resolve_unit_groups",
+    "unit_seeds",
+]
 
 
 @dataclass(frozen=True)
@@ -55,29 +63,52 @@ def split_targets(targets: Sequence[Target]) -> SplitTargets:
     )
 
 
-def layer_modules(model: Callable, units: Sequence[Unit]) -> dict[Any, str]:
-    """Module -> name for every layer the units name.
+def layer_modules(model: Callable, layers: Sequence[str]) -> dict[Any, str]:
+    """Module -> name for every layer named in ``layers``.
 
     Raises:
         TargetError: a model that is not an ``nn.Module``, or a name it has no module of
-            (the message lists a few valid ones).
+            (the message lists a few valid ones, those nearest the name first).
     """
-    if not units:
+    if not layers:
         return {}
     if not isinstance(model, nn.Module):
         raise TargetError(f"unit targets need an nn.Module (its layers are named), not {type(model).__name__}")
     modules = dict(model.named_modules(remove_duplicate=False))
     chosen: dict[Any, str] = {}
-    for unit in units:
-        module = modules.get(unit.layer) if unit.layer else None
+    for layer in layers:
+        module = modules.get(layer) if layer else None
         if module is None:
             names = [name for name in modules if name]
             raise TargetError(
-                f"unit {unit}: {type(model).__name__} has no layer named '{unit.layer}'; "
-                f"its layers include {first_few(_near(names, unit.layer), 6)}"
+                f"{type(model).__name__} has no layer named '{layer}'; "
+                f"its layers include {first_few(_near(names, layer), 6)}"
             )
-        chosen[module] = unit.layer
+        chosen[module] = layer
     return chosen
+
+
+def layer_output(model: nn.Module, inputs: torch.Tensor, layer: str) -> torch.Tensor:
+    """The output of the module named ``layer`` [B, C, *spatial] for ``inputs``, from a
+    no-grad forward pass (a copy: later in-place operations do not reach it). The hook
+    that reads it lives for this call only.
+
+    Raises:
+        TargetError: an unknown layer, one that did not run, ran twice or returned no Tensor.
+    """
+    (module,) = layer_modules(model, [layer])
+    outputs: list[Any] = []
+    handle = module.register_forward_hook(lambda _module, _args, output: outputs.append(_copy(output)))
+    try:
+        with torch.no_grad():
+            model(inputs)
+    finally:
+        handle.remove()
+    return _the_output(Unit(layer, 0), outputs, need_graph=False)
+
+
+def _copy(output: Any) -> Any:
+    return output.detach().clone() if isinstance(output, torch.Tensor) else output
 
 
 def _near(names: list[str], wanted: str) -> list[str]:
@@ -123,7 +154,7 @@ def resolve_unit_groups(
     return [UnitGroup(output, rows, resolved) for output, rows, resolved in groups.values()]
 
 
-def _the_output(unit: Unit, outputs: list[Any]) -> torch.Tensor:
+def _the_output(unit: Unit, outputs: list[Any], need_graph: bool = True) -> torch.Tensor:
     if not outputs:
         raise TargetError(f"unit {unit}: layer '{unit.layer}' did not run in the forward pass")
     if len(outputs) > 1:
@@ -134,7 +165,7 @@ def _the_output(unit: Unit, outputs: list[Any]) -> torch.Tensor:
     output = outputs[0]
     if not isinstance(output, torch.Tensor) or not output.is_floating_point():
         raise TargetError(f"unit {unit}: layer '{unit.layer}' returns {type(output).__name__}, not a float Tensor")
-    if output.grad_fn is None:
+    if need_graph and output.grad_fn is None:
         raise TargetError(f"unit {unit}: layer '{unit.layer}''s output does not depend on the input")
     return output
 
