@@ -27,7 +27,7 @@ from .receptive_fields import ReceptiveField, receptive_field
 from .render import save_png, to_display
 from .rules import METHOD_LABELS
 from .stats.decoding import ImageSet
-from .stats.top_units import ScanResult, UnitScan, scan_top_units
+from .stats.top_units import DEFAULT_STREAMING, ScanResult, Streaming, UnitScan, scan_top_units
 from .targets import Unit
 
 __all__ = ["run_units", "write_units_view", "UNITS_JSON", "PROJECTIONS"]
@@ -42,20 +42,14 @@ def run_units(
     out: Union[str, os.PathLike],
     model: LoadedModel,
     scan: UnitScan,
-    *,
-    batch_size: int = 8,
-    workers: int = 2,
-    device: Union[str, torch.device] = "cpu",
-    progress: bool = True,
+    streaming: Streaming = DEFAULT_STREAMING,
 ) -> Path:
     """Scan ``images`` for the top images of ``scan.layer``'s channels and write the view in
     ``out`` (``units.json``, ``index.html``, ``patches/``; the scan's state ``scan.json``).
     Returns the page's path. Arguments as :func:`~backpropvis.stats.top_units.scan_top_units`."""
     out = make_folder(out)
-    result = scan_top_units(
-        images, out / "scan.json", model, scan, batch_size=batch_size, workers=workers, device=device, progress=progress
-    )
-    return write_units_view(result, images, out, model, device=device)
+    result = scan_top_units(images, out / "scan.json", model, scan, streaming)
+    return write_units_view(result, images, out, model, device=streaming.device)
 
 
 def write_units_view(

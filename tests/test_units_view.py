@@ -25,12 +25,13 @@ from backpropvis.image_sets import Samples, list_images
 from backpropvis.models import describe_module, vgg16
 from backpropvis.receptive_fields import receptive_field
 from backpropvis.render import to_display
-from backpropvis.stats.top_units import UnitScan, parse_channels, scan_top_units
+from backpropvis.stats.top_units import Streaming, UnitScan, parse_channels, scan_top_units
 from backpropvis.units_view import run_units
 
 captum_attr = pytest.importorskip("captum.attr")
 
 SOURCE = Samples(4, 0)  # the six photos and four crops: ten images
+QUIET = Streaming(workers=0, progress=False)
 
 
 def loaded():
@@ -39,7 +40,7 @@ def loaded():
 
 def test_the_top_images_are_the_highest_spatial_maxima_of_each_channel(tmp_path) -> None:
     model = loaded()
-    result = scan_top_units(SOURCE, tmp_path / "scan.json", model, UnitScan("features.5", (0, 3, 7), 4), workers=0)
+    result = scan_top_units(SOURCE, tmp_path / "scan.json", model, UnitScan("features.5", (0, 3, 7), 4), QUIET)
     keys = list_images(SOURCE)
     pixels = torch.stack([model.preprocessing(SOURCE.load(key)) for key in keys])
     with torch.no_grad():
@@ -56,21 +57,21 @@ def test_the_top_images_are_the_highest_spatial_maxima_of_each_channel(tmp_path)
 
 def test_a_resumed_scan_ends_with_the_uninterrupted_lists(tmp_path) -> None:
     scan = UnitScan("features.2", None, 3)
-    whole = scan_top_units(SOURCE, tmp_path / "whole.json", loaded(), scan, batch_size=3, workers=0)
-    half = scan_top_units(SOURCE, tmp_path / "half.json", loaded(), UnitScan("features.2", None, 3, limit=4), workers=0)
+    whole = scan_top_units(SOURCE, tmp_path / "whole.json", loaded(), scan, Streaming(3, 0, progress=False))
+    half = scan_top_units(SOURCE, tmp_path / "half.json", loaded(), UnitScan("features.2", None, 3, limit=4), QUIET)
     assert half.images == 4
-    resumed = scan_top_units(SOURCE, tmp_path / "half.json", loaded(), scan, batch_size=3, workers=0)
+    resumed = scan_top_units(SOURCE, tmp_path / "half.json", loaded(), scan, Streaming(3, 0, progress=False))
     assert resumed.images == 10 and resumed.channels == whole.channels
     assert sorted(whole.channels) == list(range(8))  # every channel of an 8-channel layer (fewer than 16)
     with pytest.raises(StoreError, match="other settings \\(layer"):
-        scan_top_units(SOURCE, tmp_path / "half.json", loaded(), UnitScan("features.5"), workers=0)
+        scan_top_units(SOURCE, tmp_path / "half.json", loaded(), UnitScan("features.5"), QUIET)
 
 
 def test_bad_layers_and_channels_fail_in_one_line(tmp_path) -> None:
     with pytest.raises(TargetError, match="no layer named 'features.9'; its layers include features"):
-        scan_top_units(SOURCE, tmp_path / "a.json", loaded(), UnitScan("features.9"), workers=0)
+        scan_top_units(SOURCE, tmp_path / "a.json", loaded(), UnitScan("features.9"), QUIET)
     with pytest.raises(TargetError, match="channel 16 is outside layer 'features.5''s 16 channels"):
-        scan_top_units(SOURCE, tmp_path / "b.json", loaded(), UnitScan("features.5", (1, 16)), workers=0)
+        scan_top_units(SOURCE, tmp_path / "b.json", loaded(), UnitScan("features.5", (1, 16)), QUIET)
     assert parse_channels("0-3, 8,2") == (0, 1, 2, 3, 8)
     for text in ("3-1", "a", "1-", ""):
         with pytest.raises(TargetError, match="ranges such as 0-15"):
@@ -99,7 +100,7 @@ def test_receptive_fields_are_the_textbook_ones_and_hold_the_units_gradient() ->
 
 def test_the_view_shows_captums_projections_of_each_top_unit_in_its_receptive_field(tmp_path) -> None:
     model = loaded()
-    page = run_units(SOURCE, tmp_path, model, UnitScan("features.5", (2, 5), 2), workers=0, progress=False)
+    page = run_units(SOURCE, tmp_path, model, UnitScan("features.5", (2, 5), 2), QUIET)
     summary = json.loads((tmp_path / "units.json").read_text())
     assert list(summary["channels"]) == ["2", "5"] and all(len(tops) == 2 for tops in summary["channels"].values())
     top = summary["channels"]["5"][0]
@@ -121,7 +122,7 @@ def test_the_view_shows_captums_projections_of_each_top_unit_in_its_receptive_fi
 
 @pytest.mark.skipif(CHROMIUM is None, reason=SKIP_REASON)
 def test_the_units_page_renders_in_headless_chromium(tmp_path) -> None:
-    page = run_units(SOURCE, tmp_path / "view", loaded(), UnitScan("features.5", (0, 1), 3), workers=0, progress=False)
+    page = run_units(SOURCE, tmp_path / "view", loaded(), UnitScan("features.5", (0, 1), 3), QUIET)
     picture = screenshot(page, tmp_path, width=1100, height=600)
     assert float(picture.std()) > 20.0  # not a blank page
     patches = picture[190:290, 20:1000]  # the first channel's row of figures

@@ -28,7 +28,16 @@ from ..image_sets import ImageSource, list_images, source_setting
 from ..models import LoadedModel
 from .decoding import ImageSet, batch_loader
 
-__all__ = ["UnitScan", "TopImage", "ScanResult", "parse_channels", "scan_top_units", "DEFAULT_CHANNELS"]
+__all__ = [
+    "UnitScan",
+    "Streaming",
+    "DEFAULT_STREAMING",
+    "TopImage",
+    "ScanResult",
+    "parse_channels",
+    "scan_top_units",
+    "DEFAULT_CHANNELS",
+]
 
 DEFAULT_CHANNELS = 16
 """Without ``channels``, the layer's first 16 channels are scanned."""
@@ -43,6 +52,20 @@ class UnitScan:
     channels: Optional[tuple[int, ...]] = None
     top: int = 9
     limit: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Streaming:
+    """How images are streamed: ``batch_size`` per forward pass, ``workers`` decoding
+    processes (0: in this process), the ``device`` the model runs on, a ``progress`` bar."""
+
+    batch_size: int = 8
+    workers: int = 2
+    device: Union[str, torch.device] = "cpu"
+    progress: bool = True
+
+
+DEFAULT_STREAMING = Streaming()
 
 
 @dataclass(frozen=True)
@@ -86,11 +109,7 @@ def scan_top_units(
     state: Union[str, os.PathLike],
     model: LoadedModel,
     scan: UnitScan,
-    *,
-    batch_size: int = 8,
-    workers: int = 2,
-    device: Union[str, torch.device] = "cpu",
-    progress: bool = True,
+    streaming: Streaming = DEFAULT_STREAMING,
 ) -> ScanResult:
     """Stream ``images`` through ``model`` and keep per channel of ``scan.layer`` the top images.
 
@@ -99,14 +118,18 @@ def scan_top_units(
         state: the JSON file of the scan's state (resumed when it holds the same settings).
         model: the model, its preprocessing and identity (:class:`~backpropvis.models.LoadedModel`).
         scan: layer, channels, top and limit.
-        batch_size, workers, device, progress: as in :func:`~backpropvis.stats.run_class_distance`.
+        streaming: batch size, workers, device and progress bar.
 
     Raises:
         BackpropvisError: an unknown layer, channels outside it, a state file of another
             scan, bad settings; Interrupted on Ctrl-C (what is saved is kept).
     """
-    if batch_size < 1 or scan.top < 1:
-        raise BackpropvisError(f"--batch-size and --top must be at least 1, not {batch_size} and {scan.top}")
+    batch_size, device = streaming.batch_size, torch.device(streaming.device)
+    if batch_size < 1 or scan.top < 1 or streaming.workers < 0:
+        raise BackpropvisError(
+            f"`batch_size` and `top` must be at least 1 and `workers` 0 or more, not {batch_size}, {scan.top} "
+            f"and {streaming.workers}"
+        )
     state = Path(state)
     keys = list_images(images, scan.limit)
     settings = {
@@ -120,13 +143,13 @@ def scan_top_units(
         "preprocessing": model.preprocessing_description,
     }
     saved = _read_state(state, settings)
-    network = model.module.to(torch.device(device))
+    network = model.module.to(device)
     dataset = ImageSet(images, keys, model.preprocessing)
     todo = [index for index, key in enumerate(keys) if key not in saved["done"] and key not in saved["failed"]]
     batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
     try:
-        with tqdm(total=len(todo), unit="image", desc="top units", disable=not progress or not todo) as bar:
-            for batch in batch_loader(dataset, batches, workers):
+        with tqdm(total=len(todo), unit="image", desc="top units", disable=not streaming.progress or not todo) as bar:
+            for batch in batch_loader(dataset, batches, streaming.workers):
                 if batch.keys:
                     _merge(saved, network, batch.pixels.to(device), batch.keys, scan)
                 saved["done"] += batch.keys
