@@ -22,6 +22,7 @@ from test_unit_targets import small_vgg
 from backpropvis.errors import BackpropvisError, StoreError
 from backpropvis.experiments import THEORY, RunContext, run_experiment
 from backpropvis.image_sets import Samples
+from backpropvis.models import describe_module
 from backpropvis.models.init import generator_for
 from backpropvis.models.preprocessing import IMAGENET
 from backpropvis.stats import (
@@ -42,8 +43,7 @@ def run(db, limit=None, layers=LAYERS, **options):
         Samples(2, 0),
         db,
         layers=layers,
-        model=small_vgg(),
-        input_size=32,
+        model=describe_module(small_vgg(), "small-vgg", "random", 32),
         batch_size=3,
         workers=0,
         progress=False,
@@ -109,12 +109,13 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path) -> None:
 def test_other_layers_are_another_run_and_a_class_distance_database_is_not_summarized(tmp_path) -> None:
     db = tmp_path / "units.sqlite"
     run(db, limit=2)
-    with pytest.raises(StoreError, match="--pairs"):
+    with pytest.raises(StoreError, match="pairs"):
         run(db, limit=2, layers=LAYERS[:2])
     with pytest.raises(BackpropvisError, match="layer is named twice"):
         run(tmp_path / "twice.sqlite", layers=["features.2", "features.2"])
     logits = tmp_path / "logits.sqlite"
-    run_class_distance(Samples(0, 0), logits, model=small_vgg(), input_size=32, workers=0, progress=False, limit=2)
+    model = describe_module(small_vgg(), "small-vgg", "random", 32)
+    run_class_distance(Samples(0, 0), logits, model=model, workers=0, progress=False, limit=2)
     with pytest.raises(BackpropvisError, match="class-distance run, not a unit-distance run"):
         summarize_unit_distance([logits])
 

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..image_sets import Samples
-from ..models import vgg16
+from ..models import describe_module, vgg16
 from ..rules import PAPER_METHODS
 from ..stats import plot_unit_distance, run_unit_distance, summarize_unit_distance
 from ..stats.distributed import World
@@ -129,12 +129,9 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         Samples(settings["crops"], context.seed),
         db,
         layers=layers,
-        model=model,
-        model_name="vgg16",
-        weights="random",
+        model=describe_module(model, "vgg16", "random", settings["input_size"]),
         methods=PAPER_METHODS,
         seed=context.seed,
-        input_size=settings["input_size"],
         batch_size=settings["batch_size"],
         workers=0,
         device=context.device,

@@ -177,12 +177,12 @@ def _read_state(path: Path, settings: dict) -> dict:
         saved = json.loads(path.read_text(encoding="utf-8"))
         stored = saved["settings"]
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise StoreError(f"{path} is not a units scan's state ({error}); use another --out") from None
+        raise StoreError(f"{path} is not a units scan's state ({error}); use another `out`") from None
     differences = [name for name in settings if stored.get(name) != settings[name]]
     if differences:
         raise StoreError(
             f"{path} holds a scan with other settings ({', '.join(differences)}); "
-            "use the same settings to resume it, or another --out"
+            "use the same settings to resume it, or another `out`"
         )
     return saved
 

@@ -66,9 +66,9 @@ def unit_pairs_setting(layers: Sequence[str]) -> str:
     """
     layers = [layer.strip() for layer in layers]
     if not layers or not all(layers):
-        raise BackpropvisError("unit distance needs at least one layer name (e.g. --layers features.3,features.8)")
+        raise BackpropvisError("unit distance needs at least one name in `layers` (e.g. features.3,features.8)")
     if len(set(layers)) != len(layers):
-        raise BackpropvisError(f"a layer is named twice in {','.join(layers)}")
+        raise BackpropvisError(f"a layer is named twice in `layers` ({','.join(layers)})")
     return f"{UNIT_PAIRS}: {','.join(layers)}"
 
 
