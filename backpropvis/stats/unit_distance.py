@@ -21,8 +21,10 @@ unit's own random weights and keeps depending on it.
 
 from __future__ import annotations
 
+import math
 import os
-from typing import Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -36,7 +38,7 @@ from ..metrics import class_distance, class_distance_minmax, input_similarity, s
 from ..models.init import generator_for
 from ..render import pyplot
 from ..rules import METHOD_LABELS, Rule
-from ..targets import Unit
+from ..targets import ResolvedUnit, Unit
 from .decoding import Batch
 from .store import ResultRow, RunSettings
 from .summary import bootstrap_means, collect, percentile_interval
@@ -48,7 +50,10 @@ __all__ = [
     "unit_labels",
     "split_label",
     "unit_pair_targets",
+    "UnitPairs",
+    "unit_pair_distances",
     "measure_unit_pairs",
+    "interval_curves",
     "summarize_unit_distance",
     "format_unit_distance",
     "plot_unit_distance",
@@ -95,6 +100,51 @@ def unit_pair_targets(layers: Sequence[str]) -> list[Unit]:
     return [unit for layer in layers for unit in (Unit(layer, "max"), Unit(layer, "random", "peak"))]
 
 
+@dataclass(frozen=True)
+class UnitPairs:
+    """The maps of each layer's two units compared, for a batch of B images.
+
+    Attributes:
+        layers: the layers, in depth order.
+        values: (method, layer) -> ``distance`` [B] and ``minmax`` [B] (the class distance
+            of the unit-L2 and min-max maps), ``similarity`` [2, B] (each map's input similarity).
+        units: layer -> the two :class:`~backpropvis.targets.ResolvedUnit` (most active, random other).
+        logits: [B, K] the model's output.
+    """
+
+    layers: list[str]
+    values: dict[tuple[str, str], dict[str, torch.Tensor]]
+    units: dict[str, tuple[ResolvedUnit, ResolvedUnit]]
+    logits: torch.Tensor
+
+
+def unit_pair_distances(
+    network: nn.Module,
+    inputs: torch.Tensor,
+    keys: Sequence[str],
+    layers: Sequence[str],
+    rules: Sequence[Rule],
+    seed: int,
+    precision: Any,
+) -> UnitPairs:
+    """ONE :func:`~backpropvis.engine.attribute_many` call for both units of every layer and
+    every method on ``inputs`` [B, C, H, W]; the random channels from one generator per
+    image, seeded by (``seed``, its key in ``keys``), so a draw does not depend on the batch."""
+    generators = [generator_for(seed, "unit pairs", key) for key in keys]
+    maps = attribute_many(network, inputs, unit_pair_targets(layers), rules, generator=generators, precision=precision)
+    values, units = {}, {}
+    for number, layer in enumerate(layers):
+        units[layer] = (maps.units[2 * number], maps.units[2 * number + 1])
+        for rule in rules:
+            pair = maps[rule.name][2 * number : 2 * number + 2]  # [2, B, 3, S, S]
+            values[rule.name, layer] = {
+                "distance": class_distance(pair[0], pair[1]).cpu(),
+                "minmax": class_distance_minmax(pair[0], pair[1]).cpu(),
+                "similarity": input_similarity(pair, inputs).cpu(),
+            }
+    return UnitPairs(list(layers), values, units, maps.logits.detach().cpu())
+
+
 def measure_unit_pairs(
     network: nn.Module,
     batch: Batch,
@@ -104,41 +154,24 @@ def measure_unit_pairs(
     device: torch.device,
     num_classes: Optional[int],
 ) -> tuple[list[ResultRow], int]:
-    """Rows (one per image, method and layer) for a batch's good images: ONE
-    :func:`~backpropvis.engine.attribute_many` call for both units of every layer and
-    every method; the random channels from one generator per image (seed, key)."""
-    layers = unit_pair_layers(settings.pairs) or []
+    """Rows (one per image, method and layer) for a batch's good images (the batch padded
+    to ``batch_size``, so an image is computed in the same company whatever happened)."""
     count = len(batch.keys)
     inputs = torch.zeros((batch_size, *batch.pixels.shape[1:]), dtype=batch.pixels.dtype)
     inputs[:count] = batch.pixels
-    inputs = inputs.to(device)
     keys = list(batch.keys) + [f"padding {column}" for column in range(count, batch_size)]
-    generators = [generator_for(settings.seed, "unit pairs", key) for key in keys]
-    maps = attribute_many(
-        network,
-        inputs,
-        unit_pair_targets(layers),
-        rules,
-        generator=generators,
-        precision=settings.precision,
-    )
-    predicted = maps.logits[:count].argmax(dim=1).cpu()
-    image = inputs[:count]
+    layers = unit_pair_layers(settings.pairs) or []
+    pairs = unit_pair_distances(network, inputs.to(device), keys, layers, rules, settings.seed, settings.precision)
+    predicted = pairs.logits.argmax(dim=1)
     rows = []
-    for number, layer in enumerate(layers):
-        first, second = maps.units[2 * number], maps.units[2 * number + 1]
+    for layer in layers:
         for rule in rules:
-            pair = maps[rule.name][2 * number : 2 * number + 2, :count]  # [2, count, 3, S, S]
-            values = {
-                "distance": class_distance(pair[0], pair[1]).cpu(),
-                "minmax": class_distance_minmax(pair[0], pair[1]).cpu(),
-                "similarity": input_similarity(pair, image).cpu(),  # [2, count]
-            }
+            values = pairs.values[rule.name, layer]
             rows += [
-                _row(batch, column, f"{rule.name}@{layer}", (first, second), int(predicted[column]), values)
+                _row(batch, column, f"{rule.name}@{layer}", pairs.units[layer], int(predicted[column]), values)
                 for column in range(count)
             ]
-    return rows, maps.logits.shape[1]
+    return rows, pairs.logits.shape[1]
 
 
 def _row(batch: Batch, column: int, label: str, units: tuple, predicted: int, values: dict) -> ResultRow:
@@ -187,14 +220,11 @@ def summarize_unit_distance(
     tables = {"distance": run.tables["class_distance"], "input_similarity": run.input_similarity.mean(axis=2)}
     methods: dict[str, dict[str, dict[str, list[float]]]] = {}
     for name, values in tables.items():
-        resampled = bootstrap_means(values, resamples, seed, groups=photos) if run.images else None
-        for column, label in enumerate(run.methods):
-            method, layer = split_label(label)
-            curve = methods.setdefault(method, {}).setdefault(name, {key: [] for key in ("mean", "low", "high")})
-            low, high = percentile_interval(resampled[:, column], confidence) if resampled is not None else (0, 0)
-            curve["mean"].append(float(values[:, column].mean()) if run.images else float("nan"))
-            curve["low"].append(low if run.images else float("nan"))
-            curve["high"].append(high if run.images else float("nan"))
+        for label, curve in zip(run.methods, interval_curves(values, photos, resamples, seed, confidence)):
+            method, _ = split_label(label)
+            entry = methods.setdefault(method, {}).setdefault(name, {key: [] for key in curve})
+            for key, value in curve.items():
+                entry[key].append(value)
     settings = run.settings
     return {
         "databases": [str(stored.path) for stored in run.runs],
@@ -215,6 +245,21 @@ def summarize_unit_distance(
         "notes": run.notes + ([small] if (small := small_sample_note(len(set(photos)))) else []),
         "bootstrap": {"resamples": resamples, "seed": seed, "confidence": confidence, "clusters": "photos"},
     }
+
+
+def interval_curves(
+    values: np.ndarray, groups: Sequence[str], resamples: int = 2000, seed: int = 0, confidence: float = 0.95
+) -> list[dict[str, float]]:
+    """Per column of ``values`` [N images, M], its mean and bootstrap interval over the images
+    (a cluster bootstrap over ``groups``, N labels): ``{mean, low, high}``, NaN without images."""
+    if len(values) == 0:
+        return [{"mean": math.nan, "low": math.nan, "high": math.nan} for _ in range(values.shape[1])]
+    resampled = bootstrap_means(values, resamples, seed, groups=groups)
+    curves = []
+    for column in range(values.shape[1]):
+        low, high = percentile_interval(resampled[:, column], confidence)
+        curves.append({"mean": float(values[:, column].mean()), "low": low, "high": high})
+    return curves
 
 
 def format_unit_distance(summary: dict) -> str:
