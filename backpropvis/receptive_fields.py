@@ -20,7 +20,7 @@ from torch import nn
 
 from .errors import TargetError
 
-__all__ = ["ReceptiveField", "receptive_field"]
+__all__ = ["ReceptiveField", "receptive_field", "modules_that_ran", "layers_over_depth"]
 
 _SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 
@@ -63,29 +63,53 @@ def receptive_field(model: nn.Module, inputs: torch.Tensor, layer: str) -> Recep
     Raises:
         TargetError: an unknown layer name.
     """
-    modules = dict(model.named_modules())
-    target = modules.get(layer) if layer else None
-    if target is None:
+    if layer not in dict(model.named_modules()) or not layer:
         raise TargetError(f"{type(model).__name__} has no layer named '{layer}'")
-    ran: list[nn.Module] = []
-    shape: list[Any] = []
+    ran = modules_that_ran(model, inputs)
+    names = [name for name, _, _ in ran]
+    if layer not in names:
+        return _compose([], dense=True)
+    upto = ran[: names.index(layer) + 1]  # a module finishes after everything inside it
+    shape = upto[-1][2]
+    return _compose([module for _, module, _ in upto if isinstance(module, _SPATIAL)], dense=len(shape) < 4)
 
-    def seen(module: nn.Module, args: Any, output: Any) -> None:
-        if shape:
-            return  # the layer has finished: what runs later is not below it
-        if isinstance(module, _SPATIAL):
-            ran.append(module)
-        if module is target:
-            shape.append(tuple(output.shape) if isinstance(output, torch.Tensor) else ())
 
-    handles = [module.register_forward_hook(seen) for module in modules.values()]
+def modules_that_ran(model: nn.Module, inputs: torch.Tensor) -> list[tuple[str, nn.Module, tuple[int, ...]]]:
+    """(name, module, output shape) of every named module in the order they finished, in one
+    no-grad forward pass on ``inputs[:1]`` (hooks for that call only); a module that ran
+    twice is listed at its first run."""
+    names = {module: name for name, module in model.named_modules() if name}
+    ran: list[tuple[str, nn.Module, tuple[int, ...]]] = []
+    seen: set[str] = set()
+
+    def finished(module: nn.Module, args: Any, output: Any) -> None:
+        name = names[module]
+        if name not in seen:
+            seen.add(name)
+            ran.append((name, module, tuple(output.shape) if isinstance(output, torch.Tensor) else ()))
+
+    handles = [module.register_forward_hook(finished) for module in names]
     try:
         with torch.no_grad():
             model(inputs[:1])
     finally:
         for handle in handles:
             handle.remove()
-    return _compose(ran, dense=not shape or len(shape[0]) < 4)
+    return ran
+
+
+def layers_over_depth(model: nn.Module, inputs: torch.Tensor, count: int = 6) -> list[str]:
+    """``count`` layers spread evenly over the depth, for unit targets: among the convolutions
+    and the dense layers but the last (the logits), in the order they ran, the first, the last
+    and evenly spaced ones between."""
+    ran = modules_that_ran(model, inputs)
+    candidates = [name for name, module, _ in ran if isinstance(module, (nn.Conv2d, nn.Linear))]
+    if candidates and isinstance(dict(model.named_modules())[candidates[-1]], nn.Linear):
+        candidates = candidates[:-1]
+    if len(candidates) <= count:
+        return candidates
+    picked = sorted({round(i * (len(candidates) - 1) / (count - 1)) for i in range(count)})
+    return [candidates[i] for i in picked]
 
 
 def _compose(layers: Sequence[nn.Module], dense: bool) -> ReceptiveField:

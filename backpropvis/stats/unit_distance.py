@@ -54,6 +54,7 @@ __all__ = [
     "unit_pair_distances",
     "measure_unit_pairs",
     "interval_curves",
+    "method_curves",
     "summarize_unit_distance",
     "format_unit_distance",
     "plot_unit_distance",
@@ -218,13 +219,7 @@ def summarize_unit_distance(
         raise BackpropvisError(f"{run.runs[0].path} holds a class-distance run, not a unit-distance run")
     photos = [source_photo(key) for key in run.images]
     tables = {"distance": run.tables["class_distance"], "input_similarity": run.input_similarity.mean(axis=2)}
-    methods: dict[str, dict[str, dict[str, list[float]]]] = {}
-    for name, values in tables.items():
-        for label, curve in zip(run.methods, interval_curves(values, photos, resamples, seed, confidence)):
-            method, _ = split_label(label)
-            entry = methods.setdefault(method, {}).setdefault(name, {key: [] for key in curve})
-            for key, value in curve.items():
-                entry[key].append(value)
+    methods = method_curves(tables, run.methods, photos, resamples, seed, confidence)
     settings = run.settings
     return {
         "databases": [str(stored.path) for stored in run.runs],
@@ -245,6 +240,27 @@ def summarize_unit_distance(
         "notes": run.notes + ([small] if (small := small_sample_note(len(set(photos)))) else []),
         "bootstrap": {"resamples": resamples, "seed": seed, "confidence": confidence, "clusters": "photos"},
     }
+
+
+def method_curves(
+    tables: dict[str, np.ndarray],
+    labels: Sequence[str],
+    groups: Sequence[str],
+    resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """Curves over depth per method: ``tables`` name -> [N images, M] values whose columns are
+    ``labels`` (``METHOD@LAYER``, layers in depth order) -> method -> name -> ``{mean, low,
+    high}`` lists (one entry per layer; intervals by :func:`interval_curves`)."""
+    methods: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for name, values in tables.items():
+        for label, curve in zip(labels, interval_curves(values, groups, resamples, seed, confidence)):
+            method, _ = split_label(label)
+            entry = methods.setdefault(method, {}).setdefault(name, {key: [] for key in curve})
+            for key, value in curve.items():
+                entry[key].append(value)
+    return methods
 
 
 def interval_curves(
