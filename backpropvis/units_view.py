@@ -18,6 +18,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
+from .audit.probes import display_pixels
 from .engine import attribute_many
 from .errors import ImageError
 from .files import make_folder, write_json, write_text
@@ -78,7 +79,7 @@ def write_units_view(
             box = field.box(result.channels[channel][rank].position, pixels.shape[1:])
             boxes[channel, rank] = box
             stem = out / "patches" / f"c{channel}-{rank}"
-            save_png(to_display(_cut(_display_image(pixels, model), box)), f"{stem}-image.png")
+            save_png(_cut(display_pixels(pixels[None], model.preprocessing)[0], box), f"{stem}-image.png")
             for method in methods:
                 save_png(to_display(_cut(maps[method][number, 0], box)), f"{stem}-{method}.png")
     summary = {
@@ -110,12 +111,6 @@ def _decoded(images: ImageSource, key: str, model: LoadedModel) -> torch.Tensor:
     if decoded.pixels is None:
         raise ImageError(f"top image {key} can no longer be read: {decoded.reason}")
     return decoded.pixels
-
-
-def _display_image(pixels: torch.Tensor, model: LoadedModel) -> torch.Tensor:
-    """The input as the model saw it, back in [0, 1] when its preprocessing says how (else min-max on display)."""
-    unnormalize = getattr(model.preprocessing, "unnormalize", None)
-    return unnormalize(pixels) if callable(unnormalize) else pixels
 
 
 def _cut(picture: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
