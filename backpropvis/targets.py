@@ -124,6 +124,11 @@ class ResolvedUnit:
     position: torch.Tensor
     activation: torch.Tensor
 
+    def name(self, sample: int) -> str:
+        """The unit of one sample in the text form: ``"features.28:12@5,7"``."""
+        where = ",".join(str(int(i)) for i in self.position[sample])
+        return f"{self.unit.layer}:{int(self.channel[sample])}" + (f"@{where}" if where else "")
+
 
 Target = Union[int, str, torch.Tensor, Unit]
 """An int (the same logit for every sample), a LongTensor[B] (one per sample), a name, or a :class:`Unit`."""

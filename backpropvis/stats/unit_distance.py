@@ -177,17 +177,14 @@ def measure_unit_pairs(
 
 def _row(batch: Batch, column: int, label: str, units: tuple, predicted: int, values: dict) -> ResultRow:
     """One stored row: the two units' channels in the logit columns, named ``LAYER:CHANNEL@Y,X``."""
-    first, second = (int(unit.channel[column]) for unit in units)
-    where = ",".join(str(int(i)) for i in units[0].position[column])
-    layer = label.partition("@")[2]
     return ResultRow(
         image=batch.keys[column],
         content_hash=batch.hashes[column],
         method=label,
-        first_logit=first,
-        first_name=f"{layer}:{first}@{where}",
-        second_logit=second,
-        second_name=f"{layer}:{second}@{where}",
+        first_logit=int(units[0].channel[column]),
+        first_name=units[0].name(column),
+        second_logit=int(units[1].channel[column]),
+        second_name=units[1].name(column),
         predicted=predicted,
         predicted_name=str(predicted),
         class_distance=float(values["distance"][column]),
@@ -313,7 +310,7 @@ def plot_unit_distance(summary: dict, path: Union[str, os.PathLike], title: Opti
         axis.fill_between(depth, curve["low"], curve["high"], color=colour, alpha=0.2)
     axis.axhline(np.sqrt(2), color="black", linewidth=0.6, linestyle=":", label="unrelated maps (sqrt 2)")
     axis.set_xticks(depth, layers, rotation=30, ha="right", fontsize=8)
-    axis.set_ylim(0, 1.6)
+    axis.set_ylim(0, 2.05)
     axis.set_ylabel("unit distance (95% CI)")
     axis.legend(fontsize=7)
     if title is None:
