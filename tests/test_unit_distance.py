@@ -19,7 +19,7 @@ import pytest
 import torch
 from test_unit_targets import small_vgg
 
-from backpropvis.errors import BackpropvisError, StoreError
+from backpropvis.errors import BackpropvisError, StoreError, TargetError
 from backpropvis.experiments import THEORY, RunContext, run_experiment
 from backpropvis.image_sets import Samples
 from backpropvis.models import describe_module
@@ -111,6 +111,9 @@ def test_other_layers_are_another_run_and_a_class_distance_database_is_not_summa
     run(db, limit=2)
     with pytest.raises(StoreError, match="pairs"):
         run(db, limit=2, layers=LAYERS[:2])
+    with pytest.raises(TargetError, match="no layer named 'features.55'"):
+        run(tmp_path / "typo.sqlite", layers=["features.55"])
+    assert not (tmp_path / "typo.sqlite").exists()  # a typo leaves no database to clash with the corrected run
     with pytest.raises(BackpropvisError, match="layer is named twice"):
         run(tmp_path / "twice.sqlite", layers=["features.2", "features.2"])
     logits = tmp_path / "logits.sqlite"

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from ..devices import resolve_device
 from ..engine import Precision, PrecisionLike, attribute_many
+from ..engine.unit_targets import layer_modules
 from ..errors import BackpropvisError, Interrupted
 from ..image_sets import ImageSource, list_images, source_setting
 from ..images import logit_name
@@ -152,6 +153,7 @@ def run_class_distance(
     keys = list_images(images, limit)
     loaded = as_loaded(model, seed)
     network = loaded.module.to(torch_device)
+    layer_modules(network, layers or [])  # a unit run's unknown layer is refused before its database is made
 
     settings = _run_settings(loaded, rules, pairs, seed, images, world, Precision.parse(precision))
     job = _Job(images, network, loaded.preprocessing, rules, settings, batch_size, workers, torch_device, world)

@@ -21,7 +21,7 @@ from typing import Optional, Sequence, Union
 import torch
 from tqdm.auto import tqdm
 
-from ..engine.unit_targets import layer_output
+from ..engine.unit_targets import layer_modules, layer_output
 from ..errors import BackpropvisError, Interrupted, StoreError, TargetError
 from ..files import write_json
 from ..image_sets import ImageSource, list_images, source_setting
@@ -131,6 +131,7 @@ def scan_top_units(
             f"and {streaming.workers}"
         )
     state = Path(state)
+    layer_modules(model.module, [scan.layer])  # an unknown layer is refused before anything is read
     keys = list_images(images, scan.limit)
     settings = {
         "model": model.name,
