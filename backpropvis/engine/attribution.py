@@ -20,12 +20,12 @@ from torch import nn
 from ..errors import InputError, ModelError, NoActivationError, first_few
 from ..module_checks import refuse_compiled, training_dependent_modules
 from ..rules import PAPER_METHODS, Rule, resolve_rule, resolve_rules
-from ..targets import Generators, ResolvedUnit, Target, Unit, resolve_targets
+from ..targets import Generators, ResolvedUnit, Target, Unit
 from .planning import DEFAULT_MAX_BATCH, BackwardPlan, plan_backward
 from .precision import Arithmetic, Precision, PrecisionLike
 from .recording import ForwardRecord, RecordedForward
 from .ruled import RuleSlot
-from .unit_targets import UnitGroup, layer_modules, resolve_unit_groups, split_targets, unit_seeds
+from .unit_targets import UnitGroup, layer_modules, resolve_all, split_targets, target_table, unit_seeds
 
 __all__ = [
     "Attributions",
@@ -93,17 +93,15 @@ def attribute_many(
             ``nn.Module`` is used as it is (train/eval mode, hooks and parameters are
             left untouched; a module in training mode gets a :class:`TrainingModeWarning`).
         inputs: [B, *shape] floating point, on the model's device.
-        targets: T entries (see :func:`backpropvis.targets.resolve_targets`), or a single one;
-            a :class:`~backpropvis.targets.Unit` is a channel or neuron of a named layer:
-            its layer's output is recorded in the same forward pass, and its map is the
-            backward pass from a one-hot there (the units of one layer batched together).
+        targets: T entries (see :func:`backpropvis.targets.resolve_targets`), or a single one; a
+            :class:`~backpropvis.targets.Unit` (a channel or neuron of a named layer) is served by the
+            same forward pass, batched per layer (:mod:`~backpropvis.engine.unit_targets`).
         methods: rule names ("saliency", "deconvnet", "gbp", "linear") or
             :class:`~backpropvis.rules.Rule` values, or a single one.
         generator: CPU generator for ``"random"`` targets, or one per sample (default:
             seeded with 0); logit targets draw first, then units, in their order.
-        strict: refuse non-piecewise-linear activations (GELU, SiLU, sigmoid, ...)
-            with an error naming the function and module; with ``False`` they keep
-            their true gradient and are listed in ``passed_through``.
+        strict: refuse non-piecewise-linear activations (GELU, SiLU, sigmoid, ...) with an error naming
+            the function and module; with ``False`` they keep their true gradient (``passed_through``).
         max_batch: at most this many maps (targets x batch) per backward pass below the
             graph cut (:mod:`~backpropvis.engine.planning`). Default: 1 target per pass.
         precision: a :class:`~backpropvis.engine.precision.Precision` or its name: "default"
@@ -125,20 +123,17 @@ def attribute_many(
         with torch.enable_grad(), RecordedForward(model, record, slot):
             logits = model(x)
         _check_forward(logits, len(x), record, rules)
-        logit_index = resolve_targets(split.logits, logits, generator) if split.logits else _no_logit_targets(logits)
-        groups = resolve_unit_groups(split, record.layer_outputs, generator)
+        logit_index, groups = resolve_all(split, logits, record.layer_outputs, generator)
         plan = plan_backward(
             record,
             logits,
             x,
-            max(1, len(logit_index)),
+            len(logit_index) or 1,
             max_batch=max_batch or DEFAULT_MAX_BATCH,
             batchable=_batchable(model),
         )
         maps = {rule.name: _maps_of(rule, slot, plan, logits, x, logit_index, groups) for rule in rules}
-        target_index = torch.full((split.count, len(x)), -1, dtype=torch.long, device=logits.device)
-        target_index[split.logit_rows] = logit_index.long()
-        units = {row: unit for group in groups for row, unit in zip(group.rows, group.units)}
+        target_index, units = target_table(split, logit_index, groups)
         return Attributions(maps, logits.detach(), target_index, record.passed_through, units)
 
 
@@ -175,11 +170,6 @@ def _maps_of(
                 group.output, x, seeds, plan.targets_per_pass, slot
             )
     return maps
-
-
-def _no_logit_targets(logits: torch.Tensor) -> torch.Tensor:
-    """LongTensor[0, B]: a call whose targets are all units."""
-    return torch.empty((0, len(logits)), dtype=torch.long, device=logits.device)
 
 
 def _one_hot(target_index: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import TargetError, first_few
-from ..targets import Generators, ResolvedUnit, Target, Unit, resolve_unit
+from ..targets import Generators, ResolvedUnit, Target, Unit, resolve_targets, resolve_unit
 
 __all__ = [
     "SplitTargets",
@@ -26,6 +26,8 @@ __all__ = [
     "layer_output",
     "UnitGroup",
     "resolve_unit_groups",
+    "resolve_all",
+    "target_table",
     "unit_seeds",
 ]
 
@@ -133,6 +135,27 @@ class UnitGroup:
     output: torch.Tensor
     rows: list[int]
     units: list[ResolvedUnit]
+
+
+def resolve_all(
+    split: SplitTargets, logits: torch.Tensor, layer_outputs: dict[str, list[Any]], generator: Optional[Generators]
+) -> tuple[torch.Tensor, list[UnitGroup]]:
+    """The logit targets' indices LongTensor[T_logits, B] (in the order of ``split.logit_rows``;
+    their random draws first) and the unit targets grouped by layer."""
+    if split.logits:
+        logit_index = resolve_targets(split.logits, logits, generator)
+    else:
+        logit_index = torch.empty((0, len(logits)), dtype=torch.long, device=logits.device)
+    return logit_index, resolve_unit_groups(split, layer_outputs, generator)
+
+
+def target_table(
+    split: SplitTargets, logit_index: torch.Tensor, groups: Sequence[UnitGroup]
+) -> tuple[torch.Tensor, dict[int, ResolvedUnit]]:
+    """LongTensor[T, B]: the logit behind every map (-1 in a unit's row), and row -> resolved unit."""
+    table = torch.full((split.count, logit_index.shape[1]), -1, dtype=torch.long, device=logit_index.device)
+    table[split.logit_rows] = logit_index.long()
+    return table, {row: unit for group in groups for row, unit in zip(group.rows, group.units)}
 
 
 def resolve_unit_groups(

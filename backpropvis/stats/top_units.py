@@ -133,20 +133,12 @@ def scan_top_units(
     state = Path(state)
     layer_modules(model.module, [scan.layer])  # an unknown layer is refused before anything is read
     keys = list_images(images, scan.limit)
-    settings = {
-        "model": model.name,
-        "weights_fingerprint": model.fingerprint,
-        "model_source": model.source,
-        "layer": scan.layer,
-        "channels": list(scan.channels) if scan.channels is not None else None,
-        "top": scan.top,
-        "images": source_setting(images),
-        "preprocessing": model.preprocessing_description,
-    }
+    settings = _scan_settings(model, scan, images)
     saved = _read_state(state, settings)
     network = model.module.to(device)
     dataset = ImageSet(images, keys, model.preprocessing)
-    todo = [index for index, key in enumerate(keys) if key not in saved["done"] and key not in saved["failed"]]
+    finished = set(saved["done"]) | set(saved["failed"])
+    todo = [index for index, key in enumerate(keys) if key not in finished]
     batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
     try:
         with tqdm(total=len(todo), unit="image", desc="top units", disable=not streaming.progress or not todo) as bar:
@@ -167,6 +159,20 @@ def scan_top_units(
         for channel, entries in saved["top"].items()
     }
     return ScanResult(channels, dict(saved["failed"]), len(saved["done"]), state, settings)
+
+
+def _scan_settings(model: LoadedModel, scan: UnitScan, images: ImageSource) -> dict:
+    """What decides a scan's lists: a state file with other ones is not resumed."""
+    return {
+        "model": model.name,
+        "weights_fingerprint": model.fingerprint,
+        "model_source": model.source,
+        "layer": scan.layer,
+        "channels": list(scan.channels) if scan.channels is not None else None,
+        "top": scan.top,
+        "images": source_setting(images),
+        "preprocessing": model.preprocessing_description,
+    }
 
 
 def _read_state(path: Path, settings: dict) -> dict:
