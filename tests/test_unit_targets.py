@@ -26,7 +26,7 @@ from backpropvis.engine.recording import ForwardRecord, RecordedForward
 from backpropvis.engine.ruled import RuleSlot
 from backpropvis.errors import TargetError
 from backpropvis.rules import SALIENCY
-from backpropvis.targets import Unit, parse_targets
+from backpropvis.targets import Unit, parse_targets, resolve_targets
 
 captum_attr = pytest.importorskip("captum.attr")
 
@@ -216,3 +216,13 @@ def test_nothing_of_a_unit_call_outlives_it() -> None:
         gc.enable()
         handle.remove()
     assert not model.features[5]._forward_hooks and not nn.modules.module._global_forward_hooks
+
+
+def test_random_logits_from_one_generator_per_sample_do_not_depend_on_the_batch() -> None:
+    logits = torch.randn((3, 10), generator=torch.Generator().manual_seed(4))
+    together = resolve_targets(["random"], logits, [torch.Generator().manual_seed(20 + i) for i in range(3)])[0]
+    for i in range(3):
+        alone = resolve_targets(["random"], logits[i : i + 1], [torch.Generator().manual_seed(20 + i)])[0]
+        assert int(together[i]) == int(alone[0]) != int(logits[i].argmax())
+    with pytest.raises(TargetError, match="2 generators for a batch of 3"):
+        resolve_targets(["random"], logits, [torch.Generator(), torch.Generator()])

@@ -23,7 +23,7 @@ from test_unit_targets import small_vgg
 from backpropvis.errors import StoreError, TargetError
 from backpropvis.image_sets import Samples, list_images
 from backpropvis.models import describe_module, vgg16
-from backpropvis.receptive_fields import receptive_field
+from backpropvis.receptive_fields import layers_over_depth, receptive_field
 from backpropvis.render import to_display
 from backpropvis.stats.top_units import Streaming, UnitScan, parse_channels, scan_top_units
 from backpropvis.units_view import run_units
@@ -127,3 +127,21 @@ def test_the_units_page_renders_in_headless_chromium(tmp_path) -> None:
     assert float(picture.std()) > 20.0  # not a blank page
     patches = picture[190:290, 20:1000]  # the first channel's row of figures
     assert (np.abs(patches.astype(int) - 255).sum(axis=2) > 60).mean() > 0.3  # pictures drawn, not empty frames
+
+
+def test_the_audit_panel_layers_spread_over_the_depth() -> None:
+    """Six of VGG-16's 13 convolutions and two hidden dense layers, the first and the last
+    hidden one included, the logits' layer (classifier.6) left out."""
+    picked = layers_over_depth(vgg16(weights="random", seed=0), torch.zeros(1, 3, 32, 32))
+    assert len(picked) == 6 and picked[0] == "features.0" and picked[-1] == "classifier.3"
+    order = [f"features.{i}" for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)] + [
+        "classifier.0",
+        "classifier.3",
+    ]
+    assert [order.index(name) for name in picked] == sorted(order.index(name) for name in picked)
+    assert layers_over_depth(small_vgg(), torch.zeros(1, 3, 32, 32), count=10) == [
+        "features.0",
+        "features.2",
+        "features.5",
+        "classifier.0",
+    ]
