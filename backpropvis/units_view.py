@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from .audit.probes import display_pixels
-from .engine import attribute_many
+from .engine import Precision, PrecisionLike, attribute_many
 from .errors import ImageError
 from .files import make_folder, write_json, write_text
 from .image_sets import ImageSource
@@ -44,13 +44,15 @@ def run_units(
     model: LoadedModel,
     scan: UnitScan,
     streaming: Streaming = DEFAULT_STREAMING,
+    precision: PrecisionLike = Precision.DEFAULT,
 ) -> Path:
     """Scan ``images`` for the top images of ``scan.layer``'s channels and write the view in
     ``out`` (``units.json``, ``index.html``, ``patches/``; the scan's state ``scan.json``).
-    Returns the page's path. Arguments as :func:`~backpropvis.stats.top_units.scan_top_units`."""
+    Returns the page's path. Arguments as :func:`~backpropvis.stats.top_units.scan_top_units`;
+    ``precision``: the engine's arithmetic for the projections."""
     out = make_folder(out)
     result = scan_top_units(images, out / "scan.json", model, scan, streaming)
-    return write_units_view(result, images, out, model, device=streaming.device)
+    return write_units_view(result, images, out, model, device=streaming.device, precision=precision)
 
 
 def write_units_view(
@@ -60,6 +62,7 @@ def write_units_view(
     model: LoadedModel,
     methods: Sequence[str] = PROJECTIONS,
     device: Union[str, torch.device] = "cpu",
+    precision: PrecisionLike = Precision.DEFAULT,
 ) -> Path:
     """``units.json`` and ``index.html`` of a finished scan (projections computed here)."""
     layer = result.settings["layer"]
@@ -74,7 +77,7 @@ def write_units_view(
         pixels = _decoded(images, key, model).to(device)
         field = field or receptive_field(network, pixels[None], layer)
         units = [Unit(layer, channel, result.channels[channel][rank].position or None) for channel, rank in places]
-        maps = attribute_many(network, pixels[None], units, methods)  # method -> [T, 1, 3, S, S]
+        maps = attribute_many(network, pixels[None], units, methods, precision=precision)  # method -> [T, 1, 3, S, S]
         for number, (channel, rank) in enumerate(places):
             box = field.box(result.channels[channel][rank].position, pixels.shape[1:])
             boxes[channel, rank] = box

@@ -299,7 +299,7 @@ def _run(store: ResultsStore, keys: Sequence[str], job: _Job, progress: bool) ->
 
 def _measure_units(job: _Job, batch: Batch, batch_size: int, num_classes: Optional[int]) -> tuple[list[ResultRow], int]:
     """Rows of a unit-distance run's batch (:func:`~backpropvis.stats.unit_distance.measure_unit_pairs`)."""
-    return measure_unit_pairs(job.network, batch, job.rules, job.settings, batch_size, job.device, num_classes)
+    return measure_unit_pairs(job.network, batch, job.rules, job.settings, batch_size, job.device)
 
 
 def _measure(job: _Job, batch: Batch, batch_size: int, num_classes: Optional[int]) -> tuple[list[ResultRow], int]:

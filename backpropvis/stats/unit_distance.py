@@ -153,7 +153,6 @@ def measure_unit_pairs(
     settings: RunSettings,
     batch_size: int,
     device: torch.device,
-    num_classes: Optional[int],
 ) -> tuple[list[ResultRow], int]:
     """Rows (one per image, method and layer) for a batch's good images (the batch padded
     to ``batch_size``, so an image is computed in the same company whatever happened)."""
