@@ -313,8 +313,22 @@ def _run_unit_distance(args: argparse.Namespace) -> int:
     return 0
 
 
+def _image_set_command(
+    commands: argparse._SubParsersAction, name: str, help: str, description: str
+) -> argparse.ArgumentParser:
+    """A command streaming an image set through a model: the image source, model, streaming,
+    device and seed options; the caller adds its own."""
+    parser = commands.add_parser(name, help=help, description=description)
+    _add_image_source(parser)
+    _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
+    _add_streaming_options(parser)
+    _add_device_and_seed(parser)
+    return parser
+
+
 def _add_unit_distance(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
+    parser = _image_set_command(
+        commands,
         "unit-distance",
         help="is the map about the unit? per layer, the distance between two units' maps (resumable database)",
         description="Streams images through a model and stores, per image, layer and method, the distance between "
@@ -323,8 +337,6 @@ def _add_unit_distance(commands: argparse._SubParsersAction) -> None:
         "depth with bootstrap 95%% intervals) and .json. Run it again to resume; under torchrun each rank writes "
         "DB.rank-R.",
     )
-    _add_image_source(parser)
-    _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
     parser.add_argument(
         "--layers",
         required=True,
@@ -335,8 +347,6 @@ def _add_unit_distance(commands: argparse._SubParsersAction) -> None:
         "--methods", default=",".join(PAPER_METHODS), help="comma-separated rule names (default: %(default)s)"
     )
     parser.add_argument("--db", required=True, help="SQLite results file (created, or resumed)")
-    _add_streaming_options(parser)
-    _add_device_and_seed(parser)
     parser.set_defaults(run=_run_unit_distance)
 
 
@@ -357,23 +367,20 @@ def _run_units(args: argparse.Namespace) -> int:
 
 
 def _add_units(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
+    parser = _image_set_command(
+        commands,
         "units",
         help="the Zeiler & Fergus view of a layer: per channel its top images and their projections",
         description="Streams images through a model (resumable) and keeps, per channel of a layer, the images with "
         "the highest activation; writes DIR/units.json and DIR/index.html: per channel the image patches (the "
         "unit's receptive field) beside their DeconvNet, GBP and saliency projections.",
     )
-    _add_image_source(parser)
-    _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
     parser.add_argument("--layer", required=True, help="a module name as in named_modules(), e.g. features.28")
     parser.add_argument(
         "--channels", default=None, metavar="0-15", help="channels: indices and ranges (default: the first 16)"
     )
     parser.add_argument("--top", type=int, default=9, help="images kept per channel (default: %(default)s)")
     parser.add_argument("--out", default="units-out", help="output folder (default: %(default)s)")
-    _add_streaming_options(parser)
-    _add_device_and_seed(parser)
     parser.set_defaults(run=_run_units)
 
 
