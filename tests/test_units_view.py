@@ -22,7 +22,7 @@ from test_unit_targets import small_vgg
 
 from backpropvis.errors import StoreError, TargetError
 from backpropvis.image_sets import Samples, list_images
-from backpropvis.models import describe_module, vgg16
+from backpropvis.models import describe_module
 from backpropvis.receptive_fields import layers_over_depth, receptive_field
 from backpropvis.render import to_display
 from backpropvis.stats.top_units import Streaming, UnitScan, parse_channels, scan_top_units
@@ -78,8 +78,8 @@ def test_bad_layers_and_channels_fail_in_one_line(tmp_path) -> None:
             parse_channels(text)
 
 
-def test_receptive_fields_are_the_textbook_ones_and_hold_the_units_gradient() -> None:
-    model = vgg16(weights="random", seed=0)
+def test_receptive_fields_are_the_textbook_ones_and_hold_the_units_gradient(vgg16_random) -> None:
+    model = vgg16_random
     x = torch.zeros(1, 3, 32, 32)
     # VGG-16 (3x3 convolutions, padding 1, four 2x2 pools before conv5): conv1_2 5 px, conv3_3 40 px, conv5_3 196 px
     for layer, size, jump in (("features.2", 5, 1), ("features.14", 40, 4), ("features.28", 196, 16)):
@@ -129,10 +129,10 @@ def test_the_units_page_renders_in_headless_chromium(tmp_path) -> None:
     assert (np.abs(patches.astype(int) - 255).sum(axis=2) > 60).mean() > 0.3  # pictures drawn, not empty frames
 
 
-def test_the_audit_panel_layers_spread_over_the_depth() -> None:
+def test_the_audit_panel_layers_spread_over_the_depth(vgg16_random) -> None:
     """Six of VGG-16's 13 convolutions and two hidden dense layers, the first and the last
     hidden one included, the logits' layer (classifier.6) left out."""
-    picked = layers_over_depth(vgg16(weights="random", seed=0), torch.zeros(1, 3, 32, 32))
+    picked = layers_over_depth(vgg16_random, torch.zeros(1, 3, 32, 32))
     assert len(picked) == 6 and picked[0] == "features.0" and picked[-1] == "classifier.3"
     order = [f"features.{i}" for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)] + [
         "classifier.0",
