@@ -20,11 +20,12 @@ from browser import CHROMIUM, SKIP_REASON, screenshot
 from PIL import Image
 from test_unit_targets import small_vgg
 
-from backpropvis.errors import StoreError, TargetError
+from backpropvis.errors import Interrupted, StoreError, TargetError
 from backpropvis.image_sets import Samples, list_images
 from backpropvis.models import describe_module
 from backpropvis.receptive_fields import layers_over_depth, receptive_field
 from backpropvis.render import to_display
+from backpropvis.stats import top_units
 from backpropvis.stats.top_units import Streaming, UnitScan, parse_channels, scan_top_units
 from backpropvis.units_view import run_units
 
@@ -145,3 +146,22 @@ def test_the_audit_panel_layers_spread_over_the_depth(vgg16_random) -> None:
         "features.5",
         "classifier.0",
     ]
+
+
+def test_ctrl_c_keeps_the_batches_done_and_the_same_call_finishes_the_scan(tmp_path, monkeypatch) -> None:
+    scan, streaming = UnitScan("features.2", (0, 1), 2), Streaming(4, 0, progress=False)
+    whole = scan_top_units(SOURCE, tmp_path / "whole.json", loaded(), scan, streaming)
+    merge, calls = top_units._merge, []
+
+    def interrupted(*args) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        merge(*args)
+
+    monkeypatch.setattr(top_units, "_merge", interrupted)
+    with pytest.raises(Interrupted, match="4 of 10 images scanned and saved in .*; run the same command again"):
+        scan_top_units(SOURCE, tmp_path / "cut.json", loaded(), scan, streaming)
+    monkeypatch.setattr(top_units, "_merge", merge)
+    assert len(json.loads((tmp_path / "cut.json").read_text())["done"]) == 4
+    assert scan_top_units(SOURCE, tmp_path / "cut.json", loaded(), scan, streaming).channels == whole.channels
