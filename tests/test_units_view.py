@@ -165,3 +165,17 @@ def test_ctrl_c_keeps_the_batches_done_and_the_same_call_finishes_the_scan(tmp_p
     monkeypatch.setattr(top_units, "_merge", merge)
     assert len(json.loads((tmp_path / "cut.json").read_text())["done"]) == 4
     assert scan_top_units(SOURCE, tmp_path / "cut.json", loaded(), scan, streaming).channels == whole.channels
+
+
+def test_a_dense_layer_has_top_images_by_value_and_the_whole_image_as_field(tmp_path) -> None:
+    model = loaded()
+    run_units(SOURCE, tmp_path, model, UnitScan("classifier.0", (3,), 3), QUIET)
+    tops = json.loads((tmp_path / "units.json").read_text())["channels"]["3"]
+    keys = list_images(SOURCE)
+    with torch.no_grad():
+        values = model.module.classifier[0](
+            model.module.features(torch.stack([model.preprocessing(SOURCE.load(k)) for k in keys])).flatten(1)
+        )[:, 3]
+    expected = sorted(range(len(keys)), key=lambda i: (-float(values[i]), keys[i]))[:3]
+    assert [top["image"] for top in tops] == [keys[i] for i in expected]
+    assert all(top["position"] == [] and top["box"] == [0, 0, 32, 32] for top in tops)

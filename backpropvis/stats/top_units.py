@@ -205,7 +205,7 @@ def _merge(saved: dict, network: torch.nn.Module, pixels: torch.Tensor, keys: Se
     if outside:
         raise TargetError(f"channel {outside[0]} is outside layer '{scan.layer}''s {available} channels")
     spatial = tuple(output.shape[2:])
-    peaks = output[:, list(channels)].flatten(2).max(dim=2)  # values, flat indices [B, len(channels)]
+    peaks = output[:, list(channels)].reshape(len(keys), len(channels), -1).max(dim=2)  # [B, channels] each
     for column, channel in enumerate(channels):
         entries = saved["top"].setdefault(str(channel), [])
         for row, key in enumerate(keys):
