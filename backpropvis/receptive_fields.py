@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from .engine.unit_targets import full_layer_name
 from .errors import TargetError
 
 __all__ = ["ReceptiveField", "receptive_field", "modules_that_ran", "layers_over_depth"]
@@ -63,6 +64,7 @@ def receptive_field(model: nn.Module, inputs: torch.Tensor, layer: str) -> Recep
     Raises:
         TargetError: an unknown layer name.
     """
+    layer = full_layer_name(model, layer)
     if layer not in dict(model.named_modules()) or not layer:
         raise TargetError(f"{type(model).__name__} has no layer named '{layer}'")
     ran = modules_that_ran(model, inputs)

@@ -25,6 +25,7 @@ from backpropvis.engine.planning import plan_backward
 from backpropvis.engine.recording import ForwardRecord, RecordedForward
 from backpropvis.engine.ruled import RuleSlot
 from backpropvis.errors import TargetError
+from backpropvis.receptive_fields import receptive_field
 from backpropvis.rules import SALIENCY
 from backpropvis.targets import Unit, parse_targets, resolve_targets
 
@@ -226,3 +227,25 @@ def test_random_logits_from_one_generator_per_sample_do_not_depend_on_the_batch(
         assert int(together[i]) == int(alone[0]) != int(logits[i].argmax())
     with pytest.raises(TargetError, match="2 generators for a batch of 3"):
         resolve_targets(["random"], logits, [torch.Generator(), torch.Generator()])
+
+
+class DictOutput(nn.Module):
+    """A model returning {"logits": ...}, as Hugging Face-style models do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = small_vgg()
+
+    def forward(self, x: torch.Tensor) -> dict:
+        return {"logits": self.net(x)}
+
+
+def test_a_model_behind_an_output_selector_takes_its_own_layer_names() -> None:
+    """``--output logits`` wraps the model (its layers gain the prefix "model."); a unit may
+    name the layer as the user's model does, or with the prefix."""
+    wrapped, x = backpropvis.models.select_output(DictOutput().eval(), "logits"), inputs()
+    plain = backpropvis.attribute(small_vgg(), x, target=Unit("features.5", 12, (5, 7)), method="gbp")
+    for name in ("net.features.5", "model.net.features.5"):
+        assert torch.equal(backpropvis.attribute(wrapped, x, target=Unit(name, 12, (5, 7)), method="gbp"), plain)
+    field = receptive_field(wrapped, x, "net.features.5")
+    assert (field.size, field.jump) == ((10, 10), (2, 2))

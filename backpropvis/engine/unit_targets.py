@@ -24,6 +24,7 @@ __all__ = [
     "split_targets",
     "layer_modules",
     "layer_output",
+    "full_layer_name",
     "UnitGroup",
     "resolve_unit_groups",
     "resolve_all",
@@ -79,7 +80,7 @@ def layer_modules(model: Callable, layers: Sequence[str]) -> dict[Any, str]:
     modules = dict(model.named_modules(remove_duplicate=False))
     chosen: dict[Any, str] = {}
     for layer in layers:
-        module = modules.get(layer) if layer else None
+        module = modules.get(full_layer_name(model, layer)) if layer else None
         if module is None:
             names = [name for name in modules if name]
             raise TargetError(
@@ -88,6 +89,14 @@ def layer_modules(model: Callable, layers: Sequence[str]) -> dict[Any, str]:
             )
         chosen[module] = layer
     return chosen
+
+
+def full_layer_name(model: nn.Module, layer: str) -> str:
+    """``layer`` as ``model.named_modules()`` spells it: given as it is, or without the prefix
+    of a wrapper that selects the logits (``layer_prefix``, e.g. ``"model."``)."""
+    names = {name for name, _ in model.named_modules(remove_duplicate=False)}
+    prefixed = getattr(model, "layer_prefix", "") + layer
+    return layer if layer in names or prefixed not in names else prefixed
 
 
 def layer_output(model: nn.Module, inputs: torch.Tensor, layer: str) -> torch.Tensor:
