@@ -8,16 +8,17 @@ and turning target specifications into a LongTensor of logit indices.
 from __future__ import annotations
 
 import numbers
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 
 from .errors import TargetError
 
-__all__ = ["Target", "TARGET_NAMES", "parse_targets", "random_other_logits", "resolve_targets"]
+__all__ = ["Target", "TARGET_NAMES", "parse_targets", "random_other_logits", "other_logit", "resolve_targets"]
 
-Target = Union[int, str, torch.Tensor]
-"""An int (the same logit for every sample), a LongTensor[B] (one per sample), or a name."""
+Target = Union[int, str, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
+"""An int (the same logit for every sample), a LongTensor[B] (one per sample), a name, or a
+function of the logits [B, K] returning a LongTensor[B] (decided after the forward pass)."""
 
 TARGET_NAMES: dict[str, str] = {
     "max": "each sample's arg-max logit (the predicted class)",
@@ -61,7 +62,13 @@ def random_other_logits(excluded: torch.Tensor, num_classes: int, generator: tor
     if num_classes < 2:
         raise TargetError(f"a random other logit needs a model with at least two logits, this one has {num_classes}")
     offset = torch.randint(0, num_classes - 1, excluded.shape, generator=generator).to(excluded.device)
-    return offset + (offset >= excluded).long()  # skips the excluded logit, stays uniform
+    return other_logit(offset, excluded)
+
+
+def other_logit(offset: torch.Tensor, excluded: torch.Tensor) -> torch.Tensor:
+    """An offset drawn uniformly from [0, K - 1) -> a logit of [0, K) other than ``excluded``
+    (it skips the excluded logit and stays uniform). Shapes: [B] x [B] -> [B]."""
+    return offset + (offset >= excluded).long()
 
 
 def resolve_targets(
@@ -112,11 +119,28 @@ def resolve_targets(
         elif isinstance(target, numbers.Integral) and not isinstance(target, bool):  # int, numpy integers
             _check_range(torch.tensor([int(target)]), num_classes)
             resolved.append(torch.full((batch,), int(target), dtype=torch.long, device=logits.device))
+        elif callable(target):
+            resolved.append(_called(target, logits.detach()))
         else:
             raise TargetError(f"a target must be an int, a LongTensor, 'max' or 'random', not {target!r}")
     if not resolved:
         raise TargetError("no targets given")
     return torch.stack(resolved)
+
+
+def _called(target: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor) -> torch.Tensor:
+    """A function target's indices [B], checked for shape and dtype here and for range on the device."""
+    batch, num_classes = logits.shape
+    indices = target(logits)
+    if not isinstance(indices, torch.Tensor) or indices.shape != (batch,) or indices.is_floating_point():
+        raise TargetError(f"a target function must return integer indices shaped [{batch}], not {indices!r}")
+    indices = indices.to(logits.device, torch.long)
+    if indices.device.type == "cpu":
+        _check_range(indices, num_classes)
+    else:  # on an accelerator the check is queued with the work: no wait per batch
+        inside = ((indices >= 0) & (indices < num_classes)).all()
+        torch._assert_async(inside, f"a target function's index is outside the {num_classes} logits")
+    return indices
 
 
 def _check_range(indices: torch.Tensor, num_classes: int) -> None:

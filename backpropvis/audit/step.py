@@ -22,6 +22,7 @@ from ..engine import Precision, PrecisionLike
 from ..errors import BackpropvisError
 from ..image_sets import ImageSource
 from ..models import LoadedModel
+from ..precision_receipt import DEFAULT_THRESHOLD
 from ..rules import PAPER_METHODS
 from ..stats import PAIRS
 from .probes import Probes
@@ -47,6 +48,8 @@ class AuditSettings:
         adversarial_steps: FGSM steps in units of 1/255.
         batch_size, workers: images per forward pass and decoding processes of the class-distance step.
         precision: the engine's arithmetic, a :class:`~backpropvis.engine.Precision` or its name.
+        receipt_threshold: at TF32 or bfloat16, the cosine to float32 under which the
+            class-distance step's precision receipt names a method (its notes and audit.json).
     """
 
     methods: Sequence[str] = PAPER_METHODS
@@ -58,6 +61,7 @@ class AuditSettings:
     batch_size: int = 8
     workers: int = 2
     precision: PrecisionLike = Precision.DEFAULT
+    receipt_threshold: float = DEFAULT_THRESHOLD
 
     def check(self) -> None:
         """Raises :class:`~backpropvis.errors.BackpropvisError` naming a bad setting (before anything runs)."""
