@@ -103,12 +103,24 @@ def engine_rate(args: argparse.Namespace, root: Path, loaded, batches: int) -> d
 
         one(0)  # warm-up: cuDNN's benchmark, allocator
         _wait(device)
-        started, images = time.perf_counter(), 0
+        started, images, cpu = time.perf_counter(), 0, _cpu_seconds()
         for number in range(batches):
             images += one(number + 1)
         _wait(device)
-        seconds = time.perf_counter() - started
-    return {"images": images, "batches": batches, "seconds": round(seconds, 3), "images_per_second": images / seconds}
+        seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
+    return {
+        "images": images,
+        "batches": batches,
+        "seconds": round(seconds, 3),
+        "images_per_second": images / seconds,
+        "cpu_seconds_per_image": cpu / images,
+    }
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (DataLoader workers), user + system."""
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(part.ru_utime + part.ru_stime for part in usage)
 
 
 def _wait(device: torch.device) -> None:
@@ -128,7 +140,7 @@ def command_parts(args: argparse.Namespace, root: Path, db: Path, loaded) -> lis
             warnings.simplefilter("always")
             if counting:
                 torch.cuda.set_sync_debug_mode("warn")
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), _cpu_seconds()
             try:
                 report = _command(args, root, db, loaded, limit)
             finally:
@@ -140,6 +152,7 @@ def command_parts(args: argparse.Namespace, root: Path, db: Path, loaded) -> lis
                 "images": report.done_now,
                 "failed": report.failed_now,
                 "seconds_loop": round(report.seconds, 3),
+                "cpu_seconds_per_image": (_cpu_seconds() - cpu) / max(1, report.done_now),
                 "seconds_wall": round(time.perf_counter() - started, 3),
                 "images_per_second": round(report.images_per_second, 3),
                 "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -174,6 +187,11 @@ def _command(args: argparse.Namespace, root: Path, db: Path, loaded, limit: int)
         pairs=args.pairs,
         seed=args.seed,
     )
+
+
+def _mean_cpu(*runs: dict) -> float:
+    """CPU seconds per image over several runs together."""
+    return sum(run["cpu_seconds_per_image"] * run["images"] for run in runs) / sum(run["images"] for run in runs)
 
 
 def _mean_rate(*runs: dict) -> float:
@@ -228,6 +246,9 @@ def main() -> None:
         "engine": engine,
         "command": parts,
         "ratio": round(parts[1]["images_per_second"] / engine["images_per_second"], 3),
+        # CPU work per image, engine over command: what a dedicated machine's ratio would be where the
+        # CPU is the limit (a shared machine's wall-clock ratio follows its load)
+        "cpu_work_ratio": round(_mean_cpu(before, after) / parts[1]["cpu_seconds_per_image"], 3),
     }
     line = json.dumps(result)
     print(line)
