@@ -411,6 +411,7 @@ def main() -> None:
     parser.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
     parser.add_argument("--cases", default=None, help="comma-separated case labels or model names (default: all)")
     parser.add_argument("--out", default=None, help="JSON output (default: benchmarks/results/<device>.json)")
+    parser.add_argument("--size", type=int, default=None, help="every case at this image size (default: the case's)")
     args = parser.parse_args()
     device = torch.device(args.device)
     default = "float32" if device.type == "cpu" else "float32,tf32,bfloat16"
@@ -422,6 +423,11 @@ def main() -> None:
     if args.cases:
         wanted = set(args.cases.split(","))
         cases = [case for case in cases if case[0] in wanted or case[0].split()[0] in wanted]
+    if args.size:  # gpu_check.sh's dry run: every case at a tiny size
+        cases = [
+            (label.replace(f"{size}px", f"{args.size}px"), model, args.size, *rest)
+            for label, model, size, *rest in cases
+        ]
     results = []
     for label, model, size, batch, num_targets in cases:
         print(f"running {label} ...", flush=True)
