@@ -121,18 +121,23 @@ def attribute_many(
 def _maps_of(
     rule: Rule, slot: RuleSlot, plan: BackwardPlan, logits: torch.Tensor, x: torch.Tensor, target_index: torch.Tensor
 ) -> torch.Tensor:
-    """One rule's maps [T, *x.shape]: the backward passes of ``plan`` with ``rule`` in the slot."""
+    """One rule's maps [T, *x.shape]: the backward passes of ``plan`` with ``rule`` in the slot.
+
+    Each pass writes its maps straight into the result, so no chunk of maps is held twice."""
     slot.rule = rule
     num_targets = len(target_index)
     maps = torch.empty((num_targets, *x.shape), dtype=x.dtype, device=x.device)
     chunk = plan.targets_above_cut  # without a cut, plan_backward makes it targets_per_pass
     for start in range(0, num_targets, chunk):
         seeds = _one_hot(target_index[start : start + chunk], logits)
+        out = maps[start : start + len(seeds)]
         if plan.cut is None:
-            maps[start : start + len(seeds)] = _vector_jacobian(logits, x, seeds, plan.targets_per_pass, slot)
+            _vector_jacobian(logits, x, seeds, plan.targets_per_pass, slot, out)
         else:
-            at_cut = _vector_jacobian(logits, plan.cut, seeds, len(seeds), slot)
-            maps[start : start + len(seeds)] = _vector_jacobian(plan.cut, x, at_cut, plan.targets_per_pass, slot)
+            at_cut = torch.empty((len(seeds), *plan.cut.shape), dtype=plan.cut.dtype, device=x.device)
+            _vector_jacobian(logits, plan.cut, seeds, len(seeds), slot, at_cut)
+            _vector_jacobian(plan.cut, x, at_cut, plan.targets_per_pass, slot, out)
+            del at_cut
     return maps
 
 
@@ -143,11 +148,10 @@ def _one_hot(target_index: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 
 
 def _vector_jacobian(
-    output: torch.Tensor, inputs: torch.Tensor, grads: torch.Tensor, per_pass: int, slot: RuleSlot
-) -> torch.Tensor:
-    """grads [T, *output.shape] -> [T, *inputs.shape], ``per_pass`` targets per backward
+    output: torch.Tensor, inputs: torch.Tensor, grads: torch.Tensor, per_pass: int, slot: RuleSlot, out: torch.Tensor
+) -> None:
+    """grads [T, *output.shape] -> out [T, *inputs.shape], ``per_pass`` targets per backward
     pass (batched with ``is_grads_batched`` when more than one); the graph is retained."""
-    results = []
     for start in range(0, len(grads), per_pass):
         chunk = grads[start : start + per_pass]
         slot.batched = len(chunk) > 1
@@ -158,8 +162,8 @@ def _vector_jacobian(
         else:
             (grad,) = torch.autograd.grad(output, inputs, chunk[0], retain_graph=True, materialize_grads=True)
             grad = grad.unsqueeze(0)
-        results.append(grad)
-    return results[0] if len(results) == 1 else torch.cat(results)
+        out[start : start + len(chunk)] = grad
+        del grad
 
 
 def attribute(
