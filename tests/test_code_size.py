@@ -22,7 +22,7 @@ MAX_PARAMETERS = 8
 OUTSIDE_THE_LIMITS = {"cli.py"}
 """The command line: its argument declarations (one ``add_argument`` per option, with its help)."""
 
-_EXPERIMENT = "an experiment's figure, its steps in order; to split once the report branch's captions land"
+_EXPERIMENT = "an experiment's figure, its steps in order; to split into named steps as fig3's measure was"
 _OPTIONS = "a command's options as keywords of its API call; next: settings values like top_units.Streaming"
 EXCEPTIONS: dict[str, str] = {
     "theory.py": "the closed forms of the paper's Section 4, one per equation; to split into a theory/ package",
@@ -32,7 +32,6 @@ EXCEPTIONS: dict[str, str] = {
     "visualize.py:visualize": _OPTIONS,
     "suite.py:run_suite": _OPTIONS,
     "engine/attribution.py:attribute_many": "the engine call: Captum's keywords beside smooth, max_batch, precision",
-    "experiments/fig3.py:measure": _EXPERIMENT,
     "experiments/fig5.py:measure": _EXPERIMENT,
     "experiments/fig5.py:draw": _EXPERIMENT,
     "experiments/fig6.py:measure": _EXPERIMENT,
