@@ -34,7 +34,6 @@ EXCEPTIONS: dict[str, str] = {
     "engine/attribution.py:attribute_many": "the engine call: Captum's keywords beside smooth, max_batch, precision",
     "experiments/fig5.py:measure": _EXPERIMENT,
     "experiments/fig5.py:draw": _EXPERIMENT,
-    "experiments/fig6.py:measure": _EXPERIMENT,
     "experiments/fig7.py": _EXPERIMENT,
     "experiments/fig7.py:measure": _EXPERIMENT,
     "experiments/fig8.py:measure": _EXPERIMENT,
