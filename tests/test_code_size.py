@@ -38,7 +38,6 @@ EXCEPTIONS: dict[str, str] = {
     "experiments/fig7.py:measure": _EXPERIMENT,
     "experiments/fig8.py:measure": _EXPERIMENT,
     "experiments/fig8.py:draw": _EXPERIMENT,
-    "experiments/theory_dead_zones.py:measure": _EXPERIMENT,
     "experiments/theory_recovery.py": _EXPERIMENT,
     "experiments/theory_recovery.py:draw": _EXPERIMENT,
 }
