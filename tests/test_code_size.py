@@ -35,7 +35,6 @@ EXCEPTIONS: dict[str, str] = {
     "experiments/fig5.py:measure": _EXPERIMENT,
     "experiments/fig5.py:draw": _EXPERIMENT,
     "experiments/fig7.py": _EXPERIMENT,
-    "experiments/fig7.py:measure": _EXPERIMENT,
     "experiments/fig8.py:draw": _EXPERIMENT,
     "experiments/theory_recovery.py": _EXPERIMENT,
     "experiments/theory_recovery.py:draw": _EXPERIMENT,
