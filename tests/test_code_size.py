@@ -22,32 +22,20 @@ MAX_PARAMETERS = 8
 OUTSIDE_THE_LIMITS = {"cli.py"}
 """The command line: its argument declarations (one ``add_argument`` per option, with its help)."""
 
-_EXPERIMENT = "an experiment's measure/draw, one figure's steps in order; to split after the report branch lands"
+_EXPERIMENT = "an experiment's figure, its steps in order; to split into named steps as fig3's measure was"
+_OPTIONS = "a command's options as keywords of its API call; next: settings values like top_units.Streaming"
 EXCEPTIONS: dict[str, str] = {
     "theory.py": "the closed forms of the paper's Section 4, one per equation; to split into a theory/ package",
-    "theory.py:closed_form_map": "Eq. 7-10's terms by name (11 parameters of a layer's geometry)",
-    "models/shallow.py:ThreeLayerCNN.__init__": "the paper's Figure 4-6 network's geometry, each a keyword",
-    "models/randomization.py:redraw": "one redraw with its policies spelled out (61 lines)",
-    "stats/summary.py:summarize": "the summary's sections in the order of the JSON it returns (69 lines)",
-    "stats/runner.py:run_class_distance": "the class-distance command's options as keywords (15 parameters, 76 "
-    "lines with its docstring); the next step is a streaming-options value (limit, batch_size, workers)",
-    "engine/attribution.py:attribute_many": "the public API's keywords (10 parameters): Captum's "
-    "additional_forward_args, the smooth mode and its older spelling strict, beside max_batch and precision",
-    "visualize.py:visualize": "the visualize command's options as keywords (12 parameters with display, "
-    "on_model and receipt_threshold, 70 lines with its docstring)",
-    "suite.py:run_suite": "the reproduce/theory commands' options, passed to every experiment's RunContext, and "
-    "resume/say (12 parameters, 61 lines with its docstring)",
-    "experiments/fig3.py:measure": _EXPERIMENT,
+    "theory.py:closed_form_map": "Eq. 7-10's terms by name: a layer's geometry, 11 parameters",
+    "models/shallow.py:ThreeLayerCNN.__init__": "the paper's Figure 4-6 network's geometry, one keyword per size",
+    "stats/runner.py:run_class_distance": _OPTIONS,
+    "visualize.py:visualize": _OPTIONS,
+    "suite.py:run_suite": _OPTIONS,
+    "engine/attribution.py:attribute_many": "the engine call: Captum's keywords beside smooth, max_batch, precision",
     "experiments/fig5.py:measure": _EXPERIMENT,
     "experiments/fig5.py:draw": _EXPERIMENT,
-    "experiments/fig6.py:measure": _EXPERIMENT,
     "experiments/fig7.py": _EXPERIMENT,
-    "experiments/fig7.py:measure": _EXPERIMENT,
-    "experiments/fig8.py:measure": _EXPERIMENT,
     "experiments/fig8.py:draw": _EXPERIMENT,
-    "experiments/theory_closed_form.py:measure": _EXPERIMENT,
-    "experiments/theory_dead_zones.py:measure": _EXPERIMENT,
-    "experiments/theory_depth.py:measure": _EXPERIMENT,
     "experiments/theory_recovery.py": _EXPERIMENT,
     "experiments/theory_recovery.py:draw": _EXPERIMENT,
 }

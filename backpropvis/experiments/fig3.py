@@ -38,7 +38,7 @@ A zero saliency map is not caught (its cosine 0 is below 0.5, as the paper's wou
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, cast
+from typing import Any, Mapping, Sequence, cast
 
 import torch
 from torch import nn
@@ -174,22 +174,10 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         else:
             histograms += [("digits_fc1", testbed, "fc1", units), ("digits_fc2", testbed, "fc2", fc2_units)]
     figure["histograms"] = [slot for slot, *_ in histograms]
-    for slot, testbed, layer, chosen in histograms:
-        trained, twin = unit_weights(testbed.network.model, layer, chosen, context.seed)
-        metrics[f"{slot}_ks"] = ks_statistic(trained[0], trained[1])
-        metrics[f"{slot}_ks_random_twin"] = ks_statistic(twin[0], twin[1])
-        figure[f"{slot}_trained"], figure[f"{slot}_twin"] = trained, twin  # [2, N]
-        figure[f"{slot}_label"] = f"{testbed.network.name} {layer}"
-        figure[f"{slot}_units"] = list(chosen)
-        details[slot] = {
-            "network": testbed.network.name,
-            "layer": layer,
-            "units (rows, from 0)": list(chosen),
-            "weights per unit": int(trained.shape[1]),
-            "mean": trained.double().mean(dim=1).tolist(),
-            "std": trained.double().std(dim=1).tolist(),
-            "random twin std": twin.double().std(dim=1).tolist(),
-        }
+    histogram_metrics, histogram_figure, histogram_details = _weight_histograms(histograms, context.seed)
+    metrics.update(histogram_metrics)
+    figure.update(histogram_figure)
+    details.update(histogram_details)
     imagenet = testbeds[0].network
     notes = [note for note in (imagenet.note,) if note] + [DIGITS_NOTE]
     if imagenet.name != "vgg16":
@@ -206,6 +194,33 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         details=details,
         figure=figure,
     )
+
+
+def _weight_histograms(
+    histograms: Sequence[tuple[str, Any, str, tuple[int, int]]], seed: int
+) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
+    """Per (slot, testbed, layer, two units): the two units' incoming weights, trained and in
+    the random twin ([2, N] each), their KS statistics, and what the figure and details keep."""
+    metrics: dict[str, float] = {}
+    figure: dict[str, Any] = {}
+    details: dict[str, Any] = {}
+    for slot, testbed, layer, chosen in histograms:
+        trained, twin = unit_weights(testbed.network.model, layer, chosen, seed)
+        metrics[f"{slot}_ks"] = ks_statistic(trained[0], trained[1])
+        metrics[f"{slot}_ks_random_twin"] = ks_statistic(twin[0], twin[1])
+        figure[f"{slot}_trained"], figure[f"{slot}_twin"] = trained, twin  # [2, N]
+        figure[f"{slot}_label"] = f"{testbed.network.name} {layer}"
+        figure[f"{slot}_units"] = list(chosen)
+        details[slot] = {
+            "network": testbed.network.name,
+            "layer": layer,
+            "units (rows, from 0)": list(chosen),
+            "weights per unit": int(trained.shape[1]),
+            "mean": trained.double().mean(dim=1).tolist(),
+            "std": trained.double().std(dim=1).tolist(),
+            "random twin std": twin.double().std(dim=1).tolist(),
+        }
+    return metrics, figure, details
 
 
 def draw(data: FigureData, path: Path) -> None:

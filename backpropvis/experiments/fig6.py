@@ -125,12 +125,11 @@ def _relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).norm()) / norm if norm > 0 else float("nan")
 
 
-def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
-    """Each method's map in every CNN row and in random VGG-16; metrics
-    ``<row>_<method>_similarity`` and ``<row>_<method>_noise_sigmas`` for the rows "pool"
-    (the main max-pool), "average" (the control), "maxpool<w>s<s>" (measured), "nopool"
-    and "vgg", DeconvNet's gain from the pool and its distance to GBP's map per row."""
-    rows = _rows(settings)
+def _method_maps_per_row(
+    settings: Mapping[str, Any], context: RunContext, rows: Sequence[tuple]
+) -> dict[str, MethodMaps]:
+    """Row name -> each method's map: the CNN rows batched by feature shape (one pass per
+    shape), then random VGG-16 as "vgg"."""
     by_shape: dict[tuple, list[tuple[str, ThreeLayerCNN]]] = {}
     for name, pool, mode, _ in rows:
         cnn = _cnn(settings, context.seed, pool, mode)
@@ -146,20 +145,11 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         vgg, COLUMN_ORDER, context, settings["target"], vgg.preprocessing.resized(settings["vgg_input_size"])
     )
     del vgg
+    return results
 
-    metrics: dict[str, float] = {}
-    for network, maps in results.items():
-        for method in COLUMN_ORDER:
-            metrics[f"{network}_{method}_similarity"] = maps.similarity[method]
-            metrics[f"{network}_{method}_noise_sigmas"] = maps.noise_sigmas(method)
-            metrics[f"{network}_{method}_noise_excess"] = maps.noise_excess(method)
-        metrics[f"{network}_deconvnet_vs_gbp"] = _relative_difference(maps.maps["deconvnet"], maps.maps["gbp"])
-        metrics[f"{network}_deconvnet_gbp_cosine"] = float(cosine_similarity(maps.maps["deconvnet"], maps.maps["gbp"]))
-    metrics.update(
-        logit_allowance_sigmas=results["pool"].logit_allowance,
-        deconvnet_pool_gain=metrics["pool_deconvnet_similarity"] - metrics["nopool_deconvnet_similarity"],
-        zero_maps=float(sum(len(maps.zero_maps()) for maps in results.values())),
-    )
+
+def _notes(settings: Mapping[str, Any], metrics: Mapping[str, float]) -> list[str]:
+    """The figure's notes: the main pool's choice, the average-pool control, noise sd, each measured pool."""
     main = settings["pool"]
     notes = [
         f"The paper does not give the max-pool: the main row pools {main['window']}x{main['window']} windows at stride "
@@ -181,6 +171,31 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
             f"GBP {metrics[f'{name}_gbp_similarity']:.2f}; DeconvNet differs from GBP by "
             f"{metrics[f'{name}_deconvnet_vs_gbp']:.2f} (relative L2)."
         )
+    return notes
+
+
+def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
+    """Each method's map in every CNN row and in random VGG-16; metrics
+    ``<row>_<method>_similarity`` and ``<row>_<method>_noise_sigmas`` for the rows "pool"
+    (the main max-pool), "average" (the control), "maxpool<w>s<s>" (measured), "nopool"
+    and "vgg", DeconvNet's gain from the pool and its distance to GBP's map per row."""
+    rows = _rows(settings)
+    results = _method_maps_per_row(settings, context, rows)
+
+    metrics: dict[str, float] = {}
+    for network, maps in results.items():
+        for method in COLUMN_ORDER:
+            metrics[f"{network}_{method}_similarity"] = maps.similarity[method]
+            metrics[f"{network}_{method}_noise_sigmas"] = maps.noise_sigmas(method)
+            metrics[f"{network}_{method}_noise_excess"] = maps.noise_excess(method)
+        metrics[f"{network}_deconvnet_vs_gbp"] = _relative_difference(maps.maps["deconvnet"], maps.maps["gbp"])
+        metrics[f"{network}_deconvnet_gbp_cosine"] = float(cosine_similarity(maps.maps["deconvnet"], maps.maps["gbp"]))
+    metrics.update(
+        logit_allowance_sigmas=results["pool"].logit_allowance,
+        deconvnet_pool_gain=metrics["pool_deconvnet_similarity"] - metrics["nopool_deconvnet_similarity"],
+        zero_maps=float(sum(len(maps.zero_maps()) for maps in results.values())),
+    )
+    notes = _notes(settings, metrics)
     return Measurement(
         metrics=metrics,
         model=(

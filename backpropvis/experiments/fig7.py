@@ -231,6 +231,39 @@ def _described(network: Network, run: Collected) -> str:
     return f"the first {len(run.images) + unreadable} image files (sorted by path) of {network.source}"
 
 
+def _notes(
+    metrics: Mapping[str, float],
+    runs: Mapping[str, Collected],
+    by_label: Mapping[str, Network],
+    imagenet_like: str,
+    trained_note: Optional[str],
+    unreadable: list[str],
+    seed: int,
+) -> list[str]:
+    """The figure's notes: what each group is averaged over, the intervals, DeconvNet / GBP
+    in the trained nets, the trained network's note and twin, the unreadable images."""
+    notes = [
+        f"Random VGG-16, trained and twin networks: averaged over {imagenet_like}; digits networks over "
+        f"{int(metrics['digits_trained_images'])} of {_described(by_label['digits_trained'], runs['digits_trained'])}. "
+        f"Two distinct random logits per image (seed {seed}).",
+        f"Intervals: {CONFIDENCE:.0%} cluster bootstrap over source photos ({int(metrics['random_photos'])} "
+        f"independent photos behind the {int(metrics['images'])} images; crops of a photo resampled together)"
+        + (f": {small}." if (small := small_sample_note(int(metrics["random_photos"]), "photos")) else "."),
+        f"DeconvNet / GBP in the trained net: {metrics['trained_deconvnet_over_gbp']:.2f} "
+        f"[{metrics['trained_deconvnet_over_gbp_ci_low']:.2f}, {metrics['trained_deconvnet_over_gbp_ci_high']:.2f}]; "
+        f"in the trained digits VGG: {metrics['digits_trained_deconvnet_over_gbp']:.2f} "
+        f"[{metrics['digits_trained_deconvnet_over_gbp_ci_low']:.2f}, "
+        f"{metrics['digits_trained_deconvnet_over_gbp_ci_high']:.2f}] (the paper: slightly above 1 in trained VGG-16).",
+    ]
+    if trained_note:
+        notes.append(trained_note)
+    if "twin" not in runs:
+        notes.append("The trained network is VGG-16: its random twin is the random VGG-16 (the twin_* metrics).")
+    if unreadable:
+        notes.append(f"{len(unreadable)} unreadable images left out, e.g. {unreadable[0]}")
+    return notes
+
+
 def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     """Class distances of every image in every network, their means and intervals."""
     networks, trained_note = _networks(settings, context)
@@ -259,25 +292,7 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     imagenet_like = _described(by_label["random"], first)
     if isinstance(by_label["random"].source, Samples):
         imagenet_like += " (not ImageNet: pass --images DIR for that)"
-    notes = [
-        f"Random VGG-16, trained and twin networks: averaged over {imagenet_like}; digits networks over "
-        f"{int(metrics['digits_trained_images'])} of {_described(by_label['digits_trained'], runs['digits_trained'])}. "
-        f"Two distinct random logits per image (seed {context.seed}).",
-        f"Intervals: {CONFIDENCE:.0%} cluster bootstrap over source photos ({int(metrics['random_photos'])} "
-        f"independent photos behind the {int(metrics['images'])} images; crops of a photo resampled together)"
-        + (f": {small}." if (small := small_sample_note(int(metrics["random_photos"]), "photos")) else "."),
-        f"DeconvNet / GBP in the trained net: {metrics['trained_deconvnet_over_gbp']:.2f} "
-        f"[{metrics['trained_deconvnet_over_gbp_ci_low']:.2f}, {metrics['trained_deconvnet_over_gbp_ci_high']:.2f}]; "
-        f"in the trained digits VGG: {metrics['digits_trained_deconvnet_over_gbp']:.2f} "
-        f"[{metrics['digits_trained_deconvnet_over_gbp_ci_low']:.2f}, "
-        f"{metrics['digits_trained_deconvnet_over_gbp_ci_high']:.2f}] (the paper: slightly above 1 in trained VGG-16).",
-    ]
-    if trained_note:
-        notes.append(trained_note)
-    if "twin" not in runs:
-        notes.append("The trained network is VGG-16: its random twin is the random VGG-16 (the twin_* metrics).")
-    if unreadable:
-        notes.append(f"{len(unreadable)} unreadable images left out, e.g. {unreadable[0]}")
+    notes = _notes(metrics, runs, by_label, imagenet_like, trained_note, unreadable, context.seed)
     groups = [label for label in GROUPS if label in runs]
     return Measurement(
         metrics=metrics,

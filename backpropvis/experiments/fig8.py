@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -95,6 +95,82 @@ def _sweeps(
     return sweeps, originals, network
 
 
+def _chosen_steps(
+    sweeps: Sequence[AdversarialSweep], steps: list[float], ladder: list[int], fixed: Sequence[float], count: int
+) -> dict[str, list[Optional[int]]]:
+    """Category -> per image the step index it uses (None: the ladder never flips it):
+    "smallest" (the smallest flipping step of the ladder), then each fixed step."""
+    chosen: dict[str, list[Optional[int]]] = {"smallest": []}
+    for sweep in sweeps:
+        flipped = sweep.flipped[:, 0]
+        chosen["smallest"].append(next((index for index in ladder if bool(flipped[index])), None))
+    for step in fixed:
+        chosen[step_key(float(step))] = [steps.index(float(step))] * count
+    return chosen
+
+
+def _per_category(
+    key: str,
+    indices: Sequence[Optional[int]],
+    images: list[str],
+    sweeps: Sequence[AdversarialSweep],
+    steps: list[float],
+) -> tuple[list[dict], dict[str, float]]:
+    """One category's rows (per image: its step, whether it flipped, the distances, the
+    statements that hold) and its metrics over the adversarial examples among them."""
+    rows: list[dict[str, Any]] = []
+    for image, sweep, index in zip(images, sweeps, indices):
+        if index is None:
+            continue
+        distance = {method: float(sweep.distance[method][index, 0]) for method in PAPER_METHODS}
+        changed = bool(sweep.flipped[index, 0])
+        rows.append(
+            {
+                "image": image,
+                "step": steps[index],
+                "flipped": changed,
+                "predicted": int(sweep.predicted[index, 0]),
+                "distance": distance,
+                "holds": _holds(distance) if changed else {},
+            }
+        )
+    metrics: dict[str, float] = {}
+    examples = [row for row in rows if row["flipped"]]
+    metrics[f"flipped_fraction_at_{key}"] = len(examples) / len(images)
+    metrics[f"adversarial_examples_at_{key}"] = float(len(examples))
+    for statement in STATEMENTS:  # NaN without an adversarial example: the claim cannot hold
+        held = [row["holds"][statement] for row in examples]
+        metrics[f"{statement}_fraction_at_{key}"] = float(np.mean(held)) if held else math.nan
+    for method in PAPER_METHODS:
+        values = [row["distance"][method] for row in examples]
+        metrics[f"median_distance_{method}_at_{key}"] = float(np.median(values)) if values else math.nan
+    return rows, metrics
+
+
+def _notes(
+    shown: str,
+    images: list[str],
+    steps: list[float],
+    smallest: Sequence[Optional[int]],
+    largest: float,
+    network_note: Optional[str],
+) -> list[str]:
+    """The figure's notes: the shown photo, and each image's smallest flipping step."""
+    notes = [
+        f"'{shown}' replaces the paper's 'panda' (not bundled) in the panels; all {len(images)} bundled "
+        f"photos are attacked ({', '.join(images)}).",
+        "Smallest flipping step per image: "
+        + ", ".join(
+            f"{image} {steps[index]:g}/255" if index is not None else f"{image} none up to {largest:g}/255"
+            for image, index in zip(images, smallest)
+        )
+        + ".",
+    ]
+    if network_note:
+        notes.insert(0, network_note)
+    return notes
+
+
 def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     """Every image at every declared step; per step, the fraction of adversarial examples
     on which each statement holds."""
@@ -102,61 +178,19 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     steps = list(sweeps[0].steps)
     ladder = [steps.index(float(step)) for step in sorted(settings["ladder"])]
     images = list(settings["images"])
-    # per image: the step index each category uses (None: the ladder never flips it)
-    chosen: dict[str, list[int | None]] = {"smallest": []}
-    for sweep in sweeps:
-        flipped = sweep.flipped[:, 0]
-        chosen["smallest"].append(next((index for index in ladder if bool(flipped[index])), None))
-    for step in settings["fixed"]:
-        chosen[step_key(float(step))] = [steps.index(float(step))] * len(images)
-
+    chosen = _chosen_steps(sweeps, steps, ladder, settings["fixed"], len(images))
     metrics: dict[str, float] = {}
     per_image: dict[str, list[dict]] = {}
     for key, indices in chosen.items():
-        rows = []
-        for image, sweep, index in zip(images, sweeps, indices):
-            if index is None:
-                continue
-            distance = {method: float(sweep.distance[method][index, 0]) for method in PAPER_METHODS}
-            changed = bool(sweep.flipped[index, 0])
-            rows.append(
-                {
-                    "image": image,
-                    "step": steps[index],
-                    "flipped": changed,
-                    "predicted": int(sweep.predicted[index, 0]),
-                    "distance": distance,
-                    "holds": _holds(distance) if changed else {},
-                }
-            )
-        per_image[key] = rows
-        examples = [row for row in rows if row["flipped"]]
-        metrics[f"flipped_fraction_at_{key}"] = len(examples) / len(images)
-        metrics[f"adversarial_examples_at_{key}"] = float(len(examples))
-        for statement in STATEMENTS:  # NaN without an adversarial example: the claim cannot hold
-            held = [row["holds"][statement] for row in examples]
-            metrics[f"{statement}_fraction_at_{key}"] = float(np.mean(held)) if held else math.nan
-        for method in PAPER_METHODS:
-            values = [row["distance"][method] for row in examples]
-            metrics[f"median_distance_{method}_at_{key}"] = float(np.median(values)) if values else math.nan
+        per_image[key], found = _per_category(key, indices, images, sweeps, steps)
+        metrics.update(found)
 
     shown = images.index(settings["image"])
     shown_index = chosen["smallest"][shown]
     shown_step = shown_index if shown_index is not None else len(steps) - 1
     sweep = sweeps[shown]
     original = int(sweep.original[0])
-    notes = [
-        f"'{settings['image']}' replaces the paper's 'panda' (not bundled) in the panels; all {len(images)} bundled "
-        f"photos are attacked ({', '.join(images)}).",
-        "Smallest flipping step per image: "
-        + ", ".join(
-            f"{image} {steps[index]:g}/255" if index is not None else f"{image} none up to {steps[ladder[-1]]:g}/255"
-            for image, index in zip(images, chosen["smallest"])
-        )
-        + ".",
-    ]
-    if network.note:
-        notes.insert(0, network.note)
+    notes = _notes(settings["image"], images, steps, chosen["smallest"], steps[ladder[-1]], network.note)
     return Measurement(
         metrics=metrics,
         model=network.name,

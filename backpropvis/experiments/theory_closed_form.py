@@ -16,7 +16,7 @@ disagree with the closed form stated from Eq. 2 in :mod:`backpropvis.theory`, so
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -137,6 +137,40 @@ def _run_key(config: Mapping[str, Any], seed: int) -> tuple:
     return tuple(sorted(config.items())), seed
 
 
+def _switch_metrics(pool_sizes: Sequence[int], shown_config: Mapping[str, Any], pooled: dict) -> dict[str, float]:
+    """Per pool size, how often Eq. 7's assumption fails on the shown configuration's inputs and
+    filters (:func:`~backpropvis.theory.switch_disagreement`): in total, and each way."""
+    disagreements: dict[str, float] = {}
+    for pool in pool_sizes:
+        found = switch_disagreement(
+            pooled["inputs"],
+            pooled["filters"],
+            stride=shown_config["stride"],
+            padding=shown_config["kernel_size"] // 2,
+            pool=pool,
+        )
+        disagreements[f"switch_disagreement_pool{pool}"] = found.total
+        disagreements[f"chosen_but_inactive_pool{pool}"] = found.chosen_but_inactive
+        disagreements[f"active_but_not_chosen_pool{pool}"] = found.active_but_not_chosen
+    return disagreements
+
+
+def _figure(pooled: dict, unpooled: dict) -> dict[str, Any]:
+    """What the figure draws: the engine's, Eq. 6's and Eq. 7's maps with the pool, Eq. 6's without."""
+    return {
+        "methods": list(PAPER_METHODS),
+        # [M, 3, S, S] each; float32 is all the display needs (it normalises in float32)
+        "engine": torch.stack([pooled[method]["engine"] for method in PAPER_METHODS]).float(),
+        "closed": torch.stack([pooled[method]["closed"] for method in PAPER_METHODS]).float(),
+        "approximate": torch.stack([pooled[method]["approximate"] for method in PAPER_METHODS]).float(),
+        "unpooled": torch.stack([unpooled[method]["closed"] for method in PAPER_METHODS]).float(),
+        # [M, S, S] float64: |engine - Eq. 6| summed over channels, at float64 round-off
+        "difference": torch.stack(
+            [(pooled[method]["engine"] - pooled[method]["closed"]).abs().sum(0) for method in PAPER_METHODS]
+        ),
+    }
+
+
 def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     metrics: dict[str, float] = {}
     per_method: dict[str, float] = {}
@@ -175,17 +209,7 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         metrics["recovery_deconvnet_pool"] - metrics["recovery_deconvnet_no_pool"]
     )
 
-    for pool in settings["pool_sizes"]:
-        found = switch_disagreement(
-            pooled["inputs"],
-            pooled["filters"],
-            stride=shown_config["stride"],
-            padding=shown_config["kernel_size"] // 2,
-            pool=pool,
-        )
-        metrics[f"switch_disagreement_pool{pool}"] = found.total
-        metrics[f"chosen_but_inactive_pool{pool}"] = found.chosen_but_inactive
-        metrics[f"active_but_not_chosen_pool{pool}"] = found.active_but_not_chosen
+    metrics.update(_switch_metrics(settings["pool_sizes"], shown_config, pooled))
 
     notes = (
         f"Eq. 7's assumption fails for {metrics['switch_disagreement_pool2']:.1%} of the (filter, position) pairs "
@@ -195,18 +219,7 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         "pooled DeconvNet recovers much less of the image. The float64 engine and closed form share the "
         "im2col arithmetic, so they can agree bit for bit; max_relative_error_float32 compares the float32 engine.",
     )
-    shown = {
-        "methods": list(PAPER_METHODS),
-        # [M, 3, S, S] each; float32 is all the display needs (it normalises in float32)
-        "engine": torch.stack([pooled[method]["engine"] for method in PAPER_METHODS]).float(),
-        "closed": torch.stack([pooled[method]["closed"] for method in PAPER_METHODS]).float(),
-        "approximate": torch.stack([pooled[method]["approximate"] for method in PAPER_METHODS]).float(),
-        "unpooled": torch.stack([unpooled[method]["closed"] for method in PAPER_METHODS]).float(),
-        # [M, S, S] float64: |engine - Eq. 6| summed over channels, at float64 round-off
-        "difference": torch.stack(
-            [(pooled[method]["engine"] - pooled[method]["closed"]).abs().sum(0) for method in PAPER_METHODS]
-        ),
-    }
+    shown = _figure(pooled, unpooled)
     return Measurement(
         metrics, "three-layer CNN (random)", f"random (seeds {list(settings['seeds'])})", notes, figure=shown
     )

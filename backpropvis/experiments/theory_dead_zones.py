@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..engine import attribute_many
+from ..engine import Attributions, attribute_many
 from ..metrics import class_distance, expected_normal_maximum, input_similarity, noise_similarity_std, ratio
 from ..models import generator_for, truncated_normal_
 from ..render import CLIP_99, map_panel, pyplot, save_figure
@@ -172,6 +172,50 @@ def _edge_correlation(maps: torch.Tensor, edges: np.ndarray, sigma: float) -> fl
     return float(spearmanr(gaussian_filter(magnitude, sigma).ravel(), gaussian_filter(edges, sigma).ravel())[0])
 
 
+def _filter_dimensions(trained_filters: torch.Tensor, seed: int) -> dict[str, float]:
+    """The first layer's filters [N, C, k, k]: their effective dimension, that of random
+    filters of the same shape (the paper's init, drawn from ``seed``), their ratio, and the
+    patch's dimension C k k."""
+    metrics: dict[str, float] = {}
+    random_filters = truncated_normal_(
+        torch.empty(trained_filters.shape),
+        0.1,
+        generator_for(seed, "dead-zones-random-filters"),
+    )
+    metrics["effective_dimension_trained"] = effective_dimension(trained_filters)
+    metrics["effective_dimension_random"] = effective_dimension(random_filters)
+    metrics["effective_dimension_ratio"] = ratio(
+        metrics["effective_dimension_trained"], metrics["effective_dimension_random"]
+    )
+    metrics["patch_dimension"] = float(trained_filters[0].numel())
+    return metrics
+
+
+def _map_metrics(
+    maps: Attributions, edges: np.ndarray, inputs: torch.Tensor, settings: Mapping[str, Any]
+) -> dict[str, float]:
+    """Per method its first map's correlation with the image's edges [S, S] and its class
+    distance between the two targets; GBP's and DeconvNet's class distance over saliency's;
+    GBP's input similarity and its noise sd beyond the max logit's allowance; the zero maps."""
+    metrics: dict[str, float] = {}
+    for method in PAPER_METHODS:
+        first_map = maps[method][0, 0].cpu()
+        metrics[f"edge_correlation_{method}"] = _edge_correlation(first_map, edges, settings["blur_sigma"])
+        metrics[f"class_distance_{method}"] = float(class_distance(maps[method][0, 0], maps[method][1, 0]))
+    for method in ("gbp", "deconvnet"):
+        metrics[f"{method}_over_saliency_class_distance"] = ratio(
+            metrics[f"class_distance_{method}"], metrics["class_distance_saliency"]
+        )
+    gbp_map = maps["gbp"][0, 0].cpu()
+    metrics["input_similarity_gbp"] = float(input_similarity(gbp_map, inputs[0].cpu()))
+    allowance = expected_normal_maximum(maps.logits.shape[-1]) if settings["targets"][0] == "max" else 0.0
+    metrics["gbp_image_noise_sigmas"] = (
+        abs(metrics["input_similarity_gbp"]) / noise_similarity_std(inputs[0].cpu(), gbp_map) - allowance
+    )  # NaN for a zero map
+    metrics["zero_maps"] = float(sum(not bool(maps[method][:, 0].any()) for method in PAPER_METHODS))
+    return metrics
+
+
 def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     from skimage.filters import sobel
 
@@ -191,18 +235,7 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     metrics["passing_fraction_min_over_layers"] = min(passing)
     metrics["layers_with_dead_patches"] = sum(value > 0 for value in per_layer)
 
-    trained_filters = recorded.first_filters
-    random_filters = truncated_normal_(
-        torch.empty(trained_filters.shape),
-        0.1,
-        generator_for(settings["random_filters_seed"], "dead-zones-random-filters"),
-    )
-    metrics["effective_dimension_trained"] = effective_dimension(trained_filters)
-    metrics["effective_dimension_random"] = effective_dimension(random_filters)
-    metrics["effective_dimension_ratio"] = ratio(
-        metrics["effective_dimension_trained"], metrics["effective_dimension_random"]
-    )
-    metrics["patch_dimension"] = float(trained_filters[0].numel())
+    metrics.update(_filter_dimensions(recorded.first_filters, settings["random_filters_seed"]))
 
     generator = torch.Generator().manual_seed(context.seed)
     maps = attribute_many(
@@ -210,21 +243,7 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     )
     picture = testbed.pictures[0]
     edges = sobel(picture.mean(0).double().numpy())
-    for method in PAPER_METHODS:
-        first_map = maps[method][0, 0].cpu()
-        metrics[f"edge_correlation_{method}"] = _edge_correlation(first_map, edges, settings["blur_sigma"])
-        metrics[f"class_distance_{method}"] = float(class_distance(maps[method][0, 0], maps[method][1, 0]))
-    for method in ("gbp", "deconvnet"):
-        metrics[f"{method}_over_saliency_class_distance"] = ratio(
-            metrics[f"class_distance_{method}"], metrics["class_distance_saliency"]
-        )
-    gbp_map = maps["gbp"][0, 0].cpu()
-    metrics["input_similarity_gbp"] = float(input_similarity(gbp_map, inputs[0].cpu()))
-    allowance = expected_normal_maximum(maps.logits.shape[-1]) if settings["targets"][0] == "max" else 0.0
-    metrics["gbp_image_noise_sigmas"] = (
-        abs(metrics["input_similarity_gbp"]) / noise_similarity_std(inputs[0].cpu(), gbp_map) - allowance
-    )  # NaN for a zero map
-    metrics["zero_maps"] = float(sum(not bool(maps[method][:, 0].any()) for method in PAPER_METHODS))
+    metrics.update(_map_metrics(maps, edges, inputs, settings))
     targets = maps.targets[:, 0].tolist()
     notes = [
         f"First activation ({first_name}): {metrics['dead_fraction_first_layer']:.1%} of the patches are passed by no "

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -133,6 +133,40 @@ def layer_readout(model: VGG16, layer: str, inputs: torch.Tensor, seed: int) -> 
     return LayerReadout(trunk, top.to(inputs))
 
 
+def _last_conv(layers: Sequence[str]) -> str:
+    """The deepest convolution among the measured layers."""
+    return [layer for layer in layers if layer.startswith("conv")][-1]
+
+
+def _summary_metrics(
+    metrics: Mapping[str, float],
+    curves: Mapping[str, list[float]],
+    centred: Mapping[str, list[float]],
+    layers: Sequence[str],
+) -> dict[str, float]:
+    """The claims' numbers from the per-layer ones: GBP's lowest and last recoveries, its lead
+    over saliency at the last convolution, DeconvNet's noise sd before and after the first pool."""
+    convs = [layer for layer in layers if layer.startswith("conv")]
+    last = convs[-1]
+    summary: dict[str, float] = {}
+    summary["gbp_recovery_min"] = min(curves["gbp"])
+    summary["gbp_centred_recovery_min"] = min(centred["gbp"])
+    summary["gbp_centred_recovery_first"] = centred["gbp"][0]
+    summary["gbp_centred_recovery_last_conv"] = metrics[f"centred_recovery_gbp_{last}"]
+    summary["gbp_minus_saliency_last_conv"] = (
+        metrics[f"centred_recovery_gbp_{last}"] - metrics[f"centred_recovery_saliency_{last}"]
+    )
+    before_pool = [layer for layer in convs if layer.startswith("conv1_")]
+    after_pool = [layer for layer in convs if not layer.startswith("conv1_")]
+    summary["deconvnet_noise_sigmas_before_pool_max"] = float(
+        np.max([metrics[f"noise_sigmas_deconvnet_{layer}"] for layer in before_pool]) if before_pool else math.nan
+    )
+    summary["deconvnet_noise_sigmas_after_pool_min"] = float(
+        np.min([metrics[f"noise_sigmas_deconvnet_{layer}"] for layer in after_pool]) if after_pool else math.nan
+    )
+    return summary
+
+
 def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
     model = vgg16("random", seed=context.seed).to(context.device)
     model.preprocessing = model.preprocessing.resized(settings["input_size"])
@@ -164,23 +198,8 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
             )
         if layer in settings["shown_layers"]:
             shown[layer] = {method: maps[method][0, 0].cpu() for method in ("gbp", "saliency")}
-    convs = [layer for layer in settings["layers"] if layer.startswith("conv")]
-    last = convs[-1]
-    metrics["gbp_recovery_min"] = min(curves["gbp"])
-    metrics["gbp_centred_recovery_min"] = min(centred["gbp"])
-    metrics["gbp_centred_recovery_first"] = centred["gbp"][0]
-    metrics["gbp_centred_recovery_last_conv"] = metrics[f"centred_recovery_gbp_{last}"]
-    metrics["gbp_minus_saliency_last_conv"] = (
-        metrics[f"centred_recovery_gbp_{last}"] - metrics[f"centred_recovery_saliency_{last}"]
-    )
-    before_pool = [layer for layer in convs if layer.startswith("conv1_")]
-    after_pool = [layer for layer in convs if not layer.startswith("conv1_")]
-    metrics["deconvnet_noise_sigmas_before_pool_max"] = float(
-        np.max([metrics[f"noise_sigmas_deconvnet_{layer}"] for layer in before_pool]) if before_pool else math.nan
-    )
-    metrics["deconvnet_noise_sigmas_after_pool_min"] = float(
-        np.min([metrics[f"noise_sigmas_deconvnet_{layer}"] for layer in after_pool]) if after_pool else math.nan
-    )
+    last = _last_conv(settings["layers"])
+    metrics.update(_summary_metrics(metrics, curves, centred, settings["layers"]))
     notes = (
         "Recovery is the cosine with x_lim; the centred recovery removes each channel's mean from both first, since "
         "a positive top gradient gives DeconvNet a constant colour offset (sum of the filters) that the plain cosine "

@@ -259,6 +259,23 @@ def _reestimate(model: nn.Module, batch_norms: Sequence[str], inputs: torch.Tens
             module.eval()
 
 
+def _reestimate_downstream(
+    model: nn.Module, paired: Sequence[str], redrawn_paths: set[str], inputs: torch.Tensor
+) -> None:
+    """The "reestimate" policy on a redrawn copy: the ``paired`` batch norms' affine reset
+    (weight 1, bias 0), then every batch norm from the first redrawn layer on re-estimated
+    from ``inputs`` ([B, C, H, W], moved to the model's device)."""
+    for path in paired:
+        module = cast(_BatchNorm, model.get_submodule(path))
+        if module.affine:
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    ordered = [path for path, _ in _ordered_modules(model)]
+    first = min(ordered.index(path) for path in redrawn_paths)
+    downstream = [path for path in ordered[first:] if isinstance(model.get_submodule(path), _BatchNorm)]
+    _reestimate(model, downstream, inputs.to(next(model.parameters()).device))
+
+
 def redraw(
     model: nn.Module,
     layers: Sequence[str],
@@ -303,17 +320,8 @@ def redraw(
             parent, _, child = path.rpartition(".")
             setattr(result.get_submodule(parent) if parent else result, child, nn.Identity())
     elif paired and batch_norm == "reestimate":
-        for path in paired:
-            module = cast(_BatchNorm, result.get_submodule(path))
-            if module.affine:
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-        ordered = [path for path, _ in _ordered_modules(result)]
-        first = min(ordered.index(path) for path in redrawn_paths)
-        downstream = [path for path in ordered[first:] if isinstance(result.get_submodule(path), _BatchNorm)]
-        device = next(result.parameters()).device
         inputs = calibration_inputs(model) if calibration is None else calibration
-        _reestimate(result, downstream, inputs.to(device))
+        _reestimate_downstream(result, paired, redrawn_paths, inputs)
     source = getattr(model, "weights_description", "trained")
     if layers:
         what = description or f"layers {', '.join(layers)}"

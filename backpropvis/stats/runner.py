@@ -46,10 +46,11 @@ from ..image_sets import ImageSource, list_images, source_setting
 from ..models import LoadedModel, ModelLike, as_loaded
 from ..precision_receipt import DEFAULT_THRESHOLD, PrecisionReceipt, check_threshold, needs_receipt, precision_receipt
 from ..rules import PAPER_METHODS, Rule, resolve_rule
+from .batch_writer import BatchWriter
 from .decoding import Batch, ImageSet, batch_loader
 from .distributed import World, barrier, process_group, world_from_environment
 from .listing import rank_db_path, shard
-from .measuring import PairTargets, measure_batch, result_rows
+from .measuring import PairTargets, measure_batch
 from .pairs import PAIRS, pair_draws
 from .store import ResultRow, ResultsStore, RunSettings
 from .streaming import ResultsBehind, device_layout
@@ -286,23 +287,13 @@ def _run(store: ResultsStore, keys: Sequence[str], job: _Job, progress: bool) ->
     pending = sum(len(batch) for batch in batches)
     dataset = ImageSet(job.images, mine, job.preprocess)
     loader = batch_loader(dataset, batches, job.workers, batch_size, pin_memory=job.device.type == "cuda")
-    written = _Written(store, job.rules)
+    written = BatchWriter(store, job.rules)
     # on an accelerator results come back two batches behind and are written once a second
     behind = ResultsBehind(written, every=0.0 if job.device.type == "cpu" else 1.0)
     started, num_classes, receipt = time.perf_counter(), None, None
     units = unit_pair_layers(job.settings.pairs) is not None
-    description = ("unit distance" if units else "class distance") + (
-        f" (rank {world.rank}/{world.size})" if world.size > 1 else ""
-    )
     try:
-        with tqdm(
-            total=pending,
-            unit="image",
-            desc=description,
-            disable=not progress or pending == 0,
-            position=world.local_rank if world.size > 1 else None,
-            dynamic_ncols=True,
-        ) as bar:
+        with _progress_bar(world, pending, units, progress) as bar:
             written.bar = bar
             for batch in loader:
                 results: Union[None, torch.Tensor, list[ResultRow]] = None
@@ -321,14 +312,7 @@ def _run(store: ResultsStore, keys: Sequence[str], job: _Job, progress: bool) ->
                 behind.add(batch, results)
             behind.flush()
     except KeyboardInterrupt:
-        _save_what_is_done(behind)
-        store.finish(complete=False)  # rolls back a batch cut off halfway
-        saved = len(store.done_images())
-        failed = f", {len(written.failed_images)} of them failed" if written.failed_images else ""
-        raise Interrupted(
-            f"{saved} of {len(mine)} images saved in {store.path} ({saved - len(done)} in this session{failed}); "
-            "run the same command again to resume"
-        ) from None
+        raise _interrupted(store, behind, written, len(mine), len(done)) from None
     store.finish(complete=len(done) + written.images == len(mine))
     seconds = time.perf_counter() - started  # the loop's, workers' start included
     return RunReport(
@@ -341,6 +325,34 @@ def _run(store: ResultsStore, keys: Sequence[str], job: _Job, progress: bool) ->
         seconds,
         written.failed_images,
         receipt=receipt,
+    )
+
+
+def _progress_bar(world: World, pending: int, units: bool, progress: bool) -> tqdm:
+    """The rank's progress bar over its ``pending`` images (one line per rank under torchrun)."""
+    description = ("unit distance" if units else "class distance") + (
+        f" (rank {world.rank}/{world.size})" if world.size > 1 else ""
+    )
+    return tqdm(
+        total=pending,
+        unit="image",
+        desc=description,
+        disable=not progress or pending == 0,
+        position=world.local_rank if world.size > 1 else None,
+        dynamic_ncols=True,
+    )
+
+
+def _interrupted(store: ResultsStore, behind: ResultsBehind, written: BatchWriter, mine: int, done: int) -> Interrupted:
+    """After Ctrl-C: the batches already computed saved, the store closed (a batch cut off
+    halfway rolled back), and the error saying how many of the rank's ``mine`` images are saved."""
+    _save_what_is_done(behind)
+    store.finish(complete=False)
+    saved = len(store.done_images())
+    failed = f", {len(written.failed_images)} of them failed" if written.failed_images else ""
+    return Interrupted(
+        f"{saved} of {mine} images saved in {store.path} ({saved - done} in this session{failed}); "
+        "run the same command again to resume"
     )
 
 
@@ -363,36 +375,6 @@ def _save_what_is_done(behind: ResultsBehind) -> None:
 def _inputs(batch: Batch, job: _Job) -> torch.Tensor:
     """The batch as the model's input on the job's device, in its memory layout (:meth:`Batch.inputs`)."""
     return batch.inputs(job.preprocess, job.device).contiguous(memory_format=job.layout)
-
-
-class _Written:
-    """``ResultsBehind``'s writer: a group of batches' rows and failures in one transaction,
-    counted and shown on the progress bar once they are saved."""
-
-    def __init__(self, store: ResultsStore, rules: Sequence[Rule]) -> None:
-        self.store, self.rules = store, rules
-        self.num_classes: Optional[int] = None
-        self.images, self.bar = 0, None
-        self.failed_images: list[str] = []
-
-    def __call__(self, done: list[tuple[Batch, Optional[torch.Tensor]]]) -> None:
-        rows: list[ResultRow] = []
-        failures: list[tuple[str, str, str]] = []
-        for batch, results in done:
-            if isinstance(results, list):  # a unit-distance batch's rows (stats.unit_distance)
-                rows += results
-            elif results is not None:
-                assert self.num_classes is not None
-                rows += result_rows(results, batch.keys, batch.hashes, self.rules, self.num_classes)
-            failures += batch.failures
-        images = sum(batch.images for batch, _ in done)
-        self.store.write_batch(rows, failures, images)
-        self.images += images
-        self.failed_images += [key for key, _, _ in failures]
-        if self.bar is not None:
-            self.bar.update(images)
-            if self.failed_images:
-                self.bar.set_postfix(failed=len(self.failed_images))
 
 
 def _measure(

@@ -245,6 +245,28 @@ def _receipt_notes(runs: Sequence[StoredRun]) -> list[str]:
     return [receipt.summary_line()] + receipt.warnings()
 
 
+def _settings_section(run: Collected) -> dict[str, Any]:
+    """The summary's ``settings``: the run's identity as its databases store it."""
+    settings = run.settings
+    return {
+        "model": settings.model,
+        "weights": settings.weights,
+        "weights_description": run.runs[0].run["weights_description"],
+        "methods": run.methods,
+        "pairs": settings.pairs,
+        "seed": settings.seed,
+        "input_size": settings.input_size,
+        "images": settings.images,
+        "world_size": settings.world_size,
+        "model_args": settings.model_args,
+        "model_source": settings.model_source,
+        "weights_fingerprint": settings.weights_fingerprint,
+        "output": settings.output,
+        "precision": settings.precision,
+        "smooth_activations": json.loads(run.runs[0].run["settings"]).get("smooth_activations", {"mode": "refuse"}),
+    }
+
+
 def summarize(
     databases: Sequence[Union[str, os.PathLike]],
     resamples: int = 2000,
@@ -269,26 +291,10 @@ def summarize(
         StoreError: as :func:`collect`.
     """
     run = collect(databases)
-    settings, methods = run.settings, run.methods
+    methods = run.methods
     summary: dict[str, Any] = {
         "databases": [str(stored.path) for stored in run.runs],
-        "settings": {
-            "model": settings.model,
-            "weights": settings.weights,
-            "weights_description": run.runs[0].run["weights_description"],
-            "methods": methods,
-            "pairs": settings.pairs,
-            "seed": settings.seed,
-            "input_size": settings.input_size,
-            "images": settings.images,
-            "world_size": settings.world_size,
-            "model_args": settings.model_args,
-            "model_source": settings.model_source,
-            "weights_fingerprint": settings.weights_fingerprint,
-            "output": settings.output,
-            "precision": settings.precision,
-            "smooth_activations": json.loads(run.runs[0].run["settings"]).get("smooth_activations", {"mode": "refuse"}),
-        },
+        "settings": _settings_section(run),
         "images": len(run.images),
         "images_expected": run.expected,
         "complete": run.complete,
