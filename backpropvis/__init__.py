@@ -24,6 +24,7 @@ from .engine import (
 )
 from .errors import BackpropvisError
 from .rules import DECONVNET, GUIDED_BACKPROP, LINEAR, METHOD_LABELS, PAPER_METHODS, RULES, SALIENCY, Rule, resolve_rule
+from .smooth_activations import SMOOTH_MODES, SmoothReport
 from .targets import parse_targets, resolve_targets
 
 __version__ = "0.1.0"
@@ -38,6 +39,8 @@ __all__ = [
     "DeconvNet",
     "GuidedBackprop",
     "Rule",
+    "SMOOTH_MODES",
+    "SmoothReport",
     "SALIENCY",
     "DECONVNET",
     "GUIDED_BACKPROP",

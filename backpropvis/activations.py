@@ -4,8 +4,8 @@ Every spelling a model may use ends in one of the functions listed here, whether
 comes from a module (``nn.ReLU(inplace=True)``), the functional API (``F.relu``),
 the torch namespace (``torch.relu_``) or a tensor method (``x.relu()``). The engine
 sees each call through a :class:`torch.overrides.TorchFunctionMode` and looks it up
-in :data:`PIECEWISE_LINEAR` (apply the rule) or :data:`OTHER_NONLINEARITIES` (not
-piecewise-linear: refuse, or let it pass with its true gradient).
+in :data:`PIECEWISE_LINEAR` (apply the rule); the other nonlinearities (smooth
+activations and gates) are sorted in :mod:`.smooth_activations`.
 
 A :class:`PiecewiseLinear` knows two things about its activation g: how to compute
 g(y) (natively, so values are bit-identical to the model's own) and how to multiply a
@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["PiecewiseLinear", "PIECEWISE_LINEAR", "OTHER_NONLINEARITIES", "function_name"]
+__all__ = ["PiecewiseLinear", "PIECEWISE_LINEAR", "function_name"]
 
 
 @dataclass(frozen=True)
@@ -197,93 +197,6 @@ _register(LEAKY_RELU, _leaky_inplace_args, F.leaky_relu_, _nn.leaky_relu_)
 _register(THRESHOLD, _threshold_args, F.threshold, torch.threshold)
 _register(THRESHOLD, _threshold_inplace_args, getattr(F, "threshold_", None), getattr(torch, "threshold_", None))
 _register(PRELU, _prelu_args, F.prelu, torch.prelu, getattr(torch.Tensor, "prelu", None))
-
-
-def _collect(*functions: Any) -> frozenset:
-    return frozenset(function for function in functions if function is not None)
-
-
-OTHER_NONLINEARITIES: frozenset = _collect(
-    *(
-        getattr(F, name, None)
-        for name in (
-            "gelu",
-            "silu",
-            "mish",
-            "hardswish",
-            "hardsigmoid",
-            "sigmoid",
-            "tanh",
-            "softplus",
-            "elu",
-            "elu_",
-            "selu",
-            "celu",
-            "logsigmoid",
-            "softsign",
-            "tanhshrink",
-            "hardshrink",
-            "softshrink",
-            "glu",
-            "rrelu",
-            "rrelu_",
-            "softmax",
-            "log_softmax",
-            "softmin",
-        )
-    ),
-    *(
-        getattr(_nn, name, None)
-        for name in (
-            "gelu",
-            "silu",
-            "silu_",
-            "mish",
-            "mish_",
-            "hardswish",
-            "hardswish_",
-            "hardsigmoid",
-            "hardsigmoid_",
-            "softplus",
-            "elu",
-            "elu_",
-            "log_sigmoid",
-            "softshrink",
-        )
-    ),
-    *(
-        getattr(torch, name, None)
-        for name in (
-            "sigmoid",
-            "sigmoid_",
-            "tanh",
-            "tanh_",
-            "selu",
-            "selu_",
-            "celu",
-            "celu_",
-            "rrelu",
-            "rrelu_",
-            "hardshrink",
-            "softmax",
-            "log_softmax",
-        )
-    ),
-    *(
-        getattr(torch.Tensor, name, None)
-        for name in (
-            "sigmoid",
-            "sigmoid_",
-            "tanh",
-            "tanh_",
-            "hardshrink",
-            "softmax",
-            "log_softmax",
-        )
-    ),
-    getattr(torch.special, "expit", None),
-)
-"""Activations that are not piecewise-linear: the rules of Eq. 1-2 do not define them."""
 
 
 def function_name(function: Callable) -> str:

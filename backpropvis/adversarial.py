@@ -16,7 +16,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from .attacks import fgsm_direction
-from .engine import attribute_many
+from .engine import Precision, PrecisionLike, attribute_many
 from .metrics import class_distance
 from .rules import PAPER_METHODS
 
@@ -66,7 +66,7 @@ def fgsm_sweep(
     steps: Sequence[float],
     methods: Sequence[str] = PAPER_METHODS,
     *,
-    precision: Optional[str] = "float32",
+    precision: PrecisionLike = Precision.FLOAT32,
 ) -> AdversarialSweep:
     """Run the adversarial test on a batch of images.
 

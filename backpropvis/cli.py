@@ -9,38 +9,91 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any, Callable, NoReturn, Optional, Sequence
 
-from .engine import PRECISION_NAMES, precision_from_name
+from .engine import PRECISION_NAMES, Precision
 from .errors import BackpropvisError, first_few
 from .rules import PAPER_METHODS
+from .smooth_activations import SMOOTH_MODES
 
-__all__ = ["main", "build_parser", "PRECISION_CHOICES"]
+__all__ = ["main", "build_parser", "in_flags", "FLAGS", "PRECISION_CHOICES"]
 
 PRECISION_CHOICES = PRECISION_NAMES
-"""``--precision``: "default" is PyTorch's global flags (the engine's ``precision=None``)."""
+"""``--precision``: the names of :class:`~backpropvis.engine.Precision` ("default": PyTorch's global flags)."""
+
+
+FLAGS: dict[str, str] = {
+    "model": "--model",
+    "model_args": "--model-args",
+    "weights": "--weights",
+    "output": "--output",
+    "input_size": "--input-size",
+    "smooth": "--smooth-activations",
+    "precision": "--precision",
+    "methods": "--methods",
+    "targets": "--targets",
+    "pairs": "--pairs",
+    "seed": "--seed",
+    "device": "--device",
+    "images": "--images",
+    "limit": "--limit",
+    "batch_size": "--batch-size",
+    "workers": "--workers",
+    "few_images": "--few-images",
+    "adversarial_steps": "--fgsm-steps",
+    "save_maps": "--save-maps",
+    "db": "--db",
+    "out": "--out",
+    "protocol": "--protocol",
+    "settings": "--set",
+    "count": "--count",
+}
+"""The library's parameter names -> the command line's flags. The library names a parameter
+in its messages in backquotes (```few_images` must be at least 1``); :func:`in_flags` says it
+as the flag."""
+
+
+def in_flags(message: str) -> str:
+    """A library message in the command line's words: each ```name``` becomes its flag (or the bare name)."""
+    return re.sub(r"`(\w+)`", lambda match: FLAGS.get(match.group(1), match.group(1)), message)
 
 
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _methods(text: str) -> list[str]:
+    """``--methods gbp,saliency``: rule names, each one the command line can name."""
+    from .rules import RULES
+
+    names = _split(text)
+    unknown = [name for name in names if name not in RULES and name != "guided_backprop"]
+    if unknown or not names:
+        what = f"unknown method {unknown[0]!r}" if unknown else "no method named"
+        raise BackpropvisError(f"--methods: {what}; choose from {', '.join(RULES)} (comma-separated)")
+    return names
+
+
 def _run_visualize(args: argparse.Namespace) -> int:
+    from .render import DISPLAYS
     from .targets import parse_targets
     from .visualize import visualize
 
+    methods, targets = _methods(args.methods), parse_targets(args.targets)
     summary = visualize(
         images=args.images or ["tabby"],
         **_model_options(args),
-        methods=_split(args.methods),
-        targets=parse_targets(args.targets),
+        methods=methods,
+        targets=targets,
         seed=args.seed,
         device=args.device,
         out=args.out,
         save_maps=args.save_maps,
+        display=DISPLAYS[args.display],
+        on_model=_say_model,
     )
-    _print_model(f"{summary['model']} ({summary['weights']})", summary["preprocessing"], summary["notes"])
     width = max(len(image["image"]) for image in summary["images"])
     for image in summary["images"]:
         print(f"{image['image']:<{width}}  predicted {image['predicted']} ({image['predicted_name']})")
@@ -59,23 +112,23 @@ def _run_visualize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_model(title: str, preprocessing: str, notes: Sequence[str]) -> None:
-    print(f"model: {title}; preprocessing: {preprocessing}")
-    for note in notes:
+def _say_model(loaded) -> None:
+    """The model's lines (model and preprocessing, then its notes), printed once it is built, before any image is
+    read, so that a long run says what it computes at its start."""
+    print(f"model: {loaded.title}; preprocessing: {loaded.preprocessing_description}", flush=True)
+    for note in loaded.notes:
         if not note.startswith("preprocessing:"):
-            print(f"model: {note}")
+            print(f"model: {note}", flush=True)
 
 
 def _model_options(args: argparse.Namespace) -> dict[str, Any]:
-    """What :func:`_add_model_options` read, as the keyword arguments every model-building API takes."""
-    return {
-        "model": args.model,
-        "weights": args.weights,
-        "model_args": args.model_args,
-        "output": args.output,
-        "input_size": args.input_size,
-        "precision": precision_from_name(args.precision),
-    }
+    """What :func:`_add_model_options` read: the model as one :class:`~backpropvis.models.ModelSpec`,
+    and the precision, as the keyword arguments every model-building API takes."""
+    from .models import ModelSpec, default_weights
+
+    weights = args.weights if args.weights is not None else default_weights(args.model)
+    spec = ModelSpec(args.model, weights, args.model_args, args.output, args.input_size, args.smooth_activations)
+    return {"model": spec, "precision": Precision(args.precision)}
 
 
 def _streaming_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -83,17 +136,19 @@ def _streaming_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"limit": args.limit, "batch_size": args.batch_size, "workers": args.workers}
 
 
-def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str) -> None:
-    """--model, --model-args, --weights, --output, --input-size, --precision: for every command that builds a model."""
-    from .models import MODEL_NAMES
+def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str, model: str = "vgg16") -> None:
+    """--model, --model-args, --weights, --output, --input-size, --smooth-activations, --precision: for every
+    command that builds a model."""
+    from .models import MODEL_NAMES, TRAINED_WEIGHTS
 
     parser.add_argument(
         "--model",
-        default="vgg16",
+        default=model,
         metavar="NAME|MODULE:CALLABLE|PATH.py:CALLABLE",
         help=f"a built-in model ({', '.join(MODEL_NAMES)}), or a callable returning a torch.nn.Module: "
-        "MODULE:CALLABLE (e.g. torchvision.models:resnet18) or PATH.py:CALLABLE (default: vgg16)",
+        f"MODULE:CALLABLE (e.g. torchvision.models:resnet18) or PATH.py:CALLABLE (default: {model})",
     )
+    bundled = ", ".join(f"{weights} for {name}" for name, weights in TRAINED_WEIGHTS.items())
     parser.add_argument(
         "--model-args",
         default=None,
@@ -103,9 +158,9 @@ def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str)
     )
     parser.add_argument(
         "--weights",
-        default="random",
+        default=None,
         help="random (a built-in model's seeded init; a callable's model as built), imagenet (built-in "
-        "models) or a state-dict file (default: random)",
+        f"models) or a state-dict file (default: the model's bundled trained weights, {bundled}; else random)",
     )
     parser.add_argument(
         "--output",
@@ -122,11 +177,42 @@ def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str)
         help=f"crop size of the preprocessing (default: {input_size_default})",
     )
     parser.add_argument(
+        "--smooth-activations",
+        default=None,
+        choices=SMOOTH_MODES,
+        help="what the methods do at smooth activations (SiLU, GELU, Mish, ...): refuse them; gradient: their "
+        "true gradient whatever the method; rule: the method's rule with g' = f' (DeconvNet max(R,0), GBP "
+        "f'(x) max(R,0)); gates (sigmoid, softmax, tanh) keep their gradient (default: the model's own "
+        "smooth_activations, else refuse; see docs/smooth-activations.md)",
+    )
+    _add_precision(parser, "default")
+
+
+def _add_precision(parser: argparse.ArgumentParser, default: str) -> None:
+    """--precision: the engine's arithmetic (the commands differ in the default only)."""
+    parser.add_argument(
         "--precision",
-        default="default",
+        default=default,
         choices=PRECISION_CHOICES,
-        help="the engine's arithmetic: PyTorch's global flags, exact IEEE float32, TF32 matrix "
-        "products (CUDA) or bfloat16 autocast (default: default)",
+        help="the engine's arithmetic: default follows PyTorch's global flags; float32 is exact IEEE float32 "
+        "whatever the flags say, so numbers are reproducible; tf32 and bfloat16 trade exactness for speed "
+        "on GPUs (default: %(default)s)",
+    )
+
+
+def _add_device_and_seed(parser: argparse.ArgumentParser) -> None:
+    """--device and --seed: for every command that computes maps."""
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda, cuda:N or mps; under torchrun each rank uses cuda:LOCAL_RANK (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of every random draw: random weights, random targets or logits, redrawn layers, the "
+        "bootstrap (default: %(default)s)",
     )
 
 
@@ -140,17 +226,21 @@ def _add_visualize(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "images", nargs="*", metavar="IMAGE-or-NAME", help="image files or sample names (default: tabby)"
     )
-    _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
+    _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing", "efficientnet-lite0")
     parser.add_argument(
         "--methods", default=",".join(PAPER_METHODS), help="comma-separated rule names (default: %(default)s)"
     )
     parser.add_argument(
-        "--targets", default="max,random", help="comma-separated: max, random or logit indices (default: %(default)s)"
+        "--display",
+        default="clip99",
+        choices=["clip99", "minmax"],
+        help="how maps become pictures: clip99 divides by the 99th percentile of |map| and clips (0 is grey), "
+        "minmax is the paper's min-max (default: %(default)s)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of random weights and random targets (default: %(default)s)"
+        "--targets", default="max,random", help="comma-separated: max, random or logit indices (default: %(default)s)"
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: %(default)s)")
+    _add_device_and_seed(parser)
     parser.add_argument("--out", default="visualize-out", help="output folder (default: %(default)s)")
     parser.add_argument(
         "--save-maps",
@@ -170,14 +260,15 @@ def _image_source(args: argparse.Namespace):
     return Samples(args.crops, args.seed) if args.samples else args.images
 
 
-def _add_image_source(parser: argparse.ArgumentParser) -> None:
-    """--images DIR | --samples [--crops N]: the images of an image-set command."""
-    source = parser.add_mutually_exclusive_group(required=True)
+def _add_image_source(parser: argparse.ArgumentParser, default: Optional[str] = None) -> None:
+    """--images DIR | --samples [--crops N]: the images of an image-set command (required unless
+    ``default`` says what the command takes without them)."""
+    source = parser.add_mutually_exclusive_group(required=default is None)
     source.add_argument(
         "--images",
         metavar="DIR",
-        help="folder of images, searched recursively, e.g. an ImageFolder tree (no default: give "
-        "--images or --samples)",
+        help="folder of images, searched recursively, e.g. an ImageFolder tree "
+        + (f"(default: {default})" if default else "(no default: give --images or --samples)"),
     )
     source.add_argument("--samples", action="store_true", help="use the bundled sample images instead of a folder")
     parser.add_argument(
@@ -207,16 +298,16 @@ def _run_class_distance(args: argparse.Namespace) -> int:
         args.db,
         **_model_options(args),
         **_streaming_options(args),
-        methods=_split(args.methods),
+        methods=_methods(args.methods),
         pairs=args.pairs,
         seed=args.seed,
         device=args.device,
+        on_model=_say_model,
     )
-    _print_model(report.model, report.preprocessing, report.model_notes)
     failed = f": {first_few(report.failed_images, 3)}" if report.failed_images else ""
     print(
-        f"{report.db}: {report.done_now} images done now ({report.failed_now} failed{failed}; "
-        f"{report.images_per_second:.2f} images/s), {report.already_done} before, {report.images_total} in all"
+        f"{report.db}: {report.measured_now} images measured now, {report.failed_now} failed{failed} "
+        f"({report.images_per_second:.2f} images/s); {report.already_done} before, {report.images_total} in all"
     )
     if report.rank == 0:
         print(format_summary(summarize([args.db])))
@@ -242,12 +333,7 @@ def _add_class_distance(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--db", required=True, help="SQLite results file (created, or resumed)")
     _add_streaming_options(parser)
-    parser.add_argument(
-        "--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK) (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of random weights and random logits (default: %(default)s)"
-    )
+    _add_device_and_seed(parser)
     parser.set_defaults(run=_run_class_distance)
 
 
@@ -260,15 +346,14 @@ def _run_audit(args: argparse.Namespace) -> int:
         args.out,
         **_model_options(args),
         **_streaming_options(args),
-        methods=_split(args.methods),
+        methods=_methods(args.methods),
         pairs=args.pairs,
         seed=args.seed,
         few_images=args.few_images,
         adversarial_steps=_steps(args.fgsm_steps),
         device=args.device,
+        on_model=_say_model,
     )
-    model = audit["model"]
-    _print_model(model["title"], model["preprocessing"], model["notes"])
     print(f"images: {audit['images']['described']}")
     for note in audit["notes"]:
         print(f"note: {note}")
@@ -332,13 +417,7 @@ def _add_audit(commands: argparse._SubParsersAction) -> None:
         "read at its smallest step that changes the prediction (default: %(default)s)",
     )
     _add_streaming_options(parser)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: %(default)s)")
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of random weights, random logits, redrawn layers and the bootstrap (default: %(default)s)",
-    )
+    _add_device_and_seed(parser)
     parser.set_defaults(run=_run_audit)
 
 
@@ -350,7 +429,7 @@ def _run_summarize(args: argparse.Namespace) -> int:
     summary = summarize_runs(args.databases, resamples=args.resamples)
     if args.plot:
         summary["plot"] = str(plot_runs(summary, args.plot))
-    print(json.dumps(summary, indent=2) if args.json else format_runs(summary))
+    print(json.dumps(summary, indent=2) if args.json else in_flags(format_runs(summary)))
     if args.plot and not args.json:
         print(f"wrote {args.plot}")
     return 0
@@ -382,7 +461,7 @@ def _run_selected(group: str, names: Sequence[str], args: argparse.Namespace, **
     from .report import INDEX_FILE, summary_table
     from .suite import run_suite
 
-    registry = experiments.PAPER if group == "paper" else experiments.THEORY
+    registry = _reproduced() if group == "paper" else experiments.THEORY
     results = run_suite(
         experiments.select(registry, names),
         args.out,
@@ -390,12 +469,30 @@ def _run_selected(group: str, names: Sequence[str], args: argparse.Namespace, **
         device=resolve_device(args.device),
         seed=args.seed,
         vgg16_weights=args.vgg16_weights,
-        precision=precision_from_name(args.precision),
+        precision=Precision(args.precision),
+        resume=not args.fresh,
         **options,
     )
     print(summary_table(results))
     print(f"report: {args.out}/{INDEX_FILE}")
     return 0  # a claim that does not hold is a finding, not a failure
+
+
+def _reproduced() -> dict:
+    """What ``reproduce`` runs: the paper's figures, then the field's sanity protocols on the bundled models."""
+    from . import experiments
+    from .sanity.experiments import SANITY
+
+    return {**experiments.PAPER, **SANITY}
+
+
+def _add_fresh(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="recompute every experiment (default: one whose result in --out was made the same way, same "
+        "settings, seed, device, precision and inputs, is kept and said so)",
+    )
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
@@ -407,11 +504,17 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
         "reproduce",
         help="the paper's figures with their claims checked: DIR/<fig>/figure.png, metrics.json, DIR/index.html",
     )
-    parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="fig2 ... fig9, or all (the default)")
+    parser.add_argument(
+        "experiments",
+        nargs="*",
+        metavar="EXPERIMENT",
+        help="fig2 ... fig9, the sanity protocols on the bundled models (adebayo2018-digits, "
+        "adebayo2018-efficientnet, ...: extra experiments, reported under their own heading), or all (the default)",
+    )
     parser.add_argument("--quick", action="store_true", help="reduced sizes (minutes on a laptop CPU)")
+    _add_fresh(parser)
     parser.add_argument("--out", default="reproduce-out", help="output folder (default: %(default)s)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
+    _add_device_and_seed(parser)
     parser.add_argument(
         "--images",
         default=None,
@@ -426,19 +529,101 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
         help="torchvision's trained VGG-16 checkpoint, vgg16-397923af.pth (default: the torch hub "
         "cache's, else EfficientNet-Lite0 stands in for the trained net)",
     )
-    _add_experiment_precision(parser)
+    _add_precision(parser, "float32")
     parser.set_defaults(run=_run_reproduce)
 
 
-def _add_experiment_precision(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--precision",
-        default="float32",
-        choices=PRECISION_CHOICES,
-        help="the engine's arithmetic for every map: float32 is exact IEEE float32 whatever PyTorch's "
-        "flags say, so claims are reproducible; default follows PyTorch's flags; tf32 and bfloat16 "
-        "trade exactness for speed on GPUs (default: %(default)s)",
+def _protocol_settings(pairs: Optional[Sequence[str]]) -> dict[str, Any]:
+    """``--set NAME=VALUE``: protocol setting overrides, each value read as JSON when it parses, else
+    as text (comma-separated text as a tuple: ``methods=saliency,gbp``)."""
+    import json
+
+    settings: dict[str, Any] = {}
+    for pair in pairs or ():
+        name, equals, text = pair.partition("=")
+        if not equals or not name.strip():
+            raise BackpropvisError(f"--set takes NAME=VALUE, e.g. seeds=3, not {pair!r}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = tuple(_split(text)) if "," in text else text  # methods=saliency,gbp
+        settings[name.strip()] = tuple(value) if isinstance(value, list) else value
+    return settings
+
+
+def _protocol_setting_names(protocols: dict) -> str:
+    """ "adebayo2018: methods, seeds, ...": what ``--set`` can name, per protocol."""
+    import dataclasses
+
+    return "; ".join(
+        f"{name}: {', '.join(field.name for field in dataclasses.fields(protocol.full))}"
+        for name, protocol in protocols.items()
     )
+
+
+def _run_sanity(args: argparse.Namespace) -> int:
+    from .models import ModelSpec
+    from .report import INDEX_FILE
+    from .sanity.page import format_result
+    from .sanity.run import RESULT_FILE, SanityOptions, run_sanity
+
+    source = _image_source(args)
+    options = SanityOptions(
+        size="quick" if args.quick else "full",
+        settings=_protocol_settings(args.set),
+        count=args.count,
+        device=args.device,
+        precision=Precision(args.precision),
+        seed=args.seed,
+    )
+    spec = ModelSpec(args.model, args.weights, args.model_args, args.output, args.input_size)
+    result, claims = run_sanity(args.protocol, args.out, images=source, model=spec, options=options)
+    print(format_result(result))
+    for note in result.notes:
+        print(f"note: {note}")
+    for claim in claims:
+        verdict = "holds" if claim["holds"] else "does NOT hold"
+        print(f"claim {claim['id']}: {claim['value']:.3g} {claim['comparison']} {claim['threshold']:g}: {verdict}")
+    print(f"wrote {args.out}/{RESULT_FILE} and {args.out}/{INDEX_FILE}")
+    return 0  # a claim that does not hold is a finding, not a failure
+
+
+def _add_sanity(commands: argparse._SubParsersAction) -> None:
+    from .sanity import PROTOCOLS
+
+    parser = commands.add_parser(
+        "sanity",
+        help="the field's sanity protocols (Adebayo et al. 2018, ...) on your model and images",
+        description="Runs one published sanity test of saliency methods (cascading and independent model "
+        "randomisation, data randomisation, ...) with controls beside every number (random map, edge map, "
+        "another seed of the redraw) and bootstrap intervals; judges the literature's claims; writes "
+        "DIR/sanity.json and DIR/index.html. Rerun the same command to resume. See docs/sanity.md.",
+    )
+    parser.add_argument("--protocol", required=True, choices=list(PROTOCOLS), help="which protocol")
+    _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
+    parser.set_defaults(model="digits-vgg", weights="trained", precision="float32")
+    _add_image_source(parser, default="the held-out digits for digits-vgg, else the bundled samples")
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        metavar="N",
+        help="images used, spread over the list (default: the protocol's)",
+    )
+    parser.add_argument("--quick", action="store_true", help="the protocol's reduced settings (a minute on a CPU)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=None,
+        metavar="NAME=VALUE",
+        help="override one of the protocol's settings, e.g. --set seeds=5 --set independent=false (repeatable; "
+        f"settings: {_protocol_setting_names(PROTOCOLS)}; default: none, the protocol's settings)",
+    )
+    _add_device_and_seed(parser)
+    parser.add_argument(
+        "--out", default="sanity-out", help="output folder: sanity.json, index.html, steps/ (default: %(default)s)"
+    )
+    parser.set_defaults(run=_run_sanity)
 
 
 def _run_theory(args: argparse.Namespace) -> int:
@@ -460,6 +645,7 @@ def _add_theory(commands: argparse._SubParsersAction) -> None:
         help="closed-form, recovery, gaussianity, depth, dead-zones, or all (the default)",
     )
     parser.add_argument("--quick", action="store_true", help="reduced sizes (all studies in minutes on a 2-core CPU)")
+    _add_fresh(parser)
     parser.add_argument(
         "--out",
         default="theory-out",
@@ -469,8 +655,7 @@ def _add_theory(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--image", default="tabby", metavar="NAME-or-PATH", help="sample name or image file (default: %(default)s)"
     )
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
+    _add_device_and_seed(parser)
     parser.add_argument(
         "--vgg16-weights",
         default=None,
@@ -478,7 +663,7 @@ def _add_theory(commands: argparse._SubParsersAction) -> None:
         help="dead-zones: torchvision's trained VGG-16 checkpoint (default: the torch hub cache's, "
         "else the study is skipped)",
     )
-    _add_experiment_precision(parser)
+    _add_precision(parser, "float32")
     parser.set_defaults(run=_run_theory)
 
 
@@ -489,6 +674,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_summarize,
     _add_reproduce,
     _add_theory,
+    _add_sanity,
 ]
 
 
@@ -525,7 +711,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return args.run(args)
     except BackpropvisError as error:
-        print(f"backpropvis: error: {error}", file=sys.stderr)
+        print(f"backpropvis: error: {in_flags(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:  # an Interrupted says what was saved and how to go on
         detail = str(interrupt)

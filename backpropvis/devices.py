@@ -22,5 +22,5 @@ def resolve_device(name: Union[str, torch.device]) -> torch.device:
     except RuntimeError:
         raise BackpropvisError(f"unknown device {str(name)!r}; use cpu or cuda") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise BackpropvisError("--device cuda asked, but this machine has no CUDA GPU")
+        raise BackpropvisError("`device` cuda asked, but this machine has no CUDA GPU")
     return device

@@ -252,7 +252,7 @@ def list_images(source: ImageSource, limit: Optional[int] = None) -> list[str]:
     keys = keyed.keys() if keyed is not None else _list_folder(Path(source))  # type: ignore[arg-type]
     if limit is not None:
         if limit < 1:
-            raise ImageError(f"--limit must be at least 1, not {limit}")
+            raise ImageError(f"`limit` must be at least 1, not {limit}")
         keys = keys[:limit]
     return keys
 
@@ -261,7 +261,7 @@ def _list_folder(root: Path) -> list[str]:
     if not root.exists():
         raise ImageError(f"images folder {root} does not exist")
     if not root.is_dir():
-        raise ImageError(f"--images must be a folder, and {root} is not one")
+        raise ImageError(f"`images` must be a folder, and {root} is not one")
     keys: list[str] = []
     visited: set[str] = set()
     for folder, subfolders, files in os.walk(root, onerror=_raise_unreadable, followlinks=True):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Callable, Union
@@ -52,6 +53,12 @@ def load_image(source: Union[str, os.PathLike]) -> Image.Image:
     Grayscale is repeated over three channels, alpha is dropped, 16-bit and float
     images are scaled to 8 bits by their full range.
 
+    Large photos are decoded in full without PIL's DecompressionBombWarning (a 12000 x
+    9000 photo, 108 million pixels, is a camera's, not an attack: it takes 324 MB while
+    it is read, then the model's preprocessing scales it down); beyond twice PIL's limit
+    (:data:`PIL.Image.MAX_IMAGE_PIXELS`, 179 million pixels by default) a file is refused
+    with one line.
+
     Raises:
         ImageError: for a missing file, an unknown sample name, or a file that is not
             a readable image.
@@ -65,11 +72,16 @@ def load_image(source: Union[str, os.PathLike]) -> Image.Image:
     if not path.is_file():
         raise ImageError(f"{name} is not a file")
     try:
-        with Image.open(path) as image:
-            image.load()
-            return _to_rgb(image)
+        with warnings.catch_warnings():  # a large photo is decoded: PIL's warning would be printed raw
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                return _to_rgb(image)
     except Image.DecompressionBombError:
-        raise ImageError(f"{name} is too large to decode safely") from None
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
+        raise ImageError(
+            f"{name} is too large to decode safely (more than {limit:.0f} million pixels): downscale it first"
+        ) from None
     except UnidentifiedImageError:
         raise ImageError(f"{name} is not an image file") from None
     except PermissionError:

@@ -13,6 +13,8 @@
 - :func:`ks_statistic`: how different two samples' distributions are (Figure 3's
   fc1 weight histograms): the two-sample Kolmogorov-Smirnov statistic.
 - :func:`ratio`: "a is k times b", the quotient the claims compare (NaN where it means nothing).
+- :data:`SMALL_SAMPLE` and :func:`small_sample_note`: intervals from fewer images than
+  this are flagged wherever they are printed (a rough guide, not a measurement).
 - :func:`noise_similarity_std`: the spread of a noise map's input similarity
   (Theorem 2's maps are noise: this is what "noise" means at a given image size), and
   :func:`expected_normal_maximum`: how far above it choosing the largest logit moves a map.
@@ -22,10 +24,13 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Optional
 
 import torch
 
 __all__ = [
+    "SMALL_SAMPLE",
+    "small_sample_note",
     "cosine_similarity",
     "pairwise_cosine_similarity",
     "class_distance",
@@ -39,6 +44,22 @@ __all__ = [
 ]
 
 _EPS = 1e-12
+
+SMALL_SAMPLE = 20
+"""Fewer images than this make an interval (bootstrap over images, or a spread) a rough
+guide: a percentile bootstrap over n < 20 values covers far less than its nominal 95%
+(Efron & Tibshirani 1993, ch. 13), so every printed interval from fewer is flagged."""
+
+
+def small_sample_note(count: int, unit: str = "images") -> Optional[str]:
+    """The flag for an interval computed from ``count`` independent ``unit`` (images, or
+    photos when crops of one photo are resampled together), or None when ``count`` is at
+    least :data:`SMALL_SAMPLE`: "from 3 images only (fewer than 20): read the interval
+    as a rough guide"."""
+    if count >= SMALL_SAMPLE:
+        return None
+    noun = unit[:-1] if count == 1 and unit.endswith("s") else unit
+    return f"from {count} {noun} only (fewer than {SMALL_SAMPLE}): read the interval as a rough guide"
 
 
 def _flat(maps: torch.Tensor, sample_dims: int) -> torch.Tensor:

@@ -1,10 +1,14 @@
-"""The report: ``DIR/<experiment>/metrics.json`` and one self-contained ``DIR/index.html``.
+"""The report: ``DIR/<experiment>/metrics.json`` and one page, ``DIR/index.html``.
 
 The page is rebuilt from every ``metrics.json`` found under ``DIR``, so the paper's
 figures (``backpropvis reproduce``) and the theory studies (``backpropvis theory``)
-written to the same folder end up on one page. Figures are embedded as base64 PNG:
-the page needs no network and no other file. The report shows verdicts; it never
-decides them (that is :meth:`backpropvis.experiments.base.Claim.evaluate`).
+written to the same folder end up on one page. Its first screen: what stands in for the
+paper's trained network and data (said once), then every claim that does not hold, each
+linked to its figure and to the finding's explanation. Figures are the PNG files beside
+the page (``<experiment>/figure.png``, linked, never inlined: the page stays small and
+needs no network); beside each trained-network figure, how to read it
+(:mod:`backpropvis.readings`). The report shows verdicts; it never decides them (that is
+:meth:`backpropvis.experiments.base.Claim.evaluate`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from pathlib import Path
 from typing import Iterable, Sequence, Union
 
 from .experiments.base import METRICS_FILE, ExperimentResult
+from .experiments.networks import STAND_IN_NOTE
 from .files import write_json, write_text
+from .readings import finding, readings_for
 
 __all__ = [
     "INDEX_FILE",
@@ -29,12 +35,20 @@ __all__ = [
     "claims_table",
     "embedded_png",
     "format_value",
+    "failing_claims_table",
+    "shared_notes",
 ]
 
 INDEX_FILE = "index.html"
 """The report's page, in the output folder."""
 
-_GROUP_ORDER = {"paper": 0, "theory": 1}
+_GROUP_ORDER = {"paper": 0, "theory": 1, "sanity": 2}
+
+_GROUP_HEADINGS = {
+    "sanity": "Sanity protocols of the field (Adebayo et al. 2018 and others): extra experiments, "
+    "not figures of the paper",
+}
+"""A heading shown before the first section of a group (groups without one run on)."""
 
 
 def write_result(result: ExperimentResult, out: Union[str, os.PathLike]) -> Path:
@@ -130,7 +144,7 @@ def claims_table(claims: Iterable[dict]) -> str:
     )
 
 
-def _section(result: dict, folder: Path) -> str:
+def _section(result: dict, folder: Path, said_above: set[str]) -> str:
     name = html.escape(result["experiment"])
     parts = [f"<section id='{name}'><h2>{name}: {html.escape(result['title'])}</h2>"]
     if result.get("skipped"):
@@ -143,21 +157,46 @@ def _section(result: dict, folder: Path) -> str:
         + "".join(
             f"{html.escape(str(key))} {html.escape(str(value))}, "
             for key, value in result.get("run", {}).items()
-            if key != "quick"
+            if key not in ("quick", "inputs")
         )
         + f"{result['seconds']:.1f} s; {held} of {len(result['claims'])} claims hold</p>"
     )
     for note in result.get("notes", []):
-        parts.append(f"<p class='note'>{html.escape(note)}</p>")
+        if note not in said_above:
+            parts.append(f"<p class='note'>{html.escape(note)}</p>")
     figure = folder / result["experiment"] / result["figure"] if result.get("figure") else None
     if figure is not None and figure.is_file():
-        parts.append(embedded_png(figure, f"{result['experiment']} figure"))
+        parts.append(_figure(result, figure.relative_to(folder)))
     parts.append(claims_table(result["claims"]))
+    parts.append(_findings(result))
     settings = ", ".join(f"{html.escape(str(key))}={format_value(value)}" for key, value in result["settings"].items())
     parts.append(f"<p class='settings'><b>settings</b>: {settings}</p>")
     parts.append(_values_table(result.get("metrics", {})))
     parts.append("</section>")
     return "".join(parts)
+
+
+def _figure(result: dict, relative: Path) -> str:
+    """The figure file, linked (click: full size), with how to read it beside it."""
+    name = result["experiment"]
+    source = html.escape(relative.as_posix(), quote=True)
+    readings = "".join(f"<p>{html.escape(text)}</p>" for text in readings_for(result))
+    aside = f"<aside class='reading'><b>How to read it</b>{readings}</aside>" if readings else ""
+    return (
+        f"<div class='figure' id='{html.escape(name)}-figure'><a href='{source}'>"
+        f"<img alt='{html.escape(name)} figure' src='{source}' loading='lazy'></a>{aside}</div>"
+    )
+
+
+def _findings(result: dict) -> str:
+    """Why each claim that does not hold fails, where that is written down (anchors of the top table)."""
+    items = []
+    for claim in result["claims"]:
+        if not claim["holds"]:
+            text = finding(result["experiment"], claim["id"]) or "Not explained yet: a finding of this run."
+            anchor = html.escape(f"finding-{result['experiment']}-{claim['id']}", quote=True)
+            items.append(f"<li id='{anchor}'><code>{html.escape(claim['id'])}</code>: {html.escape(text)}</li>")
+    return f"<div class='findings'><b>Findings</b><ul>{''.join(items)}</ul></div>" if items else ""
 
 
 def embedded_png(path: Union[str, os.PathLike], alt: str) -> str:
@@ -199,6 +238,11 @@ PAGE_STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; border-bottom: 1px solid #ccc; padding-bottom: .2em; }
 img { max-width: 100%; border: 1px solid #ddd; }
+.figure { display: flex; gap: 1em; align-items: flex-start; } .figure > a { flex: 3 1 0; }
+aside.reading { flex: 1 1 0; min-width: 14em; font-size: .9em; background: #f4f7fb; border-left: 3px solid #6a8fc8;
+  padding: .4em .8em; } aside.reading p { margin: .4em 0; }
+.findings { font-size: .9em; } .findings li { margin: .2em 0; }
+table.failing td { background: #fbe3e3; } table.failing td:last-child { white-space: nowrap; }
 table { border-collapse: collapse; margin: .6em 0; width: 100%; font-size: .9em; }
 th, td { border: 1px solid #ccc; padding: .25em .5em; text-align: left; vertical-align: top; }
 td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
@@ -211,6 +255,80 @@ table.values { width: auto; } details { margin: .4em 0 1.2em; }
 """
 
 
+def _sections(results: Sequence[dict], folder: Path, shared: set[str]) -> str:
+    """Every result's section, with its group's heading before the group's first one."""
+    parts, shown = [], set()
+    for result in results:
+        group = result.get("group")
+        if group in _GROUP_HEADINGS and group not in shown:
+            shown.add(group)
+            parts.append(f"<h1 id='group-{html.escape(str(group))}'>{html.escape(_GROUP_HEADINGS[group])}</h1>")
+        parts.append(_section(result, folder, shared))
+    return "".join(parts)
+
+
+_STAND_IN_MARKS = ("stands in for", "replaces the paper's", "not ImageNet")
+"""Words by which a note says something here stands in for the paper's network, image or data."""
+
+
+def shared_notes(results: Sequence[dict]) -> dict[str, list[str]]:
+    """Notes said once at the top of the page: every note of two or more results, and
+    every note saying what stands in for the paper's network or data; note -> the
+    experiments that made it, in page order."""
+    made: dict[str, list[str]] = {}
+    for result in results:
+        for note in result.get("notes", []):
+            made.setdefault(note, []).append(result["experiment"])
+    return {
+        note: names for note, names in made.items() if len(names) > 1 or any(mark in note for mark in _STAND_IN_MARKS)
+    }
+
+
+def _stand_ins(shared: dict[str, list[str]]) -> str:
+    """The notes said once, the trained network's stand-in first, as what stands in for what."""
+    rows = []
+    for note, names in sorted(shared.items(), key=lambda item: item[0] != STAND_IN_NOTE):
+        what = (
+            "<b>The paper's trained VGG-16 &rarr; EfficientNet-Lite0</b> (ImageNet-trained, bundled). "
+            if note == STAND_IN_NOTE
+            else ""
+        )
+        links = ", ".join(f"<a href='#{html.escape(name)}'>{html.escape(name)}</a>" for name in names)
+        rows.append(f"<tr><td>{what}{html.escape(note)}</td><td>{links}</td></tr>")
+    if not rows:
+        return ""
+    return (
+        "<h2 id='stand-ins'>What stands in for what (said once for the whole page)</h2><table class='stand-ins'>"
+        "<thead><tr><th>note</th><th>figures</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
+
+
+def failing_claims_table(results: Sequence[dict]) -> str:
+    """Every claim that does not hold, each linked to its figure and to its finding's explanation."""
+    rows = []
+    for result in results:
+        name = html.escape(result["experiment"])
+        for claim in result.get("claims", []):
+            if claim["holds"]:
+                continue
+            anchor = html.escape(f"finding-{result['experiment']}-{claim['id']}", quote=True)
+            figure = f"<a href='#{name}-figure'>figure</a>" if result.get("figure") else ""
+            rows.append(
+                f"<tr class='fail'><td><a href='#{name}'>{name}</a></td><td>{html.escape(claim['text'])}</td>"
+                f"<td class='num'>{format_value(claim['value'])}</td>"
+                f"<td class='num'>{html.escape(claim['comparison'])} {format_value(claim['threshold'])}</td>"
+                f"<td>{figure} <a href='#{anchor}'>why</a></td></tr>"
+            )
+    if not rows:
+        return "<h2 id='failing'>Claims that do not hold</h2><p>None: every claim holds.</p>"
+    return (
+        f"<h2 id='failing'>Claims that do not hold ({len(rows)})</h2><table class='failing'><thead><tr>"
+        "<th>figure</th><th>claim</th><th>value</th><th>threshold</th><th>see</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
+
+
 def write_index(out: Union[str, os.PathLike], title: str = "backpropvis report") -> Path:
     """Rebuild ``out/index.html`` from every result under ``out``; returns its path."""
     folder = Path(out)
@@ -220,6 +338,7 @@ def write_index(out: Union[str, os.PathLike], title: str = "backpropvis report")
     skipped = [result["experiment"] for result in results if result.get("skipped")]
     overview = "".join(_overview_row(result) for result in results)
     seconds = sum(result.get("seconds", 0.0) for result in results)
+    shared = shared_notes(results)
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{PAGE_STYLE}</style></head><body>"
@@ -228,10 +347,12 @@ def write_index(out: Union[str, os.PathLike], title: str = "backpropvis report")
         "Backpropagation-based Visualizations</i>, ICML 2018: every figure with its measured claims.</p>"
         f"<p class='meta'><b>{held} of {total}</b> claims hold; {seconds:.0f} s of experiments"
         + (f"; skipped: {html.escape(', '.join(skipped))}" if skipped else "")
-        + "</p><table class='overview'><thead><tr><th>experiment</th><th>what</th><th>model</th><th>seconds</th>"
-        "<th>claims holding</th></tr></thead>"
-        f"<tbody>{overview}</tbody></table>"
-        + "".join(_section(result, folder) for result in results)
+        + "</p>"
+        + failing_claims_table(results)
+        + _stand_ins(shared)
+        + "<h2>Figures</h2><table class='overview'><thead><tr><th>experiment</th><th>what</th><th>model</th>"
+        f"<th>seconds</th><th>claims holding</th></tr></thead><tbody>{overview}</tbody></table>"
+        + _sections(results, folder, set(shared))
         + "</body></html>"
     )
     return write_text(page, folder / INDEX_FILE)

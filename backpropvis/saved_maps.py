@@ -37,9 +37,9 @@ def check_maps_path(path: Union[str, os.PathLike]) -> Path:
     """
     path = Path(path)
     if path.is_dir():
-        raise OutputError(f"--save-maps {path} is a folder; give a file name such as maps.npz")
+        raise OutputError(f"`save_maps` {path} is a folder; give a file name such as maps.npz")
     if path.suffix.lower() not in MAPS_SUFFIXES:
-        raise OutputError(f"--save-maps {path} must end with {' or '.join(MAPS_SUFFIXES)} (NumPy or PyTorch arrays)")
+        raise OutputError(f"`save_maps` {path} must end with {' or '.join(MAPS_SUFFIXES)} (NumPy or PyTorch arrays)")
     make_folder(path.parent)
     return path
 

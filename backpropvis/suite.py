@@ -2,28 +2,37 @@
 finishes (a crash later never loses it), the report rebuilt at the end; and redrawing a
 result's figure from its saved data, without computing anything.
 
+A suite resumes per experiment: one whose ``metrics.json`` was made with the same settings,
+seed, device, precision, inputs and package version, and whose figure is there, is kept, not
+rerun (said in one line). Ctrl-C writes the page of what finished and raises
+:class:`~backpropvis.errors.Interrupted` saying how to resume.
+
 It sits above both :mod:`backpropvis.experiments` (what runs) and
 :mod:`backpropvis.report` (what is written), which know nothing of each other's callers.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from tqdm.auto import tqdm
 
+from .engine import Precision, PrecisionLike
+from .errors import Interrupted
 from .experiments import Experiment, ExperimentResult, RunContext, find, load_figure_data, run_experiment
-from .experiments.base import FIGURE_FILE
+from .experiments.base import FIGURE_FILE, METRICS_FILE, UnknownMetricError, run_record
 from .files import make_folder
 from .image_sets import list_images
 from .models import VGG16
 from .models.weights import check_fits, read_state_dict
 from .report import INDEX_FILE, write_index, write_result
+from .sanity.experiments import SANITY
 
-__all__ = ["run_suite", "check_run_inputs", "redraw"]
+__all__ = ["run_suite", "check_run_inputs", "redraw", "kept_result"]
 
 
 def check_run_inputs(images: Optional[Path], vgg16_weights: Optional[Path]) -> None:
@@ -52,18 +61,29 @@ def run_suite(
     vgg16_weights: Optional[Union[str, os.PathLike]] = None,
     progress: bool = True,
     image: str = "tabby",
-    precision: Optional[str] = "float32",
+    precision: PrecisionLike = Precision.FLOAT32,
+    resume: bool = True,
+    say: Optional[Callable[[str], None]] = None,
 ) -> list[ExperimentResult]:
     """Run ``experiments`` one after the other, writing ``out/<name>/metrics.json`` after
     each and ``out/index.html`` at the end; returns the results. ``image`` (a sample name
     or a path) is what single-image studies look at; ``precision`` is the engine's
-    arithmetic for every map (default exact float32)."""
+    arithmetic for every map (default exact float32). With ``resume``, an experiment whose
+    result in ``out`` was made the same way (:func:`kept_result`) is kept and not rerun;
+    ``say`` receives one line for each kept one.
+
+    Raises:
+        Interrupted: on Ctrl-C, after writing ``out/index.html`` of what finished; the
+            message says what was kept and how to resume.
+    """
     images_folder = Path(images) if images else None
     weights_file = Path(vgg16_weights) if vgg16_weights else None
     check_run_inputs(images_folder, weights_file)
     folder = make_folder(out)  # a file in the way is refused before any work
-    results = []
-    for experiment in tqdm(experiments, desc="experiments", unit="experiment", disable=not progress):
+    inputs = _inputs(image, images_folder, weights_file)
+    results: list[ExperimentResult] = []
+    bar = tqdm(experiments, desc="experiments", unit="experiment", disable=not progress)
+    for experiment in bar:
         context = RunContext(
             out=folder / experiment.name,
             quick=quick,
@@ -75,11 +95,66 @@ def run_suite(
             image=image,
             precision=precision,
         )
-        result = run_experiment(experiment, context)
+        kept = kept_result(experiment, context, inputs) if resume else None
+        if kept is not None:
+            (say or bar.write)(f"{experiment.name}: kept from {context.out / METRICS_FILE} (made the same way)")
+            write_result(kept, folder)  # its verdicts as the current claims judge them
+            results.append(kept)
+            continue
+        try:
+            result = run_experiment(experiment, context)
+        except KeyboardInterrupt:
+            write_index(folder)
+            raise Interrupted(_interrupted(experiment.name, results, folder)) from None
+        result.run["inputs"] = inputs
         write_result(result, folder)
         results.append(result)
     write_index(folder)
     return results
+
+
+def _inputs(image: str, images: Optional[Path], vgg16_weights: Optional[Path]) -> dict:
+    """What a run read besides its settings, and the code that ran: part of what a kept result must match."""
+    from . import __version__
+
+    return {
+        "image": image,
+        "images": str(images.resolve()) if images else None,
+        "vgg16_weights": str(vgg16_weights.resolve()) if vgg16_weights else None,
+        "backpropvis": __version__,
+    }
+
+
+def _interrupted(name: str, finished: Sequence[ExperimentResult], folder: Path) -> str:
+    done = ", ".join(result.experiment for result in finished) or "none"
+    return (
+        f"{name} was stopped; finished and kept: {done} ({folder / INDEX_FILE} shows them). "
+        f"Run the same command again to resume from {name}."
+    )
+
+
+def kept_result(experiment: Experiment, context: RunContext, inputs: dict) -> Optional[ExperimentResult]:
+    """The result already in ``context.out`` if it was made exactly as this run would make it
+    (same settings, seed, device, precision, quick, inputs and package version, not skipped,
+    figure present), else None: a damaged or foreign metrics.json is simply rerun."""
+    try:
+        stored = json.loads((context.out / METRICS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    settings = json.loads(json.dumps(dict(experiment.quick if context.quick else experiment.full)))
+    expected_run = {**run_record(context), "inputs": inputs}
+    if not isinstance(stored, dict) or stored.get("experiment") != experiment.name or stored.get("skipped"):
+        return None
+    if stored.get("settings") != settings or stored.get("run") != expected_run:
+        return None
+    if not stored.get("figure") or not (context.out / stored["figure"]).is_file():
+        return None
+    try:  # the verdicts are the current claims' on the kept values (a changed threshold is judged anew)
+        claims = [claim.evaluate(stored["metrics"]) for claim in experiment.claims]
+        fields = {key: stored[key] for key in ExperimentResult.__dataclass_fields__ if key in stored}
+        return ExperimentResult(**{**fields, "claims": claims})
+    except (KeyError, TypeError, UnknownMetricError):
+        return None
 
 
 def redraw(result_dir: Union[str, os.PathLike]) -> Path:
@@ -97,7 +172,7 @@ def redraw(result_dir: Union[str, os.PathLike]) -> Path:
     folder = Path(result_dir)
     data = load_figure_data(folder)
     figure = folder / FIGURE_FILE
-    find(data.experiment).draw(data, figure)
+    (SANITY.get(data.experiment) or find(data.experiment)).draw(data, figure)
     if (folder.parent / INDEX_FILE).is_file():
         write_index(folder.parent)
     return figure

@@ -13,19 +13,19 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 from tqdm.auto import tqdm
 
 from . import saved_maps
 from .devices import resolve_device
-from .engine import attribute_many, precision_name
+from .engine import Precision, PrecisionLike, attribute_many
 from .files import make_folder, write_json
 from .images import load_image, logit_name
 from .metrics import class_distance, input_similarity
-from .models import LoadedModel, load_model
-from .render import save_grid, save_png, to_display
+from .models import LoadedModel, ModelLike, as_loaded
+from .render import CLIP_99, Display, save_grid, save_png, to_display
 from .rules import PAPER_METHODS, resolve_rules
 from .targets import Target
 
@@ -47,44 +47,45 @@ def _unique(name: str, used: set[str]) -> str:
 
 def visualize(
     images: Sequence[str] = ("tabby",),
-    model: Union[str, LoadedModel] = "vgg16",
-    weights: str = "random",
+    model: ModelLike = "efficientnet-lite0",
     methods: Sequence[str] = PAPER_METHODS,
     targets: Sequence[Target] = ("max", "random"),
     seed: int = 0,
     device: str = "cpu",
     out: Union[str, os.PathLike] = "visualize-out",
     *,
-    model_args: Union[str, Mapping[str, Any], None] = None,
-    output: Optional[str] = None,
-    input_size: Optional[int] = None,
-    precision: Optional[str] = None,
+    precision: PrecisionLike = Precision.DEFAULT,
     save_maps: Union[str, os.PathLike, None] = None,
+    display: Display = CLIP_99,
+    on_model: Optional[Callable[[LoadedModel], None]] = None,
 ) -> dict:
     """Compute and save every (image, method, target) map.
 
-    Writes ``out/<image>_<method>_<target>.png`` (display-normalised maps),
+    Writes ``out/<image>_<method>_<target>.png`` (maps scaled by ``display``),
     ``out/grid.png`` (rows: image x target; columns: the input and each method) and
     ``out/summary.json``; returns the summary, which holds per map its numbers and per
     (image, method, pair of targets) the class distance between the two maps
     (``class_distances``).
 
     Args:
-        model: a built-in name, ``MODULE:CALLABLE`` or ``PATH.py:CALLABLE`` (see
-            :func:`backpropvis.models.load_model`, with ``weights``, ``seed``,
-            ``model_args``, ``output`` and ``input_size``), or a loaded model.
-        precision: the engine's arithmetic: None (PyTorch's global flags), "float32",
-            "tf32" or "bfloat16".
+        model: a name (default: the bundled ImageNet-trained EfficientNet-Lite0; "vgg16":
+            the paper's random VGG-16), a :class:`~backpropvis.models.ModelSpec` (built with
+            ``seed``), a :class:`~backpropvis.models.LoadedModel` or a module (see
+            :func:`backpropvis.models.as_loaded`).
+        precision: the engine's arithmetic, a :class:`~backpropvis.engine.Precision` or its name.
         save_maps: also write the raw maps, targets and logits there (.npz or .pt).
+        display: how maps become pictures (:data:`~backpropvis.render.CLIP_99`, or the
+            paper's :data:`~backpropvis.render.MINMAX`); named under grid.png and in the summary.
+        on_model: called with the model once it is built, before the first map.
     """
     rules = resolve_rules(methods)
+    precision = Precision.parse(precision)
     torch_device = resolve_device(device)
     pictures = [(source, load_image(source)) for source in images]
     maps_path = saved_maps.check_maps_path(save_maps) if save_maps is not None else None
-    if not isinstance(model, LoadedModel):
-        model = load_model(
-            model, model_args=model_args, weights=weights, seed=seed, input_size=input_size, output=output
-        )
+    model = as_loaded(model, seed)
+    if on_model is not None:
+        on_model(model)
     network = model.module.to(torch_device)
     out = make_folder(out)  # a file in the way or no permission is an error before the long part, not after
     generator = torch.Generator().manual_seed(seed)
@@ -95,22 +96,31 @@ def visualize(
         maps = attribute_many(network, inputs, list(targets), rules, generator=generator, precision=precision)
         results.append((source, inputs, maps))
 
-    summary: dict[str, Any] = {
-        "model": model.name,
-        "model_args": dict(model.args),
-        "model_source": model.source,
-        "weights": model.weights_description,
-        "weights_fingerprint": model.fingerprint,
-        "output": model.output,
-        "preprocessing": model.preprocessing_description,
-        "notes": list(model.notes),
-        "precision": precision_name(precision),
-        "seed": seed,
-        "images": [],
-        "maps": [],
-        "class_distances": [],
-    }
-    grid_rows, row_labels, panel_labels = [], [], []
+    summary = {**_summary_head(model, precision, seed), "display": display.name}
+    grid_rows, row_labels, panel_labels = _rows(summary, results, model, targets, rules, out, display)
+    save_grid(
+        grid_rows,
+        out / "grid.png",
+        row_labels=row_labels,
+        column_labels=["input"] + [rule.name for rule in rules],
+        panel_labels=panel_labels,
+        title=model.title if model.smooth_note is None else f"{model.title}\n{model.smooth_note}",
+        display=display,
+    )
+    if maps_path is not None:
+        summary["saved_maps"] = str(_save_arrays(maps_path, results, targets, rules))
+    write_json(summary, out / "summary.json")
+    return summary
+
+
+def _rows(
+    summary: dict, results: list, model: LoadedModel, targets: Sequence[Target], rules, out: Path, display: Display
+) -> tuple:
+    """Each image's maps written as PNGs and entered in ``summary``; returns the grid's rows,
+    row labels and panel labels (one row per image and target)."""
+    grid_rows: list[list[Any]] = []
+    row_labels: list[str] = []
+    panel_labels: list[list[str]] = []
     names_used: set[str] = set()
     for source, inputs, maps in results:
         name = _unique(_slug(Path(source).stem if os.path.sep in source or Path(source).suffix else source), names_used)
@@ -121,53 +131,76 @@ def visualize(
         display_input = _display(model, inputs[0].cpu())
         for target_number, target in enumerate(targets):
             index = int(maps.targets[target_number, 0])
-            row: list[Any] = [display_input]
-            captions = [f"predicted: {logit_name(predicted, num_logits)}"]
-            for rule in rules:
-                map_ = maps[rule.name][target_number, 0].cpu()
-                png = save_png(to_display(map_), out / f"{name}_{rule.name}_{_slug(str(target))}-{index}.png")
-                similarity = float(input_similarity(map_, inputs[0].cpu()))
-                summary["maps"].append(
-                    {
-                        "image": source,
-                        "method": rule.name,
-                        "target": str(target),
-                        "target_index": index,
-                        "target_name": logit_name(index, num_logits),
-                        "min": float(map_.min()),
-                        "max": float(map_.max()),
-                        "input_similarity": similarity,
-                        "png": png.name,
-                    }
-                )
-                row.append(to_display(map_))
-                captions.append(f"similarity {similarity:.2f}")
-            grid_rows.append(row)
+            panels, entries = _target_row(maps, target_number, target, rules, inputs, out / name, display)
+            summary["maps"] += [{"image": source, **entry} for entry in entries]
+            grid_rows.append([display_input, *panels])
             row_labels.append(f"{name}\n{target}: {logit_name(index, num_logits)}")
-            panel_labels.append(captions)
-        summary["class_distances"] += _class_distances(source, maps, targets, rules)
-    save_grid(
-        grid_rows,
-        out / "grid.png",
-        row_labels=row_labels,
-        column_labels=["input"] + [rule.name for rule in rules],
-        panel_labels=panel_labels,
-        title=model.title,
-    )
-    if maps_path is not None:
-        summary["saved_maps"] = str(
-            saved_maps.save_maps(
-                maps_path,
-                maps={rule.name: torch.cat([maps[rule.name] for _, _, maps in results], dim=1) for rule in rules},
-                targets=[str(target) for target in targets],
-                images=[source for source, _, _ in results],
-                target_indices=torch.cat([maps.targets for _, _, maps in results], dim=1),
-                logits=torch.cat([maps.logits for _, _, maps in results]),
-                inputs=torch.cat([inputs for _, inputs, _ in results]),
+            panel_labels.append(
+                [f"predicted: {logit_name(predicted, num_logits)}"]
+                + [f"similarity {entry['input_similarity']:.2f}" for entry in entries]
             )
+        summary["class_distances"] += _class_distances(source, maps, targets, rules)
+    return grid_rows, row_labels, panel_labels
+
+
+def _summary_head(model: LoadedModel, precision: Precision, seed: int) -> dict[str, Any]:
+    """``summary.json`` before its maps: the model, the precision and the seed."""
+    return {
+        "model": model.name,
+        "model_args": dict(model.args),
+        "model_source": model.source,
+        "weights": model.weights_description,
+        "weights_fingerprint": model.fingerprint,
+        "output": model.output,
+        "preprocessing": model.preprocessing_description,
+        "notes": list(model.notes),
+        "smooth_activations": model.smooth.as_dict(),
+        "precision": precision.value,
+        "seed": seed,
+        "images": [],
+        "maps": [],
+        "class_distances": [],
+    }
+
+
+def _target_row(
+    maps, target_number: int, target: Target, rules, inputs: torch.Tensor, stem: Path, display: Display
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """One target's maps of one image: written as ``<stem>_<method>_<target>-<index>.png``;
+    returns the display maps and one summary entry per method (without the image)."""
+    index, num_logits = int(maps.targets[target_number, 0]), maps.logits.shape[1]
+    panels, entries = [], []
+    for rule in rules:
+        map_ = maps[rule.name][target_number, 0].cpu()
+        panel = to_display(map_, display)
+        png = save_png(panel, stem.parent / f"{stem.name}_{rule.name}_{_slug(str(target))}-{index}.png")
+        entries.append(
+            {
+                "method": rule.name,
+                "target": str(target),
+                "target_index": index,
+                "target_name": logit_name(index, num_logits),
+                "min": float(map_.min()),
+                "max": float(map_.max()),
+                "input_similarity": float(input_similarity(map_, inputs[0].cpu())),
+                "png": png.name,
+            }
         )
-    write_json(summary, out / "summary.json")
-    return summary
+        panels.append(panel)
+    return panels, entries
+
+
+def _save_arrays(path: Path, results: list, targets: Sequence[Target], rules) -> Path:
+    """The raw maps of every image, their targets, logits and inputs, as arrays (:mod:`.saved_maps`)."""
+    return saved_maps.save_maps(
+        path,
+        maps={rule.name: torch.cat([maps[rule.name] for _, _, maps in results], dim=1) for rule in rules},
+        targets=[str(target) for target in targets],
+        images=[source for source, _, _ in results],
+        target_indices=torch.cat([maps.targets for _, _, maps in results], dim=1),
+        logits=torch.cat([maps.logits for _, _, maps in results]),
+        inputs=torch.cat([inputs for _, inputs, _ in results]),
+    )
 
 
 def _class_distances(source: str, maps, targets: Sequence[Target], rules) -> list[dict]:

@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from backpropvis.images import SAMPLES
+from backpropvis.models import ModelSpec
 from backpropvis.stats import run_class_distance
 
 
@@ -58,7 +59,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default=None, help="engine precision (default: PyTorch's flags)")
+    parser.add_argument("--precision", default="default", help="engine precision (default: PyTorch's flags)")
     parser.add_argument(
         "--folder", default=None, help="write the images here and keep them (default: a temporary folder)"
     )
@@ -76,9 +77,7 @@ def main() -> None:
             report = run_class_distance(
                 root,
                 db,
-                model=args.model,
-                weights=args.weights,
-                input_size=args.size,
+                model=ModelSpec(args.model, weights=args.weights, input_size=args.size),
                 limit=limit,
                 batch_size=args.batch_size,
                 workers=args.workers,

@@ -61,7 +61,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import backpropvis
-from backpropvis.engine.precision import Precision
+from backpropvis.engine.precision import Arithmetic
 from backpropvis.images import load_image
 from backpropvis.metrics import cosine_similarity
 from backpropvis.models import efficientnet_lite0, three_layer_cnn, vgg16
@@ -110,12 +110,12 @@ class PeakMemory:
         self.peak = max(self.highest, self.rss()) - self.start
 
 
-def global_precision(precision: str, device: torch.device) -> Precision:
+def global_precision(precision: str, device: torch.device) -> Arithmetic:
     """The arithmetic Captum and the floor run under, matching ours at ``precision``:
-    the engine's own :class:`~backpropvis.engine.precision.Precision` (TF32 off for
+    the engine's own :class:`~backpropvis.engine.precision.Arithmetic` (TF32 off for
     float32, on for tf32, through the global flags; bfloat16 autocast), entered around
     code that is not the engine."""
-    return Precision(precision, device.type)
+    return Arithmetic(precision, device.type)
 
 
 def synchronize(device: torch.device) -> None:

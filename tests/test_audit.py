@@ -26,13 +26,14 @@ from cli_runner import run_cli
 from PIL import Image
 from sabotage import sabotaged
 
-import backpropvis.audit.run
+import backpropvis.audit.adversarial_step
+import backpropvis.audit.randomization_step
 from backpropvis.audit import AUDIT_FILE, CLASS_DISTANCE_DB, VERDICTS, run_audit
 from backpropvis.audit.probes import load_probes
 from backpropvis.audit.verdicts import METRICS, SALIENCY_FRACTION, SMALLEST_CHANGE
 from backpropvis.image_sets import Samples, list_images
 from backpropvis.images import load_image, sample_names
-from backpropvis.models import IMAGENET, describe_module
+from backpropvis.models import IMAGENET, ModelSpec, describe_module
 from backpropvis.report import INDEX_FILE
 
 MODEL_FILE = textwrap.dedent('''
@@ -76,9 +77,7 @@ def lite0_audit(tmp_path_factory) -> tuple[pathlib.Path, dict]:
     audit = run_audit(
         Samples(),
         out,
-        model="efficientnet-lite0",
-        weights="imagenet",
-        input_size=64,
+        model=ModelSpec("efficientnet-lite0", weights="imagenet", input_size=64),
         few_images=2,
         workers=0,
         progress=False,
@@ -113,9 +112,7 @@ def test_random_vgg16_gets_the_papers_verdicts(vgg16_random, tmp_path) -> None:
     """The random VGG-16 of Figures 6-7: saliency class-sensitive, GBP and DeconvNet not, and GBP
     shows the image (its input similarity, the paper's recovery in random networks)."""
     model = describe_module(vgg16_random, "vgg16", "random", input_size=64)
-    audit = run_audit(
-        Samples(), tmp_path / "audit", model=model, input_size=64, few_images=2, workers=0, progress=False
-    )
+    audit = run_audit(Samples(), tmp_path / "audit", model=model, few_images=2, workers=0, progress=False)
     assert _verdicts(audit, "class_sensitive") == PAPER
     assert _verdicts(audit, "follows_model") == PAPER
     assert audit["verdicts"]["gbp"]["recovers_image"] is True
@@ -128,7 +125,11 @@ def test_a_broken_method_changes_the_verdicts(lite0_audit, tmp_path) -> None:
     _, honest = lite0_audit
     assert honest["verdicts"]["gbp"]["class_sensitive"] is False
     common = dict(
-        model="efficientnet-lite0", weights="imagenet", input_size=64, limit=3, few_images=1, workers=0, progress=False
+        model=ModelSpec("efficientnet-lite0", weights="imagenet", input_size=64),
+        limit=3,
+        few_images=1,
+        workers=0,
+        progress=False,
     )
     with sabotaged("plain-gradient"):
         broken = run_audit(Samples(), tmp_path / "plain", **common)
@@ -265,9 +266,7 @@ def test_a_crash_in_step_3_keeps_step_1_and_the_rerun_continues(user_files, tmp_
     model_file, images = user_files
     out = tmp_path / "out"
     options = dict(
-        model=f"{model_file}:build",
-        model_args={"classes": 10},
-        input_size=SIZE,
+        model=ModelSpec(f"{model_file}:build", model_args={"classes": 10}, input_size=SIZE),
         few_images=2,
         workers=0,
         progress=False,
@@ -276,7 +275,7 @@ def test_a_crash_in_step_3_keeps_step_1_and_the_rerun_continues(user_files, tmp_
     def crash(*args, **kwargs):
         raise RuntimeError("a bug in step 3")
 
-    monkeypatch.setattr(backpropvis.audit.run, "cascading_randomization", crash)
+    monkeypatch.setattr(backpropvis.audit.randomization_step, "cascading_randomization", crash)
     with pytest.raises(RuntimeError, match="a bug in step 3"):
         run_audit(images, out, **options)
     rows = _rows(out / CLASS_DISTANCE_DB)
@@ -303,7 +302,7 @@ def test_ctrl_c_in_a_later_step_says_what_is_kept_and_how_to_go_on(user_files, t
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(backpropvis.audit.run, "adversarial_test", interrupted)
+    monkeypatch.setattr(backpropvis.audit.adversarial_step, "adversarial_numbers", interrupted)
     status, _, err = run_cli(_audit_argv(f"{model_file}:build", images, out), capsys)
     last = err.strip().splitlines()[-1]  # after the progress bars: one line
     assert status == 130 and last.startswith("backpropvis: interrupted: during the adversarial step")

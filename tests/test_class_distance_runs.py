@@ -60,7 +60,7 @@ def test_ctrl_c_says_how_many_images_are_saved_and_that_the_same_command_resumes
     monkeypatch.setattr(backpropvis.stats.runner, "_measure", measure)
     status, stdout, err = run_cli(argv, capsys)
     assert status == 0, err
-    assert "2 images done now" in stdout and "4 before, 6 in all" in stdout
+    assert "2 images measured now, 0 failed" in stdout and "4 before, 6 in all" in stdout
     assert len(images_in(db)) == 6 and saved < images_in(db)
 
 
@@ -77,8 +77,8 @@ def test_the_summary_line_names_the_failed_files(tmp_path, capsys) -> None:
         ["class-distance", "--images", str(folder), "--db", str(tmp_path / "f.sqlite"), *RUN], capsys
     )
     assert status == 0, err
-    line = next(line for line in stdout.splitlines() if "images done now" in line)
-    assert "4 failed: empty.png, notes.jpg, zero.jpg and 1 more" in line
+    line = next(line for line in stdout.splitlines() if "images measured now" in line)
+    assert "2 images measured now, 4 failed: empty.png, notes.jpg, zero.jpg and 1 more" in line  # apart
     assert images_in(tmp_path / "f.sqlite", "failures") == {"empty.png", "notes.jpg", "zero.jpg", "zz.png"}
 
 

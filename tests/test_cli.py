@@ -84,7 +84,8 @@ def test_visualize_writes_maps_grid_and_summary(tmp_path: pathlib.Path, capsys) 
 
 
 def test_python_m_backpropvis_is_the_entry_point(tmp_path: pathlib.Path) -> None:
-    """The default model and weights (VGG-16, random) on the default image, in a fresh process."""
+    """The default model and weights (the bundled ImageNet-trained EfficientNet-Lite0) on the default
+    image, in a fresh process."""
     out = tmp_path / "out"
     command = [
         sys.executable,
@@ -101,7 +102,7 @@ def test_python_m_backpropvis_is_the_entry_point(tmp_path: pathlib.Path) -> None
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["model"] == "vgg16" and summary["weights"] == "random (seed 0)"
+    assert summary["model"] == "efficientnet-lite0" and summary["weights"].startswith("imagenet")
     assert summary["images"][0]["image"] == "tabby"  # the default image
     assert [entry["png"] for entry in summary["maps"]] == [p.name for p in out.glob("tabby_gbp_*.png")]
 
@@ -159,7 +160,7 @@ def partial_vgg16_file(path: pathlib.Path) -> pathlib.Path:
         ("random-only model with weights", ["cnn3", "random"]),
         ("unknown method", ["lrp"]),
         ("repeated method", ["distinct", "gbp"]),
-        ("no method", ["no methods"]),
+        ("no method", ["no method", "saliency, deconvnet, gbp"]),
         ("unknown device", ["quantum"]),
     ],
 )
@@ -180,7 +181,12 @@ def test_user_errors_are_one_line_and_status_2(case: str, fragments: list[str], 
         "unknown sample": ["zebra"],
         "target outside the logits": ["--targets", "max,1000", *lite, "imagenet"],
         "unknown target": ["--targets", "max,best"],
-        "vgg weights of the wrong shape": ["--weights", str(partial_vgg16_file(tmp_path / "vgg.pth"))],
+        "vgg weights of the wrong shape": [
+            "--model",
+            "vgg16",
+            "--weights",
+            str(partial_vgg16_file(tmp_path / "vgg.pth")),
+        ],
         "efficientnet weights of the wrong shape": [*lite, str(tmp_path / "lite.pth")],
         "weights of another model": [*lite, str(tmp_path / "linear.pth")],
         "corrupt weights": [*lite, str(tmp_path / "corrupt.pth")],
@@ -240,7 +246,8 @@ def test_imagenet_weights_without_cache_or_network_is_one_line(tmp_path: pathlib
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", broken_download)
-    status, _, err = run_cli(["visualize", "--weights", "imagenet", "--out", str(tmp_path / "out")], capsys)
+    arguments = ["visualize", "--model", "vgg16", "--weights", "imagenet", "--out", str(tmp_path / "out")]
+    status, _, err = run_cli(arguments, capsys)
     assert_one_line_error(status, err, tmp_path / "out", "vgg16-397923af.pth", "checkpoint's path")
     assert list((tmp_path / "hub").rglob("*.pth")) == []
 

@@ -227,7 +227,7 @@ def test_visualize_and_class_distance_take_the_strip(strip_png, bounded_resize, 
         capsys,
     )
     assert status == 0, err
-    assert "1 images done now (0 failed" in stdout
+    assert "1 images measured now, 0 failed (" in stdout
 
 
 # --- what visualize says ---------------------------------------------------------------------------
@@ -305,7 +305,9 @@ def test_visualize_reports_class_distances_and_saves_the_raw_maps(suffix, tmp_pa
     assert distances[("coffee", "saliency")] > 3 * distances[("coffee", "gbp")]
 
 
-@pytest.mark.parametrize(("choice", "passed"), [("default", None), ("float32", "float32"), ("bfloat16", "bfloat16")])
+@pytest.mark.parametrize(
+    ("choice", "passed"), [("default", "default"), ("float32", "float32"), ("bfloat16", "bfloat16")]
+)
 def test_precision_is_passed_to_the_engine(choice, passed, tmp_path, capsys, monkeypatch) -> None:
     seen = []
     original = backpropvis.visualize.attribute_many

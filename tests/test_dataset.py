@@ -26,7 +26,7 @@ from PIL import Image
 from backpropvis.cli import main
 from backpropvis.errors import StoreError
 from backpropvis.images import load_image
-from backpropvis.models import build_model
+from backpropvis.models import ModelSpec, build_model
 from backpropvis.stats import choose_pairs, list_images, rank_db_path, read_database, run_class_distance, shard
 from backpropvis.stats.pairs import random_pairs
 from backpropvis.stats.store import ResultRow, ResultsStore, RunSettings
@@ -178,9 +178,7 @@ def test_bad_files_are_recorded_and_skipped(images, tmp_path):
     report = run_class_distance(
         images,
         db,
-        model="efficientnet-lite0",
-        weights="imagenet",
-        input_size=SIZE,
+        model=ModelSpec("efficientnet-lite0", weights="imagenet", input_size=SIZE),
         batch_size=4,
         workers=2,
         progress=False,
@@ -339,7 +337,7 @@ def test_summary_on_known_values(tmp_path):
 
     # two files of different runs are refused, naming the setting; an image in two files too
     other = _store(tmp_path / "other.sqlite", {"saliency": [1.0], "deconvnet": [1.0], "gbp": [1.0]}, ["9.png"], seed=3)
-    with pytest.raises(StoreError, match="--seed 3 there, 0 here|--seed 0 there, 3 here"):
+    with pytest.raises(StoreError, match="`seed` 3 there, 0 here|`seed` 0 there, 3 here"):
         summarize([db, other])
     twice = _store(
         tmp_path / "twice.sqlite",
@@ -430,3 +428,18 @@ def test_cluster_bootstrap_counts_photos_not_crops():
     assert set(np.round(uneven[:, 0], 9)) <= {0.0, 1.0, 4.0}  # aa: 0, ab: 4/4 = 1, bb: 4
     with pytest.raises(ValueError, match="group labels"):
         bootstrap_means(values, groups=groups[:5])
+
+
+def test_intervals_from_fewer_than_20_images_are_flagged(tmp_path):
+    """5 images: the summary, its text and its chart title say the intervals are a rough guide; 20 do not."""
+    from backpropvis.metrics import SMALL_SAMPLE
+    from backpropvis.stats.summary import format_summary
+
+    few = [f"{number}.png" for number in range(5)]
+    db = _store(tmp_path / "few.sqlite", {"saliency": [1.0, 0.9, 1.1, 1.0, 0.8], "gbp": [0.2] * 5}, few)
+    summary = summarize([db], resamples=50)
+    assert summary["small_sample"] == "from 5 images only (fewer than 20): read the interval as a rough guide"
+    assert "note: the 95% intervals are from 5 images only" in format_summary(summary)
+    enough = [f"{number}.png" for number in range(SMALL_SAMPLE)]
+    db = _store(tmp_path / "enough.sqlite", {"saliency": [1.0] * SMALL_SAMPLE, "gbp": [0.2] * SMALL_SAMPLE}, enough)
+    assert summarize([db], resamples=50)["small_sample"] is None

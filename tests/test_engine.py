@@ -290,18 +290,40 @@ OTHERS = {
 }
 
 
-@pytest.mark.parametrize("other", sorted(OTHERS))
-def test_strict_mode_names_the_function_and_the_module(other: str) -> None:
+SMOOTH = sorted(other for other in OTHERS if OTHERS[other][0] in ("gelu", "silu"))
+GATE_SPELLINGS = sorted(other for other in OTHERS if other not in SMOOTH)
+
+
+@pytest.mark.parametrize("other", SMOOTH)
+def test_refusing_a_smooth_activation_names_the_function_the_module_and_the_option(other: str) -> None:
     function, where = OTHERS[other]
     model = WithOther(other)
-    with pytest.raises(UnsupportedActivationError) as raised:
-        backpropvis.attribute(model, seeded_input((2, 3)), 0, "gbp")
-    message = str(raised.value)
-    assert function in message and f"'{where}'" in message and "strict=False" in message
-    assert "\n" not in message
+    for settings in ({}, {"strict": True}, {"smooth": "refuse"}):
+        with pytest.raises(UnsupportedActivationError) as raised:
+            backpropvis.attribute(model, seeded_input((2, 3)), 0, "gbp", **settings)
+        message = str(raised.value)
+        assert function in message and f"'{where}'" in message and "`smooth` to rule" in message
+        assert "\n" not in message
 
 
-@pytest.mark.parametrize("other", ["GELU", "F.silu", "torch.sigmoid", "Tanh"])
+@pytest.mark.parametrize("other", GATE_SPELLINGS)
+def test_a_gate_keeps_its_true_gradient_in_every_mode_and_is_listed(other: str) -> None:
+    function, where = OTHERS[other]
+    model = WithOther(other).double()
+    x = seeded_input((2, 3), dtype=torch.float64)
+    steps = [model.fc1, "relu", lambda y: model.nonlinearity(model.block.fc(y)), model.fc2]
+    for smooth in ("refuse", "gradient", "rule"):
+        maps = backpropvis.attribute_many(model, x, [0, 1], METHODS, smooth=smooth)
+        assert maps.smooth.mode == smooth and maps.passed_through == () and maps.smooth.rule_applied == ()
+        (gate,) = maps.smooth.gates
+        assert function in gate and f"'{where}'" in gate
+        for method in METHODS:
+            for number in range(2):
+                expected = reference_map(steps, x, maps.targets[number], *RULE_OF[method])
+                torch.testing.assert_close(maps[method][number], expected)
+
+
+@pytest.mark.parametrize("other", ["GELU", "F.silu"])
 def test_strict_false_passes_the_true_gradient_and_says_so(other: str) -> None:
     function, where = OTHERS[other]
     model = WithOther(other)
@@ -309,6 +331,7 @@ def test_strict_false_passes_the_true_gradient_and_says_so(other: str) -> None:
     model = model.double()
     with pytest.warns(UserWarning, match=function):
         maps = backpropvis.attribute_many(model, x, [0, 1], METHODS, strict=False)
+    assert maps.smooth.mode == "gradient"
     assert len(maps.passed_through) == 1
     assert function in maps.passed_through[0] and f"'{where}'" in maps.passed_through[0]
     # reference: the ReLU with the rule; the other nonlinearity crossed by its own vjp

@@ -60,7 +60,7 @@ def test_a_skip_around_the_last_activation_prevents_the_split_and_stays_exact(ma
 
 def recorded(model: nn.Module, x: torch.Tensor) -> tuple[ForwardRecord, torch.Tensor]:
     """One forward pass under the engine's recorder: (the record, the logits)."""
-    record = ForwardRecord(True, type(model).__name__)
+    record = ForwardRecord("refuse", type(model).__name__)
     with RecordedForward(model, record, RuleSlot(SALIENCY)):
         logits = model(x)
     return record, logits

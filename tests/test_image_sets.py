@@ -14,7 +14,7 @@ from backpropvis.cli import main
 from backpropvis.errors import ImageError
 from backpropvis.image_sets import Digits, Samples, list_images, read_image, source_photo
 from backpropvis.images import load_image, sample_names
-from backpropvis.models import digits_vgg, three_layer_cnn, three_layer_fcn
+from backpropvis.models import describe_module, digits_vgg, three_layer_cnn, three_layer_fcn
 from backpropvis.stats import read_database, run_class_distance
 
 PHOTOS = sample_names()
@@ -74,7 +74,6 @@ def test_unknown_keys_are_refused():
 def test_samples_with_crops_run_through_the_class_distance_pipeline(tmp_path):
     samples = Samples(crops=2, seed=0)
     common = dict(
-        weights="random",
         methods=["saliency", "gbp"],
         pairs="random-random",
         seed=0,
@@ -83,8 +82,8 @@ def test_samples_with_crops_run_through_the_class_distance_pipeline(tmp_path):
         progress=False,
     )
     cnn, fcn = three_layer_cnn(num_filters=8, input_size=32, seed=0), three_layer_fcn(hidden=16, input_size=32, seed=0)
-    run_class_distance(samples, tmp_path / "a.sqlite", model=cnn, model_name="cnn", **common)
-    run_class_distance(samples, tmp_path / "b.sqlite", model=fcn, model_name="fcn", **common)
+    run_class_distance(samples, tmp_path / "a.sqlite", model=describe_module(cnn, "cnn", "random"), **common)
+    run_class_distance(samples, tmp_path / "b.sqlite", model=describe_module(fcn, "fcn", "random"), **common)
     first, second = read_database(tmp_path / "a.sqlite"), read_database(tmp_path / "b.sqlite")
     assert sorted({row["image"] for row in first.results}) == sorted(samples.keys())
     assert first.settings.images == "samples+2crops-seed0" and not first.failures
@@ -126,9 +125,7 @@ def test_digits_run_through_the_class_distance_pipeline(tmp_path):
     run_class_distance(
         Digits(),
         tmp_path / "d.sqlite",
-        model=digits_vgg("trained"),
-        model_name="digits-vgg",
-        weights="trained",
+        model=describe_module(digits_vgg("trained"), "digits-vgg", "trained"),
         methods=["saliency", "gbp"],
         pairs="random-random",
         seed=0,

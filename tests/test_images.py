@@ -134,3 +134,26 @@ def test_imagenet_class_names() -> None:
     assert names[0] == "tench" and names[281] == "tabby" and names[388] == "giant panda"
     assert names[999] == "toilet tissue"
     assert class_name(281) == "tabby" and class_name(1000) == "class 1000"
+
+
+def test_a_photo_past_pils_warning_limit_loads_without_its_raw_warning(tmp_path, monkeypatch, recwarn) -> None:
+    """A 12000 x 9000 photo (108 million pixels) lies between PIL's warning limit (89 million)
+    and its refusal (twice that). The same proportions at 1/90 of the size, with PIL's limit
+    scaled alike, keep the test light: the photo loads, exactly, and nothing is printed raw."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
+    pixels = rgb_pixels(5, 900, 1200)  # 1.08 million pixels: past the limit, under twice it
+    Image.fromarray(pixels).save(tmp_path / "large.png")
+    assert np.array_equal(np.asarray(load_image(tmp_path / "large.png")), pixels)
+    assert not [warning for warning in recwarn if issubclass(warning.category, Image.DecompressionBombWarning)]
+    # past twice the limit: one line naming the file and what to do, never PIL's message
+    Image.fromarray(rgb_pixels(6, 1500, 1500)).save(tmp_path / "huge.png")
+    with pytest.raises(ImageError) as raised:
+        load_image(tmp_path / "huge.png")
+    message = str(raised.value)
+    assert (
+        "huge.png" in message
+        and "too large" in message
+        and "2 million pixels" in message
+        and "downscale it first" in message
+    )
+    assert "\n" not in message and "DOS" not in message

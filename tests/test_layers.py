@@ -20,14 +20,14 @@ PACKAGE = Path(backpropvis.__file__).parent
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "files", "devices"),
-    ("rules", "activations", "targets", "metrics", "module_checks", "saved_maps"),
+    ("rules", "activations", "smooth_activations", "targets", "metrics", "module_checks", "saved_maps", "claims"),
     ("engine", "models", "images", "image_sets", "attacks", "adversarial", "theory"),
     ("",),  # backpropvis/__init__.py: the public API, re-exporting the layers below
     ("render",),
     ("stats",),
     ("experiments",),
-    ("report",),
-    ("suite", "visualize", "audit"),
+    ("report", "readings"),
+    ("suite", "visualize", "audit", "sanity"),
     ("cli", "__main__"),
 )
 """The layers, bottom first. A module may import modules of its own layer and of the layers

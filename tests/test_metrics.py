@@ -149,7 +149,7 @@ def test_ratio_is_nan_where_the_denominator_means_nothing() -> None:
 
 def test_a_zero_map_fails_a_ratio_claim() -> None:
     # Issue 10: GBP maps of zeros have class distance 0; "saliency / GBP >= 5" must not hold.
-    from backpropvis.experiments.base import Claim
+    from backpropvis.claims import Claim
 
     saliency = seeded_maps(2, 3, 4, 4, seed=7)
     zero_gbp = torch.zeros(2, 3, 4, 4)
@@ -206,3 +206,12 @@ def test_expected_normal_maximum_against_closed_form_and_sampling() -> None:
     assert expected_normal_maximum(1000) == pytest.approx(float(draws.max(dim=1).values.mean()), abs=0.02)
     with pytest.raises(ValueError):
         expected_normal_maximum(0)
+
+
+def test_small_samples_are_flagged_below_20_and_only_there():
+    from backpropvis.metrics import SMALL_SAMPLE, small_sample_note
+
+    assert SMALL_SAMPLE == 20
+    assert small_sample_note(3) == "from 3 images only (fewer than 20): read the interval as a rough guide"
+    assert small_sample_note(1, "photos") == "from 1 photo only (fewer than 20): read the interval as a rough guide"
+    assert small_sample_note(19) is not None and small_sample_note(20) is None and small_sample_note(5000) is None

@@ -1,6 +1,7 @@
 """index.html in a real browser: headless Chromium (Debian's ``chromium``) takes a
 screenshot of a report holding a passing claim, a failing claim, a skipped
-experiment and an embedded figure, and the pixels must show all of them."""
+experiment and a figure (a PNG file beside the page), and the pixels must show all of
+them; the first screen of a laptop (1280 x 800) shows the table of failing claims."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from backpropvis.report import write_index, write_result
 PASS_GREEN = (200, 239, 200)  # report.py's #c8efc8
 FAIL_RED = (247, 198, 198)  # report.py's #f7c6c6
 FIGURE_BLUE = (20, 40, 230)
+FAILING_TABLE = (251, 227, 227)  # report.py's #fbe3e3
 
 
 def _report(out) -> None:
@@ -64,4 +66,7 @@ def test_index_renders_in_headless_chromium(tmp_path):
     assert float(picture.std()) > 20.0  # not a blank page
     assert pixels_near(picture, PASS_GREEN) > 500  # the passing verdict cells are green
     assert pixels_near(picture, FAIL_RED) > 500  # the failing one is red
-    assert pixels_near(picture, FIGURE_BLUE, tolerance=10) > 20_000  # the embedded figure is drawn
+    assert pixels_near(picture, FIGURE_BLUE, tolerance=10) > 20_000  # the figure file is drawn
+
+    first_screen = screenshot(out / "index.html", tmp_path, height=800)
+    assert pixels_near(first_screen, FAILING_TABLE, tolerance=3) > 5_000  # the failing claim's row, at the top

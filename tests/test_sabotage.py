@@ -1,7 +1,10 @@
 """Claims that a broken method cannot pass: every experiment, run at its tiny settings with
 the engine deliberately broken in each way it declares (``Experiment.catches``), has at
 least one claim that does not hold; and every experiment declares the two sabotages the
-project requires of all of them that look at the broken method."""
+project requires of all of them that look at the broken method.
+
+The honest tiny runs are shared with a rendering check: every experiment's figure, redrawn
+from its tiny run's figure data, has every text inside the picture (no clipped title)."""
 
 from __future__ import annotations
 
@@ -9,10 +12,15 @@ import dataclasses
 
 import pytest
 import torch
+from matplotlib.figure import Figure
 from sabotage import sabotaged
 
 from backpropvis.experiments import PAPER, THEORY, RunContext, run_experiment
+from backpropvis.experiments.base import FIGURE_FILE
+from backpropvis.render import clipped_texts
+from backpropvis.report import write_result
 from backpropvis.rules import PAPER_METHODS
+from backpropvis.suite import redraw
 
 EXPERIMENTS = {**PAPER, **THEORY}
 
@@ -53,7 +61,8 @@ def honest_runs(tmp_path_factory):
             with pytest.MonkeyPatch.context() as patch:  # no trained VGG-16 in the hub cache, as in CI
                 hub = tmp_path_factory.mktemp("hub")
                 patch.setattr(torch.hub, "get_dir", lambda: str(hub))
-                cache[name] = run_tiny(name, tmp_path_factory.mktemp(f"{name}-honest"))
+                folder = tmp_path_factory.mktemp(f"{name}-honest")
+                cache[name] = run_tiny(name, folder), folder / name
         return cache[name]
 
     return run
@@ -61,7 +70,7 @@ def honest_runs(tmp_path_factory):
 
 @pytest.mark.parametrize("name, kind", CASES, ids=[f"{name}-{kind}" for name, kind in CASES])
 def test_a_broken_method_fails_a_claim(name: str, kind: str, tmp_path, no_hub_checkpoint, honest_runs) -> None:
-    honest = honest_runs(name)
+    honest, _ = honest_runs(name)
     assert not honest.skipped, f"{name} was skipped: {honest.skipped}"
     with sabotaged(kind):
         broken = run_tiny(name, tmp_path / "broken")
@@ -70,3 +79,22 @@ def test_a_broken_method_fails_a_claim(name: str, kind: str, tmp_path, no_hub_ch
     # what fails must be something the honest run got right: the sabotage, not a finding, is caught
     held = {claim.id for claim in honest.claims if claim.holds}
     assert held & set(failing), f"{name}: under {kind} only claims that already fail honestly fail ({failing})"
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_no_text_of_a_figure_is_clipped(name: str, honest_runs, monkeypatch) -> None:
+    """Every title, label and caption of the figure lies inside it, measured by matplotlib's
+    renderer on the figure as drawn from the tiny run's data (fig4's title was cut on both sides)."""
+    honest, folder = honest_runs(name)
+    write_result(honest, folder.parent)  # metrics.json beside figure_data.npz: a result folder redraw reads
+    clipped: list[str] = []
+    original = Figure.savefig
+
+    def checked_savefig(figure, *args, **kwargs):
+        clipped.extend(clipped_texts(figure))  # after the draw function's layout, before writing
+        return original(figure, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", checked_savefig)
+    redraw(folder)
+    assert (folder / FIGURE_FILE).is_file()
+    assert not clipped, f"{name}: text outside the figure: {clipped}"

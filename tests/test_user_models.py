@@ -194,7 +194,7 @@ def test_a_module_callable_in_class_distance_and_its_identity(model_module, mode
     ]
     status, stdout, err = run_cli([*common, "--weights", str(first)], capsys)
     assert status == 0, err
-    assert "2 images done now" in stdout and f"{model_module}:build" in stdout
+    assert "2 images measured now, 0 failed" in stdout and f"{model_module}:build" in stdout
 
     status, _, err = run_cli([*common, "--weights", str(second)], capsys)
     assert status == 2 and len(err.strip().splitlines()) == 1
@@ -206,7 +206,7 @@ def test_a_module_callable_in_class_distance_and_its_identity(model_module, mode
 
     status, stdout, err = run_cli([*common, "--weights", str(first)], capsys)
     assert status == 0, err
-    assert "0 images done now" in stdout and "2 before" in stdout
+    assert "0 images measured now, 0 failed" in stdout and "2 before" in stdout
 
     from backpropvis.stats import read_database
 
@@ -341,7 +341,12 @@ def test_a_module_given_to_the_api_keeps_its_mode_and_gets_the_default_preproces
     with pytest.raises(ModelError, match="compiled with torch.compile"):
         describe_module(torch.compile(model.eval()))
     report = run_class_distance(
-        None, tmp_path / "api.sqlite", model=model.eval(), input_size=SIZE, limit=1, workers=0, progress=False
+        None,
+        tmp_path / "api.sqlite",
+        model=describe_module(model.eval(), input_size=SIZE),
+        limit=1,
+        workers=0,
+        progress=False,
     )
     assert report.done_now == 1
     assert read_database(tmp_path / "api.sqlite").settings.weights_fingerprint == weights_fingerprint(model)

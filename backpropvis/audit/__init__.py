@@ -13,21 +13,30 @@ asks the same questions of any model (built-in, ``MODULE:CALLABLE`` or
 2. image recovery: each method's input similarity, from the same database;
 3. model randomisation: each map's change as the model's stages are redrawn at random
    from the top down (Figure 9, Adebayo et al.'s cascading randomisation), on a few
-   images (:mod:`.cascade`);
-4. the adversarial test (Figure 8) on the same few images (:mod:`.adversarial_test`).
+   images (:mod:`.randomization_step`);
+4. the adversarial test (Figure 8) on the same few images (:mod:`.adversarial_step`).
+
+Steps 3 and 4 (and the page's maps, :mod:`.maps_step`) are the list
+:data:`~backpropvis.audit.steps.STEPS`, run by a short loop; how to add one is said there.
 
 Each method is then judged by the verdicts of :mod:`.verdicts` (thresholds declared as
 data, with the reasons for them), into ``DIR/audit.json`` and one self-contained
 ``DIR/index.html`` with the figures (:func:`run_audit`).
 """
 
-from .adversarial_test import ADVERSARIAL_STEPS
-from .run import AUDIT_FILE, FIGURES_FOLDER, run_audit
+from .run import AUDIT_FILE, FIGURES_FOLDER, AuditRecord, run_audit
 from .sensitivity import CLASS_DISTANCE_DB
+from .step import ADVERSARIAL_STEPS, AuditContext, AuditSettings, AuditStep
+from .steps import STEPS
 from .verdicts import METRICS, VERDICTS, Verdict, format_verdicts
 
 __all__ = [
     "run_audit",
+    "AuditRecord",
+    "AuditSettings",
+    "AuditContext",
+    "AuditStep",
+    "STEPS",
     "AUDIT_FILE",
     "FIGURES_FOLDER",
     "CLASS_DISTANCE_DB",

@@ -21,13 +21,13 @@ their mirror images (the randomisation's default policy).
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..engine import attribute_many
+from ..engine import PrecisionLike, attribute_many
 from ..images import logit_name
 from ..metrics import class_distance, input_similarity
 from ..models import derive_seed
@@ -50,7 +50,7 @@ def example_maps(
     *,
     pairs: str,
     seed: int,
-    precision: Optional[str],
+    precision: PrecisionLike,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Each method's maps of ``inputs`` [B, C, H, W] for the database's two logits per image.
 
@@ -76,7 +76,7 @@ def cascading_randomization(
     methods: Sequence[str],
     *,
     seed: int,
-    precision: Optional[str],
+    precision: PrecisionLike,
     progress: bool = True,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Each method's map as the model's stages are redrawn from the top down.
@@ -85,8 +85,7 @@ def cascading_randomization(
         model: the trained model (left untouched: every variant is a copy).
         inputs: [B, C, H, W] the few images, on the model's device.
         methods: rule names.
-        seed: the audit's seed (see :func:`redraw_seed`).
-        precision: the engine's arithmetic.
+        seed, precision: the audit's seed (see :func:`redraw_seed`); the engine's arithmetic.
 
     Returns:
         numbers: ``stages`` (labels, top first: row s has every stage from the top down to
@@ -116,12 +115,12 @@ def cascading_randomization(
             distance[method].append(class_distance(reference[method], redrawn).tolist())
             similarity[method].append(input_similarity(redrawn, inputs.cpu()).tolist())
         first_image.append(torch.stack([maps[method][0, 0].cpu() for method in methods]))
-    num_logits = trained.logits.shape[1]
+    names = [logit_name(int(index), trained.logits.shape[1]) for index in predicted.cpu()]
     numbers = {
         "stages": [stage.label for stage in stages],
         "descriptions": descriptions,
         "predicted": predicted.cpu().tolist(),
-        "predicted_names": [logit_name(int(index), num_logits) for index in predicted.cpu()],
+        "predicted_names": names,
         "redraw_seed": seed_of_layers,
         "batch_norm": "reestimate",
         "distance": distance,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..metrics import class_distance
-from ..render import Picture, pyplot, save_figure, save_grid, to_display
+from ..render import CLIP_99, Picture, pyplot, save_figure, save_grid, to_display
 from ..rules import METHOD_LABELS
 from .saved import StepData
 
@@ -61,6 +61,7 @@ def draw_maps(
         panel_labels=captions,
         title=title,
         panel_size=1.9,
+        display=CLIP_99,
     )
 
 
@@ -106,6 +107,7 @@ def draw_randomization(step: StepData, methods: Sequence[str], path: Path, maps_
         panel_labels=captions,
         title=f"{title}\nthe first image, for the trained model's predicted class ({numbers['predicted_names'][0]})",
         panel_size=1.9,
+        display=CLIP_99,
     )
 
 
@@ -151,4 +153,4 @@ def draw_adversarial(step: StepData, methods: Sequence[str], path: Path, title: 
     axis.set_ylabel("class distance, original vs adversarial map", fontsize=8)
     axis.set_ylim(0, 2)
     axis.legend(fontsize=8)
-    return save_figure(figure, path, title)
+    return save_figure(figure, path, title, CLIP_99)

@@ -100,6 +100,7 @@ def write_page(audit: Mapping[str, Any], figures: Sequence[tuple[Path, str]], fo
         f"model <b>{html.escape(model['title'])}</b> ({html.escape(model['source'])}), weights fingerprint "
         f"<code>{html.escape(model['fingerprint'][:19])}...</code>",
         f"preprocessing: {html.escape(model['preprocessing'])}",
+        html.escape(model.get("smooth_activations", {}).get("said", "smooth activations: refused")),
         f"images: {html.escape(audit['images']['described'])}",
         "settings: "
         + "; ".join(f"{html.escape(str(key))} {html.escape(_setting(value))}" for key, value in settings.items()),

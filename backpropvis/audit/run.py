@@ -1,5 +1,7 @@
-"""The audit as one call: :func:`run_audit` checks its inputs, runs the four steps, judges
-every method and writes ``DIR/audit.json``, the figures and ``DIR/index.html``.
+"""The audit as one call: :func:`run_audit` checks its inputs, runs the class-distance step
+and then the steps of :data:`~backpropvis.audit.steps.STEPS` in a loop, judges every method
+and writes ``DIR/audit.json``, the figures and ``DIR/index.html`` from the typed record
+(:class:`AuditRecord`).
 
 Nothing already written is lost: the class-distance database keeps every finished
 batch (rerunning the same audit continues it), each later step is kept as soon as it
@@ -14,41 +16,38 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 
 from .. import __version__
+from ..claims import Skip
 from ..devices import resolve_device
-from ..engine import precision_name
-from ..errors import BackpropvisError, ImageError, Interrupted
-from ..experiments.base import Skip
+from ..engine import Precision
+from ..errors import ImageError, Interrupted
 from ..files import make_folder, write_json
 from ..image_sets import ImageSource, Samples, list_images
-from ..metrics import ratio
-from ..models import LoadedModel, load_model
-from ..rules import PAPER_METHODS, resolve_rules
-from ..stats import PAIRS, plot_summary
-from .adversarial_test import ADVERSARIAL_STEPS, adversarial_test
-from .cascade import cascading_randomization, example_maps
-from .figures import draw_adversarial, draw_maps, draw_randomization
+from ..models import LoadedModel, ModelLike, as_loaded
+from ..rules import resolve_rules
+from ..stats import plot_summary
 from .page import write_page
-from .probes import Probes, load_probes
+from .probes import load_probes
 from .saved import StepData, load_step, save_step
 from .sensitivity import CLASS_DISTANCE_DB, REFERENCE, class_sensitivity, method_numbers
-from .verdicts import STEPS, judge_method, verdicts_as_data
+from .step import AuditContext, AuditSettings, AuditStep
+from .steps import STEPS
+from .verdicts import STEPS as VERDICT_STEPS
+from .verdicts import judge_method, verdicts_as_data
 
-__all__ = ["AUDIT_FILE", "FIGURES_FOLDER", "run_audit"]
+__all__ = ["AUDIT_FILE", "FIGURES_FOLDER", "AuditRecord", "run_audit"]
 
 AUDIT_FILE = "audit.json"
 """The audit's result, in its folder."""
 
 FIGURES_FOLDER = "figures"
 """The audit's figures (PNG), in its folder; the page embeds them."""
-
-MAPS_SHOWN = 3
-"""Images in the maps figure (at most; noise maps make large PNGs, and the page embeds them)."""
 
 NOT_REACHED = "the audit stopped before this step; run the same command again to finish it"
 
@@ -57,22 +56,11 @@ def run_audit(
     images: ImageSource,
     out: Union[str, os.PathLike],
     *,
-    model: Union[str, LoadedModel] = "vgg16",
-    weights: str = "random",
-    model_args: Union[str, Mapping[str, Any], None] = None,
-    output: Optional[str] = None,
-    input_size: Optional[int] = None,
-    precision: Optional[str] = None,
-    methods: Sequence[str] = PAPER_METHODS,
-    pairs: str = "random-random",
-    seed: int = 0,
-    limit: Optional[int] = None,
-    few_images: int = 4,
-    adversarial_steps: Sequence[float] = ADVERSARIAL_STEPS,
-    batch_size: int = 8,
-    workers: int = 2,
+    model: ModelLike = "vgg16",
     device: Union[str, torch.device] = "cpu",
     progress: bool = True,
+    on_model: Optional[Callable[[LoadedModel], None]] = None,
+    **settings: Any,
 ) -> dict:
     """Audit a model's maps on a set of images: the paper's diagnostics and a verdict per method.
 
@@ -81,164 +69,215 @@ def run_audit(
             or None for the bundled samples.
         out: the audit's folder (``audit.json``, ``index.html``, ``figures/``,
             ``class-distance.sqlite``, ``steps/``).
-        model, weights, model_args, output, input_size: the model, as
-            :func:`backpropvis.models.load_model` takes it (or a loaded one).
-        precision: the engine's arithmetic: None (PyTorch's flags), "float32", "tf32", "bfloat16".
-        methods: rule names; saliency, the reference of every verdict, is added when missing.
-        pairs: the two logits per image of the class-distance step (default: two random
-            ones, as the paper's Figure 7).
-        seed: the seed of every random draw (random logits, redrawn layers, bootstrap).
-        limit: only the first ``limit`` images of the sorted list.
-        few_images: how many images (the first readable ones) the randomisation and
-            adversarial steps look at.
-        adversarial_steps: FGSM steps in units of 1/255.
-        batch_size, workers: images per forward pass and decoding processes of the class-distance step.
+        model: a name, a :class:`~backpropvis.models.ModelSpec` (built with ``seed``), a
+            loaded model or a module (:func:`backpropvis.models.as_loaded`).
         device: "cpu", "cuda", ...
         progress: show progress bars.
+        on_model: called with the model once it is built, before the first image is read.
+        settings: the fields of :class:`~backpropvis.audit.step.AuditSettings` (``methods``,
+            ``pairs``, ``seed``, ``limit``, ``few_images``, ``adversarial_steps``,
+            ``batch_size``, ``workers``, ``precision``).
 
     Returns:
         The content of ``audit.json``: ``model``, ``settings``, ``images``, ``class_distance``
-        (:func:`~backpropvis.stats.summarize`), ``maps``, ``randomization``, ``adversarial``
-        (each step's numbers, or ``{"skipped": reason}``), ``verdicts`` (method ->
+        (:func:`~backpropvis.stats.summarize`), one entry per step (its numbers, or
+        ``{"skipped": reason}``), ``verdicts`` (method ->
         :func:`~backpropvis.audit.verdicts.judge_method`), ``thresholds``, ``notes``, ``seconds``.
 
     Raises:
         BackpropvisError: bad settings, output folder, images, model or weights (before any
             map is computed), or a class-distance database of another audit in ``out``.
     """
-    names = [rule.name for rule in resolve_rules(methods)]
+    context, record = _prepare(images, out, model, AuditSettings(**settings), device, progress, on_model)
+    _measure_class_distance(context, record)
+    context.probes = load_probes(images, context.keys, context.loaded.preprocessing, context.settings.few_images)
+    context.inputs = context.probes.inputs.to(context.device)
+    context.identity = _identity(context)
+    for step in STEPS:
+        started = time.perf_counter()
+        record.results[step.name] = _run_step(step, context, record)
+        record.seconds[step.name] = time.perf_counter() - started
+        record.write(context.folder)
+    reused = [step for step, data in record.results.items() if data is not None and data.reused]
+    if reused:
+        record.notes.append(f"kept from an earlier run with the same model, images and settings: {', '.join(reused)}")
+    started = time.perf_counter()
+    figures = _draw(context, record)
+    record.seconds["figures"] = time.perf_counter() - started
+    record.write(context.folder)
+    write_page(record.as_json(), figures, context.folder)
+    return record.as_json()
+
+
+@dataclass
+class AuditRecord:
+    """What the audit knows so far, typed; ``audit.json`` and the page are written from it.
+
+    Attributes:
+        model, settings: the model and the settings, as ``audit.json`` reports them.
+        methods: the methods judged.
+        notes: what the user should know, one sentence each.
+        seconds: step name -> wall time.
+        class_distance: the class-distance step's summary (:func:`~backpropvis.stats.summarize`).
+        images: the images: listed, measured, failed, in words, the database.
+        results: step name -> its data (None: skipped), in the order the steps ran.
+        skipped: step name -> why it was skipped.
+    """
+
+    model: dict[str, Any]
+    settings: dict[str, Any]
+    methods: list[str]
+    notes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    class_distance: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, Optional[StepData]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def not_measured(self) -> dict[str, str]:
+        """Step name -> why the verdicts reading it cannot be judged (not reached, skipped, nothing to read)."""
+        reasons = {step: NOT_REACHED for step in VERDICT_STEPS if step != "class_distance" and step not in self.results}
+        reasons.update(self.skipped)
+        for step in STEPS:
+            data = self.results.get(step.name)
+            reason = None if data is None else step.not_measured(data)
+            if reason is not None:
+                reasons[step.name] = reason
+        return reasons
+
+    def numbers(self, method: str) -> dict[str, float]:
+        """Everything one method's verdicts read (:data:`~backpropvis.audit.verdicts.METRICS`) that is measured."""
+        numbers = method_numbers(self.class_distance, method)
+        for step in STEPS:
+            data = self.results.get(step.name)
+            if data is not None:
+                numbers.update(step.verdict_numbers(data, method, REFERENCE))
+        return numbers
+
+    def as_json(self) -> dict[str, Any]:
+        """The content of ``audit.json`` (NaN still as float; see :meth:`write`)."""
+        audit: dict[str, Any] = {
+            "backpropvis": __version__,
+            "model": self.model,
+            "settings": self.settings,
+            "notes": self.notes,
+            "seconds": self.seconds,
+            "class_distance": self.class_distance,
+            "images": self.images,
+        }
+        for step in STEPS:
+            data = self.results.get(step.name)
+            skipped = {"skipped": self.skipped.get(step.name, NOT_REACHED)}
+            audit[step.name] = skipped if data is None else {**data.numbers, "reused": data.reused}
+        not_measured = self.not_measured()
+        audit["verdicts"] = {method: judge_method(self.numbers(method), not_measured) for method in self.methods}
+        audit["thresholds"] = verdicts_as_data()
+        return audit
+
+    def write(self, folder: Path) -> None:
+        """Judge every method with what is measured so far and (re)write ``audit.json``."""
+        write_json(_json_ready(self.as_json()), folder / AUDIT_FILE)
+
+
+def _prepare(
+    images: ImageSource,
+    out: Union[str, os.PathLike],
+    model: ModelLike,
+    settings: AuditSettings,
+    device: Union[str, torch.device],
+    progress: bool,
+    on_model: Optional[Callable[[LoadedModel], None]] = None,
+) -> tuple[AuditContext, AuditRecord]:
+    """Check everything the user can get wrong, in order, and build the model: before any map."""
+    names = [rule.name for rule in resolve_rules(settings.methods)]
     notes: list[str] = []
     if REFERENCE not in names:
         names.insert(0, REFERENCE)
         notes.append("saliency was added to the methods: every verdict compares a method with it")
-    if few_images < 1:
-        raise BackpropvisError(f"--few-images must be at least 1, not {few_images}")
-    if not adversarial_steps or not all(math.isfinite(step) and step > 0 for step in adversarial_steps):
-        shown = ", ".join(f"{step:g}" for step in adversarial_steps) or "none"
-        raise BackpropvisError(f"--fgsm-steps must be positive numbers (units of 1/255), not {shown}")
-    if pairs not in PAIRS:
-        raise BackpropvisError(f"unknown --pairs {pairs!r}; choose one of {', '.join(PAIRS)}")
+    settings.check()
+    precision = Precision.parse(settings.precision)
     folder = make_folder(out)
-    keys = list_images(images, limit)
+    keys = list_images(images, settings.limit)
     torch_device = resolve_device(str(device))
-    if not isinstance(model, LoadedModel):
-        model = load_model(
-            model, model_args=model_args, weights=weights, seed=seed, input_size=input_size, output=output
-        )
-    loaded = model
-    module = loaded.module.to(torch_device)
-    audit: dict[str, Any] = {
-        "backpropvis": __version__,
-        "model": {
-            "name": loaded.name,
-            "title": loaded.title,
-            "args": dict(loaded.args),
-            "source": loaded.source,
-            "weights": loaded.weights,
-            "weights_description": loaded.weights_description,
-            "fingerprint": loaded.fingerprint,
-            "output": loaded.output,
-            "preprocessing": loaded.preprocessing_description,
-            "notes": list(loaded.notes),
-        },
-        "settings": {
-            "methods": names,
-            "pairs": pairs,
-            "seed": seed,
-            "input_size": input_size,
-            "precision": precision_name(precision),
-            "device": str(torch_device),
-            "limit": limit,
-            "few_images": few_images,
-            "adversarial_steps": [float(step) for step in adversarial_steps],
-        },
-        "notes": notes,
-        "seconds": {},
+    loaded = as_loaded(model, settings.seed)
+    if on_model is not None:
+        on_model(loaded)
+    recorded = {
+        "methods": names,
+        "pairs": settings.pairs,
+        "seed": settings.seed,
+        "input_size": loaded.input_size,
+        "smooth_activations": loaded.smooth.mode,
+        "precision": precision.value,
+        "device": str(torch_device),
+        "limit": settings.limit,
+        "few_images": settings.few_images,
+        "adversarial_steps": [float(step) for step in settings.adversarial_steps],
     }
-    results: dict[str, Optional[StepData]] = {}
-    skipped: dict[str, str] = {}
+    settings = replace(settings, methods=tuple(names), precision=precision)
+    module = loaded.module.to(torch_device)
+    context = AuditContext(folder, images, keys, loaded, module, torch_device, names, settings, recorded, progress)
+    return context, AuditRecord(_model_record(loaded), recorded, names, notes)
 
+
+def _model_record(loaded: LoadedModel) -> dict[str, Any]:
+    return {
+        "name": loaded.name,
+        "title": loaded.title,
+        "args": dict(loaded.args),
+        "source": loaded.source,
+        "weights": loaded.weights,
+        "weights_description": loaded.weights_description,
+        "fingerprint": loaded.fingerprint,
+        "output": loaded.output,
+        "preprocessing": loaded.preprocessing_description,
+        "notes": list(loaded.notes),
+        "smooth_activations": {**loaded.smooth.as_dict(), "said": loaded.smooth.sentence()},
+    }
+
+
+def _measure_class_distance(context: AuditContext, record: AuditRecord) -> None:
+    """The class-distance step over every image (resumable database), into ``record``."""
     started = time.perf_counter()
-    report, summary = class_sensitivity(
-        images,
-        folder,
-        loaded,
-        methods=names,
-        pairs=pairs,
-        seed=seed,
-        input_size=input_size,
-        limit=limit,
-        batch_size=batch_size,
-        workers=workers,
-        device=torch_device,
-        precision=precision,
-        progress=progress,
-    )
-    audit["seconds"]["class_distance"] = time.perf_counter() - started
+    report, summary = class_sensitivity(context)
+    record.seconds["class_distance"] = time.perf_counter() - started
     if not summary["images"]:
         failed = next(iter(summary["failure_reasons"].items()), ("", "no image"))
-        raise ImageError(f"none of the {len(keys)} images could be read, e.g. {failed[0]}: {failed[1]}")
-    audit["class_distance"] = summary
-    audit["images"] = {
+        raise ImageError(f"none of the {len(context.keys)} images could be read, e.g. {failed[0]}: {failed[1]}")
+    record.class_distance = summary
+    record.images = {
         "source": summary["settings"]["images"],
-        "listed": len(keys),
+        "listed": len(context.keys),
         "measured": summary["images"],
         "failed": summary["failures"],
-        "described": _described(images, summary),
-        "database": str(folder / CLASS_DISTANCE_DB),
+        "described": _described(context.images, summary),
+        "database": str(context.folder / CLASS_DISTANCE_DB),
         "resumed_with": report.already_done,
     }
     if report.already_done:
-        notes.append(f"{report.already_done} images were already in {CLASS_DISTANCE_DB} (a resumed audit)")
-    notes += [f"class distance: {note}" for note in summary["notes"]]
-    _write(folder, audit, names, summary, results, skipped)
+        record.notes.append(f"{report.already_done} images were already in {CLASS_DISTANCE_DB} (a resumed audit)")
+    record.notes += [f"class distance: {note}" for note in summary["notes"]]
+    if summary.get("small_sample"):
+        record.notes.append(f"class distance: the 95% intervals are {summary['small_sample']}")
+    record.write(context.folder)
 
-    probes = load_probes(images, keys, loaded.preprocessing, few_images)
-    inputs = probes.inputs.to(torch_device)
-    identity = _identity(loaded, probes, audit["settings"])
-    steps: list[tuple[str, Callable[[], tuple[dict, dict]]]] = [
-        ("maps", lambda: example_maps(module, inputs, probes.keys, names, pairs=pairs, seed=seed, precision=precision)),
-        (
-            "randomization",
-            lambda: cascading_randomization(module, inputs, names, seed=seed, precision=precision, progress=progress),
-        ),
-        (
-            "adversarial",
-            lambda: adversarial_test(
-                module, inputs, loaded.preprocessing, names, steps=adversarial_steps, precision=precision
-            ),
-        ),
-    ]
-    for step, measure in steps:
-        started = time.perf_counter()
-        step_identity = (
-            {**identity, "adversarial_steps": audit["settings"]["adversarial_steps"]}
-            if (step == "adversarial")
-            else identity
-        )
-        kept = load_step(folder, step, step_identity)
-        try:
-            results[step] = kept or save_step(folder, step, step_identity, *measure())
-        except Skip as reason:
-            results[step], skipped[step] = None, str(reason)
-        except KeyboardInterrupt:
-            finished = ", ".join(results) or "none"
-            raise Interrupted(
-                f"during the {step} step; kept in {folder}: the class-distance database ({summary['images']} "
-                f"images), the finished steps ({finished}) and audit.json; run the same command again to go on"
-            ) from None
-        audit["seconds"][step] = time.perf_counter() - started
-        _write(folder, audit, names, summary, results, skipped)
-    reused = [step for step, data in results.items() if data is not None and data.reused]
-    if reused:
-        notes.append(f"kept from an earlier run with the same model, images and settings: {', '.join(reused)}")
 
-    started = time.perf_counter()
-    figures = _draw(folder, audit, names, summary, results, probes)
-    audit["seconds"]["figures"] = time.perf_counter() - started
-    _write(folder, audit, names, summary, results, skipped)
-    write_page(audit, figures, folder)
-    return audit
+def _run_step(step: AuditStep, context: AuditContext, record: AuditRecord) -> Optional[StepData]:
+    """The step's data: kept from an earlier run with the same identity, else measured and kept (None: skipped)."""
+    identity = step.identity(context)
+    kept = load_step(context.folder, step.name, identity)
+    try:
+        return kept or save_step(context.folder, step.name, identity, *step.measure(context))
+    except Skip as reason:
+        record.skipped[step.name] = str(reason)
+        return None
+    except KeyboardInterrupt:
+        finished = ", ".join(record.results) or "none"
+        raise Interrupted(
+            f"during the {step.name} step; kept in {context.folder}: the class-distance database "
+            f"({record.class_distance['images']} images), the finished steps ({finished}) and audit.json; run the "
+            "same command again to go on"
+        ) from None
 
 
 def _described(images: ImageSource, summary: dict) -> str:
@@ -251,8 +290,10 @@ def _described(images: ImageSource, summary: dict) -> str:
     return f"{measured} of {where}" + (f" ({failed} could not be read)" if failed else "")
 
 
-def _identity(loaded: LoadedModel, probes: Probes, settings: Mapping[str, Any]) -> dict[str, Any]:
+def _identity(context: AuditContext) -> dict[str, Any]:
     """What a kept step must have been measured with to be read back instead of computed."""
+    loaded, probes = context.loaded, context.probes
+    assert probes is not None
     return {
         "model": loaded.name,
         "model_args": loaded.args_json,
@@ -261,54 +302,8 @@ def _identity(loaded: LoadedModel, probes: Probes, settings: Mapping[str, Any]) 
         "output": loaded.output,
         "preprocessing": loaded.preprocessing_description,
         "images": [list(pair) for pair in zip(probes.keys, probes.hashes)],
-        **{key: settings[key] for key in ("methods", "pairs", "seed", "input_size", "precision")},
+        **{key: context.recorded[key] for key in ("methods", "pairs", "seed", "input_size", "precision")},
     }
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else math.nan
-
-
-def _numbers(method: str, summary: dict, results: Mapping[str, Optional[StepData]]) -> dict[str, float]:
-    """Everything one method's verdicts read (:data:`~backpropvis.audit.verdicts.METRICS`) that is measured."""
-    numbers = method_numbers(summary, method)
-    randomization = results.get("randomization")
-    if randomization is not None:
-        top = {name: _mean(values[0]) for name, values in randomization.numbers["distance"].items()}
-        numbers["top_redrawn_distance"] = top[method]
-        numbers["top_redrawn_over_saliency"] = ratio(top[method], top[REFERENCE])
-    adversarial = results.get("adversarial")
-    if adversarial is not None:
-        at_flip = {
-            name: math.nan if value is None else value for name, value in adversarial.numbers["mean_at_flip"].items()
-        }
-        numbers["adversarial_distance"] = at_flip[method]
-        numbers["adversarial_over_saliency"] = ratio(at_flip[method], at_flip[REFERENCE])
-    return numbers
-
-
-def _write(
-    folder: Path,
-    audit: dict,
-    methods: Sequence[str],
-    summary: dict,
-    results: Mapping[str, Optional[StepData]],
-    skipped: Mapping[str, str],
-) -> None:
-    """Judge every method with what is measured so far and (re)write ``audit.json``."""
-    not_measured = {step: NOT_REACHED for step in STEPS if step != "class_distance" and step not in results}
-    not_measured.update(skipped)
-    adversarial = results.get("adversarial")
-    if adversarial is not None and all(value is None for value in adversarial.numbers["mean_at_flip"].values()):
-        not_measured["adversarial"] = "no FGSM step tried changed the prediction of any of the images"
-    for step in ("maps", "randomization", "adversarial"):
-        data = results.get(step)
-        audit[step] = (
-            {"skipped": skipped.get(step, NOT_REACHED)} if data is None else {**data.numbers, "reused": data.reused}
-        )
-    audit["verdicts"] = {method: judge_method(_numbers(method, summary, results), not_measured) for method in methods}
-    audit["thresholds"] = verdicts_as_data()
-    write_json(_json_ready(audit), folder / AUDIT_FILE)
 
 
 def _json_ready(value: Any) -> Any:
@@ -322,23 +317,16 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def _draw(
-    folder: Path,
-    audit: dict,
-    methods: Sequence[str],
-    summary: dict,
-    results: Mapping[str, Optional[StepData]],
-    probes: Probes,
-) -> list[tuple[Path, str]]:
+def _draw(context: AuditContext, record: AuditRecord) -> list[tuple[Path, str]]:
     """Every figure the measured steps allow; returns (path, caption) pairs for the page."""
-    figures = folder / FIGURES_FOLDER
-    title = audit["model"]["title"]
+    figures = context.folder / FIGURES_FOLDER
+    summary = record.class_distance
     drawn = [
         (
             plot_summary(
                 summary,
                 figures / "class-distance.png",
-                title=f"class distance, {summary['images']} images: {title}"[:110],
+                title=f"class distance, {summary['images']} images: {context.title}"[:110],
             ),
             "Class sensitivity (the paper's Figure 7 statistic): the mean class distance between each method's maps "
             "of two logits per image, with bootstrap 95% intervals; left the unit-L2 distance the verdicts read, "
@@ -346,48 +334,8 @@ def _draw(
             "min-max display variant.",
         )
     ]
-    maps = results.get("maps")
-    if maps is not None:
-        drawn.append(
-            (
-                draw_maps(maps, probes.pixels, probes.keys[:MAPS_SHOWN], methods, figures / "maps.png", title[:110]),
-                "Each method's maps of the first images for the two logits the class-distance step uses, shown as the "
-                "paper shows them (min-max over the whole map); under the second, the class distance of the two.",
-            )
-        )
-    randomization = results.get("randomization")
-    if randomization is not None:
-        draw_randomization(
-            randomization,
-            methods,
-            figures / "randomization.png",
-            figures / "randomization-maps.png",
-            f"cascading randomisation: {title}"[:110],
-        )
-        drawn += [
-            (
-                figures / "randomization.png",
-                "Cascading randomisation (Figure 9 read from the top; Adebayo et al. 2018): the class distance between "
-                "each method's map in the trained model and with the stages redrawn at random from the top down, for "
-                "the trained model's predicted class (thick: mean over the images; thin: each image; dotted: sqrt 2, "
-                "unrelated maps).",
-            ),
-            (
-                figures / "randomization-maps.png",
-                "The first image's maps along the cascade, with each map's distance to the trained one and its input "
-                "similarity.",
-            ),
-        ]
-    adversarial = results.get("adversarial")
-    if adversarial is not None:
-        drawn.append(
-            (
-                draw_adversarial(
-                    adversarial, methods, figures / "adversarial.png", f"FGSM adversarial test: {title}"[:110]
-                ),
-                "The adversarial test (Figure 8): each method's class distance between its map of an image (its max "
-                "logit) and of its FGSM example (that one's max logit) against the step; the maps of one image at its "
-                "smallest step that changes the prediction.",
-            )
-        )
+    for step in STEPS:
+        data = record.results.get(step.name)
+        if data is not None:
+            drawn += step.figures(data, context, figures)
     return drawn

@@ -1,4 +1,4 @@
-"""Steps 1 and 2: class sensitivity and image recovery over the whole image set.
+"""The class-distance step: class sensitivity and image recovery over the whole image set.
 
 Every image goes through :func:`backpropvis.stats.run_class_distance` into the
 audit's database (``DIR/class-distance.sqlite``, resumable: rerunning the audit
@@ -11,15 +11,9 @@ paired-bootstrap interval; :func:`method_numbers` picks out what the verdicts re
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional, Sequence, Union
-
-import torch
-
-from ..image_sets import ImageSource
-from ..models import LoadedModel
 from ..stats import RunReport, run_class_distance, summarize
 from ..stats.distributed import World
+from .step import AuditContext
 
 __all__ = ["CLASS_DISTANCE_DB", "REFERENCE", "class_sensitivity", "method_numbers"]
 
@@ -30,22 +24,7 @@ REFERENCE = "saliency"
 """The method every other one is compared with (the true gradient)."""
 
 
-def class_sensitivity(
-    images: ImageSource,
-    folder: Path,
-    loaded: LoadedModel,
-    *,
-    methods: Sequence[str],
-    pairs: str,
-    seed: int,
-    input_size: Optional[int],
-    limit: Optional[int],
-    batch_size: int,
-    workers: int,
-    device: Union[str, torch.device],
-    precision: Optional[str],
-    progress: bool,
-) -> tuple[RunReport, dict]:
+def class_sensitivity(context: AuditContext) -> tuple[RunReport, dict]:
     """Run (or resume) the class-distance database of the audit and summarise it.
 
     Returns:
@@ -56,25 +35,24 @@ def class_sensitivity(
         BackpropvisError: as :func:`~backpropvis.stats.run_class_distance` (a database of
             another audit in the folder is refused, naming the setting that differs).
     """
-    db = folder / CLASS_DISTANCE_DB
+    db, settings = context.folder / CLASS_DISTANCE_DB, context.settings
     report = run_class_distance(
-        images,
+        context.images,
         db,
-        model=loaded,
-        methods=methods,
-        pairs=pairs,
-        seed=seed,
-        input_size=input_size,
-        limit=limit,
-        batch_size=batch_size,
-        workers=workers,
-        device=device,
-        precision=precision,
-        progress=progress,
+        model=context.loaded,
+        methods=context.methods,
+        pairs=settings.pairs,
+        seed=settings.seed,
+        limit=settings.limit,
+        batch_size=settings.batch_size,
+        workers=settings.workers,
+        device=context.device,
+        precision=settings.precision,
+        progress=context.progress,
         world=World(),
-        elsewhere="another --out",
+        elsewhere="another `out`",
     )
-    summary = summarize([db], seed=seed, ratios=[(method, REFERENCE) for method in methods])
+    summary = summarize([db], seed=settings.seed, ratios=[(method, REFERENCE) for method in context.methods])
     return report, summary
 
 

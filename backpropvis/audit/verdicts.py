@@ -56,7 +56,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Optional
 
-from ..experiments.base import Claim
+from ..claims import Claim
 
 __all__ = [
     "METRICS",

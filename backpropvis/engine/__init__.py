@@ -2,7 +2,9 @@
 
 During the forward pass every piecewise-linear activation, whatever its spelling, is
 replaced by a node whose backward pass applies the current
-:class:`~backpropvis.rules.Rule` (Eq. 1); every other layer keeps its true gradient.
+:class:`~backpropvis.rules.Rule` (Eq. 1); so is every elementwise smooth activation when
+the smooth mode is "rule" (g' = f'; :mod:`backpropvis.smooth_activations`); every other
+layer, gates included, keeps its true gradient.
 The engine is three parts a reader can hold, and the API on top:
 
 - :mod:`.ruled`: what a backward node reads: the rule of the pass now running (a slot).
@@ -10,7 +12,9 @@ The engine is three parts a reader can hold, and the API on top:
   nodes, what was let through), alive only for the call.
 - :mod:`.planning`: a frozen plan (where to split the backward passes, how many
   targets per pass) computed from that record.
-- :mod:`.attribution`: ``attribute_many`` and friends; :mod:`.precision`: the arithmetic.
+- :mod:`.attribution`: ``attribute_many`` and friends; :mod:`.inputs`: the input side (a
+  tensor, a tuple of them with extra forward arguments, one unbatched image);
+  :mod:`.precision`: the arithmetic.
 
 Nothing is registered on the model and nothing of a call outlives it.
 """
@@ -27,7 +31,7 @@ from .attribution import (
     attribute_many,
 )
 from .planning import DEFAULT_MAX_BATCH
-from .precision import PRECISION_NAMES, PRECISIONS, precision_from_name, precision_name
+from .precision import PRECISION_NAMES, Precision, PrecisionLike
 
 __all__ = [
     "Attributions",
@@ -40,9 +44,8 @@ __all__ = [
     "attribute_many",
     "resolve_targets",
     "Target",
-    "PRECISIONS",
+    "Precision",
+    "PrecisionLike",
     "PRECISION_NAMES",
-    "precision_name",
-    "precision_from_name",
     "DEFAULT_MAX_BATCH",
 ]

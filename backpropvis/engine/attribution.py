@@ -17,12 +17,14 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ..errors import InputError, ModelError, NoActivationError, first_few
+from ..errors import ModelError, NoActivationError, first_few
 from ..module_checks import refuse_compiled, training_dependent_modules
 from ..rules import PAPER_METHODS, Rule, resolve_rule, resolve_rules
+from ..smooth_activations import SmoothReport, resolve_smooth
 from ..targets import Target, resolve_targets
+from .inputs import CallInputs, Inputs, UnbatchedImage, prepare_inputs, shaped_maps
 from .planning import DEFAULT_MAX_BATCH, BackwardPlan, plan_backward
-from .precision import Precision
+from .precision import Arithmetic, Precision, PrecisionLike
 from .recording import ForwardRecord, RecordedForward
 from .ruled import RuleSlot
 
@@ -38,7 +40,7 @@ __all__ = [
 ]
 
 Method = Union[str, Rule]
-Model = Callable[[torch.Tensor], torch.Tensor]
+Model = Callable[..., torch.Tensor]
 
 
 class TrainingModeWarning(UserWarning):
@@ -53,86 +55,145 @@ class Attributions(dict):
     Attributes:
         logits: [B, K] the model's output (detached).
         targets: LongTensor[T, B] the logit index behind every map.
-        passed_through: non-piecewise-linear functions let through with their true
-            gradient (only when ``strict=False``), as "function in module 'path'".
+        smooth: the smooth mode and what it touched (:class:`SmoothReport`): smooth
+            activations crossed with the rule, those let through with their true
+            gradient, and the gates met, each as "function in module 'path'".
+        passed_through: ``smooth.passed_through`` (smooth activations and hidden modules
+            let through with their true gradient, only with ``smooth="gradient"``).
     """
 
-    def __init__(self, maps: dict, logits: torch.Tensor, targets: torch.Tensor, passed_through: Sequence[str]):
+    def __init__(self, maps: dict, logits: torch.Tensor, targets: torch.Tensor, smooth: SmoothReport):
         super().__init__(maps)
         self.logits = logits
         self.targets = targets
-        self.passed_through = tuple(passed_through)
+        self.smooth = smooth
+
+    @property
+    def passed_through(self) -> tuple[str, ...]:
+        return self.smooth.passed_through
 
 
 def attribute_many(
     model: Model,
-    inputs: torch.Tensor,
+    inputs: Inputs,
     targets: Union[Target, Sequence[Target]],
     methods: Union[Method, Sequence[Method]] = PAPER_METHODS,
     *,
+    additional_forward_args: Any = None,
     generator: Optional[torch.Generator] = None,
-    strict: bool = True,
+    smooth: Optional[str] = None,
+    strict: Optional[bool] = None,
     max_batch: Optional[int] = None,
-    precision: Optional[str] = None,
+    precision: PrecisionLike = Precision.DEFAULT,
 ) -> Attributions:
     """Every method's map for every target, from ONE forward pass.
 
     Args:
-        model: any callable taking [B, *shape] and returning logits [B, K]; an
+        model: any callable taking [B, *shape] (then ``additional_forward_args``) and
+            returning logits [B, K]; an
             ``nn.Module`` is used as it is (train/eval mode, hooks and parameters are
             left untouched; a module in training mode gets a :class:`TrainingModeWarning`).
-        inputs: [B, *shape] floating point, on the model's device.
+        inputs: [B, *shape] floating point, on the model's device; or a tuple of such
+            tensors (the model's several inputs, one batch size); or one image [C, H, W]
+            without its batch dimension (taken as a batch of one: :mod:`.inputs`).
+        additional_forward_args: passed to the model after the inputs, not
+            differentiated (a tuple is spread, anything else passed as one argument).
         targets: T entries (see :func:`backpropvis.targets.resolve_targets`), or a single one.
         methods: rule names ("saliency", "deconvnet", "gbp", "linear") or
             :class:`~backpropvis.rules.Rule` values, or a single one.
         generator: CPU generator for ``"random"`` targets (default: seeded with 0).
-        strict: refuse non-piecewise-linear activations (GELU, SiLU, sigmoid, ...)
-            with an error naming the function and module; with ``False`` they keep
-            their true gradient and are listed in ``passed_through``.
+        smooth: what to do at elementwise smooth activations (GELU, SiLU, Mish, ...;
+            :mod:`~backpropvis.smooth_activations`): ``"refuse"`` (the default: an error
+            naming the function and module), ``"gradient"`` (their true gradient, listed
+            in ``passed_through``) or ``"rule"`` (the method's rule with g' = f',
+            ``T = h(R) * f'(x)``, Eq. 1). Gates (sigmoid, softmax, tanh, ...) keep their
+            true gradient in every mode and are listed in ``smooth.gates``. Not given:
+            the model's own ``model.smooth_activations`` if it declares one (the
+            commands' ``--smooth-activations`` sets it), else "refuse".
+        strict: the older spelling: ``True`` is ``smooth="refuse"``, ``False`` is
+            ``smooth="gradient"``; one that contradicts ``smooth`` is an error.
         max_batch: at most this many maps (targets x batch) per backward pass below the
             graph cut (:mod:`~backpropvis.engine.planning`). Default: 1 target per pass.
-        precision: None (PyTorch's global flags, the default), "float32" (exact IEEE
-            float32 whatever the flags), "tf32" (CUDA TF32) or "bfloat16" (autocast);
-            maps are returned in the inputs' dtype (:mod:`~backpropvis.engine.precision`).
+        precision: a :class:`~backpropvis.engine.precision.Precision` or its name: "default"
+            (PyTorch's global flags), "float32" (exact IEEE float32 whatever the flags), "tf32"
+            (CUDA TF32) or "bfloat16" (autocast); maps are returned in the inputs' dtype.
 
     Returns:
-        :class:`Attributions`: method name -> Tensor[T, B, *inputs.shape[1:]].
+        :class:`Attributions`: method name -> Tensor[T, B, *inputs.shape[1:]]; for a
+        tuple of inputs a tuple of such tensors, one per input; for one unbatched image
+        Tensor[T, *inputs.shape] (``logits`` and ``targets`` keep the batch of one).
     """
     rules = resolve_rules(_as_list(methods, (str, Rule)))
     target_list = _as_list(targets, (numbers.Integral, str, torch.Tensor))
-    _check_inputs(inputs)
+    given = prepare_inputs(inputs, additional_forward_args)
+    mode = resolve_smooth(smooth, strict, getattr(model, "smooth_activations", None))
     _check_model(model)
-    record = ForwardRecord(strict, type(model).__name__)
+    try:
+        return _attribute_given(model, given, target_list, rules, mode, generator, max_batch, precision)
+    except UnbatchedImage:
+        pass  # one image [C, H, W] (inputs.py): its partial forward pass is freed with the exception
+    return _attribute_given(model, given.as_batch_of_one(), target_list, rules, mode, generator, max_batch, precision)
+
+
+def _attribute_given(
+    model: Model,
+    given: CallInputs,
+    target_list: list,
+    rules: list[Rule],
+    smooth: str,
+    generator: Optional[torch.Generator],
+    max_batch: Optional[int],
+    precision: PrecisionLike,
+) -> Attributions:
+    """:func:`attribute_many` on checked inputs: one forward pass, then the backward passes."""
+    record = ForwardRecord(smooth, type(model).__name__)
+    if given.may_be_unbatched:
+        record.unbatched_shape = given.tensors[0].shape
     slot = RuleSlot(rules[0])
     # Autograd is needed even when the caller runs under torch.inference_mode().
-    with torch.inference_mode(False), Precision(precision, inputs.device.type):
-        x = (inputs.clone() if inputs.is_inference() else inputs.detach()).requires_grad_(True)
+    with torch.inference_mode(False), Arithmetic(precision, given.tensors[0].device.type):
+        leaves = given.leaves()
         with torch.enable_grad(), RecordedForward(model, record, slot):
-            logits = model(x)
-        _check_forward(logits, len(x), record, rules)
+            logits = model(*leaves, *given.extra)
+        _check_forward(logits, given.batch, record, rules)
         target_index = resolve_targets(target_list, logits, generator)
         plan = plan_backward(
-            record, logits, x, len(target_index), max_batch=max_batch or DEFAULT_MAX_BATCH, batchable=_batchable(model)
+            record,
+            logits,
+            leaves,
+            len(target_index),
+            max_batch=max_batch or DEFAULT_MAX_BATCH,
+            batchable=_batchable(model),
         )
-        maps = {rule.name: _maps_of(rule, slot, plan, logits, x, target_index) for rule in rules}
-        return Attributions(maps, logits.detach(), target_index, record.passed_through)
+        maps = {
+            rule.name: shaped_maps(_maps_of(rule, slot, plan, logits, leaves, target_index), given) for rule in rules
+        }
+        return Attributions(maps, logits.detach(), target_index, record.report())
 
 
 def _maps_of(
-    rule: Rule, slot: RuleSlot, plan: BackwardPlan, logits: torch.Tensor, x: torch.Tensor, target_index: torch.Tensor
-) -> torch.Tensor:
-    """One rule's maps [T, *x.shape]: the backward passes of ``plan`` with ``rule`` in the slot."""
+    rule: Rule,
+    slot: RuleSlot,
+    plan: BackwardPlan,
+    logits: torch.Tensor,
+    leaves: tuple[torch.Tensor, ...],
+    target_index: torch.Tensor,
+) -> tuple[torch.Tensor, ...]:
+    """One rule's maps, [T, *x.shape] for each leaf x: the backward passes of ``plan``
+    with ``rule`` in the slot."""
     slot.rule = rule
     num_targets = len(target_index)
-    maps = torch.empty((num_targets, *x.shape), dtype=x.dtype, device=x.device)
+    maps = tuple(torch.empty((num_targets, *x.shape), dtype=x.dtype, device=x.device) for x in leaves)
     chunk = plan.targets_above_cut  # without a cut, plan_backward makes it targets_per_pass
     for start in range(0, num_targets, chunk):
         seeds = _one_hot(target_index[start : start + chunk], logits)
         if plan.cut is None:
-            maps[start : start + len(seeds)] = _vector_jacobian(logits, x, seeds, plan.targets_per_pass, slot)
+            parts = _vector_jacobian(logits, leaves, seeds, plan.targets_per_pass, slot)
         else:
-            at_cut = _vector_jacobian(logits, plan.cut, seeds, len(seeds), slot)
-            maps[start : start + len(seeds)] = _vector_jacobian(plan.cut, x, at_cut, plan.targets_per_pass, slot)
+            (at_cut,) = _vector_jacobian(logits, (plan.cut,), seeds, len(seeds), slot)
+            parts = _vector_jacobian(plan.cut, leaves, at_cut, plan.targets_per_pass, slot)
+        for whole, part in zip(maps, parts):
+            whole[start : start + len(seeds)] = part
     return maps
 
 
@@ -143,77 +204,84 @@ def _one_hot(target_index: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 
 
 def _vector_jacobian(
-    output: torch.Tensor, inputs: torch.Tensor, grads: torch.Tensor, per_pass: int, slot: RuleSlot
-) -> torch.Tensor:
-    """grads [T, *output.shape] -> [T, *inputs.shape], ``per_pass`` targets per backward
-    pass (batched with ``is_grads_batched`` when more than one); the graph is retained."""
+    output: torch.Tensor, inputs: tuple[torch.Tensor, ...], grads: torch.Tensor, per_pass: int, slot: RuleSlot
+) -> tuple[torch.Tensor, ...]:
+    """grads [T, *output.shape] -> [T, *x.shape] for each x of ``inputs``, ``per_pass``
+    targets per backward pass (batched with ``is_grads_batched`` when more than one); the
+    graph is retained."""
     results = []
     for start in range(0, len(grads), per_pass):
         chunk = grads[start : start + per_pass]
         slot.batched = len(chunk) > 1
         if slot.batched:
-            (grad,) = torch.autograd.grad(
+            grad = torch.autograd.grad(
                 output, inputs, chunk, retain_graph=True, is_grads_batched=True, materialize_grads=True
             )
         else:
-            (grad,) = torch.autograd.grad(output, inputs, chunk[0], retain_graph=True, materialize_grads=True)
-            grad = grad.unsqueeze(0)
+            grad = torch.autograd.grad(output, inputs, chunk[0], retain_graph=True, materialize_grads=True)
+            grad = tuple(part.unsqueeze(0) for part in grad)
         results.append(grad)
-    return results[0] if len(results) == 1 else torch.cat(results)
+    if len(results) == 1:
+        return results[0]
+    return tuple(torch.cat(parts) for parts in zip(*results))
 
 
 def attribute(
     model: Model,
-    inputs: torch.Tensor,
+    inputs: Inputs,
     target: Target = "max",
     method: Method = "gbp",
-    *,
-    generator: Optional[torch.Generator] = None,
-    strict: bool = True,
-    precision: Optional[str] = None,
-) -> torch.Tensor:
-    """One method's map for one target: Tensor shaped like ``inputs``, raw and signed.
+    **options: Any,
+) -> Union[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """One method's map for one target: Tensor shaped like ``inputs`` (a tuple of them for
+    a tuple of inputs), raw and signed.
 
     ``target`` is an int, a LongTensor[B] or ``"max"`` (also ``"random"``); ``method``
-    is "saliency", "deconvnet", "gbp" or a :class:`~backpropvis.rules.Rule`.
+    is "saliency", "deconvnet", "gbp" or a :class:`~backpropvis.rules.Rule`; ``options``
+    are :func:`attribute_many`'s keywords (``smooth``, ``strict``, ``precision``,
+    ``generator``, ...).
     """
-    result = attribute_many(model, inputs, [target], [method], generator=generator, strict=strict, precision=precision)
-    return next(iter(result.values()))[0]
+    result = next(iter(attribute_many(model, inputs, [target], [method], **options).values()))
+    return tuple(maps[0] for maps in result) if isinstance(result, tuple) else result[0]
 
 
 class Explainer:
-    """Captum's call shape: ``Explainer(model, "gbp").attribute(x, target=281)``."""
+    """Captum's call shape: ``Explainer(model, "gbp", smooth="rule").attribute(x, target=281)``;
+    ``options`` are :func:`attribute_many`'s keywords, used for every call."""
 
-    def __init__(self, model: Model, method: Method, *, strict: bool = True, precision: Optional[str] = None):
+    def __init__(self, model: Model, method: Method, **options: Any):
         self.model = model
         self.rule = resolve_rule(method)
-        self.strict = strict
-        self.precision = precision
+        resolve_smooth(options.get("smooth"), options.get("strict"))  # a bad setting fails here, not later
+        self.options = options
 
-    def attribute(self, inputs: torch.Tensor, target: Target = "max") -> torch.Tensor:
-        """The map of ``target`` for ``inputs``: Tensor shaped like ``inputs``."""
-        return attribute(self.model, inputs, target, self.rule, strict=self.strict, precision=self.precision)
+    def attribute(
+        self, inputs: Inputs, target: Target = "max", additional_forward_args: Any = None
+    ) -> Union[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The map of ``target`` for ``inputs``: shaped like ``inputs`` (a tuple for a tuple)."""
+        options = dict(self.options, additional_forward_args=additional_forward_args)
+        return attribute(self.model, inputs, target, self.rule, **options)
 
 
 class Saliency(Explainer):
     """The true gradient of the target logit (Simonyan et al. 2013)."""
 
-    def __init__(self, model: Model, *, strict: bool = True, precision: Optional[str] = None):
-        super().__init__(model, "saliency", strict=strict, precision=precision)
+    def __init__(self, model: Model, **options: Any):
+        super().__init__(model, "saliency", **options)
 
 
 class DeconvNet(Explainer):
     """DeconvNet (Zeiler & Fergus 2014): h = max(., 0), g' = 1 at every activation."""
 
-    def __init__(self, model: Model, *, strict: bool = True, precision: Optional[str] = None):
-        super().__init__(model, "deconvnet", strict=strict, precision=precision)
+    def __init__(self, model: Model, **options: Any):
+        super().__init__(model, "deconvnet", **options)
 
 
 class GuidedBackprop(Explainer):
-    """Guided Backpropagation (Springenberg et al. 2014): h = max(., 0), g' = forward mask."""
+    """Guided Backprop (Springenberg et al. 2014): h = max(., 0), g' = forward mask."""
 
-    def __init__(self, model: Model, *, strict: bool = True, precision: Optional[str] = None):
-        super().__init__(model, "gbp", strict=strict, precision=precision)
+    def __init__(self, model: Model, **options: Any):
+        super().__init__(model, "gbp", **options)
 
 
 def _batchable(model: Model) -> bool:
@@ -226,15 +294,6 @@ def _as_list(value: Any, single_types: tuple) -> list:
     if isinstance(value, single_types) and not (isinstance(value, torch.Tensor) and value.dim() > 1):
         return [value]
     return list(value)
-
-
-def _check_inputs(inputs: torch.Tensor) -> None:
-    if not isinstance(inputs, torch.Tensor):
-        raise InputError(f"inputs must be a Tensor, not {type(inputs).__name__}")
-    if not inputs.is_floating_point():
-        raise InputError(f"inputs must be floating point, not {inputs.dtype}")
-    if inputs.dim() < 2:
-        raise InputError(f"inputs must have a batch dimension, got shape {list(inputs.shape)}")
 
 
 def _check_model(model: Model) -> None:
@@ -257,16 +316,18 @@ def _check_forward(logits: Any, batch: int, record: ForwardRecord, rules: Sequen
     if not isinstance(logits, torch.Tensor):
         raise ModelError(
             f"{model_name} returned {_describe_output(logits)}, not a Tensor of logits; select the logits with "
-            "backpropvis.models.select_output(model, KEY) (command line: --output KEY)"
+            "backpropvis.models.select_output(model, KEY) (the model option `output`)"
         )
     if logits.dim() != 2 or logits.shape[0] != batch:
         raise ModelError(
             f"{model_name} must return logits shaped [batch, classes] = [{batch}, K], got {list(logits.shape)}"
         )
     if record.activation_count == 0 and not all(rule.is_true_gradient for rule in rules):
+        hint = "; `smooth` rule applies the methods' rules at its smooth activations" if record.passed_through else ""
         raise NoActivationError(
             f"the forward pass of {model_name} met no ReLU-like activation, so "
             f"{', '.join(rule.name for rule in rules if not rule.is_true_gradient)} would equal the plain gradient"
+            + hint
         )
     if record.passed_through:
         warnings.warn("let through with their true gradient: " + "; ".join(record.passed_through), stacklevel=3)

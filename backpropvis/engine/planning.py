@@ -18,7 +18,7 @@ a cost in memory) and whose outputs, over a few batched targets, fit in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence, Union
 
 import torch
 
@@ -52,7 +52,7 @@ class BackwardPlan:
 def plan_backward(
     record: ForwardRecord,
     logits: torch.Tensor,
-    inputs: torch.Tensor,
+    inputs: Union[torch.Tensor, Sequence[torch.Tensor]],
     num_targets: int,
     *,
     max_batch: int = DEFAULT_MAX_BATCH,
@@ -63,7 +63,8 @@ def plan_backward(
     Args:
         record: what the forward pass recorded.
         logits: [B, K] the forward pass's output (with its graph).
-        inputs: [B, ...] the leaf the maps are taken with respect to.
+        inputs: [B, ...] the leaf the maps are taken with respect to, or several such
+            leaves (a model of several inputs).
         num_targets: T, maps per rule.
         max_batch: maps (targets x batch) per pass below the cut.
         batchable: False when a layer cannot batch its backward over targets (e.g. one
@@ -71,7 +72,8 @@ def plan_backward(
     """
     if not batchable:
         return BackwardPlan(None, 1, 1)
-    per_pass = max(1, max_batch // len(inputs))
+    leaves = _leaves(inputs)
+    per_pass = max(1, max_batch // len(leaves[0]))
     batched = max(2, min(num_targets, 8))
     chosen: Optional[torch.Tensor] = None
     largest = chosen_largest = 0
@@ -79,7 +81,7 @@ def plan_backward(
         largest = max(largest, output.numel() * output.element_size())
         if largest * batched > TOP_STAGE_BYTES:
             break
-        region = region_above(logits, output, inputs)
+        region = region_above(logits, output, leaves)
         if region is None or any(record.is_convolution(node) for node in region):
             break
         chosen, chosen_largest = output, largest
@@ -88,12 +90,19 @@ def plan_backward(
     return BackwardPlan(chosen, max(1, TOP_STAGE_BYTES // chosen_largest), per_pass)
 
 
-def region_above(logits: torch.Tensor, cut: torch.Tensor, inputs: torch.Tensor) -> Optional[list[Any]]:
+def _leaves(inputs: Union[torch.Tensor, Sequence[torch.Tensor]]) -> tuple[torch.Tensor, ...]:
+    return (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+
+
+def region_above(
+    logits: torch.Tensor, cut: torch.Tensor, inputs: Union[torch.Tensor, Sequence[torch.Tensor]]
+) -> Optional[list[Any]]:
     """The autograd nodes between ``logits`` and the activation output ``cut``, or None
-    unless every path from ``inputs`` to ``logits`` crosses ``cut`` (a graph cut, so
-    gradients can be taken in two stages through it)."""
+    unless every path from ``inputs`` (one leaf or several) to ``logits`` crosses ``cut``
+    (a graph cut, so gradients can be taken in two stages through it)."""
     if cut.grad_fn is None:
         return None
+    leaves = _leaves(inputs)
     target, seen, stack, reached, region = cut.grad_fn, set(), [logits.grad_fn], False, []
     while stack:
         node = stack.pop()
@@ -103,7 +112,8 @@ def region_above(logits: torch.Tensor, cut: torch.Tensor, inputs: torch.Tensor) 
         if node is target:
             reached = True
             continue
-        if getattr(node, "variable", None) is inputs:
+        variable = getattr(node, "variable", None)
+        if variable is not None and any(variable is leaf for leaf in leaves):
             return None
         region.append(node)
         stack.extend(next_node for next_node, _ in node.next_functions)

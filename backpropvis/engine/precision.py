@@ -1,43 +1,58 @@
-"""The arithmetic of one call's forward and backward passes.
+"""The arithmetic of one call's forward and backward passes: one value, :class:`Precision`.
 
-- ``None`` (the default): whatever PyTorch's global flags say, as in every torch
-  library. On a GPU that means cuDNN convolutions in TF32 (PyTorch's default) and
+- ``Precision.DEFAULT`` ("default"): whatever PyTorch's global flags say, as in every
+  torch library. On a GPU that means cuDNN convolutions in TF32 (PyTorch's default) and
   float32 matrix products, unless the user changed them.
-- ``"float32"``: exact IEEE float32 for this call, whatever the global flags say
-  (TF32 off for CUDA matrix products and cuDNN convolutions, IEEE for oneDNN on the
-  CPU). The experiments and theory studies use it, so their claims are reproducible.
-- ``"tf32"``: CUDA matrix products and convolutions in TF32 (10-bit mantissa products).
-- ``"bfloat16"``: autocast to bfloat16; maps are still returned in the inputs' dtype.
+- ``Precision.FLOAT32`` ("float32"): exact IEEE float32 for this call, whatever the global
+  flags say (TF32 off for CUDA matrix products and cuDNN convolutions, IEEE for oneDNN on
+  the CPU). The experiments and theory studies use it, so their claims are reproducible.
+- ``Precision.TF32`` ("tf32"): CUDA matrix products and convolutions in TF32 (10-bit mantissa products).
+- ``Precision.BFLOAT16`` ("bfloat16"): autocast to bfloat16; maps are still returned in the inputs' dtype.
 
-The flags are restored when the call ends, also when it raises.
+A :class:`Precision` is a ``str`` whose value is its name, so settings, databases and
+reports store it as that name. :class:`Arithmetic` applies one to a block; the flags are
+restored when the block ends, also when it raises.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import enum
+from typing import Any, Optional, Union
 
 import torch
 
-__all__ = ["PRECISIONS", "PRECISION_NAMES", "Precision", "precision_name", "precision_from_name"]
+__all__ = ["Precision", "PrecisionLike", "PRECISION_NAMES", "Arithmetic"]
 
-PRECISIONS: tuple[Optional[str], ...] = (None, "float32", "tf32", "bfloat16")
-"""Accepted values of ``precision``."""
 
-DEFAULT_NAME = "default"
-"""How settings, reports and the command line name ``precision=None`` (PyTorch's global flags)."""
+class Precision(str, enum.Enum):
+    """The engine's arithmetic (see the module's docstring); ``Precision("tf32")`` or :meth:`parse`."""
 
-PRECISION_NAMES: tuple[str, ...] = tuple(precision or DEFAULT_NAME for precision in PRECISIONS)
+    DEFAULT = "default"
+    FLOAT32 = "float32"
+    TF32 = "tf32"
+    BFLOAT16 = "bfloat16"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, value: PrecisionLike) -> Precision:
+        """A :class:`Precision` from itself or its name.
+
+        Raises:
+            ValueError: any other value (naming the parameter ``precision``).
+        """
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"precision must be one of {', '.join(PRECISION_NAMES)}, not {value!r}") from None
+
+
+PrecisionLike = Union[Precision, str]
+"""What a ``precision`` parameter accepts: a :class:`Precision` or its name."""
+
+PRECISION_NAMES: tuple[str, ...] = tuple(precision.value for precision in Precision)
 """Every precision by name: ``--precision``'s choices."""
-
-
-def precision_name(precision: Optional[str]) -> str:
-    """``None`` -> "default"; every other precision is its own name."""
-    return precision or DEFAULT_NAME
-
-
-def precision_from_name(name: str) -> Optional[str]:
-    """The inverse of :func:`precision_name`: "default" -> ``None``."""
-    return None if name == DEFAULT_NAME else name
 
 
 _NEW_API = hasattr(torch.backends.cuda.matmul, "fp32_precision")
@@ -57,13 +72,11 @@ def _backends() -> list[Any]:
     return backends
 
 
-class Precision:
-    """``with Precision(precision, device_type):`` the arithmetic of one call."""
+class Arithmetic:
+    """``with Arithmetic(precision, device_type):`` the arithmetic of one call."""
 
-    def __init__(self, precision: Optional[str], device_type: str) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-        self.precision, self.device_type = precision, device_type
+    def __init__(self, precision: PrecisionLike, device_type: str) -> None:
+        self.precision, self.device_type = Precision.parse(precision), device_type
         self.saved: list[tuple[Any, str, Any]] = []
         self.autocast: Optional[torch.autocast] = None
 
@@ -71,17 +84,19 @@ class Precision:
         self.saved.append((owner, name, getattr(owner, name)))
         setattr(owner, name, value)
 
-    def __enter__(self) -> Precision:
-        if self.precision in ("float32", "tf32"):
+    def __enter__(self) -> Arithmetic:
+        if self.precision in (Precision.FLOAT32, Precision.TF32):
             if _NEW_API:
                 for backend in _backends():
                     on_gpu = backend in (torch.backends.cuda.matmul, _CUDNN_CONV)
-                    self._set(backend, "fp32_precision", "tf32" if self.precision == "tf32" and on_gpu else "ieee")
+                    self._set(
+                        backend, "fp32_precision", "tf32" if self.precision is Precision.TF32 and on_gpu else "ieee"
+                    )
             else:
-                allow = self.precision == "tf32"
+                allow = self.precision is Precision.TF32
                 self._set(torch.backends.cuda.matmul, "allow_tf32", allow)
                 self._set(torch.backends.cudnn, "allow_tf32", allow)
-        elif self.precision == "bfloat16":
+        elif self.precision is Precision.BFLOAT16:
             self.autocast = torch.autocast(self.device_type, dtype=torch.bfloat16)
             self.autocast.__enter__()
         return self

@@ -3,27 +3,33 @@
 During the forward pass a :class:`torch.overrides.TorchFunctionMode` sees every torch
 function the model calls, whatever its spelling (an ``nn.ReLU`` module, inplace or not,
 reused or not; ``F.relu``; ``torch.relu_``; ``x.relu()``), and replaces each
-piecewise-linear activation by a :class:`~backpropvis.engine.ruled.RuledActivation`.
+piecewise-linear activation by a :class:`~backpropvis.engine.ruled.RuledActivation`
+(and, in the smooth mode "rule", each elementwise smooth activation by a
+:class:`~backpropvis.engine.ruled.RuledSmoothActivation`; see :mod:`..smooth_activations`).
 What the backward passes need to be planned is kept in a :class:`ForwardRecord`:
 
 - the activations' outputs, by weak reference (an output nothing else keeps, e.g. one
   only read by a padding copy, is not kept alive by the record);
 - the autograd nodes of convolutions, by identity (the planner keeps them out of the
   part of the graph it batches over targets);
-- the non-piecewise-linear functions let through, and which module is running.
+- the smooth activations and gates met (and what was done there), and which module is running.
 
 Max-pooling is replaced too (:mod:`.pooling`): the same gradient, with its switches
 recomputed in each backward pass instead of kept as int64 indices for all of them.
 
 Nothing in the graph refers to the record, and the record lives in the frame of the
 call, so it and everything it holds are freed by reference counting when the call ends.
-Nothing is registered on the model: the only hooks are two process-global ones that
-track the running module (for error messages), removed when the forward pass ends.
+Nothing is registered on the model. The running module (for messages) is tracked by two
+process-global module hooks installed for the call; they act only in the context that
+installed them (a :class:`contextvars.ContextVar` names the forward pass running in this
+thread or task), so two threads calling the engine at once each see their own modules
+only. The hooks are removed when the forward pass ends.
 """
 
 from __future__ import annotations
 
 import weakref
+from contextvars import ContextVar, Token
 from typing import Any, Callable, Optional
 
 import torch
@@ -31,13 +37,18 @@ import torch.nn.functional as F
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.overrides import TorchFunctionMode
 
-from ..activations import OTHER_NONLINEARITIES, PIECEWISE_LINEAR, function_name
+from ..activations import PIECEWISE_LINEAR, function_name
 from ..errors import UnsupportedActivationError
 from ..module_checks import hidden_kind
+from ..smooth_activations import GATES, SMOOTH_ACTIVATIONS, SmoothReport
+from .inputs import UnbatchedImage
 from .pooling import MAX_POOLS, RecomputedMaxPool2d
-from .ruled import RuledActivation, RuleSlot
+from .ruled import RuledActivation, RuledSmoothActivation, RuleSlot
 
 __all__ = ["ForwardRecord", "RecordedForward", "CONVOLUTIONS"]
+
+_RUNNING: ContextVar[Optional[RecordedForward]] = ContextVar("backpropvis_recorded_forward", default=None)
+"""The forward pass under the engine in this context (thread or task), if any."""
 
 CONVOLUTIONS: frozenset = frozenset(
     function
@@ -59,17 +70,23 @@ class ForwardRecord:
     """What one forward pass under the engine saw.
 
     Attributes:
-        strict: refuse non-piecewise-linear functions (else record them in ``passed_through``).
+        smooth: the smooth mode (:data:`~backpropvis.smooth_activations.SMOOTH_MODES`):
+            what to do at elementwise smooth activations.
         model_name: how messages name the model when no module is running.
         activation_count: how many activations were replaced by ruled ones.
-        passed_through: "function in module 'path'" for each function let through.
+        rule_applied, passed_through, gates: "function in module 'path'" for each smooth
+            activation crossed with the rule, each function or module let through with
+            its true gradient, and each gate (see :class:`SmoothReport`).
     """
 
-    def __init__(self, strict: bool, model_name: str) -> None:
-        self.strict = strict
+    def __init__(self, smooth: str, model_name: str) -> None:
+        self.smooth = smooth
         self.model_name = model_name
         self.activation_count = 0
+        self.rule_applied: list[str] = []
         self.passed_through: list[str] = []
+        self.gates: list[str] = []
+        self.unbatched_shape: Optional[torch.Size] = None  # the shape of a call's input that may be one image
         self._outputs: list[weakref.ref] = []
         self._convolution_nodes: set[Any] = set()  # autograd nodes hash by identity
         self._module_stack: list[str] = []
@@ -95,27 +112,40 @@ class ForwardRecord:
         """The path of the module running now (the model's name at the top level)."""
         return self._module_stack[-1] if self._module_stack else self.model_name
 
-    def met_nonlinearity(self, function: Callable) -> None:
-        """A non-piecewise-linear function (GELU, sigmoid, ...) ran in the forward pass."""
-        self._refuse_or_record(
-            f"{function_name(function)} in module '{self.where()}'",
-            "is not piecewise-linear, so the rules of Eq. 1-2 do not define its backward pass",
-        )
+    def report(self) -> SmoothReport:
+        """The mode and what it touched, for the call's result."""
+        return SmoothReport(self.smooth, tuple(self.rule_applied), tuple(self.passed_through), tuple(self.gates))
+
+    def met_smooth_activation(self, function: Callable) -> bool:
+        """An elementwise smooth activation (GELU, SiLU, ...) is about to run: whether to
+        apply the rule there (mode "rule"); with "gradient" it is recorded as let
+        through, with "refuse" refused."""
+        described = f"{function_name(function)} in module '{self.where()}'"
+        if self.smooth == "rule":
+            _add_once(self.rule_applied, described)
+            return True
+        if self.smooth == "refuse":
+            raise UnsupportedActivationError(
+                f"{described} is a smooth activation, not piecewise-linear, so the rules of Eq. 1-2 do not define "
+                "its backward pass; set `smooth` to rule (the method's rule with g' = f') or to gradient (its true "
+                "gradient)"
+            )
+        _add_once(self.passed_through, described)
+        return False
+
+    def met_gate(self, function: Callable) -> None:
+        """A gate (sigmoid, softmax, ...) ran: it keeps its true gradient in every mode."""
+        _add_once(self.gates, f"{function_name(function)} in module '{self.where()}'")
 
     def met_hidden_module(self, what: str, path: str) -> None:
         """A module whose activations the interceptor cannot see (TorchScript, compiled)."""
-        self._refuse_or_record(
-            f"{what} '{path}'",
-            "hides its activations from the engine, so no rule can be applied inside it; pass the Python module",
-        )
-
-    def _refuse_or_record(self, described: str, why: str) -> None:
-        if self.strict:
+        described = f"{what} '{path}'"
+        if self.smooth != "gradient":
             raise UnsupportedActivationError(
-                f"{described} {why}; pass strict=False to let it through with its true gradient"
+                f"{described} hides its activations from the engine, so no rule can be applied inside it; pass the "
+                "Python module, or set `smooth` to gradient to let it through with its true gradient"
             )
-        if described not in self.passed_through:
-            self.passed_through.append(described)
+        _add_once(self.passed_through, described)
 
     def enter_module(self, path: str) -> None:
         self._module_stack.append(path)
@@ -142,8 +172,17 @@ class _Interceptor(TorchFunctionMode):
             out = RuledActivation.apply(y, kind, params, inplace, self.slot)
             self.record.add_activation_output(out)
             return out
-        if func in OTHER_NONLINEARITIES:
-            self.record.met_nonlinearity(func)
+        parse_smooth = SMOOTH_ACTIVATIONS.get(func)
+        if parse_smooth is not None and self.record.met_smooth_activation(func):
+            call = parse_smooth(*args, **kwargs)
+            out = RuledSmoothActivation.apply(call.input, call, self.slot)
+            self.record.add_activation_output(out)
+            return out
+        if func in GATES:
+            self.record.met_gate(func)
+        unbatched = self.record.unbatched_shape
+        if unbatched is not None and func is F.conv2d and args and getattr(args[0], "shape", None) == unbatched:
+            raise UnbatchedImage(f"{self.record.where()} reads the 3-D input as one unbatched image")
         pool = MAX_POOLS.get(func)
         if pool is not None and (pool_args := pool(*args, **kwargs)) is not None:
             return RecomputedMaxPool2d.apply(*pool_args)
@@ -151,6 +190,11 @@ class _Interceptor(TorchFunctionMode):
         if func in CONVOLUTIONS:
             self.record.add_convolution_output(out)
         return out
+
+
+def _add_once(entries: list[str], entry: str) -> None:
+    if entry not in entries:
+        entries.append(entry)
 
 
 class RecordedForward:
@@ -169,8 +213,11 @@ class RecordedForward:
         self.record, self.slot = record, slot
         self.hooks: list[Any] = []
         self.interceptor: Optional[_Interceptor] = None
+        self.token: Optional[Token] = None
 
     def _enter(self, module: torch.nn.Module, args: Any) -> None:
+        if _RUNNING.get() is not self:  # another thread's (or task's) forward pass
+            return
         path = self.names.get(module, type(module).__name__)
         hidden = hidden_kind(module)
         if hidden is not None:
@@ -178,9 +225,12 @@ class RecordedForward:
         self.record.enter_module(path)
 
     def _leave(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        if _RUNNING.get() is not self:
+            return
         self.record.leave_module()
 
     def __enter__(self) -> RecordedForward:
+        self.token = _RUNNING.set(self)
         self.hooks = [
             register_module_forward_pre_hook(self._enter),
             register_module_forward_hook(self._leave, always_call=True),
@@ -196,4 +246,6 @@ class RecordedForward:
         finally:
             for hook in self.hooks:
                 hook.remove()
-            self.hooks, self.interceptor, self.names = [], None, {}
+            if self.token is not None:
+                _RUNNING.reset(self.token)
+            self.hooks, self.interceptor, self.names, self.token = [], None, {}, None

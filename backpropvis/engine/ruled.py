@@ -1,6 +1,7 @@
 """Part 1 of the engine: what a backward node reads.
 
-Every intercepted activation becomes one :class:`RuledActivation` node. Its backward
+Every intercepted piecewise-linear activation becomes one :class:`RuledActivation` node
+(and, with ``smooth="rule"``, every elementwise smooth one a :class:`RuledSmoothActivation`). Its backward
 pass applies ``T = h(R) * g'(y)`` (Eq. 1) with the rule found in a :class:`RuleSlot`
 when the pass runs, so one forward pass serves every method. The node holds the slot,
 the activation's kind and parameters, and the one tensor PyTorch's own backward would
@@ -16,8 +17,9 @@ import torch
 
 from ..activations import PiecewiseLinear
 from ..rules import Rule
+from ..smooth_activations import SmoothCall
 
-__all__ = ["RuleSlot", "RuledActivation"]
+__all__ = ["RuleSlot", "RuledActivation", "RuledSmoothActivation"]
 
 
 class RuleSlot:
@@ -60,3 +62,37 @@ class RuledActivation(torch.autograd.Function):
             return kind.times_derivative(grad, saved, params, owned and not slot.batched)
 
         return slot.rule.backward(grad_output, times_derivative), None, None, None, None
+
+
+class RuledSmoothActivation(torch.autograd.Function):
+    """An elementwise smooth activation f crossed with the slot's rule, g' = f' (Eq. 1):
+    ``T = h(R) * f'(x)``.
+
+    The forward pass computes f(x) natively (values identical to the model's own) and
+    f'(x) with it, from one autograd pass through f (so f' is PyTorch's own derivative,
+    and RReLU's random slopes are those of this very call); f'(x) is the one tensor
+    kept. Each backward pass is then one multiplication (after ``h``).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, call: SmoothCall, slot: RuleSlot) -> torch.Tensor:
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            value = call.compute(leaf)
+            (derivative,) = torch.autograd.grad(value, leaf, torch.ones_like(value))
+        ctx.save_for_backward(derivative)
+        ctx.slot = slot
+        if call.inplace:
+            ctx.mark_dirty(x)
+            return x.copy_(value.detach())
+        return value.detach()
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
+        (derivative,) = ctx.saved_tensors
+        slot = ctx.slot
+
+        def times_derivative(grad: torch.Tensor, owned: bool) -> torch.Tensor:
+            return grad.mul_(derivative) if owned and not slot.batched else grad * derivative
+
+        return slot.rule.backward(grad_output, times_derivative), None, None

@@ -14,8 +14,6 @@ threshold, never by the experiment's own code nor by the report.
 from __future__ import annotations
 
 import json
-import math
-import operator
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +22,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from ..engine import precision_name
+from ..claims import Claim, ClaimResult, Skip, UnknownMetricError
+from ..engine import Precision, PrecisionLike
 from ..errors import BackpropvisError
 from ..files import read_arrays, write_arrays
 
@@ -44,6 +43,7 @@ __all__ = [
     "UnknownMetricError",
     "load_figure_data",
     "run_experiment",
+    "run_record",
 ]
 
 FIGURE_FILE = "figure.png"
@@ -54,73 +54,6 @@ METRICS_FILE = "metrics.json"
 
 FIGURE_DATA_FILE = "figure_data.npz"
 """The arrays and texts an experiment's figure is drawn from (:attr:`Measurement.figure`), in its result folder."""
-
-_COMPARISONS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge,
-    ">": operator.gt,
-    "<=": operator.le,
-    "<": operator.lt,
-}
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A statement a run can pass or fail: ``metrics[metric] <comparison> threshold``.
-
-    Args:
-        id: a stable identifier, e.g. "gbp_cnn_recovers".
-        text: the statement in words, as the report shows it.
-        metric: the key of the measured value in the experiment's metrics.
-        comparison: one of ">=", ">", "<=", "<".
-        threshold: the bound the value is compared with.
-    """
-
-    id: str
-    text: str
-    metric: str
-    comparison: str
-    threshold: float
-
-    def __post_init__(self) -> None:
-        if self.comparison not in _COMPARISONS:
-            raise ValueError(f"claim {self.id}: comparison must be one of {list(_COMPARISONS)}")
-
-    def evaluate(self, metrics: Mapping[str, float]) -> ClaimResult:
-        """The claim's verdict on ``metrics`` (a NaN value does not hold).
-
-        Raises:
-            UnknownMetricError: when ``metrics`` has no ``self.metric`` (a typo in the
-                claim, or a metric the experiment forgot to return: a bug, not a finding).
-        """
-        if self.metric not in metrics:
-            raise UnknownMetricError(
-                f"claim {self.id!r} reads metric {self.metric!r}, which was not measured "
-                f"(measured: {', '.join(sorted(metrics)) or 'nothing'})"
-            )
-        value = float(metrics[self.metric])
-        holds = not math.isnan(value) and _COMPARISONS[self.comparison](value, self.threshold)
-        return ClaimResult(self.id, self.text, self.metric, self.comparison, self.threshold, value, bool(holds))
-
-
-@dataclass(frozen=True)
-class ClaimResult:
-    """A claim with its measured value and verdict."""
-
-    id: str
-    text: str
-    metric: str
-    comparison: str
-    threshold: float
-    value: float
-    holds: bool
-
-
-class Skip(BackpropvisError):
-    """Raised by ``measure`` when an experiment cannot run here; the message says why."""
-
-
-class UnknownMetricError(LookupError):
-    """A claim names a metric that ``measure`` did not return: a bug in the experiment."""
 
 
 @dataclass
@@ -150,7 +83,7 @@ class RunContext:
     vgg16_weights: Optional[Path] = None
     progress: bool = True
     image: str = "tabby"
-    precision: Optional[str] = "float32"
+    precision: PrecisionLike = Precision.FLOAT32
 
 
 @dataclass(frozen=True)
@@ -295,6 +228,16 @@ class ExperimentResult:
         return data
 
 
+def run_record(context: RunContext) -> dict:
+    """How a run was made, as metrics.json keeps it (``run``): seed, device, precision, quick."""
+    return {
+        "seed": context.seed,
+        "device": str(context.device),
+        "precision": Precision.parse(context.precision).value,
+        "quick": context.quick,
+    }
+
+
 def run_experiment(experiment: Experiment, context: RunContext) -> ExperimentResult:
     """Run one experiment with the settings ``context.quick`` selects, judge its claims,
     save its figure's data (``figure_data.npz``) and draw the figure from that data.
@@ -306,12 +249,7 @@ def run_experiment(experiment: Experiment, context: RunContext) -> ExperimentRes
         UnknownMetricError: a claim names a metric that ``measure`` did not return.
     """
     settings = dict(experiment.quick if context.quick else experiment.full)
-    run = {
-        "seed": context.seed,
-        "device": str(context.device),
-        "precision": precision_name(context.precision),
-        "quick": context.quick,
-    }
+    run = run_record(context)
     context.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:

@@ -32,7 +32,7 @@ import torch
 from ..engine import attribute_many
 from ..images import class_name
 from ..metrics import class_distance, class_distance_minmax, input_similarity, ratio
-from ..render import figure_title, map_panel, pyplot, save_figure
+from ..render import CLIP_99, figure_title, map_panel, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
 from ..targets import Target
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
@@ -147,7 +147,7 @@ def draw(data: FigureData, path: Path) -> None:
             if number == 0:
                 map_panel(
                     row[0],
-                    data.tensor(f"{key}_picture"),
+                    data.tensor(f"{key}_picture").permute(1, 2, 0).numpy(),  # a picture in [0, 1], not a map
                     f"{network}\ninput: {data.text(f'{key}_image')}",
                     f"predicted {targets[0]} ({names[0]})",
                 )
@@ -164,10 +164,8 @@ def draw(data: FigureData, path: Path) -> None:
         "map, input similarity)",
         data.model,
         data.weights.replace("; ", ";\n"),
-        data.text("note"),
-        width=130,
     )
-    save_figure(figure, path, title)
+    save_figure(figure, path, title, CLIP_99)
 
 
 FULL: dict = {

@@ -248,8 +248,6 @@ def draw(data: FigureData, path: Path) -> None:
         "of Eq. 9: how alike each method's maps are across logits",
         data.model,
         data.weights.replace("; ", ";\n"),
-        data.text("note"),
-        width=140,
     )
     save_figure(figure, path, title)
 

@@ -37,7 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models import three_layer_cnn, three_layer_fcn
-from ..render import save_grid, similarity_caption, to_display
+from ..render import CLIP_99, save_grid, similarity_caption, to_display
 from ..rules import METHOD_LABELS
 from ..theory import expected_gbp_recovery, recovery
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
@@ -157,6 +157,7 @@ def draw(data: FigureData, path: Path) -> None:
         f"\n(noise sd: the input similarity's spread for noise with the map's spectrum, about 1 / sqrt(n) = "
         f"{metrics['noise_std']:.4f}; the largest logit alone puts noise {metrics['logit_allowance_sigmas']:.1f} sd "
         "above 0)",
+        display=CLIP_99,
     )
 
 

@@ -49,7 +49,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..models import three_layer_cnn, three_layer_fcn
-from ..render import pyplot, save_figure, similarity_caption, to_display
+from ..render import CLIP_99, pyplot, save_figure, similarity_caption, to_display
 from ..theory import expected_gbp_recovery, limit_image, recovery
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .method_maps import MethodMaps, method_maps
@@ -280,7 +280,7 @@ def draw(data: FigureData, path: Path) -> None:
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7, loc="upper left")
     axis.set_title(f"FCN / CNN weights for equal input sim.:\n{ratio['ratio']:.3g} ({ratio['kind']})", fontsize=8)
-    save_figure(figure, path)
+    save_figure(figure, path, display=CLIP_99)
 
 
 FULL: dict = {

@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 from ..metrics import cosine_similarity
 from ..models import three_layer_cnn, vgg16
 from ..models.shallow import ThreeLayerCNN
-from ..render import Picture, save_grid, to_display
+from ..render import CLIP_99, Picture, save_grid, to_display
 from ..rules import METHOD_LABELS
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .method_maps import COLUMN_ORDER, MethodMaps, method_maps, method_maps_of_copies
@@ -244,6 +244,7 @@ def draw(data: FigureData, path: Path) -> None:
             f"the choice of the largest logit alone puts noise {metrics['logit_allowance_sigmas']:.1f} sd above 0)"
         ),
         panel_size=2.4,
+        display=CLIP_99,
     )
 
 

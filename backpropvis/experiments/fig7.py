@@ -58,8 +58,8 @@ from tqdm.auto import tqdm
 
 from ..errors import ImageError
 from ..image_sets import Digits, ImageSource, Samples, source_photo, source_setting
-from ..metrics import ratio
-from ..models import digits_vgg, vgg16
+from ..metrics import ratio, small_sample_note
+from ..models import describe_module, digits_vgg, vgg16
 from ..models.randomization import randomized
 from ..render import figure_title, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
@@ -187,13 +187,10 @@ def _class_distances(network: Network, settings: Mapping[str, Any], context: Run
     run_class_distance(
         network.source,
         db,
-        model=network.build(),
-        model_name=network.name,
-        weights=network.weights,
+        model=describe_module(network.build(), network.name, str(network.weights), network.size),
         methods=PAPER_METHODS,
         pairs="random-random",
         seed=context.seed,
-        input_size=network.size,
         limit=network.limit,
         batch_size=settings["batch_size"],
         workers=2,
@@ -267,7 +264,8 @@ def measure(settings: Mapping[str, Any], context: RunContext) -> Measurement:
         f"{int(metrics['digits_trained_images'])} of {_described(by_label['digits_trained'], runs['digits_trained'])}. "
         f"Two distinct random logits per image (seed {context.seed}).",
         f"Intervals: {CONFIDENCE:.0%} cluster bootstrap over source photos ({int(metrics['random_photos'])} "
-        f"independent photos behind the {int(metrics['images'])} images; crops of a photo resampled together).",
+        f"independent photos behind the {int(metrics['images'])} images; crops of a photo resampled together)"
+        + (f": {small}." if (small := small_sample_note(int(metrics["random_photos"]), "photos")) else "."),
         f"DeconvNet / GBP in the trained net: {metrics['trained_deconvnet_over_gbp']:.2f} "
         f"[{metrics['trained_deconvnet_over_gbp_ci_low']:.2f}, {metrics['trained_deconvnet_over_gbp_ci_high']:.2f}]; "
         f"in the trained digits VGG: {metrics['digits_trained_deconvnet_over_gbp']:.2f} "
@@ -340,11 +338,12 @@ def draw(data: FigureData, path: Path) -> None:
     title = figure_title(
         f"Figure 7: mean class distance between the maps of two random logits, over {int(metrics['images'])} images "
         f"({int(metrics['random_photos'])} independent photos) and the held-out digits\nerror bars: 95 % bootstrap "
-        "interval over source photos (the crops of one photo are resampled together)",
+        "interval over source photos (the crops of one photo are resampled together)"
+        + (f", {small}" if (small := small_sample_note(int(metrics["random_photos"]), "photos")) else ""),
         "random vgg16, trained " + trained["model"] + ", its random twin, digits-vgg random and trained",
         trained["weights"],
-        f"Images: {data.text('described')}. " + data.text("note"),
-        width=170,
+        f"Images: {data.text('described')}.",
+        width=1000,  # save_figure wraps to the figure's width
     )
     save_figure(figure, path, title)
 

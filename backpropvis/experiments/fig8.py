@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from ..adversarial import AdversarialSweep, fgsm_sweep
 from ..images import class_name, sample_names
 from ..metrics import ratio
-from ..render import figure_title, pyplot, save_figure, to_display
+from ..render import CLIP_99, figure_title, pyplot, save_figure, to_display
 from ..rules import METHOD_LABELS, PAPER_METHODS
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .networks import TrainedNetwork, input_pipeline, model_inputs, trained_network
@@ -266,10 +266,8 @@ def draw(data: FigureData, path: Path) -> None:
         "each image's max logit",
         data.model,
         data.weights,
-        data.text("note"),
-        width=170,
     )
-    save_figure(figure, path, title)
+    save_figure(figure, path, title, CLIP_99)
 
 
 def _step_words(key: str) -> str:

@@ -65,7 +65,7 @@ from ..engine import attribute_many
 from ..images import sample_names
 from ..metrics import class_distance
 from ..models.randomization import Stage, calibration_inputs, default_stages, layer_module, only_redrawn, trained_up_to
-from ..render import figure_title, map_panel, pyplot, save_figure
+from ..render import CLIP_99, figure_title, map_panel, pyplot, save_figure
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .networks import (
     DIGITS_NOTE,
@@ -271,7 +271,9 @@ def draw(data: FigureData, path: Path) -> None:
         star, diamond, full = data.tensor(f"{key}_star"), data.tensor(f"{key}_diamond"), data.tensor(f"{key}_full")
         top, bottom = 2 * number, 2 * number + 1
         axis = figure.add_subplot(grid[top, 0])
-        map_panel(axis, data.tensor(f"{key}_picture"), f"{name}\ninput: {data.text(f'{key}_image')}")
+        map_panel(
+            axis, data.tensor(f"{key}_picture").permute(1, 2, 0).numpy(), f"{name}\ninput: {data.text(f'{key}_image')}"
+        )
         for column, stage in enumerate(stages, start=1):
             slug = _slug(stage)
             last = column == len(stages)
@@ -304,12 +306,10 @@ def draw(data: FigureData, path: Path) -> None:
             "captions: class distance to the fully trained map (mean over the images)",
             data.model,
             data.weights.replace("; ", ";\n"),
-            data.text("note"),
-            width=150,
         ),
         fontsize=9,
     )
-    save_figure(figure, path)
+    save_figure(figure, path, display=CLIP_99)
 
 
 def _plot_distances(axis, data: FigureData, key: str) -> None:

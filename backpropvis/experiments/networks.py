@@ -32,6 +32,7 @@ __all__ = [
     "input_pipeline",
     "model_inputs",
     "vgg16_note",
+    "STAND_IN_NOTE",
 ]
 
 DIGITS_NOTE = (
@@ -40,6 +41,12 @@ DIGITS_NOTE = (
     "dense fc1 that the paper's explanation (Eq. 6-7, 9) is about, which EfficientNet-Lite0 lacks."
 )
 """What the reports say about the digits VGG next to the ImageNet-trained network."""
+
+STAND_IN_NOTE = (
+    "No trained VGG-16 weights were found (--vgg16-weights, or vgg16-397923af.pth in the torch hub cache): "
+    "the ImageNet-trained EfficientNet-Lite0 (ReLU6) stands in for the paper's trained VGG-16."
+)
+"""What the reports say when EfficientNet-Lite0 stands in for the paper's trained VGG-16."""
 
 
 @dataclass
@@ -87,11 +94,7 @@ def trained_network(context: RunContext) -> TrainedNetwork:
         vgg = vgg16(checkpoint, seed=context.seed).to(context.device)
         return TrainedNetwork(vgg, "vgg16", vgg.weights_description, vgg16_note(checkpoint))
     stand_in = efficientnet_lite0().to(context.device)
-    note = (
-        "No trained VGG-16 weights were found (--vgg16-weights, or vgg16-397923af.pth in the torch hub cache): "
-        "the ImageNet-trained EfficientNet-Lite0 (ReLU6) stands in for the paper's trained VGG-16."
-    )
-    return TrainedNetwork(stand_in, "efficientnet-lite0", stand_in.weights_description, note)
+    return TrainedNetwork(stand_in, "efficientnet-lite0", stand_in.weights_description, STAND_IN_NOTE)
 
 
 def input_pipeline(model: nn.Module, size: Optional[int] = None) -> Preprocessing:

@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..engine import attribute_many
-from ..render import Picture, map_panel, pyplot, save_figure
+from ..render import CLIP_99, Picture, map_panel, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
 from ..theory import closed_form_map, recovery, switch_disagreement
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
@@ -267,7 +267,7 @@ def draw(data: FigureData, path: Path) -> None:
         f"{config['input_size']} px",
         fontsize=11,
     )
-    save_figure(figure, path)
+    save_figure(figure, path, display=CLIP_99)
 
 
 EXPERIMENT = Experiment(

@@ -39,7 +39,7 @@ from torch import nn
 from ..engine import attribute_many
 from ..metrics import class_distance, expected_normal_maximum, input_similarity, noise_similarity_std, ratio
 from ..models import generator_for, truncated_normal_
-from ..render import map_panel, pyplot, save_figure
+from ..render import CLIP_99, map_panel, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
 from ..theory import effective_dimension
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
@@ -304,7 +304,7 @@ def draw(data: FigureData, path: Path) -> None:
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     figure.suptitle(f"Eq. 9 in trained {data.model}: dead zones, and GBP against an edge detector", fontsize=11)
-    save_figure(figure, path)
+    save_figure(figure, path, display=CLIP_99)
 
 
 EXPERIMENT = Experiment(

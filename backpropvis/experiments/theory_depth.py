@@ -34,7 +34,7 @@ from ..engine import attribute_many
 from ..metrics import input_similarity, noise_similarity_std
 from ..models import generator_for, vgg16
 from ..models.vgg import LAYER_KEYS, VGG16, VGG16_LAYERS
-from ..render import map_panel, pyplot, save_figure
+from ..render import CLIP_99, MINMAX, fit_text, map_panel, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
 from ..theory import limit_image, recovery
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
@@ -209,7 +209,7 @@ def draw(data: FigureData, path: Path) -> None:
     shown = {layer: number for number, layer in enumerate(data.texts("shown_layers"))}
     plt = pyplot()
     columns = len(settings["shown_layers"]) + 1
-    figure = plt.figure(figsize=(2.3 * columns, 8.6))
+    figure = plt.figure(figsize=(max(2.3 * columns, 7.0), 8.6))  # the curves' legend needs 7 inches
     grid = figure.add_gridspec(3, columns, height_ratios=[1.4, 1, 1])
     axis = figure.add_subplot(grid[0, :])
     positions = list(range(len(settings["layers"])))
@@ -230,13 +230,23 @@ def draw(data: FigureData, path: Path) -> None:
     axis.set_ylim(-0.05, 1.0)
     axis.set_ylabel("recovery (cosine with x_lim)")
     axis.set_title(
-        f"Proposition 1 / Eq. 8: back-propagated from each ReLU of a random VGG-16 "
-        f"({settings['input_size']} px), random positive top gradient",
+        fit_text(
+            f"Proposition 1 / Eq. 8: back-propagated from each ReLU of a random VGG-16 "
+            f"({settings['input_size']} px), random positive top gradient",
+            figure.get_figwidth(),
+            10,
+        ),
         fontsize=10,
     )
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7, ncol=3)
-    map_panel(figure.add_subplot(grid[1, 0]), data.tensor("limit"), "limit image x_lim", "3x3 patches, stride 1")
+    map_panel(
+        figure.add_subplot(grid[1, 0]),
+        data.tensor("limit"),
+        "limit image x_lim",
+        "3x3 patches, stride 1; min-max",
+        display=MINMAX,  # an image, stretched as one
+    )
     figure.add_subplot(grid[2, 0]).axis("off")
     for column, layer in enumerate(settings["shown_layers"], start=1):
         if layer not in shown:
@@ -249,7 +259,7 @@ def draw(data: FigureData, path: Path) -> None:
                 f"recovery {metrics[f'recovery_{method}_{layer}']:.2f} "
                 f"(centred {metrics[f'centred_recovery_{method}_{layer}']:.2f})",
             )
-    save_figure(figure, path)
+    save_figure(figure, path, display=CLIP_99)
 
 
 EXPERIMENT = Experiment(

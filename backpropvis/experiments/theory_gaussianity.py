@@ -26,7 +26,7 @@ import torch
 
 from ..engine import attribute_many
 from ..metrics import class_distance, input_similarity, noise_similarity_std
-from ..render import map_panel, pyplot, save_figure
+from ..render import CLIP_99, map_panel, pyplot, save_figure
 from ..rules import METHOD_LABELS, PAPER_METHODS
 from ..theory import gaussianity, recovery
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
@@ -168,7 +168,7 @@ def draw(data: FigureData, path: Path) -> None:
         "though its histogram looks Gaussian too",
         fontsize=11,
     )
-    save_figure(figure, path)
+    save_figure(figure, path, display=CLIP_99)
 
 
 EXPERIMENT = Experiment(

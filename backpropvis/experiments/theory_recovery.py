@@ -24,15 +24,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..engine import attribute_many
+from ..engine import PrecisionLike, attribute_many
 from ..models import three_layer_fcn
-from ..render import Picture, map_panel, pyplot, save_figure
+from ..render import CLIP_99, MINMAX, Picture, map_panel, pyplot, save_figure
 from ..theory import PowerLaw, filters_needed, fit_power_law, law_amplitude, recovery, tangent_squared
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .networks import model_inputs
@@ -111,7 +111,7 @@ CLAIMS = (
 
 
 def _gbp_recovery(
-    model, inputs: torch.Tensor, limit: torch.Tensor, target: int, precision: Optional[str]
+    model, inputs: torch.Tensor, limit: torch.Tensor, target: int, precision: PrecisionLike
 ) -> tuple[float, torch.Tensor]:
     """GBP's map of ``target`` from the engine (at ``precision``) and its cosine with ``limit``."""
     gbp = attribute_many(model, inputs, [target], ["gbp"], precision=precision)["gbp"][0, 0]
@@ -379,13 +379,14 @@ def draw(data: FigureData, path: Path) -> None:
 
     panels: list[tuple[Picture, str, str]] = [
         (data.tensor("picture").permute(1, 2, 0).numpy(), "input", ""),
-        (data.tensor("limit"), "limit image x_lim", ""),
+        (data.tensor("limit"), "limit image x_lim", "min-max"),
     ]
     shown = zip(data.tensor("shown_counts").tolist(), data.tensor("shown_maps"), arrays["shown_recovery"])
     panels += [(gbp, f"GBP, N = {count}", f"recovery {value:.3f}") for count, gbp, value in shown]
     for column, (picture, title, caption) in enumerate(panels[:6]):
-        map_panel(figure.add_subplot(grid[1, column]), picture, title, caption)
-    save_figure(figure, path)
+        display = MINMAX if column == 1 else CLIP_99  # the limit image is an image, stretched as one
+        map_panel(figure.add_subplot(grid[1, column]), picture, title, caption, display)
+    save_figure(figure, path, display=CLIP_99)
 
 
 EXPERIMENT = Experiment(

@@ -21,15 +21,21 @@ from .fingerprint import weights_fingerprint
 from .init import PAPER_STD, derive_seed, generator_for, truncated_normal_
 from .output import SelectOutput, select_output
 from .preprocessing import IMAGENET, TF_LITE, Preprocessing
+from .probe import checked_model
 from .seeded_dense import SeededDense
 from .shallow import ThreeLayerCNN, ThreeLayerFCN, three_layer_cnn, three_layer_fcn
-from .spec import LoadedModel, describe_module, resolve_model
+from .spec import LoadedModel, ModelSpec, describe_module, resolve_model
 from .vgg import VGG16, VGG16_LAYERS, vgg16
 
 __all__ = [
+    "TRAINED_WEIGHTS",
+    "default_weights",
     "MODEL_NAMES",
     "build_model",
     "load_model",
+    "as_loaded",
+    "ModelLike",
+    "ModelSpec",
     "LoadedModel",
     "describe_module",
     "select_output",
@@ -72,7 +78,7 @@ def _random_only(name: str, build: Callable[[int], nn.Module]) -> Callable[[str,
 
 def _efficientnet(weights: str, seed: int) -> nn.Module:
     if weights == "random":
-        raise ModelError("efficientnet-lite0 is the trained model; use --weights imagenet or a checkpoint path")
+        raise ModelError("efficientnet-lite0 is the trained model; use `weights` imagenet or a checkpoint path")
     return efficientnet_lite0(weights)
 
 
@@ -87,6 +93,15 @@ _BUILDERS: dict[str, Callable[[str, int], nn.Module]] = {
 
 MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 """Names accepted by :func:`build_model` and the CLI's ``--model``."""
+
+TRAINED_WEIGHTS: dict[str, str] = {"efficientnet-lite0": "imagenet", "digits-vgg": "trained"}
+"""The built-in models that ship trained weights, and those weights' name."""
+
+
+def default_weights(model: str) -> str:
+    """The weights a model gets when none are named: its bundled trained weights
+    (:data:`TRAINED_WEIGHTS`: a first picture from a trained network), else "random"."""
+    return TRAINED_WEIGHTS.get(model, "random")
 
 
 def build_model(name: str, weights: str = "random", seed: int = 0) -> nn.Module:
@@ -116,9 +131,30 @@ def load_model(
     output: Union[str, int, None] = None,
 ) -> LoadedModel:
     """Any model by its ``--model`` text: a built-in name, ``MODULE:CALLABLE`` or
-    ``PATH.py:CALLABLE`` (see :func:`~backpropvis.models.spec.resolve_model` for every
-    argument), in eval mode, with its preprocessing, source and weights' fingerprint.
+    ``PATH.py:CALLABLE`` (the other arguments as in :class:`~backpropvis.models.spec.ModelSpec`;
+    ``seed`` as in :func:`~backpropvis.models.spec.resolve_model`), in eval mode, with its
+    preprocessing, source and weights' fingerprint.
     """
-    return resolve_model(
-        model, _BUILDERS, model_args=model_args, weights=weights, seed=seed, input_size=input_size, output=output
-    )
+    return resolve_model(ModelSpec(model, weights, model_args, output, input_size), _BUILDERS, seed)
+
+
+ModelLike = Union[str, ModelSpec, LoadedModel, nn.Module]
+"""What every API call taking a model accepts: a name, a :class:`ModelSpec`, a loaded model or a module."""
+
+
+def as_loaded(model: ModelLike, seed: int = 0) -> LoadedModel:
+    """The one resolver of a model at the API's edge: a name (with :func:`default_weights`: its
+    bundled trained weights, else random) or a :class:`ModelSpec` is built (``seed``: its random
+    weights), a :class:`LoadedModel` passes as it is, and an ``nn.Module`` is described as it is
+    (:func:`describe_module`: its mode kept).
+
+    Raises:
+        ModelError, WeightsError: as :func:`load_model`.
+    """
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, str):
+        model = ModelSpec(model, default_weights(model))
+    if isinstance(model, ModelSpec):
+        return checked_model(resolve_model(model, _BUILDERS, seed), model.smooth)
+    return describe_module(model)

@@ -15,6 +15,7 @@ reductions may be ordered differently elsewhere). The held-out test split
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import math
 import os
@@ -49,6 +50,9 @@ class TrainingSettings:
     seed: int = 0
     train_images: int | None = None
     """Train on the first N training digits only (quick checks); None: all 1438."""
+    label_permutation_seed: int | None = None
+    """Train on randomly permuted labels (Adebayo et al.'s data randomisation): the training
+    labels shuffled by a generator seeded by (this seed, "digits-labels"); None: the true labels."""
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "train_images"):
@@ -105,6 +109,9 @@ def train_digits_vgg(settings: TrainingSettings = TrainingSettings(), progress: 
     train, test = load_digits_split("train"), load_digits_split("test")
     if settings.train_images is not None:
         train = train.subset(settings.train_images)
+    if settings.label_permutation_seed is not None:
+        shuffle = torch.randperm(len(train), generator=generator_for(settings.label_permutation_seed, "digits-labels"))
+        train = dataclasses.replace(train, labels=train.labels[shuffle])
     model = DigitsVGG()
     _he_init(model, settings.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
@@ -129,7 +136,9 @@ def train_digits_vgg(settings: TrainingSettings = TrainingSettings(), progress: 
         losses.append(total / len(train))
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     model.eval()
-    model.weights_description = f"trained on scikit-learn's digits (seed {settings.seed})"
+    permuted = settings.label_permutation_seed
+    labels = "" if permuted is None else f", labels permuted (seed {permuted})"
+    model.weights_description = f"trained on scikit-learn's digits (seed {settings.seed}{labels})"
     return TrainingResult(model, accuracy(model, test), accuracy(model, train), seconds, cpu_seconds, tuple(losses))
 
 

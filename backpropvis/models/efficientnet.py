@@ -67,11 +67,16 @@ class Conv2dSame(nn.Conv2d):
     """A bias-free convolution padded like TensorFlow's "SAME": output = ceil(input / stride),
     the extra padding going to the bottom and right."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def same_padding(self, x: torch.Tensor) -> list[int]:
+        """The padding of ``x`` [B, C, H, W] in ``F.pad``'s order (left, right, top, bottom)."""
         padding = []
         for size, kernel, stride in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
             total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
             padding += [total // 2, total - total // 2]
+        return padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padding = self.same_padding(x)
         return F.conv2d(F.pad(x, padding), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 

@@ -7,7 +7,7 @@ never scatter mean/std constants around.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -16,7 +16,19 @@ from torch import nn
 
 from ..errors import ModelError
 
-__all__ = ["Preprocessing", "IMAGENET", "TF_LITE", "MAX_RESIZED_AREA", "preprocessing_of"]
+__all__ = [
+    "Preprocessing",
+    "IMAGENET",
+    "TF_LITE",
+    "MAX_RESIZED_AREA",
+    "DEFAULT_INPUT_SIZE",
+    "preprocessing_of",
+    "declared_preprocessing",
+    "settle_preprocessing",
+]
+
+DEFAULT_INPUT_SIZE = 224
+"""Crop size of the ImageNet preprocessing given to a model that declares none."""
 
 MAX_RESIZED_AREA = 4
 """Largest resized image, in squares of the resize size. An image more elongated than
@@ -96,3 +108,82 @@ def preprocessing_of(model: nn.Module) -> Preprocessing:
     if not isinstance(preprocessing, Preprocessing):
         raise ModelError(f"{type(model).__name__} has no .preprocessing (a backpropvis.models.Preprocessing)")
     return preprocessing
+
+
+def declared_preprocessing(model: nn.Module) -> Optional[Preprocessing]:
+    """The pipeline a model declares without carrying a :class:`Preprocessing`: timm's
+    ``pretrained_cfg`` (or the older ``default_cfg``), a dict with ``input_size``
+    (C, H, W) and optionally ``crop_pct``, ``mean`` and ``std``. None when it declares
+    none (or a non-square or non-RGB size, which a square centre crop cannot give).
+
+    The resize keeps timm's ratio: shorter side ``round(H / crop_pct)``, then crop H.
+    """
+    for attribute in ("pretrained_cfg", "default_cfg"):
+        config = getattr(model, attribute, None)
+        if isinstance(config, dict) and config.get("input_size") is not None:
+            return _from_config(config)
+    return None
+
+
+def _from_config(config: dict[str, Any]) -> Optional[Preprocessing]:
+    try:
+        channels, height, width = (int(value) for value in config["input_size"])
+    except (TypeError, ValueError):
+        return None
+    if channels != 3 or height != width or height < 1:
+        return None
+    crop_pct = float(config.get("crop_pct") or IMAGENET.crop / IMAGENET.resize)
+    mean = tuple(float(value) for value in config.get("mean", IMAGENET.mean))
+    std = tuple(float(value) for value in config.get("std", IMAGENET.std))
+    if len(mean) != 3 or len(std) != 3:
+        return None
+    return Preprocessing(crop=height, resize=max(height, round(height / crop_pct)), mean=mean, std=std)
+
+
+def settle_preprocessing(module: nn.Module, name: str, input_size: Optional[int]) -> tuple[Callable, str, str]:
+    """The preprocessing a command uses for ``module``: its own ``.preprocessing`` (resized
+    to ``input_size`` if asked), else the one its timm config declares
+    (:func:`declared_preprocessing`), else ImageNet's at ``input_size`` (default 224).
+
+    Returns:
+        (preprocessing, what it does in words, where its size came from in words).
+
+    Raises:
+        ModelError: ``input_size`` asked of a preprocessing that is not a :class:`Preprocessing`.
+    """
+    asked = f"`input_size` {input_size}"
+    own = getattr(module, "preprocessing", None)
+    if not callable(own):
+        declared = declared_preprocessing(module)
+        if declared is not None:
+            chosen = declared if input_size is None else declared.resized(input_size)
+            said = (
+                f"its pretrained_cfg, {_describe(chosen)}, mean ({_numbers(chosen.mean)}), std ({_numbers(chosen.std)})"
+            )
+            return (
+                chosen,
+                said,
+                asked if input_size is not None else f"{chosen.crop} px from the model's pretrained_cfg",
+            )
+        default = IMAGENET.resized(input_size or DEFAULT_INPUT_SIZE)
+        said = f"ImageNet mean/std, {_describe(default)} (the model has no .preprocessing)"
+        return default, said, asked if input_size is not None else f"the default {DEFAULT_INPUT_SIZE} px"
+    if input_size is not None:
+        if not isinstance(own, Preprocessing):
+            raise ModelError(
+                f"`input_size` cannot resize the preprocessing of {name} (a {type(own).__name__}, not a "
+                "backpropvis Preprocessing); leave `input_size` out"
+            )
+        own = own.resized(input_size)
+    if isinstance(own, Preprocessing):
+        said = f"the model's own, {_describe(own)}, mean ({_numbers(own.mean)}), std ({_numbers(own.std)})"
+        return own, said, asked if input_size is not None else f"{own.crop} px from the model's own preprocessing"
+    return own, f"the model's own ({type(own).__name__})", "the model's own preprocessing"
+
+
+def _describe(preprocessing: Preprocessing) -> str:
+    return f"shorter side resized to {preprocessing.resize}, centre crop {preprocessing.crop} px"
+
+
+def _numbers(values: Sequence[float]) -> str:
+    return ", ".join(f"{value:.3f}" for value in values)

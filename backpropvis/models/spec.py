@@ -38,12 +38,14 @@ from torch import nn
 
 from ..errors import BackpropvisError, ModelError, WeightsError, first_few
 from ..module_checks import refuse_compiled, training_dependent_modules
+from ..smooth_activations import SmoothReport
 from .fingerprint import file_fingerprint, weights_fingerprint
 from .output import SelectOutput, select_output
-from .preprocessing import IMAGENET, Preprocessing
+from .preprocessing import DEFAULT_INPUT_SIZE, settle_preprocessing
 from .weights import load_into
 
 __all__ = [
+    "ModelSpec",
     "LoadedModel",
     "resolve_model",
     "describe_module",
@@ -52,11 +54,33 @@ __all__ = [
     "BUILT_IN",
 ]
 
-DEFAULT_INPUT_SIZE = 224
-"""Crop size of the ImageNet preprocessing given to a model without its own."""
 
 BUILT_IN = "built-in"
 """The ``source`` of a built-in model."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model as the command line names it, not built yet: the one value the model options travel as.
+
+    Attributes:
+        model: a built-in name, ``MODULE:CALLABLE`` or ``PATH.py:CALLABLE``.
+        weights: "random", "imagenet" or a state-dict file.
+        model_args: keyword arguments of a callable (JSON text or a mapping).
+        output: the key, index or attribute holding the logits (see :func:`select_output`).
+        input_size: crop size of the preprocessing (None: the model's own, or 224).
+        smooth: how the engine crosses its smooth activations ("refuse", "gradient",
+            "rule"; None: the model's own ``smooth_activations``, else "refuse").
+
+    :func:`backpropvis.models.as_loaded` builds it (with the seed of its random weights).
+    """
+
+    model: str = "vgg16"
+    weights: Union[str, os.PathLike] = "random"
+    model_args: Union[str, Mapping[str, Any], None] = None
+    output: Union[str, int, None] = None
+    input_size: Optional[int] = None
+    smooth: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +103,11 @@ class LoadedModel:
         preprocessing_description: what ``preprocessing`` does, in words.
         notes: what was done to the model that the user should know (eval mode,
             the default preprocessing), one sentence each.
+        input_size: the crop size asked for (None: the model's own, or 224).
+        smooth: the smooth mode the engine uses for it and, once
+            :func:`~backpropvis.models.as_loaded` has run it, what that touched
+            (:class:`~backpropvis.smooth_activations.SmoothReport`).
+        size_from: where the preprocessing's size came from, in words.
     """
 
     module: nn.Module
@@ -92,11 +121,22 @@ class LoadedModel:
     preprocessing: Callable[[Image.Image], torch.Tensor]
     preprocessing_description: str
     notes: tuple[str, ...] = ()
+    input_size: Optional[int] = None
+    smooth: SmoothReport = SmoothReport("refuse")
+    size_from: str = ""
 
     @property
     def args_json(self) -> str:
         """``args`` as canonical JSON (sorted keys), as stored in a database."""
         return json.dumps(dict(self.args), sort_keys=True)
+
+    @property
+    def smooth_note(self) -> Optional[str]:
+        """What the engine does at the model's smooth activations and gates, in one line;
+        None for a model with neither under the default mode (the paper's networks)."""
+        report = self.smooth
+        touched = report.rule_applied or report.passed_through or report.gates
+        return report.sentence() if touched or report.mode != "refuse" else None
 
     @property
     def title(self) -> str:
@@ -120,37 +160,24 @@ def parse_model_args(text: Union[str, Mapping[str, Any], None]) -> dict[str, Any
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ModelError(f"--model-args is not valid JSON ({error.msg} at character {error.pos}): {text}") from None
+        raise ModelError(f"`model_args` is not valid JSON ({error.msg} at character {error.pos}): {text}") from None
     if not isinstance(value, dict):
-        raise ModelError(f"--model-args must be a JSON object such as '{{\"num_classes\": 10}}', not {text}")
+        raise ModelError(f"`model_args` must be a JSON object such as '{{\"num_classes\": 10}}', not {text}")
     return value
 
 
 def resolve_model(
-    model: str,
-    built_in: Mapping[str, Callable[[str, int], nn.Module]],
-    *,
-    model_args: Union[str, Mapping[str, Any], None] = None,
-    weights: Union[str, os.PathLike] = "random",
-    seed: int = 0,
-    input_size: Optional[int] = None,
-    output: Union[str, int, None] = None,
+    spec: ModelSpec, built_in: Mapping[str, Callable[[str, int], nn.Module]], seed: int = 0
 ) -> LoadedModel:
     """Build the model ``--model`` names (see the module's docstring).
 
     Args:
-        model: a built-in name, ``MODULE:CALLABLE`` or ``PATH.py:CALLABLE``.
+        spec: the model (see :class:`ModelSpec`); built-in models take no ``model_args``;
+            ``weights`` "random" is, for built-in models, the paper's seeded init.
         built_in: the built-in models: name -> ``build(weights, seed)``.
-        model_args: keyword arguments for the callable (JSON text or a mapping);
-            built-in models take none.
-        weights: "random" (as built; for built-in models the paper's seeded init),
-            "imagenet" (built-in models that have it) or a state-dict file.
         seed: the built-in models' random weights; for a callable, the seed of torch's
             global RNG while it runs (restored afterwards), so that its default
             initialisation is the same in every run.
-        input_size: crop size of the preprocessing (default: the model's own, or 224).
-        output: the key, index or attribute holding the logits when the model
-            returns a dict, a tuple or an object (see :func:`select_output`).
 
     Raises:
         ModelError: an unknown name, a module or file that cannot be imported, a
@@ -158,37 +185,28 @@ def resolve_model(
             ``model_args`` or ``input_size``.
         WeightsError: a weights file that is not a state dict or does not fit.
     """
-    arguments = parse_model_args(model_args)
-    weights = os.fspath(weights)
-    if input_size is not None and input_size < 8:
-        raise ModelError(f"--input-size must be at least 8 pixels, not {input_size}")
+    model, output, input_size = spec.model, spec.output, spec.input_size
+    arguments = parse_model_args(spec.model_args)
+    weights = os.fspath(spec.weights)
+    check_input_size(input_size)
     notes: list[str] = []
     if model in built_in:
         if arguments:
-            raise ModelError(f"{model} is a built-in model and takes no --model-args (given {json.dumps(arguments)})")
+            raise ModelError(f"{model} is a built-in model and takes no `model_args` (given {json.dumps(arguments)})")
         module = built_in[model](weights, seed)
         name, source, weights_description = model, BUILT_IN, str(module.weights_description)
     else:
         name, source, build = _resolve_callable(model, tuple(built_in))
         module = _call(build, name, arguments, seed)
-        if weights == "random":
-            weights_description = f"as built (torch seed {seed})"
-        elif weights == "imagenet":
-            raise WeightsError(
-                f"--weights imagenet is for the built-in models; for {name} pass random (the model as built, "
-                "e.g. with --model-args asking for pretrained weights) or a state-dict file"
-            )
-        else:
-            load_into(module, weights)
-            weights_description = weights
+        weights_description = _load_weights(module, name, weights, seed)
         if module.training:
             affected = training_dependent_modules(module)
             module.eval()
             changed = f" (in training mode {first_few(affected, 4)} would change the maps)" if affected else ""
             notes.append("put in eval mode" + changed)
     fingerprint = weights_fingerprint(module)
-    preprocessing, described = _preprocessing(module, name, input_size)
-    if not _has_preprocessing(module):
+    preprocessing, described, size_from = settle_preprocessing(module, name, input_size)
+    if not callable(getattr(module, "preprocessing", None)):
         notes.append(f"preprocessing: {described}")
     if output is not None:
         module = select_output(module, output)
@@ -204,7 +222,23 @@ def resolve_model(
         preprocessing,
         described,
         tuple(notes),
+        input_size,
+        SmoothReport(spec.smooth or getattr(module, "smooth_activations", None) or "refuse"),
+        size_from,
     )
+
+
+def _load_weights(module: nn.Module, name: str, weights: str, seed: int) -> str:
+    """Load ``weights`` ("random": as built; or a state-dict file) into a callable's model; returns them in words."""
+    if weights == "random":
+        return f"as built (torch seed {seed})"
+    if weights == "imagenet":
+        raise WeightsError(
+            f"`weights` imagenet is for the built-in models; for {name} pass random (the model as built, "
+            "e.g. with `model_args` asking for pretrained weights) or a state-dict file"
+        )
+    load_into(module, weights)
+    return weights
 
 
 def describe_module(
@@ -217,10 +251,11 @@ def describe_module(
     """
     if not isinstance(module, nn.Module):
         raise ModelError(f"a model must be a torch.nn.Module, not {type(module).__name__}")
+    check_input_size(input_size)
     refuse_compiled(module, name or type(module).__name__)
     inner = module.model if isinstance(module, SelectOutput) else module
     cls = type(inner)
-    preprocessing, described = _preprocessing(module, name or cls.__name__, input_size)
+    preprocessing, described, _ = settle_preprocessing(module, name or cls.__name__, input_size)
     return LoadedModel(
         module,
         name or cls.__name__,
@@ -232,34 +267,15 @@ def describe_module(
         None if not isinstance(module, SelectOutput) else str(module.key),
         preprocessing,
         described,
+        input_size=input_size,
+        smooth=SmoothReport(getattr(module, "smooth_activations", None) or "refuse"),
     )
 
 
-def _has_preprocessing(module: nn.Module) -> bool:
-    return callable(getattr(module, "preprocessing", None))
-
-
-def _preprocessing(module: nn.Module, name: str, input_size: Optional[int]) -> tuple[Callable, str]:
-    """The model's own preprocessing (resized to ``input_size`` if asked), or ImageNet's."""
-    own = getattr(module, "preprocessing", None)
-    if not callable(own):
-        default = IMAGENET.resized(input_size or DEFAULT_INPUT_SIZE)
-        return default, f"ImageNet mean/std, {_describe(default)} (the model has no .preprocessing)"
-    if input_size is not None:
-        if not isinstance(own, Preprocessing):
-            raise ModelError(
-                f"--input-size cannot resize the preprocessing of {name} (a {type(own).__name__}, not a "
-                "backpropvis Preprocessing); leave --input-size out"
-            )
-        own = own.resized(input_size)
-    if isinstance(own, Preprocessing):
-        mean, std = (", ".join(f"{value:.3f}" for value in values) for values in (own.mean, own.std))
-        return own, f"the model's own, {_describe(own)}, mean ({mean}), std ({std})"
-    return own, f"the model's own ({type(own).__name__})"
-
-
-def _describe(preprocessing: Preprocessing) -> str:
-    return f"shorter side resized to {preprocessing.resize}, centre crop {preprocessing.crop} px"
+def check_input_size(input_size: Optional[int]) -> None:
+    """Refuse a crop size under 8 pixels (None: the model's own)."""
+    if input_size is not None and input_size < 8:
+        raise ModelError(f"`input_size` must be at least 8 pixels, not {input_size}")
 
 
 def _resolve_callable(text: str, built_in: tuple[str, ...]) -> tuple[str, str, Callable]:
@@ -267,7 +283,7 @@ def _resolve_callable(text: str, built_in: tuple[str, ...]) -> tuple[str, str, C
     location, colon, attribute = text.rpartition(":")
     if not colon or not location or not attribute:
         raise ModelError(
-            f"unknown --model {text!r}: use a built-in name ({', '.join(built_in)}), MODULE:CALLABLE "
+            f"unknown `model` {text!r}: use a built-in name ({', '.join(built_in)}), MODULE:CALLABLE "
             "(e.g. torchvision.models:resnet18) or PATH.py:CALLABLE"
         )
     if location.endswith(".py") or os.sep in location or "/" in location:
@@ -286,7 +302,7 @@ def _resolve_callable(text: str, built_in: tuple[str, ...]) -> tuple[str, str, C
     target: Any = module
     for part in attribute.split("."):
         if not hasattr(target, part):
-            raise ModelError(f"{location} has no {attribute!r} (for --model {text})")
+            raise ModelError(f"{location} has no {attribute!r} (for `model` {text})")
         target = getattr(target, part)
     if not callable(target):
         raise ModelError(f"{location}:{attribute} is a {type(target).__name__}, not a callable returning a model")

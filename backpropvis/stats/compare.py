@@ -57,7 +57,7 @@ def summarize_runs(
     Returns:
         The single run's summary when there is one run (as :func:`summarize`); else
         ``{"runs": [summary, ...], "labels": ["A", "B", ...], "differences":
-        [{"setting": flag, "values": [per run]}, ...]}``.
+        [{"setting": label, "values": [per run]}, ...]}`` (labels as :meth:`RunSettings.label`).
 
     Raises:
         StoreError: as :func:`summarize`, for any one run.
@@ -68,8 +68,8 @@ def summarize_runs(
         return summaries[0]
     settings = list(runs)  # the differences leave the rank out
     differences = [
-        {"setting": flag, "values": [show_setting(getattr(run, name)) for run in settings]}
-        for name, flag in RunSettings.FLAGS.items()
+        {"setting": RunSettings.label(name), "values": [show_setting(getattr(run, name)) for run in settings]}
+        for name in RunSettings.names()
         if name != "rank" and len({getattr(run, name) for run in settings}) > 1
     ]
     return {"runs": summaries, "labels": _labels(len(summaries)), "differences": differences}
@@ -120,6 +120,8 @@ def format_runs(summary: dict) -> str:
         if failed:
             lines.append(f"{label} failed: {first_few(failed, 3)}")
         lines += [f"{label} note: {note}" for note in run["notes"]]
+        if run.get("small_sample"):
+            lines.append(f"{label} note: the intervals are {run['small_sample']}")
     return "\n".join(lines)
 
 

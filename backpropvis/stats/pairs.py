@@ -39,7 +39,7 @@ def choose_pairs(kind: str, logits: torch.Tensor, keys: Sequence[str], seed: int
     """
     batch, num_classes = logits.shape
     if kind not in PAIRS:
-        raise BackpropvisError(f"unknown --pairs {kind!r}; choose one of {', '.join(PAIRS)}")
+        raise BackpropvisError(f"unknown `pairs` {kind!r}; choose one of {', '.join(PAIRS)}")
     if len(keys) != batch:
         raise ValueError(f"{len(keys)} keys for a batch of {batch}")
     logits = logits.detach().cpu()
@@ -63,7 +63,7 @@ def random_pairs(num_classes: int, keys: Sequence[str], seed: int) -> torch.Tens
 
 def _check_classes(num_classes: int) -> None:
     if num_classes < 2:
-        raise BackpropvisError(f"--pairs needs a model with at least two logits, this one has {num_classes}")
+        raise BackpropvisError(f"`pairs` needs a model with at least two logits, this one has {num_classes}")
 
 
 def _with_first(

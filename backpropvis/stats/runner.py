@@ -30,12 +30,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..devices import resolve_device
-from ..engine import attribute_many, precision_from_name, precision_name
+from ..engine import Precision, PrecisionLike, attribute_many
 from ..errors import BackpropvisError, Interrupted
 from ..image_sets import ImageSource, list_images, source_setting
 from ..images import logit_name
 from ..metrics import class_distance, class_distance_minmax, input_similarity
-from ..models import LoadedModel, describe_module, load_model
+from ..models import LoadedModel, ModelLike, as_loaded
 from ..rules import PAPER_METHODS, Rule, resolve_rule
 from .decoding import Batch, ImageSet, batch_loader
 from .distributed import World, barrier, process_group, world_from_environment
@@ -55,7 +55,8 @@ class RunReport:
         rank, world_size: this process's place under torchrun.
         images_total: images in this rank's share.
         already_done: of them, those that had rows before this call (a resumed run).
-        done_now: images this call computed or recorded as failed.
+        done_now: images this call went through: measured (:attr:`measured_now`) or failed
+            (:attr:`failed_now`), counted apart wherever they are reported.
         seconds: wall time of the loop.
         failed_images: the keys of this call's failures, in order.
         model: the model and its weights, in words.
@@ -81,38 +82,39 @@ class RunReport:
         return len(self.failed_images)
 
     @property
+    def measured_now(self) -> int:
+        """Of ``done_now``, the images measured (each with its rows)."""
+        return self.done_now - self.failed_now
+
+    @property
     def images_per_second(self) -> float:
         return self.done_now / self.seconds if self.seconds > 0 else 0.0
 
 
 def _check_counts(batch_size: int, workers: int) -> None:
     if batch_size < 1:
-        raise BackpropvisError(f"--batch-size must be at least 1, not {batch_size}")
+        raise BackpropvisError(f"`batch_size` must be at least 1, not {batch_size}")
     if workers < 0:
-        raise BackpropvisError(f"--workers must be 0 or more, not {workers}")
+        raise BackpropvisError(f"`workers` must be 0 or more, not {workers}")
 
 
 def run_class_distance(
     images: ImageSource,
     db: Union[str, os.PathLike],
     *,
-    model: Union[str, nn.Module, LoadedModel] = "vgg16",
-    weights: str = "random",
-    model_args: Union[str, dict, None] = None,
-    output: Optional[str] = None,
-    precision: Optional[str] = None,
+    model: ModelLike = "vgg16",
+    precision: PrecisionLike = Precision.DEFAULT,
     methods: Sequence[str] = PAPER_METHODS,
     pairs: str = "max-random",
     seed: int = 0,
-    input_size: Optional[int] = None,
     limit: Optional[int] = None,
     batch_size: int = 8,
     workers: int = 2,
     device: Union[str, torch.device] = "cpu",
-    model_name: Optional[str] = None,
     progress: bool = True,
     world: Optional[World] = None,
-    elsewhere: str = "another --db",
+    elsewhere: str = "another `db`",
+    on_model: Optional[Callable[[LoadedModel], None]] = None,
 ) -> RunReport:
     """Compute and store the class distance of every image under ``images`` (resumable).
 
@@ -120,29 +122,25 @@ def run_class_distance(
         images: a folder (recursive, sorted), a :class:`~backpropvis.image_sets.Samples`
             (the bundled samples and seeded crops of them), or None for the bundled samples.
         db: the SQLite file; under torchrun each rank writes ``<stem>.rank-R<suffix>``.
-        model: a built-in name, ``MODULE:CALLABLE`` or ``PATH.py:CALLABLE`` (built by
-            :func:`backpropvis.models.load_model`), a :class:`~backpropvis.models.LoadedModel`,
-            or an ``nn.Module`` (used as it is: its train/eval mode is kept; without a
-            ``.preprocessing`` it gets ImageNet's at ``input_size``).
-        weights: "random", "imagenet" or a checkpoint path (for a model given as text);
-            for a module, how its weights are described in the settings.
-        model_args: keyword arguments of a ``MODULE:CALLABLE`` model (JSON or a dict).
-        output: the key, index or attribute of the logits in the model's output.
-        precision: the engine's arithmetic: None (PyTorch's global flags), "float32",
-            "tf32" or "bfloat16"; part of the run's identity.
+        model: a name or a :class:`~backpropvis.models.ModelSpec` (built with ``seed``), a
+            :class:`~backpropvis.models.LoadedModel`, or an ``nn.Module`` (used as it is: its
+            train/eval mode is kept; name it, its weights and its crop size with
+            :func:`~backpropvis.models.describe_module`); see :func:`~backpropvis.models.as_loaded`.
+        precision: the engine's arithmetic, a :class:`~backpropvis.engine.Precision` or its
+            name; part of the run's identity (stored as its name).
         methods: rule names, e.g. ("saliency", "deconvnet", "gbp").
         pairs: which two logits per image, one of :data:`~backpropvis.stats.pairs.PAIRS`.
         seed: the random weights' and the random logits' seed.
-        input_size: crop size of the model's preprocessing (default: the model's own).
         limit: only the first ``limit`` images of the sorted list (before sharding).
         batch_size: images per forward pass.
         workers: DataLoader processes decoding images (0: in this process).
         device: "cpu", "cuda", ... (under torchrun, CUDA rank r uses ``cuda:LOCAL_RANK``).
-        model_name: the model's name in the settings when ``model`` is a module.
         progress: show a progress bar (images/s and ETA).
         world: the torchrun world (default: read from the environment).
         elsewhere: what a message refusing ``db`` (another run's database) tells the user
             to use instead.
+        on_model: called with the model once it is built, before the first image is read
+            (the command line prints the model and preprocessing line there).
 
     Returns:
         :class:`RunReport` for this rank. Under torchrun every rank waits for all the
@@ -156,20 +154,46 @@ def run_class_distance(
     torch_device = world.device(resolve_device(str(device)))
     rules = [resolve_rule(method) for method in methods]
     if pairs not in PAIRS:
-        raise BackpropvisError(f"unknown --pairs {pairs!r}; choose one of {', '.join(PAIRS)}")
-    if input_size is not None and input_size < 8:
-        raise BackpropvisError(f"--input-size must be at least 8 pixels, not {input_size}")
+        raise BackpropvisError(f"unknown `pairs` {pairs!r}; choose one of {', '.join(PAIRS)}")
     keys = list_images(images, limit)
-    loaded = _network(model, weights, seed, model_name, model_args, output, input_size)
+    loaded = as_loaded(model, seed)
+    if on_model is not None:
+        on_model(loaded)
     network = loaded.module.to(torch_device)
 
-    settings = RunSettings(
+    settings = _run_settings(loaded, rules, pairs, seed, images, world, Precision.parse(precision))
+    job = _Job(images, network, loaded.preprocessing, rules, settings, batch_size, workers, torch_device, world)
+    other = {"batch_size": batch_size, "workers": workers, "device": str(torch_device), "limit": limit}
+    other["smooth_activations"] = loaded.smooth.as_dict()
+    with process_group(world, torch_device):
+        store = ResultsStore(
+            rank_db_path(db, world.rank, world.size), settings, loaded.weights_description, other, elsewhere
+        )
+        try:
+            report = _run(store, keys, job, progress)
+        finally:
+            store.close()
+        barrier(world)
+    return replace(report, model=loaded.title, model_notes=loaded.notes, preprocessing=loaded.preprocessing_description)
+
+
+def _run_settings(
+    loaded: LoadedModel,
+    rules: Sequence[Rule],
+    pairs: str,
+    seed: int,
+    images: ImageSource,
+    world: World,
+    precision: Precision,
+) -> RunSettings:
+    """The run's identity, as its database stores it."""
+    return RunSettings(
         model=loaded.name,
         weights=str(loaded.weights),
         methods=tuple(rule.name for rule in rules),
         pairs=pairs,
         seed=int(seed),
-        input_size=input_size,
+        input_size=loaded.input_size,
         images=source_setting(images),
         rank=world.rank,
         world_size=world.size,
@@ -177,77 +201,37 @@ def run_class_distance(
         model_source=loaded.source,
         weights_fingerprint=loaded.fingerprint,
         output=loaded.output,
-        precision=precision_name(precision),
+        precision=precision.value,
+        smooth=loaded.smooth.mode,
     )
-    other = {"batch_size": batch_size, "workers": workers, "device": str(torch_device), "limit": limit}
-    with process_group(world, torch_device):
-        store = ResultsStore(
-            rank_db_path(db, world.rank, world.size), settings, loaded.weights_description, other, elsewhere
-        )
-        try:
-            report = _run(
-                store,
-                keys,
-                images=images,
-                network=network,
-                preprocess=loaded.preprocessing,
-                rules=rules,
-                settings=settings,
-                batch_size=batch_size,
-                workers=workers,
-                device=torch_device,
-                world=world,
-                progress=progress,
-            )
-        finally:
-            store.close()
-        barrier(world)
-    return replace(report, model=loaded.title, model_notes=loaded.notes, preprocessing=loaded.preprocessing_description)
 
 
-def _network(
-    model: Union[str, nn.Module, LoadedModel],
-    weights: str,
-    seed: int,
-    model_name: Optional[str],
-    model_args: Union[str, dict, None],
-    output: Optional[str],
-    input_size: Optional[int],
-) -> LoadedModel:
-    """The model as :class:`LoadedModel`: built from text, or a module described as it is."""
-    if isinstance(model, LoadedModel):
-        return model
-    if isinstance(model, str):
-        return load_model(
-            model, model_args=model_args, weights=weights, seed=seed, input_size=input_size, output=output
-        )
-    return describe_module(model, model_name, str(weights), input_size)
+@dataclass(frozen=True)
+class _Job:
+    """What every batch of one rank's run needs."""
+
+    images: ImageSource
+    network: nn.Module
+    preprocess: Callable[[Image.Image], torch.Tensor]
+    rules: Sequence[Rule]
+    settings: RunSettings
+    batch_size: int
+    workers: int
+    device: torch.device
+    world: World
 
 
-def _run(
-    store: ResultsStore,
-    keys: Sequence[str],
-    *,
-    images: ImageSource,
-    network: nn.Module,
-    preprocess: Callable[[Image.Image], torch.Tensor],
-    rules: Sequence[Rule],
-    settings: RunSettings,
-    batch_size: int,
-    workers: int,
-    device: torch.device,
-    world: World,
-    progress: bool,
-) -> RunReport:
+def _run(store: ResultsStore, keys: Sequence[str], job: _Job, progress: bool) -> RunReport:
+    world = job.world
     mine = shard(keys, world.rank, world.size)
-    batch_size = max(1, min(batch_size, len(mine)))  # a handful of images is not padded to a large batch
+    batch_size = max(1, min(job.batch_size, len(mine)))  # a handful of images is not padded to a large batch
     store.set_total(len(mine))
     done = store.done_images()
     blocks = [range(start, min(start + batch_size, len(mine))) for start in range(0, len(mine), batch_size)]
     batches = [[i for i in block if mine[i] not in done] for block in blocks]
     batches = [batch for batch in batches if batch]
     pending = sum(len(batch) for batch in batches)
-    dataset = ImageSet(images, mine, preprocess)
+    dataset = ImageSet(job.images, mine, job.preprocess)
 
     started, done_now, failed_images, num_classes = time.perf_counter(), 0, [], None
     description = "class distance" + (f" (rank {world.rank}/{world.size})" if world.size > 1 else "")
@@ -260,10 +244,10 @@ def _run(
             position=world.local_rank if world.size > 1 else None,
             dynamic_ncols=True,
         ) as bar:
-            for batch in batch_loader(dataset, batches, workers):
+            for batch in batch_loader(dataset, batches, job.workers):
                 rows: list[ResultRow] = []
                 if batch.keys:
-                    rows, num_classes = _measure(network, batch, rules, settings, batch_size, device, num_classes)
+                    rows, num_classes = _measure(job, batch, batch_size, num_classes)
                 store.write_batch(rows, batch.failures, len(batch.keys) + len(batch.failures))
                 done_now += len(batch.keys) + len(batch.failures)
                 failed_images += [key for key, _, _ in batch.failures]
@@ -273,8 +257,9 @@ def _run(
     except KeyboardInterrupt:
         store.finish(complete=False)  # rolls back a batch cut off halfway
         saved = len(store.done_images())
+        failed = f", {len(failed_images)} of them failed" if failed_images else ""
         raise Interrupted(
-            f"{saved} of {len(mine)} images saved in {store.path} ({saved - len(done)} in this session); "
+            f"{saved} of {len(mine)} images saved in {store.path} ({saved - len(done)} in this session{failed}); "
             "run the same command again to resume"
         ) from None
     store.finish(complete=len(done) + done_now == len(mine))
@@ -290,21 +275,14 @@ def _run(
     )
 
 
-def _measure(
-    network: nn.Module,
-    batch: Batch,
-    rules,
-    settings: RunSettings,
-    batch_size: int,
-    device: torch.device,
-    num_classes: Optional[int],
-) -> tuple[list[ResultRow], int]:
+def _measure(job: _Job, batch: Batch, batch_size: int, num_classes: Optional[int]) -> tuple[list[ResultRow], int]:
     """Rows for a batch's good images, and the model's number of logits.
 
     Pads the batch to ``batch_size``, picks the pairs (a no-grad forward pass first,
     unless the pairs are "random-random" and the number of logits is known), then ONE
     attribute_many call for every method and both logits, then the metrics.
     """
+    network, settings, device = job.network, job.settings, job.device
     count = len(batch.keys)
     inputs = torch.zeros((batch_size, *batch.pixels.shape[1:]), dtype=batch.pixels.dtype)
     inputs[:count] = batch.pixels
@@ -318,15 +296,18 @@ def _measure(
         chosen = choose_pairs(settings.pairs, logits, batch.keys, settings.seed)  # [2, count]
     padded = torch.zeros((2, batch_size), dtype=torch.long)
     padded[:, :count] = chosen
-    precision = precision_from_name(settings.precision)
-    maps = attribute_many(network, inputs, [padded[0].to(device), padded[1].to(device)], rules, precision=precision)
+    maps = attribute_many(
+        network, inputs, [padded[0].to(device), padded[1].to(device)], job.rules, precision=settings.precision
+    )
     # the logits the pairs were chosen from; "random-random" takes none, so always the shared pass's
     chosen_from = maps.logits[:count] if settings.pairs == "random-random" or logits is None else logits
     predicted = chosen_from.argmax(dim=1).cpu()
+    return _rows(maps, job.rules, batch, inputs[:count], chosen, predicted), len(maps.logits[0])
 
-    rows = []
-    image = inputs[:count]
-    num_logits = maps.logits.shape[1]
+
+def _rows(maps, rules: Sequence[Rule], batch: Batch, image: torch.Tensor, chosen, predicted) -> list[ResultRow]:
+    """One row per (method, image): the class distances between the two logits' maps, and their input similarity."""
+    count, num_logits, rows = len(batch.keys), maps.logits.shape[1], []
     for rule in rules:
         pair = maps[rule.name][:, :count]  # [2, count, 3, S, S]
         distance = class_distance(pair[0], pair[1]).cpu()
@@ -351,4 +332,4 @@ def _measure(
                     input_similarity_second=float(similarity[1, column]),
                 )
             )
-    return rows, len(maps.logits[0])
+    return rows

@@ -29,9 +29,10 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import ClassVar, Iterable, Optional, Sequence, Union
+from typing import Iterable, Optional, Union
 
 from ..errors import StoreError
+from .run_settings import RunSettings, show_setting
 
 __all__ = ["RunSettings", "ResultRow", "ResultsStore", "read_database", "StoredRun", "show_setting"]
 
@@ -87,67 +88,6 @@ _RESULT_COLUMNS = (
     "input_similarity_first",
     "input_similarity_second",
 )
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """The settings that decide a run's results; a database refuses any other ones.
-
-    ``images`` is the images folder's absolute path (or "samples"); ``methods`` keeps
-    the user's order; ``model_args`` is canonical JSON; ``model_source`` says where the
-    model's code came from ("built-in", ``module NAME``, ``file sha256:...``);
-    ``weights_fingerprint`` is the SHA-256 of its state dict; ``precision`` is the
-    engine's arithmetic ("default": PyTorch's global flags).
-    """
-
-    model: str
-    weights: str
-    methods: tuple[str, ...]
-    pairs: str
-    seed: int
-    input_size: Optional[int]
-    images: str
-    rank: int = 0
-    world_size: int = 1
-    model_args: str = "{}"
-    model_source: str = "built-in"
-    weights_fingerprint: str = ""
-    output: Optional[str] = None
-    precision: str = "default"
-
-    FLAGS: ClassVar[dict[str, str]] = {
-        "model": "--model",
-        "model_args": "--model-args",
-        "model_source": "the model's code (its source)",
-        "weights": "--weights",
-        "weights_fingerprint": "the weights (SHA-256 of the state dict)",
-        "output": "--output",
-        "methods": "--methods",
-        "pairs": "--pairs",
-        "seed": "--seed",
-        "input_size": "--input-size",
-        "precision": "--precision",
-        "images": "--images",
-        "rank": "rank",
-        "world_size": "world size (torchrun processes)",
-    }
-
-    def differences(self, other: RunSettings, ignore: Sequence[str] = ()) -> list[str]:
-        """'--model: vgg16 here, cnn3 there' for each setting that differs."""
-        found = []
-        for name, flag in self.FLAGS.items():
-            mine, theirs = getattr(self, name), getattr(other, name)
-            if name not in ignore and mine != theirs:
-                found.append(f"{flag} {show_setting(theirs)} there, {show_setting(mine)} here")
-        return found
-
-
-def show_setting(value) -> str:
-    """A setting's value as a user reads it: methods joined by commas, hashes cut to 12 hex digits."""
-    if isinstance(value, tuple):
-        return ",".join(value)
-    text = str(value)
-    return text if "sha256:" not in text else text[: text.index("sha256:") + 7 + 12] + "..."
 
 
 @dataclass(frozen=True)
@@ -214,6 +154,7 @@ def _settings_from_row(row: sqlite3.Row) -> RunSettings:
         weights_fingerprint=newer("weights_fingerprint", UNKNOWN_IN_SCHEMA_1),
         output=newer("output", None),
         precision=newer("precision", "float32"),  # before schema 2 the engine always computed in float32
+        smooth=json.loads(row["settings"]).get("smooth_activations", {}).get("mode", "refuse"),
     )
 
 
@@ -223,7 +164,7 @@ class ResultsStore:
     Opening it creates the schema, or checks that the run stored there has the same
     :class:`RunSettings`; a difference raises :class:`StoreError` naming it, before
     anything is written. ``elsewhere`` is what such a message tells the user to use
-    instead ("another --db"; the audit's database: "another --out").
+    instead ("another `db`"; the audit's database: "another `out`").
     """
 
     def __init__(
@@ -232,7 +173,7 @@ class ResultsStore:
         settings: RunSettings,
         weights_description: str,
         other_settings: dict,
-        elsewhere: str = "another --db",
+        elsewhere: str = "another `db`",
     ) -> None:
         self.path = Path(path)
         self.settings = settings
@@ -280,18 +221,9 @@ class ResultsStore:
                 f"{version}, this one writes {SCHEMA_VERSION}); summarize still reads it, but a run cannot resume in "
                 f"it: use {self.elsewhere}"
             )
-        rows = self.connection.execute("SELECT * FROM runs").fetchall()
-        if rows:
-            stored = _settings_from_row(rows[0])
-            differences = self.settings.differences(stored)
-            if differences:
-                self.connection.execute("ROLLBACK")
-                self.connection.close()
-                raise StoreError(
-                    f"database {self.path} holds a run with other settings ({'; '.join(differences)}); "
-                    f"use the same settings to resume it, or {self.elsewhere}"
-                )
-            return rows[0]["id"]
+        stored_id = self._stored_run()
+        if stored_id is not None:
+            return stored_id
         s = self.settings
         run_id = self.connection.execute(
             "INSERT INTO runs (model, weights, weights_description, model_args, model_source, weights_fingerprint, "
@@ -321,6 +253,32 @@ class ResultsStore:
         ).lastrowid
         assert run_id is not None  # an INSERT always has one
         return run_id
+
+    def _stored_run(self) -> Optional[int]:
+        """The id of the run stored here with the same settings; None for none, or for a run
+        with other settings that holds no row yet (its first batch failed: it is removed, so
+        the corrected command starts afresh in the same file).
+
+        Raises:
+            StoreError: a run with other settings and results (or failures) is stored here.
+        """
+        row = self.connection.execute("SELECT * FROM runs").fetchone()
+        if row is None:
+            return None
+        differences = self.settings.differences(_settings_from_row(row))
+        if not differences:
+            return row["id"]
+        held = "SELECT 1 FROM results WHERE run_id = ? UNION ALL SELECT 1 FROM failures WHERE run_id = ? LIMIT 1"
+        if self.connection.execute(held, (row["id"], row["id"])).fetchone() is None:
+            self.connection.execute("DELETE FROM sessions WHERE run_id = ?", (row["id"],))
+            self.connection.execute("DELETE FROM runs WHERE id = ?", (row["id"],))
+            return None
+        self.connection.execute("ROLLBACK")
+        self.connection.close()
+        raise StoreError(
+            f"database {self.path} holds a run with other settings ({'; '.join(differences)}); "
+            f"use the same settings to resume it, or {self.elsewhere}"
+        )
 
     def done_images(self) -> set[str]:
         """Keys of the images that already have rows (results or a failure)."""

@@ -9,6 +9,7 @@ same numbers to the last bit.
 from __future__ import annotations
 
 import glob
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 
 from ..errors import StoreError
 from ..files import replacing
-from ..metrics import ratio
+from ..metrics import ratio, small_sample_note
 from ..render import pyplot
 from .store import RunSettings, StoredRun, read_database
 
@@ -215,7 +216,8 @@ def collect(databases: Sequence[Union[str, os.PathLike]]) -> Collected:
     expected = sum(run.run["images_total"] or 0 for run in runs)
     if len(images) + len(failures) < expected:
         notes.append(
-            f"incomplete: {len(images) + len(failures)} of {expected} images done; run the same command again to finish"
+            f"incomplete: {len(images) + len(failures)} of {expected} images gone through ({len(images)} measured, "
+            f"{len(failures)} failed); run the same command again to finish"
         )
     index = {image: number for number, image in enumerate(images)}
     tables = {
@@ -247,7 +249,8 @@ def summarize(
     ``class_distance_minmax`` as ``{mean, low, high}``, ``input_similarity`` mean over
     both maps), ``ratios`` ("saliency/gbp" -> ``{mean, low, high}``, the ratio of the
     means and its paired-bootstrap interval, for each pair of ``ratios`` whose two methods
-    the run has), ``bootstrap`` and ``notes``.
+    the run has), ``bootstrap``, ``notes`` (what is missing) and ``small_sample`` (the flag
+    of intervals from fewer than :data:`~backpropvis.metrics.SMALL_SAMPLE` images, or None).
 
     Raises:
         StoreError: as :func:`collect`.
@@ -271,6 +274,7 @@ def summarize(
             "weights_fingerprint": settings.weights_fingerprint,
             "output": settings.output,
             "precision": settings.precision,
+            "smooth_activations": json.loads(run.runs[0].run["settings"]).get("smooth_activations", {"mode": "refuse"}),
         },
         "images": len(run.images),
         "images_expected": run.expected,
@@ -281,6 +285,7 @@ def summarize(
         "ratios": {},
         "bootstrap": {"resamples": resamples, "seed": seed, "confidence": confidence},
         "notes": run.notes,
+        "small_sample": small_sample_note(len(run.images)) if run.images else None,
     }
     if not run.images:
         return summary
@@ -325,6 +330,8 @@ def format_summary(summary: dict) -> str:
     if summary["failures"] > 10:
         lines.append(f"... and {summary['failures'] - 10} more failures (see the failures table)")
     lines += [f"note: {note}" for note in summary["notes"]]
+    if summary.get("small_sample"):
+        lines.append(f"note: the {confidence}% intervals are {summary['small_sample']}")
     return "\n".join(lines)
 
 
@@ -347,8 +354,10 @@ def plot_summary(summary: dict, path: Union[str, os.PathLike], title: Optional[s
         axis.bar(methods, means, yerr=errors, capsize=4, color=colours)
         axis.set_title(f"class distance, {label}", fontsize=10)
         axis.set_ylabel("mean L2 distance (95% CI)")
+    small = small_sample_note(summary["images"])
     figure.suptitle(
-        title or f"{settings['model']} ({settings['weights']}), {summary['images']} images, pairs {settings['pairs']}",
+        (title or f"{settings['model']} ({settings['weights']}), {summary['images']} images, pairs {settings['pairs']}")
+        + (f"\nintervals {small}" if small else ""),
         fontsize=10,
     )
     with replacing(path) as partial:

@@ -1,4 +1,4 @@
-"""Step 4: the adversarial test of the paper's Figure 8 on the few images.
+"""The adversarial step: the paper's Figure 8 on the few images.
 
 :func:`backpropvis.adversarial.fgsm_sweep` perturbs each image by one FGSM step up the
 loss of its predicted class, at every step of :data:`ADVERSARIAL_STEPS` (declared
@@ -15,29 +15,76 @@ back and forth (``normalize`` and ``unnormalize``, as every
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import nn
 
 from ..adversarial import fgsm_sweep
-from ..experiments.base import Skip
+from ..claims import Skip
+from ..engine import PrecisionLike
 from ..images import logit_name
+from ..metrics import ratio
+from .figures import draw_adversarial
+from .saved import StepData
+from .step import ADVERSARIAL_STEPS, AuditContext, AuditStep
 
-__all__ = ["ADVERSARIAL_STEPS", "adversarial_test"]
-
-ADVERSARIAL_STEPS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-"""FGSM steps in units of 1/255 of the pixel range (those of the project's Figure 8)."""
+__all__ = ["ADVERSARIAL_STEPS", "AdversarialStep", "adversarial_numbers"]
 
 
-def adversarial_test(
+class AdversarialStep(AuditStep):
+    """FGSM adversarial images: does a method's map change when the prediction does?"""
+
+    name = "adversarial"
+
+    def identity(self, context: AuditContext) -> dict[str, Any]:
+        return {**context.identity, "adversarial_steps": context.recorded["adversarial_steps"]}
+
+    def measure(self, context: AuditContext) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        assert context.inputs is not None
+        return adversarial_numbers(
+            context.module,
+            context.inputs,
+            context.loaded.preprocessing,
+            context.methods,
+            steps=context.settings.adversarial_steps,
+            precision=context.settings.precision,
+        )
+
+    def verdict_numbers(self, data: StepData, method: str, reference: str) -> dict[str, float]:
+        at_flip = {name: math.nan if value is None else value for name, value in data.numbers["mean_at_flip"].items()}
+        return {
+            "adversarial_distance": at_flip[method],
+            "adversarial_over_saliency": ratio(at_flip[method], at_flip[reference]),
+        }
+
+    def not_measured(self, data: StepData) -> Optional[str]:
+        if all(value is None for value in data.numbers["mean_at_flip"].values()):
+            return "no FGSM step tried changed the prediction of any of the images"
+        return None
+
+    def figures(self, data: StepData, context: AuditContext, folder: Path) -> list[tuple[Path, str]]:
+        title = f"FGSM adversarial test: {context.title}"[:110]
+        return [
+            (
+                draw_adversarial(data, context.methods, folder / "adversarial.png", title),
+                "The adversarial test (Figure 8): each method's class distance between its map of an image (its max "
+                "logit) and of its FGSM example (that one's max logit) against the step; the maps of one image at its "
+                "smallest step that changes the prediction.",
+            )
+        ]
+
+
+def adversarial_numbers(
     model: nn.Module,
     inputs: torch.Tensor,
     preprocessing: Callable,
     methods: Sequence[str],
     *,
     steps: Sequence[float] = ADVERSARIAL_STEPS,
-    precision: Optional[str],
+    precision: PrecisionLike,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The adversarial test on ``inputs`` [B, C, H, W] (the model's inputs).
 
