@@ -162,9 +162,11 @@ def gbp_reads_the_input():
     """GBP's map multiplied by the input: a rule that reads the input."""
     original = attribution._maps_of
 
-    def broken(rule, slot, plan, logits, x, target_index):
-        maps = original(rule, slot, plan, logits, x, target_index)
-        return maps * x.detach() if rule.name == "gbp" else maps
+    def broken(rule, slot, plan, logits, leaves, target_index):
+        maps = original(rule, slot, plan, logits, leaves, target_index)
+        if rule.name != "gbp":
+            return maps
+        return tuple(map_ * x.detach() for map_, x in zip(maps, leaves))
 
     attribution._maps_of = broken
     try:
