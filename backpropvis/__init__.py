@@ -7,6 +7,7 @@ Backpropagation-based Visualizations", ICML 2018.
 >>> model = backpropvis.models.vgg16(weights="random")
 >>> maps = backpropvis.attribute_many(model, x, ["max", "random"], ["saliency", "deconvnet", "gbp"])
 >>> maps["gbp"].shape  # [T, B, 3, H, W]
+>>> unit_map = backpropvis.attribute(model, x, backpropvis.Unit("features.28", 12, (5, 7)), "gbp")
 
 The package is layered: a module imports only from its own layer and the layers below
 (CONTRIBUTING.md, "Layers"; checked by tests/test_layers.py).
@@ -25,7 +26,7 @@ from .engine import (
 from .errors import BackpropvisError
 from .rules import DECONVNET, GUIDED_BACKPROP, LINEAR, METHOD_LABELS, PAPER_METHODS, RULES, SALIENCY, Rule, resolve_rule
 from .smooth_activations import SMOOTH_MODES, SmoothReport
-from .targets import parse_targets, resolve_targets
+from .targets import Unit, parse_targets, resolve_targets
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,7 @@ __all__ = [
     "attribute",
     "attribute_many",
     "resolve_targets",
+    "Unit",
     "Attributions",
     "Explainer",
     "Saliency",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from pathlib import Path
 from typing import Any, Callable, NoReturn, Optional, Sequence
 
 from .engine import PRECISION_NAMES, Precision
@@ -42,6 +43,11 @@ FLAGS: dict[str, str] = {
     "batch_size": "--batch-size",
     "workers": "--workers",
     "few_images": "--few-images",
+    "unit_layers": "--unit-layers",
+    "layers": "--layers",
+    "layer": "--layer",
+    "channels": "--channels",
+    "top": "--top",
     "adversarial_steps": "--fgsm-steps",
     "save_maps": "--save-maps",
     "db": "--db",
@@ -238,7 +244,11 @@ def _add_visualize(commands: argparse._SubParsersAction) -> None:
         "minmax is the paper's min-max (default: %(default)s)",
     )
     parser.add_argument(
-        "--targets", default="max,random", help="comma-separated: max, random or logit indices (default: %(default)s)"
+        "--targets",
+        default="max,random",
+        help="comma-separated: max, random, logit indices, or units inside the model LAYER:CHANNEL or "
+        "LAYER:CHANNEL@Y,X (a module name as in named_modules(); CHANNEL also max or random; without @Y,X "
+        "the channel's spatial maximum) (default: %(default)s)",
     )
     _add_device_and_seed(parser)
     parser.add_argument("--out", default="visualize-out", help="output folder (default: %(default)s)")
@@ -304,14 +314,117 @@ def _run_class_distance(args: argparse.Namespace) -> int:
         device=args.device,
         on_model=_say_model,
     )
+    _print_report(report)
+    if report.rank == 0:
+        print(format_summary(summarize([args.db])))
+    return 0
+
+
+def _print_report(report) -> None:
+    """What a streamed run did: images measured, failed and before (the model was said before the first batch)."""
     failed = f": {first_few(report.failed_images, 3)}" if report.failed_images else ""
     print(
         f"{report.db}: {report.measured_now} images measured now, {report.failed_now} failed{failed} "
         f"({report.images_per_second:.2f} images/s); {report.already_done} before, {report.images_total} in all"
     )
+
+
+def _run_unit_distance(args: argparse.Namespace) -> int:
+
+    from .files import write_json
+    from .stats import format_unit_distance, plot_unit_distance, run_unit_distance, summarize_unit_distance
+
+    report = run_unit_distance(
+        _image_source(args),
+        args.db,
+        layers=_split(args.layers),
+        **_model_options(args),
+        **_streaming_options(args),
+        methods=_methods(args.methods),
+        seed=args.seed,
+        device=args.device,
+        on_model=_say_model,
+    )
+    _print_report(report)
     if report.rank == 0:
-        print(format_summary(summarize([args.db])))
+        summary = summarize_unit_distance([args.db], seed=args.seed)
+        stem = Path(args.db).with_suffix("")
+        plot_unit_distance(summary, f"{stem}.png")
+        write_json(summary, Path(f"{stem}.json"))
+        print(format_unit_distance(summary))
+        print(f"wrote {stem}.png and {stem}.json")
     return 0
+
+
+def _image_set_command(
+    commands: argparse._SubParsersAction, name: str, help: str, description: str
+) -> argparse.ArgumentParser:
+    """A command streaming an image set through a model: the image source, model, streaming,
+    device and seed options; the caller adds its own."""
+    parser = commands.add_parser(name, help=help, description=description)
+    _add_image_source(parser)
+    _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
+    _add_streaming_options(parser)
+    _add_device_and_seed(parser)
+    return parser
+
+
+def _add_unit_distance(commands: argparse._SubParsersAction) -> None:
+    parser = _image_set_command(
+        commands,
+        "unit-distance",
+        help="is the map about the unit? per layer, the distance between two units' maps (resumable database)",
+        description="Streams images through a model and stores, per image, layer and method, the distance between "
+        "the maps of the layer's most active unit and of a random other channel at its position (0: the map does "
+        "not depend on the unit; sqrt 2: unrelated maps). Writes DB, and DB's stem .png (per method a curve over "
+        "depth with bootstrap 95%% intervals) and .json. Run it again to resume; under torchrun each rank writes "
+        "DB.rank-R.",
+    )
+    parser.add_argument(
+        "--layers",
+        required=True,
+        metavar="LAYER,LAYER,...",
+        help="module names as in named_modules(), shallow to deep, e.g. features.2,features.14,features.28",
+    )
+    parser.add_argument(
+        "--methods", default=",".join(PAPER_METHODS), help="comma-separated rule names (default: %(default)s)"
+    )
+    parser.add_argument("--db", required=True, help="SQLite results file (created, or resumed)")
+    parser.set_defaults(run=_run_unit_distance)
+
+
+def _run_units(args: argparse.Namespace) -> int:
+    from .models import as_loaded
+    from .stats.top_units import Streaming, UnitScan, parse_channels
+    from .units_view import UNITS_JSON, run_units
+
+    options = _model_options(args)
+    loaded = as_loaded(options["model"], args.seed)
+    _say_model(loaded)
+    channels = parse_channels(args.channels) if args.channels is not None else None
+    scan = UnitScan(args.layer, channels, args.top, args.limit)
+    streaming = Streaming(args.batch_size, args.workers, args.device)
+    page = run_units(_image_source(args), args.out, loaded, scan, streaming, options["precision"])
+    print(f"wrote {page} and {Path(args.out) / UNITS_JSON}")
+    return 0
+
+
+def _add_units(commands: argparse._SubParsersAction) -> None:
+    parser = _image_set_command(
+        commands,
+        "units",
+        help="the Zeiler & Fergus view of a layer: per channel its top images and their projections",
+        description="Streams images through a model (resumable) and keeps, per channel of a layer, the images with "
+        "the highest activation; writes DIR/units.json and DIR/index.html: per channel the image patches (the "
+        "unit's receptive field) beside their DeconvNet, GBP and saliency projections.",
+    )
+    parser.add_argument("--layer", required=True, help="a module name as in named_modules(), e.g. features.28")
+    parser.add_argument(
+        "--channels", default=None, metavar="0-15", help="channels: indices and ranges (default: the first 16)"
+    )
+    parser.add_argument("--top", type=int, default=9, help="images kept per channel (default: %(default)s)")
+    parser.add_argument("--out", default="units-out", help="output folder (default: %(default)s)")
+    parser.set_defaults(run=_run_units)
 
 
 def _add_class_distance(commands: argparse._SubParsersAction) -> None:
@@ -351,6 +464,7 @@ def _run_audit(args: argparse.Namespace) -> int:
         seed=args.seed,
         few_images=args.few_images,
         adversarial_steps=_steps(args.fgsm_steps),
+        unit_layers=_split(args.unit_layers) if args.unit_layers else None,
         device=args.device,
         on_model=_say_model,
     )
@@ -415,6 +529,13 @@ def _add_audit(commands: argparse._SubParsersAction) -> None:
         metavar="STEPS",
         help="FGSM steps of the adversarial test, in units of 1/255, comma-separated; each image is "
         "read at its smallest step that changes the prediction (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--unit-layers",
+        default=None,
+        metavar="LAYER,LAYER,...",
+        help="layers of the unit-distance panel, shallow to deep (default: six convolutions and dense layers "
+        "spread over the depth)",
     )
     _add_streaming_options(parser)
     _add_device_and_seed(parser)
@@ -642,7 +763,7 @@ def _add_theory(commands: argparse._SubParsersAction) -> None:
         "studies",
         nargs="*",
         metavar="STUDY",
-        help="closed-form, recovery, gaussianity, depth, dead-zones, or all (the default)",
+        help="closed-form, recovery, gaussianity, depth, dead-zones, unit-distance, or all (the default)",
     )
     parser.add_argument("--quick", action="store_true", help="reduced sizes (all studies in minutes on a 2-core CPU)")
     _add_fresh(parser)
@@ -670,6 +791,8 @@ def _add_theory(commands: argparse._SubParsersAction) -> None:
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_visualize,
     _add_class_distance,
+    _add_unit_distance,
+    _add_units,
     _add_audit,
     _add_summarize,
     _add_reproduce,

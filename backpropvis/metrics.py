@@ -41,6 +41,8 @@ __all__ = [
     "ratio",
     "noise_similarity_std",
     "expected_normal_maximum",
+    "SMALL_SAMPLE",
+    "small_sample_note",
 ]
 
 _EPS = 1e-12

@@ -1,73 +1,228 @@
-"""Which logit each map is computed for: target specifications, parsed and resolved.
+"""What each map is computed for: target specifications, parsed and resolved.
 
-One home for the three things every caller of the engine needs: reading targets from
-text (``"max,random,281"``), drawing "a random logit other than a given one" uniformly,
-and turning target specifications into a LongTensor of logit indices.
+One home for what every caller of the engine needs: reading targets from text
+(``"max,random,281,features.28:12@5,7"``), drawing "a random index other than a given
+one" uniformly (a logit, or a channel of a layer), turning target specifications into a
+LongTensor of logit indices, and resolving a :class:`Unit` (a channel or a neuron of a
+named layer) against that layer's output.
 """
 
 from __future__ import annotations
 
 import numbers
+import re
+from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 import torch
 
 from .errors import TargetError
 
-__all__ = ["Target", "TARGET_NAMES", "parse_targets", "random_other_logits", "resolve_targets"]
+__all__ = [
+    "Target",
+    "TARGET_NAMES",
+    "Unit",
+    "ResolvedUnit",
+    "Generators",
+    "parse_targets",
+    "random_other_indices",
+    "resolve_targets",
+    "resolve_unit",
+]
 
-Target = Union[int, str, torch.Tensor]
-"""An int (the same logit for every sample), a LongTensor[B] (one per sample), or a name."""
+Generators = Union[torch.Generator, Sequence[torch.Generator]]
+"""One CPU generator for the whole batch, or one per sample (draws then independent of
+the batch an image is in)."""
 
 TARGET_NAMES: dict[str, str] = {
     "max": "each sample's arg-max logit (the predicted class)",
     "random": "a logit drawn uniformly from the K - 1 that are not the sample's max",
 }
-"""Target names, with what they mean."""
+"""Target names, with what they mean (for a :class:`Unit`'s channel: the same, over channels)."""
+
+_INDEX = re.compile(r"-?\d+")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A unit inside the network as a target: a channel, or one neuron of it, of a named layer.
+
+    The map of a unit is the backward pass seeded at the layer's output with a one-hot
+    at the unit (Zeiler & Fergus 2014; Captum's ``Neuron*`` attributions), every
+    activation below it under the method's rule (Eq. 1).
+
+    Attributes:
+        layer: a module name as in ``model.named_modules()`` (e.g. ``"features.28"``);
+            the module must run once per forward pass and return a Tensor [B, C, *spatial].
+        channel: an index into dim 1 of the layer's output; an int (every sample), a
+            LongTensor[B] (one per sample), ``"max"`` (each sample's most active channel:
+            the largest spatial maximum) or ``"random"`` (uniform over the C - 1 channels
+            that are not the sample's ``"max"``).
+        position: the neuron's spatial indices, a tuple of ``len(spatial)`` ints; None
+            (the default) means the channel's spatial maximum in each sample (the first
+            in row-major order on ties); ``"peak"`` the position of the layer's largest
+            value in each sample (where the ``"max"`` channel peaks), so that a
+            ``"random"`` channel there differs from the most active unit by its channel
+            only. A layer without spatial dims takes None or ().
+    """
+
+    layer: str
+    channel: Union[int, str, torch.Tensor]
+    position: Union[None, str, tuple[int, ...]] = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.layer, str) or not self.layer:
+            raise TargetError(f"a unit's layer must be a module name such as 'features.28', not {self.layer!r}")
+        channel = self.channel
+        if isinstance(channel, str):
+            if channel.lower() not in TARGET_NAMES:
+                raise TargetError(
+                    f"a unit's channel must be an index or one of {', '.join(TARGET_NAMES)}, not {channel!r}"
+                )
+            object.__setattr__(self, "channel", channel.lower())
+        elif isinstance(channel, numbers.Integral) and not isinstance(channel, bool):
+            if channel < 0:
+                raise TargetError(f"a unit's channel must be 0 or more, not {channel}")
+            object.__setattr__(self, "channel", int(channel))
+        elif not (isinstance(channel, torch.Tensor) and not channel.is_floating_point() and channel.dim() == 1):
+            raise TargetError(f"a unit's channel must be an int, a LongTensor[B], 'max' or 'random', not {channel!r}")
+        if self.position == "peak":
+            return
+        if self.position is not None:
+            if isinstance(self.position, str):
+                raise TargetError(
+                    f"a unit's position must be a tuple of indices, None or 'peak', not {self.position!r}"
+                )
+            position = tuple(self.position)
+            if not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) and i >= 0 for i in position):
+                raise TargetError(f"a unit's position must be a tuple of indices >= 0, not {self.position!r}")
+            object.__setattr__(self, "position", tuple(int(i) for i in position))
+
+    def __str__(self) -> str:
+        channel = self.channel if not isinstance(self.channel, torch.Tensor) else "per-sample"
+        where = (
+            ""
+            if self.position is None
+            else "@" + (self.position if isinstance(self.position, str) else ",".join(map(str, self.position)))
+        )
+        return f"{self.layer}:{channel}{where}"
+
+
+@dataclass(frozen=True)
+class ResolvedUnit:
+    """A :class:`Unit` resolved against its layer's output [B, C, *spatial].
+
+    Attributes:
+        unit: the specification.
+        channel: LongTensor[B] the channel in each sample.
+        position: LongTensor[B, len(spatial)] the neuron's spatial indices in each sample.
+        activation: Tensor[B] the layer's output at the neuron (detached).
+    """
+
+    unit: Unit
+    channel: torch.Tensor
+    position: torch.Tensor
+    activation: torch.Tensor
+
+    def name(self, sample: int) -> str:
+        """The unit of one sample in the text form: ``"features.28:12@5,7"``."""
+        where = ",".join(str(int(i)) for i in self.position[sample])
+        return f"{self.unit.layer}:{int(self.channel[sample])}" + (f"@{where}" if where else "")
+
+
+Target = Union[int, str, torch.Tensor, Unit]
+"""An int (the same logit for every sample), a LongTensor[B] (one per sample), a name, or a :class:`Unit`."""
 
 
 def parse_targets(text: str) -> list[Target]:
-    """``"max,random,281"`` -> ``["max", "random", 281]``.
+    """``"max,random,281,features.28:12,features.28:12@5,7"`` -> ``["max", "random", 281,
+    Unit("features.28", 12), Unit("features.28", 12, (5, 7))]``.
+
+    A unit is ``LAYER:CHANNEL`` (CHANNEL an index, ``max`` or ``random``), or
+    ``LAYER:CHANNEL@Y,X`` for one neuron: the two integers after ``@`` are its position
+    (a position of another length needs the Python API's :class:`Unit`); ``@peak``: where
+    the layer's most active channel peaks.
 
     Raises:
-        TargetError: for an entry that is neither an integer nor a target name, or no entry.
+        TargetError: for an entry that is neither an integer, a target name nor a unit,
+            or no entry.
     """
     targets: list[Target] = []
-    for entry in (part.strip() for part in text.split(",")):
+    entries = [part.strip() for part in text.split(",")]
+    index = 0
+    while index < len(entries):
+        entry = entries[index]
+        index += 1
         if not entry:
             continue
-        if entry.lstrip("-").isdigit():
+        if ":" in entry:
+            if "@" in entry and index < len(entries) and _INDEX.fullmatch(entries[index]):
+                entry, index = f"{entry},{entries[index]}", index + 1  # "@Y" and "X" were split at the comma
+            targets.append(_parse_unit(entry))
+        elif _INDEX.fullmatch(entry):
             targets.append(int(entry))
         elif entry.lower() in TARGET_NAMES:
             targets.append(entry.lower())
         else:
-            raise TargetError(f"unknown target {entry!r}; use an index or one of {', '.join(TARGET_NAMES)}")
+            raise TargetError(
+                f"unknown target {entry!r}; use an index, one of {', '.join(TARGET_NAMES)}, "
+                "or a unit LAYER:CHANNEL or LAYER:CHANNEL@Y,X"
+            )
     if not targets:
         raise TargetError("no targets given")
     return targets
 
 
-def random_other_logits(excluded: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
-    """For each entry of ``excluded``, a logit drawn uniformly from the other K - 1.
+def _parse_unit(entry: str) -> Unit:
+    """``"features.28:12@5,7"`` -> ``Unit("features.28", 12, (5, 7))``."""
+    layer, _, rest = entry.rpartition(":")
+    channel, _, where = rest.partition("@")
+    channel = channel.strip()
+    if not _INDEX.fullmatch(channel) and channel.lower() not in TARGET_NAMES:
+        raise TargetError(f"unit {entry!r}: the channel after ':' must be an index, 'max' or 'random'")
+    position: Union[None, str, tuple[int, int]] = None
+    if where.strip().lower() == "peak":
+        position = "peak"
+    elif where:
+        parts = [part.strip() for part in where.split(",")]
+        if len(parts) != 2 or not all(_INDEX.fullmatch(part) for part in parts):
+            raise TargetError(f"unit {entry!r}: the position after '@' must be two integers Y,X")
+        position = (int(parts[0]), int(parts[1]))
+    return Unit(layer.strip(), int(channel) if _INDEX.fullmatch(channel) else channel, position)
+
+
+def random_other_indices(
+    excluded: torch.Tensor, count: int, generator: Generators, what: str = "logits"
+) -> torch.Tensor:
+    """For each entry of ``excluded``, an index drawn uniformly from the other ``count - 1``
+    (a logit other than the predicted one; a channel other than the most active one).
 
     Args:
-        excluded: LongTensor[B] (any device), the logit each draw must avoid.
-        num_classes: K, at least 2.
-        generator: a CPU generator; B integers are drawn from it.
+        excluded: LongTensor[B] (any device), the index each draw must avoid.
+        count: how many indices there are (K logits, C channels), at least 2.
+        generator: a CPU generator (B integers are drawn from it), or B of them (one
+            integer from each: a sample's draw then does not depend on its batch).
+        what: what the indices are, for the error message.
 
     Returns:
         LongTensor[B] on ``excluded.device``, never equal to ``excluded``.
     """
-    if num_classes < 2:
-        raise TargetError(f"a random other logit needs a model with at least two logits, this one has {num_classes}")
-    offset = torch.randint(0, num_classes - 1, excluded.shape, generator=generator).to(excluded.device)
-    return offset + (offset >= excluded).long()  # skips the excluded logit, stays uniform
+    if count < 2:
+        raise TargetError(f"a random other index needs at least two {what}, there are {count}")
+    if isinstance(generator, torch.Generator):
+        offset = torch.randint(0, count - 1, excluded.shape, generator=generator)
+    else:
+        if len(generator) != len(excluded):
+            raise TargetError(f"{len(generator)} generators for a batch of {len(excluded)}")
+        offset = torch.cat([torch.randint(0, count - 1, (1,), generator=each) for each in generator])
+    offset = offset.to(excluded.device)
+    return offset + (offset >= excluded).long()  # skips the excluded index, stays uniform
 
 
 def resolve_targets(
     targets: Sequence[Target],
     logits: torch.Tensor,
-    generator: Optional[torch.Generator] = None,
+    generator: Optional[Generators] = None,
 ) -> torch.Tensor:
     """Turn target specifications into logit indices.
 
@@ -77,8 +232,8 @@ def resolve_targets(
             logit) or ``"random"`` (a logit drawn uniformly from the K - 1 logits that
             are not the sample's max, from ``generator``).
         logits: [B, K] the model's output.
-        generator: a CPU :class:`torch.Generator` for ``"random"``; when omitted, one
-            seeded with 0 is used, so results stay reproducible.
+        generator: a CPU :class:`torch.Generator` for ``"random"``, or B of them (one per
+            sample); when omitted, one seeded with 0 is used, so results stay reproducible.
 
     Returns:
         LongTensor[T, B] on ``logits.device``.
@@ -97,7 +252,7 @@ def resolve_targets(
             if name == "max":
                 resolved.append(predicted)
             elif name == "random":
-                resolved.append(random_other_logits(predicted, num_classes, generator))
+                resolved.append(random_other_indices(predicted, num_classes, generator))
             else:
                 raise TargetError(f"unknown target {target!r}; use an index or one of {', '.join(TARGET_NAMES)}")
         elif isinstance(target, torch.Tensor):
@@ -124,3 +279,59 @@ def _check_range(indices: torch.Tensor, num_classes: int) -> None:
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high
         raise TargetError(f"target {bad} is outside the model's {num_classes} logits (0 to {num_classes - 1})")
+
+
+def resolve_unit(unit: Unit, output: torch.Tensor, generator: Optional[Generators] = None) -> ResolvedUnit:
+    """The channel and neuron of ``unit`` in every sample, from its layer's output.
+
+    Args:
+        unit: the specification.
+        output: [B, C, *spatial] the layer's output (its graph is not used).
+        generator: for a ``"random"`` channel (default: one seeded with 0).
+
+    Raises:
+        TargetError: a channel or position outside the layer's output, or an output
+            without a channel dimension.
+    """
+    values = output.detach()
+    if values.dim() < 2:
+        raise TargetError(
+            f"unit {unit}: layer '{unit.layer}' returns {list(values.shape)}, without a channel dimension"
+        )
+    batch, channels, spatial = values.shape[0], values.shape[1], tuple(values.shape[2:])
+    peaks = values.reshape(batch, channels, -1).max(dim=2)  # each channel's spatial maximum [B, C]
+    channel = _unit_channel(unit, peaks.values, generator)
+    rows = torch.arange(batch, device=values.device)
+    if isinstance(unit.position, tuple):
+        if len(unit.position) != len(spatial) or any(i >= n for i, n in zip(unit.position, spatial)):
+            raise TargetError(
+                f"unit {unit}: position {unit.position} is outside layer '{unit.layer}''s spatial shape {list(spatial)}"
+            )
+        position = torch.tensor(unit.position, dtype=torch.long, device=values.device).expand(batch, len(spatial))
+    else:  # None: the channel's own maximum; "peak": where the most active channel peaks
+        peak_channel = channel if unit.position is None else peaks.values.argmax(dim=1)
+        flat = peaks.indices[rows, peak_channel]
+        position = torch.stack(torch.unravel_index(flat, spatial), dim=1) if spatial else flat[:, None][:, :0]
+    activation = values[(rows, channel) + tuple(position.t())]
+    return ResolvedUnit(unit, channel, position, activation)
+
+
+def _unit_channel(unit: Unit, peaks: torch.Tensor, generator: Optional[Generators]) -> torch.Tensor:
+    """LongTensor[B] the unit's channel per sample; ``peaks`` [B, C] each channel's spatial maximum."""
+    batch, channels = peaks.shape
+    where = f"unit {unit}: "
+    if isinstance(unit.channel, str):
+        most_active = peaks.argmax(dim=1)
+        if unit.channel == "max":
+            return most_active
+        generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        return random_other_indices(most_active, channels, generator, f"channels in layer '{unit.layer}'")
+    channel = torch.as_tensor(unit.channel, dtype=torch.long, device=peaks.device)
+    if channel.dim() == 1 and channel.shape != (batch,):
+        raise TargetError(where + f"a per-sample channel tensor must be shaped [{batch}], not {list(channel.shape)}")
+    if int(channel.min()) < 0 or int(channel.max()) >= channels:
+        bad = int(channel.max())
+        raise TargetError(
+            where + f"channel {bad} is outside layer '{unit.layer}''s {channels} channels (0 to {channels - 1})"
+        )
+    return channel.expand(batch)

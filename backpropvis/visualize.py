@@ -130,11 +130,10 @@ def _rows(
         )
         display_input = _display(model, inputs[0].cpu())
         for target_number, target in enumerate(targets):
-            index = int(maps.targets[target_number, 0])
             panels, entries = _target_row(maps, target_number, target, rules, inputs, out / name, display)
             summary["maps"] += [{"image": source, **entry} for entry in entries]
             grid_rows.append([display_input, *panels])
-            row_labels.append(f"{name}\n{target}: {logit_name(index, num_logits)}")
+            row_labels.append(f"{name}\n{target}: {_target_of(maps, target_number)[1]}")
             panel_labels.append(
                 [f"predicted: {logit_name(predicted, num_logits)}"]
                 + [f"similarity {entry['input_similarity']:.2f}" for entry in entries]
@@ -168,7 +167,7 @@ def _target_row(
 ) -> tuple[list[Any], list[dict[str, Any]]]:
     """One target's maps of one image: written as ``<stem>_<method>_<target>-<index>.png``;
     returns the display maps and one summary entry per method (without the image)."""
-    index, num_logits = int(maps.targets[target_number, 0]), maps.logits.shape[1]
+    index, target_name = _target_of(maps, target_number)
     panels, entries = [], []
     for rule in rules:
         map_ = maps[rule.name][target_number, 0].cpu()
@@ -179,7 +178,7 @@ def _target_row(
                 "method": rule.name,
                 "target": str(target),
                 "target_index": index,
-                "target_name": logit_name(index, num_logits),
+                "target_name": target_name,
                 "min": float(map_.min()),
                 "max": float(map_.max()),
                 "input_similarity": float(input_similarity(map_, inputs[0].cpu())),
@@ -207,7 +206,7 @@ def _class_distances(source: str, maps, targets: Sequence[Target], rules) -> lis
     """Per method and pair of targets, the class distance between the two maps of one image."""
     entries = []
     for first, second in itertools.combinations(range(len(targets)), 2):
-        indices = [int(maps.targets[first, 0]), int(maps.targets[second, 0])]
+        indices = [_target_of(maps, number)[0] for number in (first, second)]
         for rule in rules:
             pair = maps[rule.name][[first, second], 0]  # [2, C, H, W]
             entries.append(
@@ -220,6 +219,16 @@ def _class_distances(source: str, maps, targets: Sequence[Target], rules) -> lis
                 }
             )
     return entries
+
+
+def _target_of(maps, number: int) -> tuple[int, str]:
+    """The index and name behind the first sample's map of target ``number``: a logit and its
+    class name, or a unit's channel and ``LAYER:CHANNEL@Y,X``."""
+    unit = maps.units.get(number)
+    if unit is not None:
+        return int(unit.channel[0]), unit.name(0)
+    index = int(maps.targets[number, 0])
+    return index, logit_name(index, maps.logits.shape[1])
 
 
 def _display(model: LoadedModel, inputs: torch.Tensor) -> torch.Tensor:

@@ -23,12 +23,12 @@ def sabotaged(kind: str) -> Iterator[None]:
         raise ValueError(f"unknown sabotage {kind!r}")
     original = attribution._maps_of
 
-    def broken(rule, slot, plan, logits, leaves, target_index):
+    def broken(rule, slot, plan, logits, leaves, *targets):
         if kind == "plain-gradient":
-            return original(SALIENCY, slot, plan, logits, leaves, target_index)
+            return original(SALIENCY, slot, plan, logits, leaves, *targets)
         if kind == f"zero-{rule.name}":  # one map per input (leaf)
-            return tuple(torch.zeros((len(target_index), *x.shape), dtype=x.dtype, device=x.device) for x in leaves)
-        return original(rule, slot, plan, logits, leaves, target_index)
+            return tuple(torch.zeros_like(maps) for maps in original(rule, slot, plan, logits, leaves, *targets))
+        return original(rule, slot, plan, logits, leaves, *targets)
 
     original_signals = signals._signals_of
 

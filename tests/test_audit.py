@@ -206,7 +206,7 @@ def test_a_model_file_through_the_command_line(user_files, tmp_path, capsys) -> 
     assert len(rows) == 4 * 3 and {row[0] for row in rows} == expected
     assert audit["model"]["source"].startswith("file sha256:") and audit["images"]["failed"] == 1
     page = (out / INDEX_FILE).read_text()
-    assert page.count("<img ") == 5 and "http://" not in page and "https://" not in page
+    assert page.count("<img ") == 6 and "http://" not in page and "https://" not in page  # six figures: five and units
 
     status, stdout, err = run_cli(_audit_argv(f"{model_file}:build", images, out), capsys)
     assert status == 0, err

@@ -21,13 +21,13 @@ PACKAGE = Path(backpropvis.__file__).parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "files", "devices"),
     ("rules", "activations", "smooth_activations", "targets", "metrics", "module_checks", "saved_maps", "claims"),
-    ("engine", "models", "images", "image_sets", "attacks", "adversarial", "theory"),
+    ("engine", "models", "images", "image_sets", "attacks", "adversarial", "theory", "receptive_fields"),
     ("",),  # backpropvis/__init__.py: the public API, re-exporting the layers below
     ("render",),
     ("stats",),
     ("experiments",),
     ("report", "readings"),
-    ("suite", "visualize", "audit", "sanity"),
+    ("suite", "visualize", "audit", "sanity", "units_view"),
     ("cli", "__main__"),
 )
 """The layers, bottom first. A module may import modules of its own layer and of the layers

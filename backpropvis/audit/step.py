@@ -47,6 +47,8 @@ class AuditSettings:
         adversarial_steps: FGSM steps in units of 1/255.
         batch_size, workers: images per forward pass and decoding processes of the class-distance step.
         precision: the engine's arithmetic, a :class:`~backpropvis.engine.Precision` or its name.
+        unit_layers: module names of the unit-distance step (None: six spread over the depth,
+            :func:`~backpropvis.receptive_fields.layers_over_depth`).
     """
 
     methods: Sequence[str] = PAPER_METHODS
@@ -58,6 +60,7 @@ class AuditSettings:
     batch_size: int = 8
     workers: int = 2
     precision: PrecisionLike = Precision.DEFAULT
+    unit_layers: Optional[Sequence[str]] = None
 
     def check(self) -> None:
         """Raises :class:`~backpropvis.errors.BackpropvisError` naming a bad setting (before anything runs)."""

@@ -24,6 +24,7 @@ from .adversarial_step import AdversarialStep
 from .maps_step import MapsStep
 from .randomization_step import RandomizationStep
 from .step import AuditStep
+from .unit_distance_step import UnitDistanceStep
 
 __all__ = ["STEPS"]
 
@@ -31,5 +32,6 @@ STEPS: tuple[AuditStep, ...] = (
     MapsStep(),
     RandomizationStep(),
     AdversarialStep(),
+    UnitDistanceStep(),
 )
 """The steps on the few images, run in this order by :func:`~backpropvis.audit.run.run_audit`."""

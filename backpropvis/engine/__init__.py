@@ -14,12 +14,12 @@ The engine is three parts a reader can hold, and the API on top:
   targets per pass) computed from that record.
 - :mod:`.attribution`: ``attribute_many`` and friends; :mod:`.inputs`: the input side (a
   tensor, a tuple of them with extra forward arguments, one unbatched image);
-  :mod:`.precision`: the arithmetic.
+  :mod:`.unit_targets`: units inside the network as targets; :mod:`.precision`: the arithmetic.
 
 Nothing is registered on the model and nothing of a call outlives it.
 """
 
-from ..targets import Target, resolve_targets
+from ..targets import Target, Unit, resolve_targets
 from .attribution import (
     Attributions,
     DeconvNet,
@@ -46,6 +46,7 @@ __all__ = [
     "Target",
     "Precision",
     "PrecisionLike",
+    "Unit",
     "PRECISION_NAMES",
     "DEFAULT_MAX_BATCH",
 ]

@@ -21,12 +21,13 @@ from ..errors import ModelError, NoActivationError, first_few
 from ..module_checks import refuse_compiled, training_dependent_modules
 from ..rules import PAPER_METHODS, Rule, resolve_rule, resolve_rules
 from ..smooth_activations import SmoothReport, resolve_smooth
-from ..targets import Target, resolve_targets
+from ..targets import Generators, ResolvedUnit, Target, Unit
 from .inputs import CallInputs, Inputs, UnbatchedImage, prepare_inputs, shaped_maps
 from .planning import DEFAULT_MAX_BATCH, BackwardPlan, plan_backward
 from .precision import Arithmetic, Precision, PrecisionLike
 from .recording import ForwardRecord, RecordedForward
 from .ruled import RuleSlot
+from .unit_targets import SplitTargets, UnitGroup, layer_modules, resolve_all, split_targets, target_table, unit_seeds
 
 __all__ = [
     "Attributions",
@@ -54,7 +55,9 @@ class Attributions(dict):
 
     Attributes:
         logits: [B, K] the model's output (detached).
-        targets: LongTensor[T, B] the logit index behind every map.
+        targets: LongTensor[T, B] the logit index behind every map; -1 in a unit's row.
+        units: row -> :class:`~backpropvis.targets.ResolvedUnit` (the channel, neuron and
+            activation per sample) for every unit target.
         smooth: the smooth mode and what it touched (:class:`SmoothReport`): smooth
             activations crossed with the rule, those let through with their true
             gradient, and the gates met, each as "function in module 'path'".
@@ -62,11 +65,19 @@ class Attributions(dict):
             let through with their true gradient, only with ``smooth="gradient"``).
     """
 
-    def __init__(self, maps: dict, logits: torch.Tensor, targets: torch.Tensor, smooth: SmoothReport):
+    def __init__(
+        self,
+        maps: dict,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        smooth: SmoothReport,
+        units: Optional[dict[int, ResolvedUnit]] = None,
+    ):
         super().__init__(maps)
         self.logits = logits
         self.targets = targets
         self.smooth = smooth
+        self.units = dict(units or {})
 
     @property
     def passed_through(self) -> tuple[str, ...]:
@@ -80,7 +91,7 @@ def attribute_many(
     methods: Union[Method, Sequence[Method]] = PAPER_METHODS,
     *,
     additional_forward_args: Any = None,
-    generator: Optional[torch.Generator] = None,
+    generator: Optional[Generators] = None,
     smooth: Optional[str] = None,
     strict: Optional[bool] = None,
     max_batch: Optional[int] = None,
@@ -98,10 +109,13 @@ def attribute_many(
             without its batch dimension (taken as a batch of one: :mod:`.inputs`).
         additional_forward_args: passed to the model after the inputs, not
             differentiated (a tuple is spread, anything else passed as one argument).
-        targets: T entries (see :func:`backpropvis.targets.resolve_targets`), or a single one.
+        targets: T entries (see :func:`backpropvis.targets.resolve_targets`), or a single one; a
+            :class:`~backpropvis.targets.Unit` (a channel or neuron of a named layer) is served by the
+            same forward pass, batched per layer (:mod:`~backpropvis.engine.unit_targets`).
         methods: rule names ("saliency", "deconvnet", "gbp", "linear") or
             :class:`~backpropvis.rules.Rule` values, or a single one.
-        generator: CPU generator for ``"random"`` targets (default: seeded with 0).
+        generator: CPU generator for ``"random"`` targets, or one per sample (default:
+            seeded with 0); logit targets draw first, then units, in their order.
         smooth: what to do at elementwise smooth activations (GELU, SiLU, Mish, ...;
             :mod:`~backpropvis.smooth_activations`): ``"refuse"`` (the default: an error
             naming the function and module), ``"gradient"`` (their true gradient, listed
@@ -124,29 +138,29 @@ def attribute_many(
         Tensor[T, *inputs.shape] (``logits`` and ``targets`` keep the batch of one).
     """
     rules = resolve_rules(_as_list(methods, (str, Rule)))
-    target_list = _as_list(targets, (numbers.Integral, str, torch.Tensor))
+    split = split_targets(_as_list(targets, (numbers.Integral, str, torch.Tensor, Unit)))
     given = prepare_inputs(inputs, additional_forward_args)
     mode = resolve_smooth(smooth, strict, getattr(model, "smooth_activations", None))
     _check_model(model)
     try:
-        return _attribute_given(model, given, target_list, rules, mode, generator, max_batch, precision)
+        return _attribute_given(model, given, split, rules, mode, generator, max_batch, precision)
     except UnbatchedImage:
         pass  # one image [C, H, W] (inputs.py): its partial forward pass is freed with the exception
-    return _attribute_given(model, given.as_batch_of_one(), target_list, rules, mode, generator, max_batch, precision)
+    return _attribute_given(model, given.as_batch_of_one(), split, rules, mode, generator, max_batch, precision)
 
 
 def _attribute_given(
     model: Model,
     given: CallInputs,
-    target_list: list,
+    split: SplitTargets,
     rules: list[Rule],
     smooth: str,
-    generator: Optional[torch.Generator],
+    generator: Optional[Generators],
     max_batch: Optional[int],
     precision: PrecisionLike,
 ) -> Attributions:
     """:func:`attribute_many` on checked inputs: one forward pass, then the backward passes."""
-    record = ForwardRecord(smooth, type(model).__name__)
+    record = ForwardRecord(smooth, type(model).__name__, layer_modules(model, [unit.layer for unit in split.units]))
     if given.may_be_unbatched:
         record.unbatched_shape = given.tensors[0].shape
     slot = RuleSlot(rules[0])
@@ -156,19 +170,21 @@ def _attribute_given(
         with torch.enable_grad(), RecordedForward(model, record, slot):
             logits = model(*leaves, *given.extra)
         _check_forward(logits, given.batch, record, rules)
-        target_index = resolve_targets(target_list, logits, generator)
+        logit_index, groups = resolve_all(split, logits, record.layer_outputs, generator)
         plan = plan_backward(
             record,
             logits,
             leaves,
-            len(target_index),
+            len(logit_index) or 1,
             max_batch=max_batch or DEFAULT_MAX_BATCH,
             batchable=_batchable(model),
         )
         maps = {
-            rule.name: shaped_maps(_maps_of(rule, slot, plan, logits, leaves, target_index), given) for rule in rules
+            rule.name: shaped_maps(_maps_of(rule, slot, plan, logits, leaves, logit_index, groups), given)
+            for rule in rules
         }
-        return Attributions(maps, logits.detach(), target_index, record.report())
+        target_index, units = target_table(split, logit_index, groups)
+        return Attributions(maps, logits.detach(), target_index, record.report(), units)
 
 
 def _maps_of(
@@ -177,24 +193,38 @@ def _maps_of(
     plan: BackwardPlan,
     logits: torch.Tensor,
     leaves: tuple[torch.Tensor, ...],
-    target_index: torch.Tensor,
+    logit_index: torch.Tensor,
+    groups: Sequence[UnitGroup],
 ) -> tuple[torch.Tensor, ...]:
-    """One rule's maps, [T, *x.shape] for each leaf x: the backward passes of ``plan``
-    with ``rule`` in the slot."""
+    """One rule's maps, [T, *x.shape] for each leaf x: the backward passes of ``plan`` for
+    the logit targets (``logit_index`` [T_logits, B], rows first) and of each layer's
+    units, with ``rule`` in the slot."""
     slot.rule = rule
-    num_targets = len(target_index)
-    maps = tuple(torch.empty((num_targets, *x.shape), dtype=x.dtype, device=x.device) for x in leaves)
+    num_maps = len(logit_index) + sum(len(group.rows) for group in groups)
+    maps = tuple(torch.empty((num_maps, *x.shape), dtype=x.dtype, device=x.device) for x in leaves)
+    unit_rows = {row for group in groups for row in group.rows}
+    rows = [row for row in range(num_maps) if row not in unit_rows]
     chunk = plan.targets_above_cut  # without a cut, plan_backward makes it targets_per_pass
-    for start in range(0, num_targets, chunk):
-        seeds = _one_hot(target_index[start : start + chunk], logits)
+    for start in range(0, len(logit_index), chunk):
+        seeds = _one_hot(logit_index[start : start + chunk], logits)
         if plan.cut is None:
             parts = _vector_jacobian(logits, leaves, seeds, plan.targets_per_pass, slot)
         else:
             (at_cut,) = _vector_jacobian(logits, (plan.cut,), seeds, len(seeds), slot)
             parts = _vector_jacobian(plan.cut, leaves, at_cut, plan.targets_per_pass, slot)
-        for whole, part in zip(maps, parts):
-            whole[start : start + len(seeds)] = part
+        _put(maps, rows[start : start + len(seeds)], parts)
+    for group in groups:  # a unit's pass starts at its layer, below any cut: one stage down to the input
+        for start in range(0, len(group.rows), plan.targets_per_pass):
+            seeds = unit_seeds(group.units[start : start + plan.targets_per_pass], group.output)
+            parts = _vector_jacobian(group.output, leaves, seeds, plan.targets_per_pass, slot)
+            _put(maps, group.rows[start : start + len(seeds)], parts)
     return maps
+
+
+def _put(maps: tuple[torch.Tensor, ...], rows: Sequence[int], parts: tuple[torch.Tensor, ...]) -> None:
+    """Each leaf's part [len(rows), *x.shape] into its maps at ``rows``."""
+    for whole, part in zip(maps, parts):
+        whole[list(rows)] = part
 
 
 def _one_hot(target_index: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -236,8 +266,9 @@ def attribute(
     """One method's map for one target: Tensor shaped like ``inputs`` (a tuple of them for
     a tuple of inputs), raw and signed.
 
-    ``target`` is an int, a LongTensor[B] or ``"max"`` (also ``"random"``); ``method``
-    is "saliency", "deconvnet", "gbp" or a :class:`~backpropvis.rules.Rule`; ``options``
+    ``target`` is an int, a LongTensor[B], ``"max"`` (also ``"random"``) or a
+    :class:`~backpropvis.targets.Unit`; ``method`` is "saliency", "deconvnet", "gbp" or a
+    :class:`~backpropvis.rules.Rule`; ``options``
     are :func:`attribute_many`'s keywords (``smooth``, ``strict``, ``precision``,
     ``generator``, ...).
     """

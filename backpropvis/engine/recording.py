@@ -12,7 +12,11 @@ What the backward passes need to be planned is kept in a :class:`ForwardRecord`:
   only read by a padding copy, is not kept alive by the record);
 - the autograd nodes of convolutions, by identity (the planner keeps them out of the
   part of the graph it batches over targets);
-- the smooth activations and gates met (and what was done there), and which module is running.
+- the smooth activations and gates met (and what was done there), and which module is running;
+- the outputs of the layers that unit targets name (:class:`~backpropvis.targets.Unit`),
+  kept strongly (their graph seeds the units' backward passes). The model goes on with a
+  copy of such an output, so an in-place operation after the layer (VGG's
+  ``ReLU(inplace=True)`` after a convolution) cannot change what the unit's map is taken of.
 
 Max-pooling is replaced too (:mod:`.pooling`): the same gradient, with its switches
 recomputed in each backward pass instead of kept as int64 indices for all of them.
@@ -79,7 +83,7 @@ class ForwardRecord:
             its true gradient, and each gate (see :class:`SmoothReport`).
     """
 
-    def __init__(self, smooth: str, model_name: str) -> None:
+    def __init__(self, smooth: str, model_name: str, layers: Optional[dict[Any, str]] = None) -> None:
         self.smooth = smooth
         self.model_name = model_name
         self.activation_count = 0
@@ -87,6 +91,8 @@ class ForwardRecord:
         self.passed_through: list[str] = []
         self.gates: list[str] = []
         self.unbatched_shape: Optional[torch.Size] = None  # the shape of a call's input that may be one image
+        self.layers: dict[Any, str] = layers or {}  # module -> name, for unit targets
+        self.layer_outputs: dict[str, list[Any]] = {}
         self._outputs: list[weakref.ref] = []
         self._convolution_nodes: set[Any] = set()  # autograd nodes hash by identity
         self._module_stack: list[str] = []
@@ -103,6 +109,14 @@ class ForwardRecord:
         """The ruled activations' outputs still alive, in the order they ran."""
         alive = (reference() for reference in self._outputs)
         return [output for output in alive if output is not None]
+
+    def add_layer_output(self, module: Any, output: Any) -> Any:
+        """Keep a unit target's layer output; returns what the model goes on with (a copy)."""
+        name = self.layers.get(module)
+        if name is None:
+            return None
+        self.layer_outputs.setdefault(name, []).append(output)
+        return output.clone() if isinstance(output, torch.Tensor) else None
 
     def is_convolution(self, node: Any) -> bool:
         """Whether an autograd node is one of the forward pass's convolutions (by identity)."""
@@ -224,10 +238,11 @@ class RecordedForward:
             self.record.met_hidden_module(hidden, path)
         self.record.enter_module(path)
 
-    def _leave(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+    def _leave(self, module: torch.nn.Module, args: Any, output: Any) -> Any:
         if _RUNNING.get() is not self:
-            return
+            return None
         self.record.leave_module()
+        return self.record.add_layer_output(module, output)
 
     def __enter__(self) -> RecordedForward:
         self.token = _RUNNING.set(self)

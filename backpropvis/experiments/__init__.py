@@ -24,6 +24,7 @@ from . import (
     theory_depth,
     theory_gaussianity,
     theory_recovery,
+    theory_unit_distance,
 )
 from .base import (
     Claim,
@@ -80,7 +81,14 @@ def collect_experiments(modules: Sequence[ModuleType], group: str) -> dict[str, 
 
 
 _PAPER_MODULES = (fig2, fig3, fig4, fig5, fig6, fig7, fig8, fig9)
-_THEORY_MODULES = (theory_closed_form, theory_recovery, theory_gaussianity, theory_depth, theory_dead_zones)
+_THEORY_MODULES = (
+    theory_closed_form,
+    theory_recovery,
+    theory_gaussianity,
+    theory_depth,
+    theory_dead_zones,
+    theory_unit_distance,
+)
 
 PAPER_MODULES: tuple[str, ...] = tuple(module.__name__.rsplit(".", 1)[1] for module in _PAPER_MODULES)
 """The modules of this package declaring the paper's figures (each an ``EXPERIMENT``), in the paper's order."""

@@ -34,6 +34,10 @@ class SelectOutput(nn.Module):
         key: a dict key, a tuple index or an attribute name (see :func:`pick_output`).
     """
 
+    layer_prefix = "model."
+    """What the wrapped model's layer names gain in ``named_modules()``; unit targets
+    (:class:`~backpropvis.targets.Unit`) may name a layer without it."""
+
     def __init__(self, model: nn.Module, key: OutputKey) -> None:
         super().__init__()
         self.model = model

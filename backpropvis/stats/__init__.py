@@ -41,12 +41,17 @@ from ..image_sets import IMAGE_SUFFIXES, Samples, list_images
 from .compare import format_runs, group_by_run, plot_runs, summarize_runs
 from .listing import rank_db_path, shard
 from .pairs import PAIRS, choose_pairs
-from .runner import RunReport, run_class_distance
+from .runner import RunReport, run_class_distance, run_unit_distance
 from .store import RunSettings, read_database
 from .summary import Collected, collect, format_summary, plot_summary, summarize
+from .unit_distance import format_unit_distance, plot_unit_distance, summarize_unit_distance
 
 __all__ = [
     "run_class_distance",
+    "run_unit_distance",
+    "summarize_unit_distance",
+    "format_unit_distance",
+    "plot_unit_distance",
     "RunReport",
     "summarize",
     "summarize_runs",

@@ -12,7 +12,7 @@ import torch
 
 from ..errors import BackpropvisError
 from ..models.init import generator_for
-from ..targets import random_other_logits
+from ..targets import random_other_indices
 
 __all__ = ["PAIRS", "choose_pairs", "random_pairs"]
 
@@ -76,5 +76,5 @@ def _with_first(
         generator = generator_for(seed, "pairs", key)
         first = first_of(column, generator)
         pairs[0, column] = first
-        pairs[1, column] = random_other_logits(torch.tensor([first]), num_classes, generator)[0]
+        pairs[1, column] = random_other_indices(torch.tensor([first]), num_classes, generator)[0]
     return pairs

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from ..devices import resolve_device
 from ..engine import Precision, PrecisionLike, attribute_many
+from ..engine.unit_targets import layer_modules
 from ..errors import BackpropvisError, Interrupted
 from ..image_sets import ImageSource, list_images, source_setting
 from ..images import logit_name
@@ -42,8 +43,9 @@ from .distributed import World, barrier, process_group, world_from_environment
 from .listing import rank_db_path, shard
 from .pairs import PAIRS, choose_pairs, random_pairs
 from .store import ResultRow, ResultsStore, RunSettings
+from .unit_distance import measure_unit_pairs, unit_labels, unit_pair_layers, unit_pairs_setting
 
-__all__ = ["RunReport", "run_class_distance"]
+__all__ = ["RunReport", "run_class_distance", "run_unit_distance"]
 
 
 @dataclass
@@ -129,7 +131,8 @@ def run_class_distance(
         precision: the engine's arithmetic, a :class:`~backpropvis.engine.Precision` or its
             name; part of the run's identity (stored as its name).
         methods: rule names, e.g. ("saliency", "deconvnet", "gbp").
-        pairs: which two logits per image, one of :data:`~backpropvis.stats.pairs.PAIRS`.
+        pairs: which two logits per image, one of :data:`~backpropvis.stats.pairs.PAIRS`,
+            or two units per layer (:func:`run_unit_distance`).
         seed: the random weights' and the random logits' seed.
         limit: only the first ``limit`` images of the sorted list (before sharding).
         batch_size: images per forward pass.
@@ -153,13 +156,15 @@ def run_class_distance(
     world = world or world_from_environment()
     torch_device = world.device(resolve_device(str(device)))
     rules = [resolve_rule(method) for method in methods]
-    if pairs not in PAIRS:
+    layers = unit_pair_layers(pairs)
+    if layers is None and pairs not in PAIRS:
         raise BackpropvisError(f"unknown `pairs` {pairs!r}; choose one of {', '.join(PAIRS)}")
     keys = list_images(images, limit)
     loaded = as_loaded(model, seed)
     if on_model is not None:
         on_model(loaded)
     network = loaded.module.to(torch_device)
+    layer_modules(network, layers or [])  # a unit run's unknown layer is refused before its database is made
 
     settings = _run_settings(loaded, rules, pairs, seed, images, world, Precision.parse(precision))
     job = _Job(images, network, loaded.preprocessing, rules, settings, batch_size, workers, torch_device, world)
@@ -190,7 +195,7 @@ def _run_settings(
     return RunSettings(
         model=loaded.name,
         weights=str(loaded.weights),
-        methods=tuple(rule.name for rule in rules),
+        methods=_labels(rules, pairs),
         pairs=pairs,
         seed=int(seed),
         input_size=loaded.input_size,
@@ -204,6 +209,34 @@ def _run_settings(
         precision=precision.value,
         smooth=loaded.smooth.mode,
     )
+
+
+def _labels(rules: Sequence[Rule], pairs: str) -> tuple[str, ...]:
+    """The stored rows' methods: the rule names, or ``METHOD@LAYER`` for a unit-distance run."""
+    layers = unit_pair_layers(pairs)
+    names = [rule.name for rule in rules]
+    return tuple(names) if layers is None else unit_labels(names, layers)
+
+
+def run_unit_distance(
+    images: ImageSource, db: Union[str, os.PathLike], *, layers: Sequence[str], **options
+) -> RunReport:
+    """Compute and store the unit distance of every image under ``images`` (resumable,
+    sharded under torchrun): per layer of ``layers`` (depth order) the distance between
+    the maps of its most active unit and of a random other channel at the same position
+    (:mod:`~backpropvis.stats.unit_distance`).
+
+    Args:
+        images, db: as :func:`run_class_distance`.
+        layers: module names as in ``named_modules()``, e.g. ``["features.3", "features.8"]``.
+        options: :func:`run_class_distance`'s keyword arguments but ``pairs``.
+
+    Raises:
+        BackpropvisError: bad settings, layer names, images or database.
+    """
+    if "pairs" in options:
+        raise TypeError("run_unit_distance takes layers, not pairs")
+    return run_class_distance(images, db, pairs=unit_pairs_setting(layers), **options)
 
 
 @dataclass(frozen=True)
@@ -234,7 +267,10 @@ def _run(store: ResultsStore, keys: Sequence[str], job: _Job, progress: bool) ->
     dataset = ImageSet(job.images, mine, job.preprocess)
 
     started, done_now, failed_images, num_classes = time.perf_counter(), 0, [], None
-    description = "class distance" + (f" (rank {world.rank}/{world.size})" if world.size > 1 else "")
+    units = unit_pair_layers(job.settings.pairs) is not None
+    description = ("unit distance" if units else "class distance") + (
+        f" (rank {world.rank}/{world.size})" if world.size > 1 else ""
+    )
     try:
         with tqdm(
             total=pending,
@@ -247,7 +283,7 @@ def _run(store: ResultsStore, keys: Sequence[str], job: _Job, progress: bool) ->
             for batch in batch_loader(dataset, batches, job.workers):
                 rows: list[ResultRow] = []
                 if batch.keys:
-                    rows, num_classes = _measure(job, batch, batch_size, num_classes)
+                    rows, num_classes = (_measure_units if units else _measure)(job, batch, batch_size, num_classes)
                 store.write_batch(rows, batch.failures, len(batch.keys) + len(batch.failures))
                 done_now += len(batch.keys) + len(batch.failures)
                 failed_images += [key for key, _, _ in batch.failures]
@@ -273,6 +309,11 @@ def _run(store: ResultsStore, keys: Sequence[str], job: _Job, progress: bool) ->
         time.perf_counter() - started,
         failed_images,
     )
+
+
+def _measure_units(job: _Job, batch: Batch, batch_size: int, num_classes: Optional[int]) -> tuple[list[ResultRow], int]:
+    """Rows of a unit-distance run's batch (:func:`~backpropvis.stats.unit_distance.measure_unit_pairs`)."""
+    return measure_unit_pairs(job.network, batch, job.rules, job.settings, batch_size, job.device)
 
 
 def _measure(job: _Job, batch: Batch, batch_size: int, num_classes: Optional[int]) -> tuple[list[ResultRow], int]:
