@@ -21,6 +21,7 @@ class Example:
     path: Path
     line: int
     words: tuple[str, ...]
+    typed: str = ""
 
     @property
     def where(self) -> str:
@@ -81,7 +82,7 @@ def command_examples(program: str = "backpropvis") -> list[Example]:
                     if "-m" in words and program in words:  # python -m backpropvis, torchrun -m backpropvis
                         words = words[words.index(program) :]
                     if words and words[0] == program:
-                        examples.append(Example(path, number, tuple(words[1:])))
+                        examples.append(Example(path, number, tuple(words[1:]), " ".join(part.split())))
     return examples
 
 
