@@ -75,10 +75,10 @@ def test_unit_distance_on_a_model_file_writes_curves_and_resumes(user_files, tmp
     argv = ["unit-distance", "--images", str(images), "--layers", LAYERS, "--db", str(db), *model_flags(model_file)]
     status, out, err = run_cli([*argv, "--limit", "4"], capsys)
     assert status == 0, err
-    assert "4 images done now" in out and "0.5" in out
+    assert "4 images measured now" in out and "0.5" in out
     status, out, err = run_cli(argv, capsys)
     assert status == 0, err
-    assert "2 images done now" in out and "4 before, 6 in all" in out
+    assert "2 images measured now" in out and "4 before, 6 in all" in out
     summary = json.loads((tmp_path / "out" / "units.json").read_text())
     assert summary["layers"] == LAYERS.split(",") and summary["images"] == 6
     assert (tmp_path / "out" / "units.png").stat().st_size > 10_000
