@@ -19,15 +19,37 @@ TINY = {
     "audit": ["--input-size", "32", "--crops", "0", "--limit", "2", "--few-images", "1", "--fgsm-steps", "8"],
     "class-distance": ["--input-size", "32", "--crops", "0", "--limit", "2", "--batch-size", "2", "--workers", "0"],
     "unit-distance": ["--input-size", "32", "--crops", "0", "--limit", "2", "--workers", "0"],
-    "units": ["--input-size", "32", "--crops", "0", "--limit", "2", "--workers", "0", "--channels", "0-1", "--top", "1"],
-    "sanity": ["--quick", "--count", "2", "--input-size", "32", "--set", "seeds=1"],
+    "units": [
+        "--input-size",
+        "32",
+        "--crops",
+        "0",
+        "--limit",
+        "2",
+        "--workers",
+        "0",
+        "--channels",
+        "0-1",
+        "--top",
+        "1",
+    ],
+    "sanity": ["--quick", "--count", "2", "--input-size", "32"],
     "theory": ["--quick"],
     "summarize": ["--resamples", "20"],
 }
 
 SANITY_TINY = {
     # Protocol settings that only exist in one protocol (``--set`` refuses unknown names).
-    "adebayo2018": ["--set", "independent=false", "--set", "data=false"],
+    "adebayo2018": ["--set", "seeds=1", "--set", "independent=false", "--set", "data=false"],
+    "sixt2020": ["--set", "seeds=1"],
+}
+
+EXAMPLE_TINY = {
+    # (page, the command as typed, its start): sizes for one example, after the command's.
+    ("docs/units.md", "backpropvis visualize tabby --model vgg16 --targets max,features.28:12@5,7"): [
+        "--input-size",
+        "128",  # conv5_3 is 8 x 8 there: the example's neuron (5, 7) exists
+    ],
 }
 
 WORDS = {
@@ -45,12 +67,11 @@ SKIPPED = {
     ("docs/class-distance.md", "torchrun"): "several processes or machines (tests/test_class_distance_runs.py)",
     ("docs/class-distance.md", "backpropvis summarize 'results.rank-*"): "the files of the torchrun example above",
     ("docs/units.md", "torchrun"): "several processes and CUDA (tests/test_unit_distance.py)",
-    ("docs/theory.md", "backpropvis theory --quick"): "every theory study, a minute (tests/test_theory.py)",
+    ("docs/theory.md", "backpropvis theory"): "theory studies, 30 s or more even --quick (tests/test_theory.py)",
     ("docs/commands.md", "backpropvis visualize tabby --model torchvision.models"): (
         "torchvision and a download of its weights, neither a dependency"
     ),
 }
-
 
 
 def substituted(words: list[str]) -> list[str]:
@@ -62,12 +83,16 @@ def substituted(words: list[str]) -> list[str]:
     return words
 
 
-def tiny(words: list[str]) -> list[str]:
-    """The tiny sizes for an example's command (and protocol)."""
+def tiny(words: list[str], page: str, typed: str) -> list[str]:
+    """The words with the tiny sizes of their command, protocol and example appended."""
     extra = list(TINY.get(words[0], []))
     if words[0] == "sanity":
         extra += SANITY_TINY.get(words[words.index("--protocol") + 1], [])
+    for (where, start), sizes in EXAMPLE_TINY.items():
+        if where == page and typed.startswith(start):
+            extra += sizes
     return words + extra
+
 
 MY_NET = '''\
 """A user's model file, as the documentation's examples name it: a small CNN."""
@@ -121,7 +146,7 @@ PYTHON_SETUP = {
         spec = importlib.util.spec_from_file_location("my_silu_net", "my_silu_net.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        model = module.build().eval()
+        model = module.build(classes=1000).eval()
         x = torch.randn(1, 3, 32, 32)
         """
     ),
@@ -129,10 +154,10 @@ PYTHON_SETUP = {
 
 PYTHON_TINY = {
     # (page, ordinal): (text of the block, what replaces it here) for the sizes; each must occur.
-    ("README.md", 0): [('load_image("tabby"))[None]', 'load_image("tabby").resize((64, 64)))[None]')],
+    ("README.md", 0): [("loaded.preprocessing(", "loaded.preprocessing.resized(64)(")],
     ("docs/python-api.md", 0): [("model.preprocessing(", "model.preprocessing.resized(32)(")],
     ("docs/python-api.md", 3): [],
-    ("docs/units.md", 0): [("model.preprocessing(", "model.preprocessing.resized(32)(")],
+    ("docs/units.md", 0): [("model.preprocessing(", "model.preprocessing.resized(128)(")],  # (5, 7) in conv5_3
     ("docs/smooth-activations.md", 0): [('"my_silu_net.py:build"', '"my_silu_net.py:build", input_size=32')],
     ("docs/sanity.md", 0): [('size="quick"', 'size="tiny", count=2')],
     ("docs/sanity-kindermans-sixt.md", 0): [

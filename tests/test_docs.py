@@ -97,7 +97,9 @@ def reader_folder(tmp_path_factory, monkeypatch_module) -> Path:
     make_placeholders(folder)
     monkeypatch_module.chdir(folder)
     monkeypatch_module.syspath_prepend(str(folder))
-    monkeypatch_module.setattr(backpropvis.models.vgg, "redraw_layers_", _drawn_once(backpropvis.models.vgg.redraw_layers_))
+    monkeypatch_module.setattr(
+        backpropvis.models.vgg, "redraw_layers_", _drawn_once(backpropvis.models.vgg.redraw_layers_)
+    )
     return folder
 
 
@@ -134,7 +136,7 @@ def test_every_command_example_runs_at_a_tiny_size(example, reader_folder, capsy
     reason = _skip_reason(example)
     if reason:
         pytest.skip(reason)
-    argv = tiny(substituted(list(example.words)))
+    argv = tiny(substituted(list(example.words)), str(example.path.relative_to(ROOT)), example.typed)
     status, out, err = run_cli(argv, capsys)
     assert status == 0, f"{example.where}: backpropvis {' '.join(argv)}\n{out[-2000:]}\n{err[-3000:]}"
 
