@@ -1,5 +1,7 @@
 """The documentation works: every link of README.md, CONTRIBUTING.md, ARCHITECTURE.md and docs/ leads
-somewhere, every ``backpropvis`` command shown there is one the parser takes, and the README stays short."""
+somewhere, every ``backpropvis`` command shown there is one the parser takes and runs (at the tiny sizes
+of tests/doc_runs.py, in a folder holding tiny stand-ins for the reader's own files), every Python block
+runs, and the README stays short."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from doc_examples import (
     markdown_files,
     python_blocks,
 )
-from doc_runs import PYTHON_SETUP, PYTHON_TINY, SKIPPED, make_placeholders, substituted, tiny
+from doc_runs import EXAMPLE_TINY, PYTHON_SETUP, PYTHON_TINY, SKIPPED, make_placeholders, substituted, tiny
 
 import backpropvis.models.vgg
 from backpropvis.cli import build_parser
@@ -116,7 +118,9 @@ def _drawn_once(redraw):
         key = (type(model).__name__, tuple(layers), seed, std, bias)
         if key not in drawn:
             redraw(model, layers, seed, std, bias)
-            drawn[key] = {name: dict(layer_module(model, name).state_dict()) for name in layers}
+            drawn[key] = {
+                name: {k: v.clone() for k, v in layer_module(model, name).state_dict().items()} for name in layers
+            }
         for name in layers:
             layer_module(model, name).load_state_dict(drawn[key][name])
 
@@ -129,6 +133,22 @@ def _skip_reason(example: Example) -> Optional[str]:
         if where == page and example.typed.startswith(start):
             return reason
     return None
+
+
+def test_every_declared_exception_still_meets_an_example() -> None:
+    typed = {(str(example.path.relative_to(ROOT)), example.typed) for example in command_examples()}
+    stale = [
+        key
+        for key in (*SKIPPED, *EXAMPLE_TINY)
+        if not any(page == key[0] and text.startswith(key[1]) for page, text in typed)
+    ]
+    stale += [key for key in (*PYTHON_TINY, *PYTHON_SETUP) if _python_block(*key) is None]
+    assert not stale, f"tests/doc_runs.py names examples the documentation no longer has: {stale}"
+
+
+def _python_block(page: str, ordinal: int) -> Optional[str]:
+    sources = [source for path, _, source in python_blocks() if str(path.relative_to(ROOT)) == page]
+    return sources[ordinal] if ordinal < len(sources) else None
 
 
 @pytest.mark.parametrize("example", command_examples(), ids=lambda e: e.where)
