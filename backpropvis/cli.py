@@ -16,6 +16,7 @@ from typing import Any, Callable, NoReturn, Optional, Sequence
 
 from .engine import PRECISION_NAMES, Precision
 from .errors import BackpropvisError, first_few
+from .precision_receipt import PrecisionReceipt
 from .rules import PAPER_METHODS
 from .smooth_activations import SMOOTH_MODES
 
@@ -33,6 +34,7 @@ FLAGS: dict[str, str] = {
     "input_size": "--input-size",
     "smooth": "--smooth-activations",
     "precision": "--precision",
+    "receipt_threshold": "--receipt-threshold",
     "methods": "--methods",
     "targets": "--targets",
     "pairs": "--pairs",
@@ -100,6 +102,10 @@ def _run_visualize(args: argparse.Namespace) -> int:
         display=DISPLAYS[args.display],
         on_model=_say_model,
     )
+    if summary["precision_receipt"] is not None:
+        receipt = PrecisionReceipt.from_dict(summary["precision_receipt"])
+        print(receipt.summary_line())
+        _warn_receipt(receipt)
     width = max(len(image["image"]) for image in summary["images"])
     for image in summary["images"]:
         print(f"{image['image']:<{width}}  predicted {image['predicted']} ({image['predicted_name']})")
@@ -118,6 +124,12 @@ def _run_visualize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_receipt(receipt: Optional[PrecisionReceipt]) -> None:
+    """A precision receipt's warnings, one line each on stderr (its numbers go with the results)."""
+    for line in receipt.warnings() if receipt is not None else []:
+        print(f"backpropvis: warning: {in_flags(line)}", file=sys.stderr)
+
+
 def _say_model(loaded) -> None:
     """The model's lines (model and preprocessing, then its notes), printed once it is built, before any image is
     read, so that a long run says what it computes at its start."""
@@ -134,7 +146,7 @@ def _model_options(args: argparse.Namespace) -> dict[str, Any]:
 
     weights = args.weights if args.weights is not None else default_weights(args.model)
     spec = ModelSpec(args.model, weights, args.model_args, args.output, args.input_size, args.smooth_activations)
-    return {"model": spec, "precision": Precision(args.precision)}
+    return {"model": spec, "precision": Precision(args.precision), "receipt_threshold": args.receipt_threshold}
 
 
 def _streaming_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -192,6 +204,14 @@ def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str,
         "smooth_activations, else refuse; see docs/smooth-activations.md)",
     )
     _add_precision(parser, "default")
+    parser.add_argument(
+        "--receipt-threshold",
+        type=float,
+        default=0.95,
+        metavar="COSINE",
+        help="at --precision tf32 or bfloat16 the first batch is also computed in float32; warn when a method's "
+        "maps' cosine to it falls under this (default: %(default)s)",
+    )
 
 
 def _add_precision(parser: argparse.ArgumentParser, default: str) -> None:
@@ -314,6 +334,7 @@ def _run_class_distance(args: argparse.Namespace) -> int:
         device=args.device,
         on_model=_say_model,
     )
+    _warn_receipt(report.receipt)
     _print_report(report)
     if report.rank == 0:
         print(format_summary(summarize([args.db])))

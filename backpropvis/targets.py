@@ -12,7 +12,7 @@ from __future__ import annotations
 import numbers
 import re
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 
@@ -26,6 +26,7 @@ __all__ = [
     "Generators",
     "parse_targets",
     "random_other_indices",
+    "other_logit",
     "resolve_targets",
     "resolve_unit",
 ]
@@ -130,8 +131,9 @@ class ResolvedUnit:
         return f"{self.unit.layer}:{int(self.channel[sample])}" + (f"@{where}" if where else "")
 
 
-Target = Union[int, str, torch.Tensor, Unit]
-"""An int (the same logit for every sample), a LongTensor[B] (one per sample), a name, or a :class:`Unit`."""
+Target = Union[int, str, torch.Tensor, Unit, Callable[[torch.Tensor], torch.Tensor]]
+"""An int (the same logit for every sample), a LongTensor[B] (one per sample), a name, a :class:`Unit`,
+or a function of the logits [B, K] returning a LongTensor[B] (decided after the forward pass)."""
 
 
 def parse_targets(text: str) -> list[Target]:
@@ -216,7 +218,13 @@ def random_other_indices(
             raise TargetError(f"{len(generator)} generators for a batch of {len(excluded)}")
         offset = torch.cat([torch.randint(0, count - 1, (1,), generator=each) for each in generator])
     offset = offset.to(excluded.device)
-    return offset + (offset >= excluded).long()  # skips the excluded index, stays uniform
+    return other_logit(offset, excluded)
+
+
+def other_logit(offset: torch.Tensor, excluded: torch.Tensor) -> torch.Tensor:
+    """An offset drawn uniformly from [0, K - 1) -> an index of [0, K) other than ``excluded``
+    (it skips the excluded index and stays uniform). Shapes: [B] x [B] -> [B]."""
+    return offset + (offset >= excluded).long()
 
 
 def resolve_targets(
@@ -267,11 +275,28 @@ def resolve_targets(
         elif isinstance(target, numbers.Integral) and not isinstance(target, bool):  # int, numpy integers
             _check_range(torch.tensor([int(target)]), num_classes)
             resolved.append(torch.full((batch,), int(target), dtype=torch.long, device=logits.device))
+        elif callable(target):
+            resolved.append(_called(target, logits.detach()))
         else:
             raise TargetError(f"a target must be an int, a LongTensor, 'max' or 'random', not {target!r}")
     if not resolved:
         raise TargetError("no targets given")
     return torch.stack(resolved)
+
+
+def _called(target: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor) -> torch.Tensor:
+    """A function target's indices [B], checked for shape and dtype here and for range on the device."""
+    batch, num_classes = logits.shape
+    indices = target(logits)
+    if not isinstance(indices, torch.Tensor) or indices.shape != (batch,) or indices.is_floating_point():
+        raise TargetError(f"a target function must return integer indices shaped [{batch}], not {indices!r}")
+    indices = indices.to(logits.device, torch.long)
+    if indices.device.type == "cpu":
+        _check_range(indices, num_classes)
+    else:  # on an accelerator the check is queued with the work: no wait per batch
+        inside = ((indices >= 0) & (indices < num_classes)).all()
+        torch._assert_async(inside, f"a target function's index is outside the {num_classes} logits")
+    return indices
 
 
 def _check_range(indices: torch.Tensor, num_classes: int) -> None:

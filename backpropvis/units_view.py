@@ -22,12 +22,11 @@ from .audit.probes import display_pixels
 from .engine import Precision, PrecisionLike, attribute_many
 from .errors import ImageError
 from .files import make_folder, write_json, write_text
-from .image_sets import ImageSource
+from .image_sets import ImageSource, read_image
 from .models import LoadedModel
 from .receptive_fields import ReceptiveField, receptive_field
 from .render import save_png, to_display
 from .rules import METHOD_LABELS
-from .stats.decoding import ImageSet
 from .stats.top_units import DEFAULT_STREAMING, ScanResult, Streaming, UnitScan, scan_top_units
 from .targets import Unit
 
@@ -110,10 +109,10 @@ def write_units_view(
 
 
 def _decoded(images: ImageSource, key: str, model: LoadedModel) -> torch.Tensor:
-    decoded = ImageSet(images, [key], model.preprocessing)[0]
-    if decoded.pixels is None:
-        raise ImageError(f"top image {key} can no longer be read: {decoded.reason}")
-    return decoded.pixels
+    read = read_image(images, key)
+    if read.picture is None:
+        raise ImageError(f"top image {key} can no longer be read: {read.reason}")
+    return model.preprocessing(read.picture)
 
 
 def _cut(picture: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:

@@ -25,6 +25,7 @@ from .files import make_folder, write_json
 from .images import load_image, logit_name
 from .metrics import class_distance, input_similarity
 from .models import LoadedModel, ModelLike, as_loaded
+from .precision_receipt import DEFAULT_THRESHOLD, check_threshold, needs_receipt, precision_receipt
 from .render import CLIP_99, Display, save_grid, save_png, to_display
 from .rules import PAPER_METHODS, resolve_rules
 from .targets import Target
@@ -58,6 +59,7 @@ def visualize(
     save_maps: Union[str, os.PathLike, None] = None,
     display: Display = CLIP_99,
     on_model: Optional[Callable[[LoadedModel], None]] = None,
+    receipt_threshold: float = DEFAULT_THRESHOLD,
 ) -> dict:
     """Compute and save every (image, method, target) map.
 
@@ -77,9 +79,13 @@ def visualize(
         display: how maps become pictures (:data:`~backpropvis.render.CLIP_99`, or the
             paper's :data:`~backpropvis.render.MINMAX`); named under grid.png and in the summary.
         on_model: called with the model once it is built, before the first map.
+        receipt_threshold: at TF32 or bfloat16 the first image's maps are also computed in
+            float32; ``precision_receipt`` in the summary (None otherwise) gives each method's
+            cosine to them and names those under this (:mod:`backpropvis.precision_receipt`).
     """
     rules = resolve_rules(methods)
     precision = Precision.parse(precision)
+    check_threshold(receipt_threshold)
     torch_device = resolve_device(device)
     pictures = [(source, load_image(source)) for source in images]
     maps_path = saved_maps.check_maps_path(save_maps) if save_maps is not None else None
@@ -96,7 +102,11 @@ def visualize(
         maps = attribute_many(network, inputs, list(targets), rules, generator=generator, precision=precision)
         results.append((source, inputs, maps))
 
-    summary = {**_summary_head(model, precision, seed), "display": display.name}
+    summary = {**_summary_head(model, precision, seed), "display": display.name, "precision_receipt": None}
+    if needs_receipt(precision):
+        _, inputs, maps = results[0]
+        receipt = precision_receipt(network, inputs, maps, rules, precision, threshold=receipt_threshold)
+        summary["precision_receipt"] = receipt.as_dict()
     grid_rows, row_labels, panel_labels = _rows(summary, results, model, targets, rules, out, display)
     save_grid(
         grid_rows,

@@ -33,8 +33,8 @@ EXCEPTIONS: dict[str, str] = {
     "lines with its docstring); the next step is a streaming-options value (limit, batch_size, workers)",
     "engine/attribution.py:attribute_many": "the public API's keywords (10 parameters): Captum's "
     "additional_forward_args, the smooth mode and its older spelling strict, beside max_batch and precision",
-    "visualize.py:visualize": "the visualize command's options as keywords (11 parameters with display and "
-    "on_model, 66 lines with its docstring)",
+    "visualize.py:visualize": "the visualize command's options as keywords (12 parameters with display, "
+    "on_model and receipt_threshold, 70 lines with its docstring)",
     "suite.py:run_suite": "the reproduce/theory commands' options, passed to every experiment's RunContext, and "
     "resume/say (12 parameters, 61 lines with its docstring)",
     "experiments/fig3.py:measure": _EXPERIMENT,

@@ -21,7 +21,17 @@ PACKAGE = Path(backpropvis.__file__).parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "files", "devices"),
     ("rules", "activations", "smooth_activations", "targets", "metrics", "module_checks", "saved_maps", "claims"),
-    ("engine", "models", "images", "image_sets", "attacks", "adversarial", "theory", "receptive_fields"),
+    (
+        "engine",
+        "models",
+        "images",
+        "image_sets",
+        "attacks",
+        "adversarial",
+        "theory",
+        "receptive_fields",
+        "precision_receipt",
+    ),
     ("",),  # backpropvis/__init__.py: the public API, re-exporting the layers below
     ("render",),
     ("stats",),

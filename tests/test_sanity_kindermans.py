@@ -162,8 +162,8 @@ def gbp_reads_the_input():
     """GBP's map multiplied by the input: a rule that reads the input."""
     original = attribution._maps_of
 
-    def broken(rule, slot, plan, logits, leaves, target_index):
-        maps = original(rule, slot, plan, logits, leaves, target_index)
+    def broken(rule, slot, plan, logits, leaves, *targets):
+        maps = original(rule, slot, plan, logits, leaves, *targets)
         if rule.name != "gbp":
             return maps
         return tuple(map_ * x.detach() for map_, x in zip(maps, leaves))

@@ -138,3 +138,37 @@ def reference_map(
             with torch.enable_grad():
                 (grad,) = torch.autograd.grad(step(y), y, grad)
     return grad
+
+
+class CancellingNet(nn.Module):
+    """A tiny net whose bfloat16 saliency is wrong and whose GBP and DeconvNet are not.
+
+    Two hidden units see the image through nearly equal weights, ``1000 w`` and
+    ``1000 (w + d)`` with ``d`` = 1/500 of ``w``, and stay active (a large bias); logit 0
+    is their difference. Its saliency is ``1000 d``: exact in float32, but bfloat16 keeps
+    8 bits of each weight, so the difference is mostly rounding (a cosine to float32 far
+    under 0.95). GBP and DeconvNet clip the negative unit's signal, ``h = max(R, 0)``, and
+    give ``1000 (w + d)``, which bfloat16 keeps (cosine about 1). Logit 1 is the sum,
+    whose saliency bfloat16 keeps too. Input [B, 3, S, S]; logits [B, 3].
+    """
+
+    def __init__(self, size: int = 8, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        features = 3 * size * size
+        w = torch.randn(features, generator=generator)
+        d = w / 500 * torch.sign(torch.randn(features, generator=generator))
+        self.hidden = nn.Linear(features, 2)
+        self.out = nn.Linear(2, 3, bias=False)
+        with torch.no_grad():
+            self.hidden.weight.copy_(torch.stack([1000 * (w + d), 1000 * w]))
+            self.hidden.bias.fill_(1e5)
+            self.out.weight.copy_(torch.tensor([[1.0, -1.0], [1.0, 1.0], [0.5, 0.25]]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.hidden(x.flatten(1))))
+
+
+def cancelling_net(size: int = 8) -> nn.Module:
+    """:class:`CancellingNet` in eval mode (a ``--model tiny_nets:cancelling_net`` factory)."""
+    return CancellingNet(size).eval()

@@ -213,6 +213,7 @@ def _prepare(
         "limit": settings.limit,
         "few_images": settings.few_images,
         "adversarial_steps": [float(step) for step in settings.adversarial_steps],
+        "receipt_threshold": settings.receipt_threshold,
     }
     settings = replace(settings, methods=tuple(names), precision=precision)
     module = loaded.module.to(torch_device)

@@ -48,6 +48,7 @@ def class_sensitivity(context: AuditContext) -> tuple[RunReport, dict]:
         workers=settings.workers,
         device=context.device,
         precision=settings.precision,
+        receipt_threshold=settings.receipt_threshold,
         progress=context.progress,
         world=World(),
         elsewhere="another `out`",

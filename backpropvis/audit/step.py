@@ -22,6 +22,7 @@ from ..engine import Precision, PrecisionLike
 from ..errors import BackpropvisError
 from ..image_sets import ImageSource
 from ..models import LoadedModel
+from ..precision_receipt import DEFAULT_THRESHOLD
 from ..rules import PAPER_METHODS
 from ..stats import PAIRS
 from .probes import Probes
@@ -49,6 +50,8 @@ class AuditSettings:
         precision: the engine's arithmetic, a :class:`~backpropvis.engine.Precision` or its name.
         unit_layers: module names of the unit-distance step (None: six spread over the depth,
             :func:`~backpropvis.receptive_fields.layers_over_depth`).
+        receipt_threshold: at TF32 or bfloat16, the cosine to float32 under which the
+            class-distance step's precision receipt names a method (its notes and audit.json).
     """
 
     methods: Sequence[str] = PAPER_METHODS
@@ -61,6 +64,7 @@ class AuditSettings:
     workers: int = 2
     precision: PrecisionLike = Precision.DEFAULT
     unit_layers: Optional[Sequence[str]] = None
+    receipt_threshold: float = DEFAULT_THRESHOLD
 
     def check(self) -> None:
         """Raises :class:`~backpropvis.errors.BackpropvisError` naming a bad setting (before anything runs)."""

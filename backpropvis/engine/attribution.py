@@ -10,9 +10,10 @@ logits and target indices, nothing with a graph.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import warnings
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -197,8 +198,9 @@ def _maps_of(
     groups: Sequence[UnitGroup],
 ) -> tuple[torch.Tensor, ...]:
     """One rule's maps, [T, *x.shape] for each leaf x: the backward passes of ``plan`` for
-    the logit targets (``logit_index`` [T_logits, B], rows first) and of each layer's
-    units, with ``rule`` in the slot."""
+    the logit targets (``logit_index`` [T_logits, B]) and of each layer's units, with
+    ``rule`` in the slot. Each pass writes its maps straight into the result, so no chunk
+    of maps is held twice."""
     slot.rule = rule
     num_maps = len(logit_index) + sum(len(group.rows) for group in groups)
     maps = tuple(torch.empty((num_maps, *x.shape), dtype=x.dtype, device=x.device) for x in leaves)
@@ -207,24 +209,36 @@ def _maps_of(
     chunk = plan.targets_above_cut  # without a cut, plan_backward makes it targets_per_pass
     for start in range(0, len(logit_index), chunk):
         seeds = _one_hot(logit_index[start : start + chunk], logits)
-        if plan.cut is None:
-            parts = _vector_jacobian(logits, leaves, seeds, plan.targets_per_pass, slot)
-        else:
-            (at_cut,) = _vector_jacobian(logits, (plan.cut,), seeds, len(seeds), slot)
-            parts = _vector_jacobian(plan.cut, leaves, at_cut, plan.targets_per_pass, slot)
-        _put(maps, rows[start : start + len(seeds)], parts)
+        with _rows_of(maps, rows[start : start + len(seeds)]) as out:
+            if plan.cut is None:
+                _vector_jacobian(logits, leaves, seeds, plan.targets_per_pass, slot, out)
+            else:
+                at_cut = torch.empty((len(seeds), *plan.cut.shape), dtype=plan.cut.dtype, device=plan.cut.device)
+                _vector_jacobian(logits, (plan.cut,), seeds, len(seeds), slot, (at_cut,))
+                _vector_jacobian(plan.cut, leaves, at_cut, plan.targets_per_pass, slot, out)
+                del at_cut
     for group in groups:  # a unit's pass starts at its layer, below any cut: one stage down to the input
         for start in range(0, len(group.rows), plan.targets_per_pass):
             seeds = unit_seeds(group.units[start : start + plan.targets_per_pass], group.output)
-            parts = _vector_jacobian(group.output, leaves, seeds, plan.targets_per_pass, slot)
-            _put(maps, group.rows[start : start + len(seeds)], parts)
+            with _rows_of(maps, group.rows[start : start + len(seeds)]) as out:
+                _vector_jacobian(group.output, leaves, seeds, plan.targets_per_pass, slot, out)
     return maps
 
 
-def _put(maps: tuple[torch.Tensor, ...], rows: Sequence[int], parts: tuple[torch.Tensor, ...]) -> None:
-    """Each leaf's part [len(rows), *x.shape] into its maps at ``rows``."""
-    for whole, part in zip(maps, parts):
-        whole[list(rows)] = part
+@contextlib.contextmanager
+def _rows_of(maps: tuple[torch.Tensor, ...], rows: Sequence[int]) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Where a pass writes its maps: views of each leaf's ``maps`` at ``rows`` when they are
+    consecutive (written in place), else buffers copied into those rows afterwards."""
+    first = rows[0]
+    if list(rows) == list(range(first, first + len(rows))):
+        yield tuple(whole[first : first + len(rows)] for whole in maps)
+        return
+    buffers = tuple(
+        torch.empty((len(rows), *whole.shape[1:]), dtype=whole.dtype, device=whole.device) for whole in maps
+    )
+    yield buffers
+    for whole, buffer in zip(maps, buffers):
+        whole[list(rows)] = buffer
 
 
 def _one_hot(target_index: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -234,12 +248,16 @@ def _one_hot(target_index: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 
 
 def _vector_jacobian(
-    output: torch.Tensor, inputs: tuple[torch.Tensor, ...], grads: torch.Tensor, per_pass: int, slot: RuleSlot
-) -> tuple[torch.Tensor, ...]:
-    """grads [T, *output.shape] -> [T, *x.shape] for each x of ``inputs``, ``per_pass``
+    output: torch.Tensor,
+    inputs: tuple[torch.Tensor, ...],
+    grads: torch.Tensor,
+    per_pass: int,
+    slot: RuleSlot,
+    out: tuple[torch.Tensor, ...],
+) -> None:
+    """grads [T, *output.shape] -> out[i] [T, *x.shape] for each x of ``inputs``, ``per_pass``
     targets per backward pass (batched with ``is_grads_batched`` when more than one); the
     graph is retained."""
-    results = []
     for start in range(0, len(grads), per_pass):
         chunk = grads[start : start + per_pass]
         slot.batched = len(chunk) > 1
@@ -250,10 +268,9 @@ def _vector_jacobian(
         else:
             grad = torch.autograd.grad(output, inputs, chunk[0], retain_graph=True, materialize_grads=True)
             grad = tuple(part.unsqueeze(0) for part in grad)
-        results.append(grad)
-    if len(results) == 1:
-        return results[0]
-    return tuple(torch.cat(parts) for parts in zip(*results))
+        for whole, part in zip(out, grad):
+            whole[start : start + len(chunk)] = part
+        del grad
 
 
 def attribute(

@@ -20,6 +20,8 @@ What the backward passes need to be planned is kept in a :class:`ForwardRecord`:
 
 Max-pooling is replaced too (:mod:`.pooling`): the same gradient, with its switches
 recomputed in each backward pass instead of kept as int64 indices for all of them.
+A convolution of a channels_last input gets its weight in that layout once
+(:mod:`.layout`), instead of a copy in every backward pass.
 
 Nothing in the graph refers to the record, and the record lives in the frame of the
 call, so it and everything it holds are freed by reference counting when the call ends.
@@ -46,6 +48,7 @@ from ..errors import UnsupportedActivationError
 from ..module_checks import hidden_kind
 from ..smooth_activations import GATES, SMOOTH_ACTIVATIONS, SmoothReport
 from .inputs import UnbatchedImage
+from .layout import weight_in_input_layout
 from .pooling import MAX_POOLS, RecomputedMaxPool2d
 from .ruled import RuledActivation, RuledSmoothActivation, RuleSlot
 
@@ -200,10 +203,12 @@ class _Interceptor(TorchFunctionMode):
         pool = MAX_POOLS.get(func)
         if pool is not None and (pool_args := pool(*args, **kwargs)) is not None:
             return RecomputedMaxPool2d.apply(*pool_args)
-        out = func(*args, **kwargs)
         if func in CONVOLUTIONS:
+            args, kwargs = weight_in_input_layout(args, kwargs)
+            out = func(*args, **kwargs)
             self.record.add_convolution_output(out)
-        return out
+            return out
+        return func(*args, **kwargs)
 
 
 def _add_once(entries: list[str], entry: str) -> None:

@@ -6,15 +6,15 @@ image gets the same pair whatever its batch, worker, rank or restart.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 
 from ..errors import BackpropvisError
 from ..models.init import generator_for
-from ..targets import random_other_indices
+from ..targets import other_logit
 
-__all__ = ["PAIRS", "choose_pairs", "random_pairs"]
+__all__ = ["PAIRS", "choose_pairs", "random_pairs", "pair_draws", "pairs_from"]
 
 PAIRS: dict[str, str] = {
     "max-random": "the predicted (max) logit and a random other one",
@@ -38,43 +38,56 @@ def choose_pairs(kind: str, logits: torch.Tensor, keys: Sequence[str], seed: int
         always differ. Random draws are uniform over the allowed logits.
     """
     batch, num_classes = logits.shape
-    if kind not in PAIRS:
-        raise BackpropvisError(f"unknown `pairs` {kind!r}; choose one of {', '.join(PAIRS)}")
     if len(keys) != batch:
         raise ValueError(f"{len(keys)} keys for a batch of {batch}")
     logits = logits.detach().cpu()
-    if kind == "random-random":
-        return random_pairs(num_classes, keys, seed)
-    _check_classes(num_classes)
-    if kind == "top1-top2":
-        return logits.topk(2, dim=1).indices.t().contiguous()
-    predicted = logits.argmax(dim=1).tolist()
-    return _with_first(num_classes, keys, seed, lambda column, generator: predicted[column])
+    return pairs_from(kind, logits, pair_draws(kind, keys, seed, num_classes))
 
 
 def random_pairs(num_classes: int, keys: Sequence[str], seed: int) -> torch.Tensor:
     """ "random-random" pairs, which need no logits: LongTensor[2, B], two different
     logits per image, uniform, drawn from (seed, key)."""
+    draws = pair_draws("random-random", keys, seed, num_classes)
+    return pairs_from("random-random", torch.empty((len(keys), num_classes)), draws)
+
+
+def pair_draws(kind: str, keys: Sequence[str], seed: int, num_classes: int) -> torch.Tensor:
+    """The random part of each image's pair, drawn on the CPU before the logits exist.
+
+    From each image's own generator (seed, "pairs", key): for "random-random" first a
+    logit in [0, K), then an offset in [0, K - 1); for "max-random" the offset only;
+    "top1-top2" draws nothing. :func:`pairs_from` turns the offset into "a logit other
+    than the first" (:func:`~backpropvis.targets.random_other_indices`'s rule).
+
+    Returns:
+        LongTensor[2, B]: row 0 the drawn first logit (-1 where the first is the max),
+        row 1 the offset (-1 for "top1-top2").
+    """
+    if kind not in PAIRS:
+        raise BackpropvisError(f"unknown `pairs` {kind!r}; choose one of {', '.join(PAIRS)}")
+    draws = torch.full((2, len(keys)), -1, dtype=torch.long)
+    if kind == "top1-top2":
+        return draws
     _check_classes(num_classes)
-    return _with_first(
-        num_classes, keys, seed, lambda column, generator: int(torch.randint(0, num_classes, (1,), generator=generator))
-    )
+    for column, key in enumerate(keys):
+        generator = generator_for(seed, "pairs", key)
+        if kind == "random-random":
+            draws[0, column] = torch.randint(0, num_classes, (1,), generator=generator)[0]
+        draws[1, column] = torch.randint(0, num_classes - 1, (1,), generator=generator)[0]
+    return draws
+
+
+def pairs_from(kind: str, logits: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+    """The pairs [2, B] on ``logits``' device from the logits [B, K] and :func:`pair_draws`
+    (on that device or the CPU): vectorised, no wait for the device."""
+    _check_classes(logits.shape[1])
+    if kind == "top1-top2":
+        return logits.topk(2, dim=1).indices.t().contiguous()
+    draws = draws.to(logits.device, non_blocking=True)
+    first = logits.argmax(dim=1) if kind == "max-random" else draws[0]
+    return torch.stack([first, other_logit(draws[1], first)])
 
 
 def _check_classes(num_classes: int) -> None:
     if num_classes < 2:
         raise BackpropvisError(f"`pairs` needs a model with at least two logits, this one has {num_classes}")
-
-
-def _with_first(
-    num_classes: int, keys: Sequence[str], seed: int, first_of: Callable[[int, torch.Generator], int]
-) -> torch.Tensor:
-    """Pairs whose first logit is ``first_of(column, generator)`` and whose second is
-    uniform over the other K - 1, both from the image's own generator."""
-    pairs = torch.empty((2, len(keys)), dtype=torch.long)
-    for column, key in enumerate(keys):
-        generator = generator_for(seed, "pairs", key)
-        first = first_of(column, generator)
-        pairs[0, column] = first
-        pairs[1, column] = random_other_indices(torch.tensor([first]), num_classes, generator)[0]
-    return pairs

@@ -14,6 +14,15 @@ whether the run was resumed, had failures, or ran with other workers: the values
 then bit-identical; only another batch size (``batch_size``, or a rank with fewer
 images than that) or another number of CPU threads may change them in the last
 float bits.
+
+The pipeline keeps the device busy (:mod:`~backpropvis.stats.measuring`,
+:mod:`~backpropvis.stats.streaming`, docs/class-distance-pipeline.md): DataLoader
+workers hand over uint8 pixels padded to the batch (pinned on CUDA), copied without
+waiting and scaled on the device; the pairs are targets the engine resolves from its
+own forward pass (no second one); each batch's numbers stay on the device and are read
+back two batches behind, then written in groups of whole batches (every batch on the
+CPU). At TF32 or bfloat16 the first batch of each session is also computed in float32:
+its precision receipt (:mod:`backpropvis.precision_receipt`) is stored and returned.
 """
 
 from __future__ import annotations
@@ -30,19 +39,20 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..devices import resolve_device
-from ..engine import Precision, PrecisionLike, attribute_many
+from ..engine import Precision, PrecisionLike
 from ..engine.unit_targets import layer_modules
-from ..errors import BackpropvisError, Interrupted
+from ..errors import BackpropvisError, Interrupted, StoreError
 from ..image_sets import ImageSource, list_images, source_setting
-from ..images import logit_name
-from ..metrics import class_distance, class_distance_minmax, input_similarity
 from ..models import LoadedModel, ModelLike, as_loaded
+from ..precision_receipt import DEFAULT_THRESHOLD, PrecisionReceipt, check_threshold, needs_receipt, precision_receipt
 from ..rules import PAPER_METHODS, Rule, resolve_rule
 from .decoding import Batch, ImageSet, batch_loader
 from .distributed import World, barrier, process_group, world_from_environment
 from .listing import rank_db_path, shard
-from .pairs import PAIRS, choose_pairs, random_pairs
+from .measuring import PairTargets, measure_batch, result_rows
+from .pairs import PAIRS, pair_draws
 from .store import ResultRow, ResultsStore, RunSettings
+from .streaming import ResultsBehind, device_layout
 from .unit_distance import measure_unit_pairs, unit_labels, unit_pair_layers, unit_pairs_setting
 
 __all__ = ["RunReport", "run_class_distance", "run_unit_distance"]
@@ -64,6 +74,8 @@ class RunReport:
         model: the model and its weights, in words.
         model_notes: what was done to the model (eval mode, default preprocessing).
         preprocessing: the images' preprocessing, in words.
+        receipt: at TF32 or bfloat16, this call's first batch against float32
+            (:mod:`backpropvis.precision_receipt`), else None.
     """
 
     db: Path
@@ -77,6 +89,7 @@ class RunReport:
     model: str = ""
     model_notes: tuple[str, ...] = ()
     preprocessing: str = ""
+    receipt: Optional[PrecisionReceipt] = None
 
     @property
     def failed_now(self) -> int:
@@ -117,6 +130,7 @@ def run_class_distance(
     world: Optional[World] = None,
     elsewhere: str = "another `db`",
     on_model: Optional[Callable[[LoadedModel], None]] = None,
+    receipt_threshold: float = DEFAULT_THRESHOLD,
 ) -> RunReport:
     """Compute and store the class distance of every image under ``images`` (resumable).
 
@@ -144,6 +158,9 @@ def run_class_distance(
             to use instead.
         on_model: called with the model once it is built, before the first image is read
             (the command line prints the model and preprocessing line there).
+        receipt_threshold: at TF32 or bfloat16 the first batch is also computed in
+            float32, and a method whose maps' cosine to it falls under this is named in
+            the receipt's warnings (:mod:`backpropvis.precision_receipt`).
 
     Returns:
         :class:`RunReport` for this rank. Under torchrun every rank waits for all the
@@ -153,6 +170,7 @@ def run_class_distance(
         BackpropvisError: bad settings, images folder or database (nothing is written).
     """
     _check_counts(batch_size, workers)
+    check_threshold(receipt_threshold)
     world = world or world_from_environment()
     torch_device = world.device(resolve_device(str(device)))
     rules = [resolve_rule(method) for method in methods]
@@ -168,6 +186,7 @@ def run_class_distance(
 
     settings = _run_settings(loaded, rules, pairs, seed, images, world, Precision.parse(precision))
     job = _Job(images, network, loaded.preprocessing, rules, settings, batch_size, workers, torch_device, world)
+    job = replace(job, receipt_threshold=receipt_threshold)
     other = {"batch_size": batch_size, "workers": workers, "device": str(torch_device), "limit": limit}
     other["smooth_activations"] = loaded.smooth.as_dict()
     with process_group(world, torch_device):
@@ -175,7 +194,8 @@ def run_class_distance(
             rank_db_path(db, world.rank, world.size), settings, loaded.weights_description, other, elsewhere
         )
         try:
-            report = _run(store, keys, job, progress)
+            with device_layout(network, torch_device) as layout:
+                report = _run(store, keys, replace(job, layout=layout), progress)
         finally:
             store.close()
         barrier(world)
@@ -252,6 +272,8 @@ class _Job:
     workers: int
     device: torch.device
     world: World
+    layout: torch.memory_format = torch.contiguous_format
+    receipt_threshold: float = DEFAULT_THRESHOLD
 
 
 def _run(store: ResultsStore, keys: Sequence[str], job: _Job, progress: bool) -> RunReport:
@@ -260,13 +282,14 @@ def _run(store: ResultsStore, keys: Sequence[str], job: _Job, progress: bool) ->
     batch_size = max(1, min(job.batch_size, len(mine)))  # a handful of images is not padded to a large batch
     store.set_total(len(mine))
     done = store.done_images()
-    blocks = [range(start, min(start + batch_size, len(mine))) for start in range(0, len(mine), batch_size)]
-    batches = [[i for i in block if mine[i] not in done] for block in blocks]
-    batches = [batch for batch in batches if batch]
+    batches = _batches(mine, done, batch_size)
     pending = sum(len(batch) for batch in batches)
     dataset = ImageSet(job.images, mine, job.preprocess)
-
-    started, done_now, failed_images, num_classes = time.perf_counter(), 0, [], None
+    loader = batch_loader(dataset, batches, job.workers, batch_size, pin_memory=job.device.type == "cuda")
+    written = _Written(store, job.rules)
+    # on an accelerator results come back two batches behind and are written once a second
+    behind = ResultsBehind(written, every=0.0 if job.device.type == "cpu" else 1.0)
+    started, num_classes, receipt = time.perf_counter(), None, None
     units = unit_pair_layers(job.settings.pairs) is not None
     description = ("unit distance" if units else "class distance") + (
         f" (rank {world.rank}/{world.size})" if world.size > 1 else ""
@@ -280,97 +303,112 @@ def _run(store: ResultsStore, keys: Sequence[str], job: _Job, progress: bool) ->
             position=world.local_rank if world.size > 1 else None,
             dynamic_ncols=True,
         ) as bar:
-            for batch in batch_loader(dataset, batches, job.workers):
-                rows: list[ResultRow] = []
-                if batch.keys:
-                    rows, num_classes = (_measure_units if units else _measure)(job, batch, batch_size, num_classes)
-                store.write_batch(rows, batch.failures, len(batch.keys) + len(batch.failures))
-                done_now += len(batch.keys) + len(batch.failures)
-                failed_images += [key for key, _, _ in batch.failures]
-                bar.update(len(batch.keys) + len(batch.failures))
-                if failed_images:
-                    bar.set_postfix(failed=len(failed_images))
+            written.bar = bar
+            for batch in loader:
+                results: Union[None, torch.Tensor, list[ResultRow]] = None
+                if batch.keys and units:
+                    results, written.num_classes = measure_unit_pairs(
+                        job.network, batch, _inputs(batch, job), job.rules, job.settings
+                    )
+                elif batch.keys:
+                    wants_receipt = needs_receipt(job.settings.precision) and receipt is None
+                    results, num_classes, measured = _measure(
+                        job, batch, _inputs(batch, job), num_classes, wants_receipt
+                    )
+                    written.num_classes, receipt = num_classes, receipt or measured
+                    if measured is not None:
+                        store.write_receipt(measured.as_dict())
+                behind.add(batch, results)
+            behind.flush()
     except KeyboardInterrupt:
+        _save_what_is_done(behind)
         store.finish(complete=False)  # rolls back a batch cut off halfway
         saved = len(store.done_images())
-        failed = f", {len(failed_images)} of them failed" if failed_images else ""
+        failed = f", {len(written.failed_images)} of them failed" if written.failed_images else ""
         raise Interrupted(
             f"{saved} of {len(mine)} images saved in {store.path} ({saved - len(done)} in this session{failed}); "
             "run the same command again to resume"
         ) from None
-    store.finish(complete=len(done) + done_now == len(mine))
+    store.finish(complete=len(done) + written.images == len(mine))
+    seconds = time.perf_counter() - started  # the loop's, workers' start included
     return RunReport(
         store.path,
         world.rank,
         world.size,
         len(mine),
         len(done),
-        done_now,
-        time.perf_counter() - started,
-        failed_images,
+        written.images,
+        seconds,
+        written.failed_images,
+        receipt=receipt,
     )
 
 
-def _measure_units(job: _Job, batch: Batch, batch_size: int, num_classes: Optional[int]) -> tuple[list[ResultRow], int]:
-    """Rows of a unit-distance run's batch (:func:`~backpropvis.stats.unit_distance.measure_unit_pairs`)."""
-    return measure_unit_pairs(job.network, batch, job.rules, job.settings, batch_size, job.device)
+def _batches(mine: Sequence[str], done: set[str], batch_size: int) -> list[list[int]]:
+    """The rank's fixed blocks of ``batch_size`` images (indices into ``mine``), without the images
+    already done; blocks left empty are dropped."""
+    blocks = [range(start, min(start + batch_size, len(mine))) for start in range(0, len(mine), batch_size)]
+    batches = [[i for i in block if mine[i] not in done] for block in blocks]
+    return [batch for batch in batches if batch]
 
 
-def _measure(job: _Job, batch: Batch, batch_size: int, num_classes: Optional[int]) -> tuple[list[ResultRow], int]:
-    """Rows for a batch's good images, and the model's number of logits.
-
-    Pads the batch to ``batch_size``, picks the pairs (a no-grad forward pass first,
-    unless the pairs are "random-random" and the number of logits is known), then ONE
-    attribute_many call for every method and both logits, then the metrics.
-    """
-    network, settings, device = job.network, job.settings, job.device
-    count = len(batch.keys)
-    inputs = torch.zeros((batch_size, *batch.pixels.shape[1:]), dtype=batch.pixels.dtype)
-    inputs[:count] = batch.pixels
-    inputs = inputs.to(device)
-    logits = None
-    if settings.pairs == "random-random" and num_classes is not None:
-        chosen = random_pairs(num_classes, batch.keys, settings.seed)
-    else:
-        with torch.no_grad():
-            logits = network(inputs)[:count]
-        chosen = choose_pairs(settings.pairs, logits, batch.keys, settings.seed)  # [2, count]
-    padded = torch.zeros((2, batch_size), dtype=torch.long)
-    padded[:, :count] = chosen
-    maps = attribute_many(
-        network, inputs, [padded[0].to(device), padded[1].to(device)], job.rules, precision=settings.precision
-    )
-    # the logits the pairs were chosen from; "random-random" takes none, so always the shared pass's
-    chosen_from = maps.logits[:count] if settings.pairs == "random-random" or logits is None else logits
-    predicted = chosen_from.argmax(dim=1).cpu()
-    return _rows(maps, job.rules, batch, inputs[:count], chosen, predicted), len(maps.logits[0])
+def _save_what_is_done(behind: ResultsBehind) -> None:
+    """After Ctrl-C: write the batches already computed (a second Ctrl-C gives them up)."""
+    try:
+        behind.flush()
+    except (KeyboardInterrupt, StoreError):
+        pass
 
 
-def _rows(maps, rules: Sequence[Rule], batch: Batch, image: torch.Tensor, chosen, predicted) -> list[ResultRow]:
-    """One row per (method, image): the class distances between the two logits' maps, and their input similarity."""
-    count, num_logits, rows = len(batch.keys), maps.logits.shape[1], []
-    for rule in rules:
-        pair = maps[rule.name][:, :count]  # [2, count, 3, S, S]
-        distance = class_distance(pair[0], pair[1]).cpu()
-        distance_minmax = class_distance_minmax(pair[0], pair[1]).cpu()
-        similarity = input_similarity(pair, image).cpu()  # [2, count]
-        for column, key in enumerate(batch.keys):
-            first, second, top = int(chosen[0, column]), int(chosen[1, column]), int(predicted[column])
-            rows.append(
-                ResultRow(
-                    image=key,
-                    content_hash=batch.hashes[column],
-                    method=rule.name,
-                    first_logit=first,
-                    first_name=logit_name(first, num_logits),
-                    second_logit=second,
-                    second_name=logit_name(second, num_logits),
-                    predicted=top,
-                    predicted_name=logit_name(top, num_logits),
-                    class_distance=float(distance[column]),
-                    class_distance_minmax=float(distance_minmax[column]),
-                    input_similarity_first=float(similarity[0, column]),
-                    input_similarity_second=float(similarity[1, column]),
-                )
-            )
-    return rows
+def _inputs(batch: Batch, job: _Job) -> torch.Tensor:
+    """The batch as the model's input on the job's device, in its memory layout (:meth:`Batch.inputs`)."""
+    return batch.inputs(job.preprocess, job.device).contiguous(memory_format=job.layout)
+
+
+class _Written:
+    """``ResultsBehind``'s writer: a group of batches' rows and failures in one transaction,
+    counted and shown on the progress bar once they are saved."""
+
+    def __init__(self, store: ResultsStore, rules: Sequence[Rule]) -> None:
+        self.store, self.rules = store, rules
+        self.num_classes: Optional[int] = None
+        self.images, self.bar = 0, None
+        self.failed_images: list[str] = []
+
+    def __call__(self, done: list[tuple[Batch, Optional[torch.Tensor]]]) -> None:
+        rows: list[ResultRow] = []
+        failures: list[tuple[str, str, str]] = []
+        for batch, results in done:
+            if isinstance(results, list):  # a unit-distance batch's rows (stats.unit_distance)
+                rows += results
+            elif results is not None:
+                assert self.num_classes is not None
+                rows += result_rows(results, batch.keys, batch.hashes, self.rules, self.num_classes)
+            failures += batch.failures
+        images = sum(batch.images for batch, _ in done)
+        self.store.write_batch(rows, failures, images)
+        self.images += images
+        self.failed_images += [key for key, _, _ in failures]
+        if self.bar is not None:
+            self.bar.update(images)
+            if self.failed_images:
+                self.bar.set_postfix(failed=len(self.failed_images))
+
+
+def _measure(
+    job: _Job, batch: Batch, inputs: torch.Tensor, num_classes: Optional[int], wants_receipt: bool = False
+) -> tuple[torch.Tensor, int, Optional[PrecisionReceipt]]:
+    """A batch's packed results on the device (:func:`~.measuring.measure_batch`), the
+    model's number of logits and, when wanted, the batch's precision receipt (the maps
+    once more in float32: one wait for the device). The pairs' random draws are made
+    before the call when the number of logits is known (every batch after the first)."""
+    settings, count = job.settings, len(batch.keys)
+    draws = None if num_classes is None else pair_draws(settings.pairs, batch.keys, settings.seed, num_classes)
+    pairs = PairTargets(settings.pairs, batch.keys, settings.seed, draws)
+    results, maps = measure_batch(job.network, inputs, count, pairs, job.rules, settings.precision)
+    receipt = None
+    if wants_receipt:
+        receipt = precision_receipt(
+            job.network, inputs[:count], maps, job.rules, settings.precision, threshold=job.receipt_threshold
+        )
+    return results, maps.logits.shape[1], receipt

@@ -9,6 +9,8 @@ One file holds one run (one rank's share of it under torchrun):
 - ``sessions``: one row per start of the command (a resumed run has several).
 - ``results``: one row per (run, image, method), unique.
 - ``failures``: one row per (run, image) that could not be read or decoded, unique.
+- ``receipts``: at TF32 or bfloat16, each session's precision receipt (JSON; added to a
+  database of schema 2 when it is next written).
 
 Each batch's rows are written in one transaction, so a process killed at any moment
 (even ``kill -9``) leaves whole batches or nothing; a restart skips every image that
@@ -26,7 +28,7 @@ import json
 import os
 import platform
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Optional, Union
@@ -71,6 +73,8 @@ CREATE TABLE IF NOT EXISTS failures (
     image TEXT NOT NULL, content_hash TEXT NOT NULL, reason TEXT NOT NULL,
     UNIQUE (run_id, image)
 );
+CREATE TABLE IF NOT EXISTS receipts (run_id INTEGER NOT NULL REFERENCES runs(id),
+    session_id INTEGER NOT NULL REFERENCES sessions(id), receipt TEXT NOT NULL, UNIQUE (session_id));
 """
 
 _RESULT_COLUMNS = (
@@ -314,6 +318,14 @@ class ResultsStore:
                 self.connection.execute("ROLLBACK")
             raise StoreError(f"cannot write database {self.path}: {error}") from None
 
+    def write_receipt(self, receipt: dict) -> None:
+        """Record this session's precision receipt (``PrecisionReceipt.as_dict()``)."""
+        row = (self.run_id, self.session_id, json.dumps(receipt, sort_keys=True))
+        try:
+            self.connection.execute("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?)", row)
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"cannot write database {self.path}: {error}") from None
+
     def finish(self, complete: bool) -> None:
         """Close the session; mark the run finished when every image has its rows.
 
@@ -340,6 +352,7 @@ class StoredRun:
         run: the ``runs`` row as a dict.
         results: every ``results`` row as a dict.
         failures: every ``failures`` row as a dict.
+        receipts: its sessions' precision receipts (dicts), oldest first.
     """
 
     path: Path
@@ -347,6 +360,7 @@ class StoredRun:
     run: dict
     results: list[dict]
     failures: list[dict]
+    receipts: list[dict] = field(default_factory=list)
 
 
 def read_database(path: Union[str, os.PathLike], rows: bool = True) -> StoredRun:
@@ -370,8 +384,17 @@ def read_database(path: Union[str, os.PathLike], rows: bool = True) -> StoredRun
             if rows:
                 results = [dict(row) for row in connection.execute("SELECT * FROM results ORDER BY image, method")]
                 failures = [dict(row) for row in connection.execute("SELECT * FROM failures ORDER BY image")]
+            receipts = _receipts(connection)
         finally:
             connection.close()
     except sqlite3.DatabaseError as error:
         raise StoreError(f"{path} is not a class-distance results database ({error})") from None
-    return StoredRun(path, _settings_from_row(runs[0]), dict(runs[0]), results, failures)
+    return StoredRun(path, _settings_from_row(runs[0]), dict(runs[0]), results, failures, receipts)
+
+
+def _receipts(connection: sqlite3.Connection) -> list[dict]:
+    """The ``receipts`` table's receipts, oldest session first (none in a database written before it)."""
+    try:
+        return [json.loads(row[0]) for row in connection.execute("SELECT receipt FROM receipts ORDER BY session_id")]
+    except sqlite3.OperationalError:  # no such table
+        return []

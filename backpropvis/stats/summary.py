@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import StoreError
 from ..files import replacing
 from ..metrics import ratio, small_sample_note
+from ..precision_receipt import PrecisionReceipt
 from ..render import pyplot
 from .store import RunSettings, StoredRun, read_database
 
@@ -234,6 +235,16 @@ def collect(databases: Sequence[Union[str, os.PathLike]]) -> Collected:
     return Collected(runs, runs[0].settings, methods, images, tables, similarity, failures, expected, notes)
 
 
+def _receipt_notes(runs: Sequence[StoredRun]) -> list[str]:
+    """The first session's precision receipt in one line, and a line naming each method under its
+    threshold (every rank's and session's first batch tell much the same)."""
+    receipts = [receipt for stored in runs for receipt in stored.receipts]
+    if not receipts:
+        return []
+    receipt = PrecisionReceipt.from_dict(receipts[0])
+    return [receipt.summary_line()] + receipt.warnings()
+
+
 def summarize(
     databases: Sequence[Union[str, os.PathLike]],
     resamples: int = 2000,
@@ -249,8 +260,10 @@ def summarize(
     ``class_distance_minmax`` as ``{mean, low, high}``, ``input_similarity`` mean over
     both maps), ``ratios`` ("saliency/gbp" -> ``{mean, low, high}``, the ratio of the
     means and its paired-bootstrap interval, for each pair of ``ratios`` whose two methods
-    the run has), ``bootstrap``, ``notes`` (what is missing) and ``small_sample`` (the flag
-    of intervals from fewer than :data:`~backpropvis.metrics.SMALL_SAMPLE` images, or None).
+    the run has), ``bootstrap``, ``notes`` (what is missing, the first precision receipt in one
+    line and its warnings), ``small_sample`` (the flag of intervals from fewer than
+    :data:`~backpropvis.metrics.SMALL_SAMPLE` images, or None) and ``precision_receipts`` (at TF32
+    or bfloat16: every session's receipt, :mod:`backpropvis.precision_receipt`).
 
     Raises:
         StoreError: as :func:`collect`.
@@ -284,8 +297,9 @@ def summarize(
         "methods": {},
         "ratios": {},
         "bootstrap": {"resamples": resamples, "seed": seed, "confidence": confidence},
-        "notes": run.notes,
+        "notes": run.notes + _receipt_notes(run.runs),
         "small_sample": small_sample_note(len(run.images)) if run.images else None,
+        "precision_receipts": [receipt for stored in run.runs for receipt in stored.receipts],
     }
     if not run.images:
         return summary

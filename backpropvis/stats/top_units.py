@@ -142,9 +142,10 @@ def scan_top_units(
     batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
     try:
         with tqdm(total=len(todo), unit="image", desc="top units", disable=not streaming.progress or not todo) as bar:
-            for batch in batch_loader(dataset, batches, streaming.workers):
+            for batch in batch_loader(dataset, batches, streaming.workers, batch_size):
                 if batch.keys:
-                    _merge(saved, network, batch.pixels.to(device), batch.keys, scan)
+                    inputs = batch.inputs(model.preprocessing, device)[: len(batch.keys)]
+                    _merge(saved, network, inputs, batch.keys, scan)
                 saved["done"] += batch.keys
                 saved["failed"].update({key: reason for key, _, reason in batch.failures})
                 write_json(saved, state)

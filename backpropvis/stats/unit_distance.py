@@ -147,21 +147,15 @@ def unit_pair_distances(
 
 
 def measure_unit_pairs(
-    network: nn.Module,
-    batch: Batch,
-    rules: Sequence[Rule],
-    settings: RunSettings,
-    batch_size: int,
-    device: torch.device,
+    network: nn.Module, batch: Batch, inputs: torch.Tensor, rules: Sequence[Rule], settings: RunSettings
 ) -> tuple[list[ResultRow], int]:
-    """Rows (one per image, method and layer) for a batch's good images (the batch padded
-    to ``batch_size``, so an image is computed in the same company whatever happened)."""
+    """Rows (one per image, method and layer) for a batch's good images, from ``inputs``
+    [N, 3, S, S]: the batch on the run's device, padded to the run's batch size (so an
+    image is computed in the same company whatever happened)."""
     count = len(batch.keys)
-    inputs = torch.zeros((batch_size, *batch.pixels.shape[1:]), dtype=batch.pixels.dtype)
-    inputs[:count] = batch.pixels
-    keys = list(batch.keys) + [f"padding {column}" for column in range(count, batch_size)]
+    keys = list(batch.keys) + [f"padding {column}" for column in range(count, len(inputs))]
     layers = unit_pair_layers(settings.pairs) or []
-    pairs = unit_pair_distances(network, inputs.to(device), keys, layers, rules, settings.seed, settings.precision)
+    pairs = unit_pair_distances(network, inputs, keys, layers, rules, settings.seed, settings.precision)
     predicted = pairs.logits.argmax(dim=1)
     rows = []
     for layer in layers:
