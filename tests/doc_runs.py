@@ -61,13 +61,13 @@ WORDS = {
 SKIPPED = {
     # (page, the command as typed, its start): why the example is not run here (each is run at a tiny
     # size by the test named).
-    ("README.md", "backpropvis reproduce"): "every figure, minutes even --quick (tests/test_reproduce_cli.py)",
-    ("docs/report.md", "backpropvis reproduce"): "as the README's (tests/test_reproduce_cli.py)",
+    ("README.md", "backpropvis reproduce"): "every figure, minutes even --quick (tiny: test_sabotage.py)",
+    ("docs/report.md", "backpropvis reproduce"): "as the README's",
     ("docs/reproduce.md", "backpropvis reproduce"): "figures at --quick or full size: minutes to an hour",
-    ("docs/class-distance.md", "torchrun"): "several processes or machines (tests/test_class_distance_runs.py)",
+    ("docs/class-distance.md", "torchrun"): "several processes or machines (tests/test_dataset.py runs two)",
     ("docs/class-distance.md", "backpropvis summarize 'results.rank-*"): "the files of the torchrun example above",
-    ("docs/units.md", "torchrun"): "several processes and CUDA (tests/test_unit_distance.py)",
-    ("docs/theory.md", "backpropvis theory"): "theory studies, 30 s or more even --quick (tests/test_theory.py)",
+    ("docs/units.md", "torchrun"): "several processes and CUDA (tests/test_units_cli.py runs two on the CPU)",
+    ("docs/theory.md", "backpropvis theory"): "theory studies, 30 s or more even --quick (tiny: test_sabotage.py)",
     ("docs/commands.md", "backpropvis visualize tabby --model torchvision.models"): (
         "torchvision and a download of its weights, neither a dependency"
     ),
