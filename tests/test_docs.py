@@ -48,6 +48,13 @@ def test_every_page_is_linked_from_the_readme_or_another_page() -> None:
     assert not orphans, f"pages no other page links to: {orphans}"
 
 
+def test_the_readme_links_every_page_of_docs() -> None:
+    readme = ROOT / "README.md"
+    linked = {(ROOT / target.split("#")[0]).resolve() for _, target in links(readme)}
+    missing = [str(p.relative_to(ROOT)) for p in markdown_files() if "docs" in p.parts and p.resolve() not in linked]
+    assert not missing, f"pages of docs/ the README does not link: {missing}"
+
+
 @pytest.mark.parametrize("path", markdown_files(), ids=lambda path: str(path.relative_to(ROOT)))
 def test_links_lead_somewhere(path) -> None:
     broken = []
