@@ -154,9 +154,7 @@ PYTHON_SETUP = {
 
 PYTHON_TINY = {
     # (page, ordinal): (text of the block, what replaces it here) for the sizes; each must occur.
-    ("README.md", 0): [("loaded.preprocessing(", "loaded.preprocessing.resized(64)(")],
     ("docs/python-api.md", 0): [("model.preprocessing(", "model.preprocessing.resized(32)(")],
-    ("docs/python-api.md", 3): [],
     ("docs/units.md", 0): [("model.preprocessing(", "model.preprocessing.resized(128)(")],  # (5, 7) in conv5_3
     ("docs/smooth-activations.md", 0): [('"my_silu_net.py:build"', '"my_silu_net.py:build", input_size=32')],
     ("docs/sanity.md", 0): [('size="quick"', 'size="tiny", count=2')],
