@@ -154,7 +154,9 @@ def _streaming_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"limit": args.limit, "batch_size": args.batch_size, "workers": args.workers}
 
 
-def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str, model: str = "vgg16") -> None:
+def _add_model_options(
+    parser: argparse.ArgumentParser, input_size_default: str, model: str = "vgg16", weights: Optional[str] = None
+) -> None:
     """--model, --model-args, --weights, --output, --input-size, --smooth-activations, --precision: for every
     command that builds a model."""
     from .models import MODEL_NAMES, TRAINED_WEIGHTS
@@ -174,11 +176,12 @@ def _add_model_options(parser: argparse.ArgumentParser, input_size_default: str,
         help="keyword arguments of a MODULE:CALLABLE model, as a JSON object, e.g. "
         "'{\"num_classes\": 10}' (default: none)",
     )
+    said = weights if weights is not None else f"the model's bundled trained weights, {bundled}; else random"
     parser.add_argument(
         "--weights",
-        default=None,
+        default=weights,
         help="random (a built-in model's seeded init; a callable's model as built), imagenet (built-in "
-        f"models) or a state-dict file (default: the model's bundled trained weights, {bundled}; else random)",
+        f"models) or a state-dict file (default: {said})",
     )
     parser.add_argument(
         "--output",
@@ -742,8 +745,8 @@ def _add_sanity(commands: argparse._SubParsersAction) -> None:
         "DIR/sanity.json and DIR/index.html. Rerun the same command to resume. See docs/sanity.md.",
     )
     parser.add_argument("--protocol", required=True, choices=list(PROTOCOLS), help="which protocol")
-    _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing")
-    parser.set_defaults(model="digits-vgg", weights="trained", precision="float32")
+    _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing", "digits-vgg", "trained")
+    parser.set_defaults(precision="float32")
     _add_image_source(parser, default="the held-out digits for digits-vgg, else the bundled samples")
     parser.add_argument(
         "--count",
