@@ -153,7 +153,7 @@ def format_result(result: SanityResult) -> str:
             for method in result.methods:
                 if method not in step.methods:
                     continue
-                for metric in result.metrics:
+                for metric in (name for name in result.metrics if name in step.methods[method]):
                     beside = [
                         f"{_SHORT[name]} {step.controls[method][name][metric].mean:+.2f}"
                         for name in controls
