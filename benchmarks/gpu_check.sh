@@ -23,8 +23,9 @@
 #   8. precision-receipts: each method's cosine to float32 at TF32 and bfloat16, VGG-16 and
 #      EfficientNet-Lite0, 32 images at 224 px (OUT_DIR/precision_receipts.json, the table in the log);
 #   9. engine-benchmark: against Captum at matched precision (OUT_DIR/bench_cuda.json);
-#  10. seeded-drawing: 8 blocks of fig5's largest FCN hidden layer drawn serially, ahead in 16 threads,
-#      and kept on the GPU, each equal to the serial draw bit for bit (OUT_DIR/seeded_drawing.json; ~10 s).
+#  10. seeded-drawing: 4 blocks of fig5's largest FCN hidden layer drawn serially and ahead in 16 threads,
+#      and the whole layer kept on the GPU, each equal to the serial draw bit for bit (OUT_DIR/seeded_drawing.json;
+#      under 15 s).
 # The dry run runs the same steps with the same names on the CPU (gloo for torchrun), each at tiny
 # sizes: a typo in this script fails CI instead of a GPU session. At most 8 files come back from the
 # device tool, so everything goes into these few.
@@ -56,7 +57,7 @@ if [ $dry = 0 ]; then
   torchrun_limit=512 torchrun_batch=64 torchrun_workers=8 torchrun_model=(--model vgg16 --weights random)
   receipts=(--size 224 --images 32)
   engine=(--channels-last --cudnn-benchmark --repeats 2)  # 2 of 3 repeats: the H200's were within 1 %
-  drawing=(--blocks 8 --threads 1,16)
+  drawing=(--blocks 4 --threads 16)
 else  # the same steps on the CPU, each at a tiny size
   device=cpu
   gpu_info='echo "dry run: no GPU"'
