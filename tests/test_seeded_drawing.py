@@ -8,19 +8,10 @@ import threading
 
 import pytest
 import torch
+from tiny_nets import rejection_sampled
 
 from backpropvis.models import SeededDense, seeded_dense
 from backpropvis.models.init import generator_for
-
-
-def rejection_sampled(count: int, std: float, generator: torch.Generator) -> torch.Tensor:
-    """The paper's init, plainly: normals, those beyond +-2 redrawn until none is left."""
-    values = torch.randn(count, generator=generator)
-    outside = (values.abs() > 2).nonzero().squeeze(1)
-    while outside.numel():
-        values[outside] = torch.randn(outside.numel(), generator=generator)
-        outside = outside[values[outside].abs() > 2]
-    return values * std
 
 
 @pytest.fixture
