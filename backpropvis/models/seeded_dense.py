@@ -62,6 +62,9 @@ class SeededDense(nn.Module):
         keep_drawn_bytes: on a GPU, a V drawn on the fly is drawn once and kept there when it
             takes at most this many bytes (and half the free device memory).
 
+    Attributes: ``keep_drawn_on``, the device types on which a V drawn on the fly is kept once
+    drawn (default ``("cuda",)``: on the CPU the memory is why V is drawn on the fly).
+
     Shapes: input [B, d] -> output [B, K].
     """
 
