@@ -22,7 +22,10 @@
 #   7. summarize: its database;
 #   8. precision-receipts: each method's cosine to float32 at TF32 and bfloat16, VGG-16 and
 #      EfficientNet-Lite0, 32 images at 224 px (OUT_DIR/precision_receipts.json, the table in the log);
-#   9. engine-benchmark: against Captum at matched precision (OUT_DIR/bench_cuda.json).
+#   9. engine-benchmark: against Captum at matched precision (OUT_DIR/bench_cuda.json);
+#  10. seeded-drawing: 4 blocks of fig5's largest FCN hidden layer drawn serially and ahead in 16 threads,
+#      and the whole layer kept on the GPU, each equal to the serial draw bit for bit (OUT_DIR/seeded_drawing.json;
+#      under 15 s).
 # The dry run runs the same steps with the same names on the CPU (gloo for torchrun), each at tiny
 # sizes: a typo in this script fails CI instead of a GPU session. At most 8 files come back from the
 # device tool, so everything goes into these few.
@@ -54,6 +57,7 @@ if [ $dry = 0 ]; then
   torchrun_limit=512 torchrun_batch=64 torchrun_workers=8 torchrun_model=(--model vgg16 --weights random)
   receipts=(--size 224 --images 32)
   engine=(--channels-last --cudnn-benchmark --repeats 2)  # 2 of 3 repeats: the H200's were within 1 %
+  drawing=(--blocks 4 --threads 16)
 else  # the same steps on the CPU, each at a tiny size
   device=cpu
   gpu_info='echo "dry run: no GPU"'
@@ -64,6 +68,7 @@ else  # the same steps on the CPU, each at a tiny size
   torchrun_model=(--model efficientnet-lite0 --weights imagenet --input-size 32)
   receipts=(--size 32 --images 4 --models efficientnet-lite0)
   engine=(--cases efficientnet-lite0 --size 32 --repeats 1)
+  drawing=(--blocks 1 --threads 1)
 fi
 
 step() {  # step NAME COMMAND...: run, log, time, and keep going on failure
@@ -95,5 +100,7 @@ step precision-receipts python3 benchmarks/precision_receipts.py --device $devic
   --out "$out/precision_receipts.json"
 step engine-benchmark python3 benchmarks/bench_engine.py --device $device "${engine[@]}" \
   --out "$out/bench_$device.json"
+step seeded-drawing python3 benchmarks/bench_seeded_dense.py --device $device "${drawing[@]}" \
+  --out "$out/seeded_drawing.json"
 rm -rf "$work"
 cat "$out/steps.txt"

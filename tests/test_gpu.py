@@ -19,6 +19,7 @@ from torch import nn
 import backpropvis
 from backpropvis.cli import main
 from backpropvis.metrics import cosine_similarity
+from backpropvis.models import SeededDense, seeded_dense
 from backpropvis.stats import read_database
 
 DEVICE = os.environ.get("BACKPROPVIS_GPU_TEST_DEVICE", "cuda")
@@ -157,3 +158,26 @@ def test_gpu_class_distance_command_gives_the_cpu_numbers(tmp_path) -> None:
         other = rows[DEVICE][key]
         assert (row["first_logit"], row["second_logit"]) == (other["first_logit"], other["second_logit"])
         assert abs(row["class_distance"] - other["class_distance"]) < 1e-4
+
+
+def test_gpu_seeded_dense_keeps_the_cpu_draw_and_computes_with_it(monkeypatch) -> None:
+    """fig5's on-the-fly layer on the device (issue 19, point 4): blocks drawn ahead (page-locked,
+    copied without waiting) and the matrix kept there are the CPU's serial draw to the bit, drawn
+    once; the forward and backward passes match float64 on the CPU."""
+    monkeypatch.setattr(seeded_dense, "_BLOCK_BYTES", 7 * 300 * 4)  # 8 blocks of 7 columns
+    expected = SeededDense(300, 50, seed=4, name="hidden", materialize_bytes=0).drawn_block(range(50))
+    ahead = SeededDense(300, 50, seed=4, name="hidden", materialize_bytes=0)
+    ahead.keep_drawn_on = ()
+    assert torch.equal(torch.cat([rows.cpu() for _, rows in ahead.column_blocks(range(50), DEVICE)]), expected)
+    kept = SeededDense(300, 50, seed=4, name="hidden", materialize_bytes=0)
+    kept.keep_drawn_on = (torch.device(DEVICE).type,)
+    x = torch.randn(3, 300, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    device_x = x.float().to(DEVICE).requires_grad_()
+    kept(device_x)  # the first pass draws and keeps
+    assert kept._kept is not None and kept._kept.device.type == torch.device(DEVICE).type
+    assert torch.equal(kept._kept.cpu(), expected)
+    kept.drawn_block = lambda *args: pytest.fail("drawn again")  # type: ignore[method-assign]
+    output = kept(device_x)
+    (grad,) = torch.autograd.grad(output[:, 9].sum(), device_x)
+    torch.testing.assert_close(output.double().cpu(), x @ expected.double().T, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(grad.double().cpu(), expected.double()[9].expand(3, -1), rtol=1e-3, atol=1e-5)

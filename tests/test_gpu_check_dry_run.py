@@ -48,7 +48,7 @@ def declared_steps() -> list[str]:
 
 def test_every_declared_step_runs_and_passes(dry_run):
     steps = declared_steps()
-    assert len(steps) == 9 and "class-distance-pipeline" in steps and "precision-receipts" in steps
+    assert len(steps) == 10 and {"class-distance-pipeline", "precision-receipts", "seeded-drawing"} <= set(steps)
     lines = (dry_run / "steps.txt").read_text().splitlines()
     assert [line.split(":")[0] for line in lines] == steps
     failed = [line for line in lines if ": exit 0," not in line]
@@ -66,5 +66,7 @@ def test_the_files_the_gpu_run_brings_back_hold_their_numbers(dry_run):
     }
     assert all(-1.0 <= row["min_cosine"] <= row["median_cosine"] <= 1.0 + 1e-9 for row in receipts)
     assert json.loads((dry_run / "bench_cpu.json").read_text())["cases"]
+    drawing = json.loads((dry_run / "seeded_drawing.json").read_text())
+    assert drawing["blocks"] == 1 and all(row["ahead"]["equal"] for row in drawing["rows"])
     assert (dry_run / "reproduce-index.html").is_file()
     assert "summarize: exit 0" in (dry_run / "steps.txt").read_text()

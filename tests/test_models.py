@@ -14,7 +14,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from tiny_nets import reference_map
+from tiny_nets import reference_map, rejection_sampled
 from torch import nn
 
 import backpropvis
@@ -279,17 +279,6 @@ def test_truncated_normal_statistics() -> None:
     torch.testing.assert_close(as_double, single.double())
     assert torch.equal(strided, single)
     assert not torch.equal(truncated_normal_(torch.empty(1000), 0.1, torch.Generator().manual_seed(1)), single)
-
-
-def rejection_sampled(size: int, std: float, generator: torch.Generator) -> torch.Tensor:
-    """The paper's init written out as the algorithm reads: standard normals, then redraw
-    those beyond +-2 until none is left, then scale."""
-    values = torch.randn(size, generator=generator)
-    outside = (values.abs() > 2).nonzero().squeeze(1)
-    while outside.numel():
-        values[outside] = torch.randn(outside.numel(), generator=generator)
-        outside = outside[values[outside].abs() > 2]
-    return values * std
 
 
 def test_seeded_draws_are_the_rejection_algorithm_to_the_bit() -> None:

@@ -172,3 +172,14 @@ class CancellingNet(nn.Module):
 def cancelling_net(size: int = 8) -> nn.Module:
     """:class:`CancellingNet` in eval mode (a ``--model tiny_nets:cancelling_net`` factory)."""
     return CancellingNet(size).eval()
+
+
+def rejection_sampled(size: int, std: float, generator: torch.Generator) -> torch.Tensor:
+    """The paper's init written out as the algorithm reads: standard normals, then redraw
+    those beyond +-2 until none is left, then scale."""
+    values = torch.randn(size, generator=generator)
+    outside = (values.abs() > 2).nonzero().squeeze(1)
+    while outside.numel():
+        values[outside] = torch.randn(outside.numel(), generator=generator)
+        outside = outside[values[outside].abs() > 2]
+    return values * std

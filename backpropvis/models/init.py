@@ -81,12 +81,7 @@ def truncated_normal_(tensor: torch.Tensor, std: float, generator: torch.Generat
     target = tensor
     if tensor.device.type != "cpu" or tensor.dtype != torch.float32 or not tensor.is_contiguous():
         target = torch.empty(tensor.shape, dtype=torch.float32)
-    flat = target.view(-1)
-    flat.normal_(generator=generator)
-    outside = flat.abs().gt_(_TRUNCATION).nonzero().squeeze(1)
-    if outside.numel():
-        flat[outside] = _redrawn(outside.numel(), generator)
-    flat.mul_(std)
+    truncated_normal_rows_(target.view(1, target.numel()), std, [generator])
     if target is not tensor:
         tensor.copy_(target)
     return tensor
@@ -101,8 +96,10 @@ def truncated_normal_rows_(
 ) -> torch.Tensor:
     """Fill each row ``rows[r]`` exactly as ``truncated_normal_(rows[r], std, generators[r])``
     would, faster: the normals are drawn row by row through ``map_rows`` (e.g. a thread
-    pool's ``map``: drawing releases the GIL), the values to redraw are found for the whole
-    block at once, and each row redraws its own from its generator in the same order.
+    pool's ``map``: drawing releases the GIL); then the rejection loop runs for the whole
+    block at once, round by round: in each round every row draws, from its own generator and
+    in one call, as many normals as it has values still outside +-2 (in column order), as
+    the per-row loop would; finding the values still outside is one operation per round.
 
     Shapes: rows [n, d] (CPU, float32, contiguous); ``generators``: n generators.
     """
@@ -111,23 +108,18 @@ def truncated_normal_rows_(
         rows[row].normal_(generator=generators[row])
 
     list(map_rows(draw, range(len(rows))))
-    outside = rows.abs().gt_(_TRUNCATION).nonzero()  # [m, 2] (row, column), sorted by row
-    counts = torch.bincount(outside[:, 0], minlength=len(rows)).tolist()
-    for row, columns in zip(range(len(rows)), outside[:, 1].split(counts)):
-        if columns.numel():
-            rows[row, columns] = _redrawn(columns.numel(), generators[row])
-    return rows.mul_(std)
-
-
-def _redrawn(count: int, generator: torch.Generator) -> torch.Tensor:
-    """``count`` standard normals inside +-2, drawn as the rejection loop of
-    :func:`truncated_normal_` draws them: all at once, then again those still outside."""
-    values = torch.randn(count, generator=generator)
-    pending = values.abs().gt_(_TRUNCATION).nonzero().squeeze(1)
+    outside = rows.abs().gt_(_TRUNCATION).nonzero()  # [m, 2] (row, column), sorted by row then column
+    row_of, column_of = outside[:, 0], outside[:, 1]
+    pending = torch.arange(len(outside))  # entries of ``outside`` still to draw, in order
     while pending.numel():
-        values[pending] = torch.randn(pending.numel(), generator=generator)
-        pending = pending[values[pending].abs() > _TRUNCATION]
-    return values
+        values = torch.empty(pending.numel())
+        counts = torch.bincount(row_of[pending], minlength=len(rows)).tolist()
+        for row, piece in zip(range(len(rows)), values.split(counts)):
+            if piece.numel():
+                piece.normal_(generator=generators[row])  # = torch.randn(count, generator=...)
+        rows[row_of[pending], column_of[pending]] = values
+        pending = pending[values.abs() > _TRUNCATION]
+    return rows.mul_(std)
 
 
 @torch.no_grad()
