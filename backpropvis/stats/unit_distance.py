@@ -36,7 +36,7 @@ from ..files import replacing
 from ..image_sets import source_photo
 from ..metrics import class_distance, class_distance_minmax, input_similarity, small_sample_note
 from ..models.init import generator_for
-from ..render import pyplot
+from ..render import fit_text, pyplot
 from ..rules import METHOD_LABELS, Rule
 from ..targets import ResolvedUnit, Unit
 from .decoding import Batch
@@ -308,7 +308,7 @@ def plot_unit_distance(summary: dict, path: Union[str, os.PathLike], title: Opti
     axis.legend(fontsize=7)
     if title is None:
         title = f"most active vs random channel, {summary['settings']['model']}, {summary['images']} images"
-    axis.set_title(title, fontsize=9)
+    axis.set_title(fit_text(title, figure.get_figwidth(), 9), fontsize=9)
     with replacing(path) as partial:
         figure.savefig(partial, dpi=120)
     plt.close(figure)
