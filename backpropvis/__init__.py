@@ -14,19 +14,21 @@ The package is layered: a module imports only from its own layer and the layers 
 """
 
 from . import models
-from .engine import (
-    Attributions,
-    DeconvNet,
-    Explainer,
-    GuidedBackprop,
-    Saliency,
-    attribute,
-    attribute_many,
+from .core.errors import BackpropvisError
+from .core.rules import (
+    DECONVNET,
+    GUIDED_BACKPROP,
+    LINEAR,
+    METHOD_LABELS,
+    PAPER_METHODS,
+    RULES,
+    SALIENCY,
+    Rule,
+    resolve_rule,
 )
-from .errors import BackpropvisError
-from .rules import DECONVNET, GUIDED_BACKPROP, LINEAR, METHOD_LABELS, PAPER_METHODS, RULES, SALIENCY, Rule, resolve_rule
-from .smooth_activations import SMOOTH_MODES, SmoothReport
-from .targets import Unit, parse_targets, resolve_targets
+from .core.smooth_activations import SMOOTH_MODES, SmoothReport
+from .core.targets import Unit, parse_targets, resolve_targets
+from .engine import Attributions, DeconvNet, Explainer, GuidedBackprop, Saliency, attribute, attribute_many
 
 __version__ = "0.1.0"
 

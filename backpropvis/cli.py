@@ -1,7 +1,7 @@
 """The ``backpropvis`` command: argument parsing and error messages, nothing else.
 
 Each subcommand calls one function of the Python API. A
-:class:`~backpropvis.errors.BackpropvisError` (something the user can fix) is printed
+:class:`~backpropvis.core.errors.BackpropvisError` (something the user can fix) is printed
 as one line on stderr with exit status 2; any other exception is a bug and keeps its
 traceback.
 """
@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Optional, Sequence
 
+from .core.errors import BackpropvisError, first_few
+from .core.rules import PAPER_METHODS
+from .core.smooth_activations import SMOOTH_MODES
 from .engine import PRECISION_NAMES, Precision
-from .errors import BackpropvisError, first_few
-from .precision_receipt import PrecisionReceipt
-from .rules import PAPER_METHODS
-from .smooth_activations import SMOOTH_MODES
+from .engine.receipt import PrecisionReceipt
 
 __all__ = ["main", "build_parser", "in_flags", "FLAGS", "PRECISION_CHOICES"]
 
@@ -74,7 +74,7 @@ def _split(text: str) -> list[str]:
 
 def _methods(text: str) -> list[str]:
     """``--methods gbp,saliency``: rule names, each one the command line can name."""
-    from .rules import RULES
+    from .core.rules import RULES
 
     names = _split(text)
     unknown = [name for name in names if name not in RULES and name != "guided_backprop"]
@@ -85,9 +85,9 @@ def _methods(text: str) -> list[str]:
 
 
 def _run_visualize(args: argparse.Namespace) -> int:
+    from .core.targets import parse_targets
+    from .jobs.visualize import visualize
     from .render import DISPLAYS
-    from .targets import parse_targets
-    from .visualize import visualize
 
     methods, targets = _methods(args.methods), parse_targets(args.targets)
     summary = visualize(
@@ -286,7 +286,7 @@ def _add_visualize(commands: argparse._SubParsersAction) -> None:
 
 def _image_source(args: argparse.Namespace):
     """``--images DIR`` or ``--samples [--crops N]`` as an image source (see :func:`_add_image_source`)."""
-    from .image_sets import Samples
+    from .images.sets import Samples
 
     if args.crops and not args.samples:
         raise BackpropvisError("--crops goes with --samples (crops of the bundled samples)")
@@ -355,7 +355,7 @@ def _print_report(report) -> None:
 
 def _run_unit_distance(args: argparse.Namespace) -> int:
 
-    from .files import write_json
+    from .core.files import write_json
     from .stats import format_unit_distance, plot_unit_distance, run_unit_distance, summarize_unit_distance
 
     report = run_unit_distance(
@@ -418,9 +418,9 @@ def _add_unit_distance(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_units(args: argparse.Namespace) -> int:
+    from .jobs.units_view import UNITS_JSON, run_units
     from .models import as_loaded
     from .stats.top_units import Streaming, UnitScan, parse_channels
-    from .units_view import UNITS_JSON, run_units
 
     options = _model_options(args)
     loaded = as_loaded(options["model"], args.seed)
@@ -476,7 +476,7 @@ def _add_class_distance(commands: argparse._SubParsersAction) -> None:
 
 def _run_audit(args: argparse.Namespace) -> int:
     from .audit import AUDIT_FILE, format_verdicts, run_audit
-    from .report import INDEX_FILE
+    from .report.page import INDEX_FILE
 
     audit = run_audit(
         _image_source(args),
@@ -602,9 +602,9 @@ def _add_summarize(commands: argparse._SubParsersAction) -> None:
 def _run_selected(group: str, names: Sequence[str], args: argparse.Namespace, **options) -> int:
     """Run the named paper figures or theory studies, print their claims and the report's path."""
     from . import experiments
-    from .devices import resolve_device
-    from .report import INDEX_FILE, summary_table
-    from .suite import run_suite
+    from .core.devices import resolve_device
+    from .jobs.suite import run_suite
+    from .report.page import INDEX_FILE, summary_table
 
     registry = _reproduced() if group == "paper" else experiments.THEORY
     results = run_suite(
@@ -708,7 +708,7 @@ def _protocol_setting_names(protocols: dict) -> str:
 
 def _run_sanity(args: argparse.Namespace) -> int:
     from .models import ModelSpec
-    from .report import INDEX_FILE
+    from .report.page import INDEX_FILE
     from .sanity.page import format_result
     from .sanity.run import RESULT_FILE, SanityOptions, run_sanity
 
@@ -772,7 +772,7 @@ def _add_sanity(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_theory(args: argparse.Namespace) -> int:
-    from .images import load_image
+    from .images.samples import load_image
 
     load_image(args.image)  # a bad --image is refused before anything runs
     return _run_selected("theory", args.studies, args, image=args.image)

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .files import replacing
-from .metrics import minmax_normalize
-from .rules import METHOD_LABELS
+from .core.files import replacing
+from .core.metrics import minmax_normalize
+from .core.rules import METHOD_LABELS
 
 __all__ = [
     "Picture",

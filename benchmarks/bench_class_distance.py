@@ -41,9 +41,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from backpropvis.core.rules import resolve_rule
 from backpropvis.engine import attribute_many
 from backpropvis.models import load_model
-from backpropvis.rules import resolve_rule
 from backpropvis.stats import list_images, run_class_distance
 from backpropvis.stats.decoding import ImageSet, batch_loader
 from backpropvis.stats.measuring import PairTargets

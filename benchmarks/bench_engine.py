@@ -63,11 +63,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import backpropvis
+from backpropvis.core.metrics import cosine_similarity
+from backpropvis.core.rules import PAPER_METHODS
 from backpropvis.engine.precision import Arithmetic
-from backpropvis.images import load_image
-from backpropvis.metrics import cosine_similarity
+from backpropvis.images.samples import load_image
 from backpropvis.models import efficientnet_lite0, three_layer_cnn, vgg16
-from backpropvis.rules import PAPER_METHODS
 
 warnings.filterwarnings("ignore", category=UserWarning, module="captum")
 

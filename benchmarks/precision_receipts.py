@@ -2,7 +2,7 @@
 
 For every model and precision, one batch of the bundled sample photos and seeded crops
 of them goes through :func:`backpropvis.engine.attribute_many` for the predicted and a
-random other logit, and :func:`backpropvis.precision_receipt.precision_receipt`
+random other logit, and :func:`backpropvis.engine.receipt.precision_receipt`
 recomputes the maps in float32: per method the minimum and median cosine over the
 batch's maps. Prints a table, writes JSON (``--out``).
 
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
+from backpropvis.core.rules import resolve_rule
 from backpropvis.engine import attribute_many
-from backpropvis.image_sets import Samples, read_image
+from backpropvis.engine.receipt import DEFAULT_THRESHOLD, precision_receipt
+from backpropvis.images.sets import Samples, read_image
 from backpropvis.models import load_model
-from backpropvis.precision_receipt import DEFAULT_THRESHOLD, precision_receipt
-from backpropvis.rules import resolve_rule
 
 MODELS = {"vgg16": "random", "efficientnet-lite0": "imagenet"}
 """Model -> the weights it is measured with."""

@@ -37,7 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import backpropvis
-from backpropvis.images import load_image, sample_names
+from backpropvis.images.samples import load_image, sample_names
 from backpropvis.models import efficientnet_lite0
 from backpropvis.models.efficientnet import EFFICIENTNET_LITE0_STAGES
 from backpropvis.models.randomization import (

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from backpropvis.images import load_image
+from backpropvis.images.samples import load_image
 
 TINY = {
     # Appended to every example of the command; argparse keeps an option's last value, so these

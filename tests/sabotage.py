@@ -12,8 +12,8 @@ import torch
 
 import backpropvis.engine.attribution as attribution
 import backpropvis.engine.signals as signals
+from backpropvis.core.rules import SALIENCY
 from backpropvis.experiments.base import SABOTAGES
-from backpropvis.rules import SALIENCY
 
 
 @contextlib.contextmanager

@@ -8,9 +8,9 @@ from tiny_nets import seeded_
 from torch import nn
 
 import backpropvis
-from backpropvis.adversarial import fgsm_sweep
-from backpropvis.attacks import fgsm
-from backpropvis.metrics import class_distance
+from backpropvis.attacks.fgsm import fgsm
+from backpropvis.attacks.sweep import fgsm_sweep
+from backpropvis.core.metrics import class_distance
 
 MEAN, STD = 0.45, 0.25
 

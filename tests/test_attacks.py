@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backpropvis.attacks import fgsm
-from backpropvis.errors import InputError, TargetError
+from backpropvis.attacks.fgsm import fgsm
+from backpropvis.core.errors import InputError, TargetError
 
 
 def _linear(generator: torch.Generator, features: int = 12, classes: int = 5) -> torch.nn.Linear:

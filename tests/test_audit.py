@@ -31,10 +31,10 @@ import backpropvis.audit.randomization_step
 from backpropvis.audit import AUDIT_FILE, CLASS_DISTANCE_DB, VERDICTS, run_audit
 from backpropvis.audit.probes import load_probes
 from backpropvis.audit.verdicts import METRICS, SALIENCY_FRACTION, SMALLEST_CHANGE
-from backpropvis.image_sets import Samples, list_images
-from backpropvis.images import load_image, sample_names
+from backpropvis.images.samples import load_image, sample_names
+from backpropvis.images.sets import Samples, list_images
 from backpropvis.models import IMAGENET, ModelSpec, describe_module
-from backpropvis.report import INDEX_FILE
+from backpropvis.report.page import INDEX_FILE
 
 MODEL_FILE = textwrap.dedent('''
     import torch

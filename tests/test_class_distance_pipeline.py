@@ -19,16 +19,16 @@ import torch
 from PIL import Image
 
 import backpropvis.stats.runner
+from backpropvis.core.errors import TargetError
+from backpropvis.core.metrics import class_distance, class_distance_minmax, input_similarity
+from backpropvis.core.rules import resolve_rule
+from backpropvis.core.targets import resolve_targets
 from backpropvis.engine import attribute_many
-from backpropvis.errors import TargetError
-from backpropvis.image_sets import Samples, read_image
-from backpropvis.images import load_image, logit_name
-from backpropvis.metrics import class_distance, class_distance_minmax, input_similarity
+from backpropvis.images.samples import load_image, logit_name
+from backpropvis.images.sets import Samples, read_image
 from backpropvis.models import TF_LITE, load_model
-from backpropvis.rules import resolve_rule
 from backpropvis.stats import choose_pairs, run_class_distance
 from backpropvis.stats.streaming import ResultsBehind
-from backpropvis.targets import resolve_targets
 
 SIZE = 32
 

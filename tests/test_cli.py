@@ -16,9 +16,9 @@ from PIL import Image
 from torch import nn
 
 import backpropvis
-import backpropvis.visualize
-from backpropvis.images import class_name, load_image
-from backpropvis.metrics import input_similarity
+import backpropvis.jobs.visualize
+from backpropvis.core.metrics import input_similarity
+from backpropvis.images.samples import class_name, load_image
 
 METHODS = ("saliency", "deconvnet", "gbp")
 

@@ -12,8 +12,8 @@ import pytest
 import backpropvis
 from backpropvis.audit import run_audit
 from backpropvis.cli import FLAGS, build_parser, in_flags, main
-from backpropvis.errors import BackpropvisError
-from backpropvis.image_sets import Samples
+from backpropvis.core.errors import BackpropvisError
+from backpropvis.images.sets import Samples
 
 PACKAGE = Path(backpropvis.__file__).parent
 

@@ -18,11 +18,11 @@ from cli_runner import run_cli
 from PIL import Image
 
 import backpropvis
-import backpropvis.visualize
+import backpropvis.jobs.visualize
 from backpropvis.cli import build_parser
-from backpropvis.images import load_image
+from backpropvis.core.saved_maps import load_maps
+from backpropvis.images.samples import load_image
 from backpropvis.models import IMAGENET
-from backpropvis.saved_maps import load_maps
 
 LITE = ["--model", "efficientnet-lite0", "--weights", "imagenet"]
 
@@ -137,7 +137,7 @@ def test_an_output_folder_that_cannot_be_written_is_one_line_before_any_work(
     def no_work(*args, **kwargs):
         raise AssertionError("maps were computed before the output folder was checked")
 
-    monkeypatch.setattr(backpropvis.visualize, "attribute_many", no_work)
+    monkeypatch.setattr(backpropvis.jobs.visualize, "attribute_many", no_work)
     status, _, err = run_cli([*command, "--out", str(unwritable_folder)], capsys)
     assert status == 2, err
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -145,7 +145,7 @@ def test_an_output_folder_that_cannot_be_written_is_one_line_before_any_work(
 
 
 def test_save_maps_to_an_unusable_path_is_refused_before_any_work(tmp_path, capsys, monkeypatch) -> None:
-    monkeypatch.setattr(backpropvis.visualize, "attribute_many", lambda *a, **k: pytest.fail("computed"))
+    monkeypatch.setattr(backpropvis.jobs.visualize, "attribute_many", lambda *a, **k: pytest.fail("computed"))
     (tmp_path / "folder.npz").mkdir()
     for path, says in [(tmp_path / "maps.csv", "must end with .npz or .pt"), (tmp_path / "folder.npz", "is a folder")]:
         status, _, err = run_cli(["visualize", *LITE, "--save-maps", str(path), "--out", str(tmp_path / "o")], capsys)
@@ -310,13 +310,13 @@ def test_visualize_reports_class_distances_and_saves_the_raw_maps(suffix, tmp_pa
 )
 def test_precision_is_passed_to_the_engine(choice, passed, tmp_path, capsys, monkeypatch) -> None:
     seen = []
-    original = backpropvis.visualize.attribute_many
+    original = backpropvis.jobs.visualize.attribute_many
 
     def spy(*args, **kwargs):
         seen.append(kwargs.get("precision"))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(backpropvis.visualize, "attribute_many", spy)
+    monkeypatch.setattr(backpropvis.jobs.visualize, "attribute_many", spy)
     status, _, err = run_cli(
         [
             "visualize",

@@ -25,12 +25,11 @@ OUTSIDE_THE_LIMITS = {"cli.py"}
 _EXPERIMENT = "an experiment's figure, its steps in order; to split into named steps as fig3's measure was"
 _OPTIONS = "a command's options as keywords of its API call; next: settings values like top_units.Streaming"
 EXCEPTIONS: dict[str, str] = {
-    "theory.py": "the closed forms of the paper's Section 4, one per equation; to split into a theory/ package",
-    "theory.py:closed_form_map": "Eq. 7-10's terms by name: a layer's geometry, 11 parameters",
+    "theory/closed_forms.py:closed_form_map": "Eq. 7-10's terms by name: a layer's geometry, 11 parameters",
     "models/shallow.py:ThreeLayerCNN.__init__": "the paper's Figure 4-6 network's geometry, one keyword per size",
     "stats/runner.py:run_class_distance": _OPTIONS,
-    "visualize.py:visualize": _OPTIONS,
-    "suite.py:run_suite": _OPTIONS,
+    "jobs/visualize.py:visualize": _OPTIONS,
+    "jobs/suite.py:run_suite": _OPTIONS,
     "engine/attribution.py:attribute_many": "the engine call: Captum's keywords beside smooth, max_batch, precision",
     "experiments/fig5.py:measure": _EXPERIMENT,
     "experiments/fig5.py:draw": _EXPERIMENT,

@@ -24,8 +24,8 @@ import torch
 from PIL import Image
 
 from backpropvis.cli import main
-from backpropvis.errors import StoreError
-from backpropvis.images import load_image
+from backpropvis.core.errors import StoreError
+from backpropvis.images.samples import load_image
 from backpropvis.models import ModelSpec, build_model
 from backpropvis.stats import choose_pairs, list_images, rank_db_path, read_database, run_class_distance, shard
 from backpropvis.stats.pairs import random_pairs
@@ -432,7 +432,7 @@ def test_cluster_bootstrap_counts_photos_not_crops():
 
 def test_intervals_from_fewer_than_20_images_are_flagged(tmp_path):
     """5 images: the summary, its text and its chart title say the intervals are a rough guide; 20 do not."""
-    from backpropvis.metrics import SMALL_SAMPLE
+    from backpropvis.core.metrics import SMALL_SAMPLE
     from backpropvis.stats.summary import format_summary
 
     few = [f"{number}.png" for number in range(5)]

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from backpropvis.errors import ModelError
+from backpropvis.core.errors import ModelError
 from backpropvis.models import IMAGENET
 from backpropvis.models.preprocessing import declared_preprocessing
 from backpropvis.models.probe import probe_input_size
@@ -57,7 +57,7 @@ def test_a_forward_pass_failing_at_the_size_tried_is_one_line_naming_it() -> Non
 def test_a_run_that_never_finished_a_batch_does_not_block_other_settings(tmp_path) -> None:
     """A database whose run holds no row (its first batch failed) takes the corrected settings;
     one holding a row (a result or a failure) still refuses them, naming the difference."""
-    from backpropvis.errors import StoreError
+    from backpropvis.core.errors import StoreError
     from backpropvis.stats.store import ResultsStore, RunSettings
 
     path = tmp_path / "runs.sqlite"

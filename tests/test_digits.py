@@ -10,7 +10,7 @@ from scipy import stats
 from torch import nn
 
 import backpropvis
-from backpropvis.errors import ModelError, WeightsError
+from backpropvis.core.errors import ModelError, WeightsError
 from backpropvis.models import DigitsVGG, build_model, digits_vgg, load_digits_split
 from backpropvis.models.digits_data import DIGITS_PREPROCESSING
 from backpropvis.models.digits_training import TrainingSettings, accuracy, main, save_checkpoint, train_digits_vgg

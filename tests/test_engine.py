@@ -21,9 +21,9 @@ from tiny_nets import SPELLINGS, SpellingNet, reference_map, seeded_
 from torch import nn
 
 import backpropvis
+from backpropvis.core.errors import InputError, ModelError, NoActivationError, TargetError, UnsupportedActivationError
+from backpropvis.core.metrics import cosine_similarity
 from backpropvis.engine import resolve_targets
-from backpropvis.errors import InputError, ModelError, NoActivationError, TargetError, UnsupportedActivationError
-from backpropvis.metrics import cosine_similarity
 
 captum_attr = pytest.importorskip("captum.attr")
 

@@ -18,7 +18,7 @@ from tiny_nets import seeded_
 from torch import nn
 
 import backpropvis
-from backpropvis.errors import InputError
+from backpropvis.core.errors import InputError
 
 captum_attr = pytest.importorskip("captum.attr")
 

@@ -28,8 +28,8 @@ from tiny_nets import seeded_
 from torch import nn
 
 import backpropvis
+from backpropvis.core.errors import ModelError, TargetError, UnsupportedActivationError
 from backpropvis.engine import TrainingModeWarning
-from backpropvis.errors import ModelError, TargetError, UnsupportedActivationError
 
 METHODS = ("saliency", "deconvnet", "gbp")
 

@@ -10,11 +10,11 @@ from tiny_nets import seeded_
 from torch import nn
 
 import backpropvis
+from backpropvis.core.rules import SALIENCY
 from backpropvis.engine import planning
 from backpropvis.engine.planning import BackwardPlan, plan_backward, region_above
 from backpropvis.engine.recording import ForwardRecord, RecordedForward
 from backpropvis.engine.ruled import RuleSlot
-from backpropvis.rules import SALIENCY
 
 METHODS = ("saliency", "deconvnet", "gbp")
 

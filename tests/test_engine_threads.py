@@ -20,7 +20,7 @@ from tiny_nets import seeded_
 from torch import nn
 
 import backpropvis
-from backpropvis.errors import UnsupportedActivationError
+from backpropvis.core.errors import UnsupportedActivationError
 
 TIMEOUT = 20.0
 

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 import backpropvis.experiments.method_maps
-from backpropvis.errors import BackpropvisError
+from backpropvis.core.errors import BackpropvisError
 from backpropvis.experiments import (
     PAPER,
     Claim,
@@ -30,7 +30,7 @@ from backpropvis.experiments import (
     run_experiment,
     select,
 )
-from backpropvis.suite import redraw, run_suite
+from backpropvis.jobs.suite import redraw, run_suite
 
 TINY_FIG4 = dict(PAPER["fig4"].quick, input_size=48, num_filters=64, hidden=256)
 

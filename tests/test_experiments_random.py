@@ -12,9 +12,9 @@ import pytest
 from captum.attr import Deconvolution, GuidedBackprop
 from PIL import Image
 
+from backpropvis.core.metrics import input_similarity
 from backpropvis.experiments import PAPER, RunContext, fig4, fig5, fig6, run_experiment
-from backpropvis.images import load_image
-from backpropvis.metrics import input_similarity
+from backpropvis.images.samples import load_image
 from backpropvis.models import three_layer_cnn
 
 TINY = {module.EXPERIMENT.name: module.EXPERIMENT.tiny for module in (fig4, fig5, fig6)}

@@ -20,12 +20,12 @@ from captum.attr import Deconvolution, GuidedBackprop, Saliency
 from PIL import Image
 from scipy.stats import ks_2samp
 
-from backpropvis import rules
+from backpropvis.core import rules
+from backpropvis.core.rules import Rule
 from backpropvis.experiments import PAPER, RunContext, run_experiment
 from backpropvis.experiments.networks import trained_network
-from backpropvis.images import load_image
+from backpropvis.images.samples import load_image
 from backpropvis.models import VGG16, digits_vgg, efficientnet_lite0, load_digits_split
-from backpropvis.rules import Rule
 
 TINY = {
     "fig2": dict(PAPER["fig2"].tiny),

@@ -10,10 +10,10 @@ import sqlite3
 import pytest
 import torch
 
-from backpropvis.errors import ImageError
+from backpropvis.core.errors import ImageError
 from backpropvis.experiments import PAPER, RunContext, fig7, run_experiment
-from backpropvis.image_sets import Digits, Samples
-from backpropvis.images import load_image, sample_names
+from backpropvis.images.samples import load_image, sample_names
+from backpropvis.images.sets import Digits, Samples
 
 METHODS = ("saliency", "deconvnet", "gbp")
 

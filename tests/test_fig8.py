@@ -9,10 +9,10 @@ import dataclasses
 import pytest
 import torch
 
-from backpropvis.attacks import fgsm
+from backpropvis.attacks.fgsm import fgsm
 from backpropvis.experiments import PAPER, RunContext, fig8, run_experiment
 from backpropvis.experiments.networks import input_pipeline
-from backpropvis.images import load_image
+from backpropvis.images.samples import load_image
 from backpropvis.models import efficientnet_lite0
 
 

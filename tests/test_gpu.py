@@ -18,7 +18,7 @@ from torch import nn
 
 import backpropvis
 from backpropvis.cli import main
-from backpropvis.metrics import cosine_similarity
+from backpropvis.core.metrics import cosine_similarity
 from backpropvis.models import SeededDense, seeded_dense
 from backpropvis.stats import read_database
 

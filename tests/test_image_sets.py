@@ -11,9 +11,9 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 from backpropvis.cli import main
-from backpropvis.errors import ImageError
-from backpropvis.image_sets import Digits, Samples, list_images, read_image, source_photo
-from backpropvis.images import load_image, sample_names
+from backpropvis.core.errors import ImageError
+from backpropvis.images.samples import load_image, sample_names
+from backpropvis.images.sets import Digits, Samples, list_images, read_image, source_photo
 from backpropvis.models import describe_module, digits_vgg, three_layer_cnn, three_layer_fcn
 from backpropvis.stats import read_database, run_class_distance
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from backpropvis.errors import ImageError
-from backpropvis.images import class_name, imagenet_classes, load_image, sample_names
+from backpropvis.core.errors import ImageError
+from backpropvis.images.samples import class_name, imagenet_classes, load_image, sample_names
 from backpropvis.models.preprocessing import IMAGENET
 
 

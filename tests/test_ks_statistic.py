@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.stats import ks_2samp
 
-from backpropvis.metrics import ks_statistic
+from backpropvis.core.metrics import ks_statistic
 
 
 @pytest.mark.parametrize("shift, scale", [(0.0, 1.0), (0.1, 1.2), (2.0, 1.0)])

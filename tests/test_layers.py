@@ -19,30 +19,30 @@ import backpropvis
 PACKAGE = Path(backpropvis.__file__).parent
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "files", "devices"),
-    ("rules", "activations", "smooth_activations", "targets", "metrics", "module_checks", "saved_maps", "claims"),
+    ("core", "core.errors", "core.files", "core.devices"),
     (
-        "engine",
-        "models",
-        "images",
-        "image_sets",
-        "attacks",
-        "adversarial",
-        "theory",
-        "receptive_fields",
-        "precision_receipt",
+        "core.rules",
+        "core.activations",
+        "core.smooth_activations",
+        "core.targets",
+        "core.metrics",
+        "core.module_checks",
+        "core.saved_maps",
+        "core.claims",
     ),
+    ("engine", "models", "images", "attacks", "theory"),
     ("",),  # backpropvis/__init__.py: the public API, re-exporting the layers below
     ("render",),
     ("stats",),
     ("experiments",),
-    ("report", "readings"),
-    ("suite", "visualize", "audit", "sanity", "units_view"),
+    ("report",),
+    ("jobs", "audit", "sanity"),
     ("cli", "__main__"),
 )
-"""The layers, bottom first. A module may import modules of its own layer and of the layers
-below it; a name stands for a module or a subpackage and everything in it ("" is the
-package's own ``__init__``)."""
+"""The layers, bottom first; the folders are named after them. A module may import modules of its
+own layer and of the layers below it; a name stands for a module or a subpackage and everything
+in it, the longest name that fits deciding ("core.rules" is layer 1 though "core", the folder's
+``__init__``, is layer 0; "" is the package's own ``__init__``)."""
 
 
 def module_name(path: Path) -> str:
@@ -95,11 +95,16 @@ def imports(name: str, path: Path, known: set[str]) -> set[str]:
 
 
 def layer_of(name: str) -> int:
-    for number, layer in enumerate(LAYERS):
-        for entry in layer:
-            if name == entry or (entry and name.startswith(entry + ".")):
-                return number
-    raise AssertionError(f"module {name or 'backpropvis'} is in no layer: declare it in LAYERS ({__file__})")
+    """The layer of module ``name``: that of the longest entry of LAYERS naming it or a package above it."""
+    fits = [
+        (len(entry), number)
+        for number, layer in enumerate(LAYERS)
+        for entry in layer
+        if name == entry or (entry and name.startswith(entry + "."))
+    ]
+    if not fits:
+        raise AssertionError(f"module {name or 'backpropvis'} is in no layer: declare it in LAYERS ({__file__})")
+    return max(fits)[1]
 
 
 def graph() -> dict[str, set[str]]:
@@ -166,3 +171,15 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) == []
     with pytest.raises(AssertionError, match="in no layer"):
         layer_of("newcomer")
+    # the longest entry decides: a folder's __init__ and its modules may sit on different layers
+    assert (layer_of("core"), layer_of("core.errors"), layer_of("core.rules")) == (0, 0, 1)
+
+
+TOP_LEVEL = {"__init__", "__main__", "cli", "render"}
+"""The only modules beside the folders: the public API, the command line, and the one
+module of layer 4 (a folder of one file would say nothing more)."""
+
+
+def test_the_top_level_holds_folders():
+    loose = {path.stem for path in PACKAGE.glob("*.py")} - TOP_LEVEL
+    assert not loose, f"put {sorted(loose)} in the folder of their layer (ARCHITECTURE.md), not at the top level"

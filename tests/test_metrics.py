@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from backpropvis.images import load_image
-from backpropvis.metrics import (
+from backpropvis.core.metrics import (
     class_distance,
     class_distance_minmax,
     cosine_similarity,
@@ -20,6 +19,7 @@ from backpropvis.metrics import (
     pairwise_cosine_similarity,
     ratio,
 )
+from backpropvis.images.samples import load_image
 
 
 def seeded_maps(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -149,7 +149,7 @@ def test_ratio_is_nan_where_the_denominator_means_nothing() -> None:
 
 def test_a_zero_map_fails_a_ratio_claim() -> None:
     # Issue 10: GBP maps of zeros have class distance 0; "saliency / GBP >= 5" must not hold.
-    from backpropvis.claims import Claim
+    from backpropvis.core.claims import Claim
 
     saliency = seeded_maps(2, 3, 4, 4, seed=7)
     zero_gbp = torch.zeros(2, 3, 4, 4)
@@ -209,7 +209,7 @@ def test_expected_normal_maximum_against_closed_form_and_sampling() -> None:
 
 
 def test_small_samples_are_flagged_below_20_and_only_there():
-    from backpropvis.metrics import SMALL_SAMPLE, small_sample_note
+    from backpropvis.core.metrics import SMALL_SAMPLE, small_sample_note
 
     assert SMALL_SAMPLE == 20
     assert small_sample_note(3) == "from 3 images only (fewer than 20): read the interval as a rough guide"

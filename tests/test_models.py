@@ -18,8 +18,8 @@ from tiny_nets import reference_map, rejection_sampled
 from torch import nn
 
 import backpropvis
-from backpropvis.errors import ModelError, WeightsError
-from backpropvis.images import load_image
+from backpropvis.core.errors import ModelError, WeightsError
+from backpropvis.images.samples import load_image
 from backpropvis.models import SeededDense, three_layer_cnn, truncated_normal_, vgg16
 from backpropvis.models.weights import check_fits, read_state_dict
 

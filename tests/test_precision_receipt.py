@@ -17,12 +17,12 @@ import torch
 from cli_runner import run_cli
 from tiny_nets import cancelling_net
 
+from backpropvis.core.errors import BackpropvisError
+from backpropvis.core.rules import resolve_rule
 from backpropvis.engine import Attributions, attribute_many
-from backpropvis.errors import BackpropvisError
-from backpropvis.image_sets import Samples
+from backpropvis.engine.receipt import PrecisionReceipt, check_threshold, needs_receipt, precision_receipt
+from backpropvis.images.sets import Samples
 from backpropvis.models import describe_module
-from backpropvis.precision_receipt import PrecisionReceipt, check_threshold, needs_receipt, precision_receipt
-from backpropvis.rules import resolve_rule
 from backpropvis.stats import read_database, run_class_distance, summarize
 from backpropvis.stats.summary import format_summary
 

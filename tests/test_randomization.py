@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from backpropvis.errors import ModelError
+from backpropvis.core.errors import ModelError
 from backpropvis.models import digits_vgg, efficientnet_lite0
 from backpropvis.models.digits_vgg import DIGITS_VGG_LAYERS
 from backpropvis.models.randomization import (
@@ -234,7 +234,7 @@ def test_batch_norm_reestimate_keeps_efficientnet_logit_scale():
     """EfficientNet-Lite0 trained up to stage 2, everything later redrawn: re-estimated, the
     logits keep the trained network's scale within a factor of 3; with the trained statistics
     kept they grow about 8-fold, with identity in place of the norms they all but vanish."""
-    from backpropvis.images import load_image
+    from backpropvis.images.samples import load_image
 
     trained = efficientnet_lite0()
     x = trained.preprocessing.batch([load_image("tabby"), load_image("coffee")])

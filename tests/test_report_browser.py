@@ -11,7 +11,7 @@ from browser import CHROMIUM, SKIP_REASON, pixels_near, screenshot
 
 from backpropvis.experiments.base import Claim, ExperimentResult
 from backpropvis.render import save_png
-from backpropvis.report import write_index, write_result
+from backpropvis.report.page import write_index, write_result
 
 PASS_GREEN = (200, 239, 200)  # report.py's #c8efc8
 FAIL_RED = (247, 198, 198)  # report.py's #f7c6c6

@@ -12,9 +12,9 @@ import numpy as np
 from backpropvis.experiments import PAPER, THEORY
 from backpropvis.experiments.base import Claim, ExperimentResult
 from backpropvis.experiments.networks import STAND_IN_NOTE
-from backpropvis.readings import FINDINGS, READINGS
 from backpropvis.render import save_png
-from backpropvis.report import write_index, write_result
+from backpropvis.report.page import write_index, write_result
+from backpropvis.report.readings import FINDINGS, READINGS
 
 
 class _Page(HTMLParser):

@@ -13,7 +13,7 @@ import torch
 from backpropvis import experiments
 from backpropvis.cli import main
 from backpropvis.experiments.base import Claim, ExperimentResult, Skip
-from backpropvis.report import summary_table
+from backpropvis.report.page import summary_table
 
 
 @pytest.fixture(autouse=True)

@@ -13,10 +13,10 @@ import pytest
 
 from backpropvis import experiments
 from backpropvis.cli import main
-from backpropvis.errors import Interrupted
+from backpropvis.core.errors import Interrupted
 from backpropvis.experiments.base import Claim, Measurement
+from backpropvis.jobs.suite import run_suite
 from backpropvis.render import save_png
-from backpropvis.suite import run_suite
 
 
 def _counting(calls: list[str], interrupt: set[str]):

@@ -24,7 +24,7 @@ from torch import nn
 
 import backpropvis
 from backpropvis import DECONVNET, GUIDED_BACKPROP, LINEAR, SALIENCY, Rule, resolve_rule
-from backpropvis.errors import MethodError
+from backpropvis.core.errors import MethodError
 
 X = [[1.0, 2.0, -1.0]]
 W1 = [[-1.0, 0.0, 1.0], [0.5, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 2.0, -2.0]]
@@ -235,7 +235,7 @@ def test_bad_rules_are_refused() -> None:
 
 
 def test_a_list_of_methods_must_name_distinct_rules() -> None:
-    from backpropvis.rules import resolve_rules
+    from backpropvis.core.rules import resolve_rules
 
     assert resolve_rules(["gbp", SALIENCY, "deconv"]) == [GUIDED_BACKPROP, SALIENCY, DECONVNET]
     net, x = two_layer_net(nn.ReLU()), torch.tensor(X, dtype=torch.float64)

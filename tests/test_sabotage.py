@@ -15,12 +15,12 @@ import torch
 from matplotlib.figure import Figure
 from sabotage import sabotaged
 
+from backpropvis.core.rules import PAPER_METHODS
 from backpropvis.experiments import PAPER, THEORY, RunContext, run_experiment
 from backpropvis.experiments.base import FIGURE_FILE
+from backpropvis.jobs.suite import redraw
 from backpropvis.render import clipped_texts
-from backpropvis.report import write_result
-from backpropvis.rules import PAPER_METHODS
-from backpropvis.suite import redraw
+from backpropvis.report.page import write_result
 
 EXPERIMENTS = {**PAPER, **THEORY}
 

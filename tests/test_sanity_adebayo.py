@@ -10,7 +10,7 @@ import math
 import pytest
 from browser import CHROMIUM, SKIP_REASON, screenshot
 
-from backpropvis.errors import BackpropvisError
+from backpropvis.core.errors import BackpropvisError
 from backpropvis.sanity import PROTOCOLS, find_protocol
 from backpropvis.sanity.page import format_result
 from backpropvis.sanity.run import RESULT_FILE, SanityOptions, load_result, run_sanity

@@ -15,8 +15,8 @@ from sabotage import sabotaged
 from torch import nn
 
 import backpropvis.engine.attribution as attribution
+from backpropvis.core.errors import BackpropvisError, ModelError
 from backpropvis.engine import attribute_many
-from backpropvis.errors import BackpropvisError, ModelError
 from backpropvis.models.efficientnet import Conv2dSame
 from backpropvis.sanity import find_protocol
 from backpropvis.sanity.input_shift import absorb_shift, channel_shift, naive_absorb_shift, shifted_bias

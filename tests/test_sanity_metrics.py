@@ -14,7 +14,7 @@ from skimage.feature import hog
 from skimage.filters import sobel
 from skimage.metrics import structural_similarity
 
-from backpropvis.metrics import SMALL_SAMPLE, small_sample_note
+from backpropvis.core.metrics import SMALL_SAMPLE, small_sample_note
 from backpropvis.sanity.similarity import (
     SSIM_DATA_RANGE,
     abs_grayscale,

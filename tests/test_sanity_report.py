@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from backpropvis.report import INDEX_FILE
+from backpropvis.jobs.suite import redraw, run_suite
+from backpropvis.report.page import INDEX_FILE
 from backpropvis.sanity.experiments import SANITY
-from backpropvis.suite import redraw, run_suite
 
 
 def test_a_protocol_runs_in_the_suite_under_its_own_heading(tmp_path) -> None:

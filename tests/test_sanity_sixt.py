@@ -16,8 +16,8 @@ from sabotage import sabotaged
 from skimage.metrics import structural_similarity
 from torch import nn
 
+from backpropvis.core.errors import BackpropvisError
 from backpropvis.engine.signals import backward_signals
-from backpropvis.errors import BackpropvisError
 from backpropvis.sanity import find_protocol
 from backpropvis.sanity.convergence import cosine_convergence, normalize_sanity, sixt_ssim, uniform_ssim
 from backpropvis.sanity.protocol import SanityResult

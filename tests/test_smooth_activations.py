@@ -21,7 +21,7 @@ from tiny_nets import seeded_
 from torch import nn
 
 import backpropvis
-from backpropvis.errors import MethodError, UnsupportedActivationError
+from backpropvis.core.errors import MethodError, UnsupportedActivationError
 
 METHODS = ("saliency", "deconvnet", "gbp")
 RULE_OF = {"saliency": ("identity", "activation"), "deconvnet": ("relu", "one"), "gbp": ("relu", "activation")}
@@ -227,7 +227,7 @@ def test_refusal_strict_and_clashes() -> None:
 def test_a_net_of_smooth_activations_only_names_the_rule_when_its_gradient_is_plain() -> None:
     model = nn.Sequential(nn.Linear(3, 4), nn.SiLU(), nn.Linear(4, 2))
     seeded_(model, 1)
-    with pytest.raises(backpropvis.errors.NoActivationError, match="`smooth` rule"):
+    with pytest.raises(backpropvis.core.errors.NoActivationError, match="`smooth` rule"):
         backpropvis.attribute(model, _inputs().float(), 0, "gbp", smooth="gradient")
     assert backpropvis.attribute(model, _inputs().float(), 0, "gbp", smooth="rule").shape == (6, 3)
 
@@ -285,7 +285,7 @@ def test_nothing_of_a_ruled_smooth_call_outlives_it(ends: str) -> None:
         if ends == "returns":
             backpropvis.attribute_many(model, _inputs().float(), [0, 1], METHODS, smooth="rule")
         else:
-            with pytest.raises(backpropvis.errors.TargetError):
+            with pytest.raises(backpropvis.core.errors.TargetError):
                 backpropvis.attribute_many(model, _inputs().float(), [7], METHODS, smooth="rule")
         assert len(model.outputs) == 2 and all(reference() is None for reference in model.outputs)
     finally:

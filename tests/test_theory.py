@@ -22,7 +22,7 @@ from backpropvis import theory
 from backpropvis.cli import main
 from backpropvis.experiments import THEORY
 from backpropvis.experiments.base import RunContext, run_experiment
-from backpropvis.images import load_image
+from backpropvis.images.samples import load_image
 from backpropvis.models import three_layer_cnn, three_layer_fcn
 
 METHODS = ("saliency", "deconvnet", "gbp")
@@ -176,7 +176,7 @@ def test_switch_disagreement_with_overlapping_windows_by_hand():
 def test_closed_forms_state_eq2_themselves(monkeypatch):
     """A wrong GBP rule in rules.py (h swapped to the identity) changes the engine's map,
     and the closed form, which never reads rules.py, no longer agrees with it."""
-    from backpropvis.rules import RULES, Rule
+    from backpropvis.core.rules import RULES, Rule
 
     model = three_layer_cnn(12, 5, 2, 2, num_classes=2, input_size=24, seed=3).double()
     x = torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(3), dtype=torch.float64)

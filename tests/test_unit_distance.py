@@ -19,9 +19,9 @@ import pytest
 import torch
 from test_unit_targets import small_vgg
 
-from backpropvis.errors import BackpropvisError, StoreError, TargetError
+from backpropvis.core.errors import BackpropvisError, StoreError, TargetError
 from backpropvis.experiments import THEORY, RunContext, run_experiment
-from backpropvis.image_sets import Samples
+from backpropvis.images.sets import Samples
 from backpropvis.models import describe_module
 from backpropvis.models.init import generator_for
 from backpropvis.models.preprocessing import IMAGENET

@@ -21,13 +21,13 @@ from tiny_nets import seeded_
 from torch import nn
 
 import backpropvis
+from backpropvis.core.errors import TargetError
+from backpropvis.core.rules import SALIENCY
+from backpropvis.core.targets import Unit, parse_targets, resolve_targets
 from backpropvis.engine.planning import plan_backward
 from backpropvis.engine.recording import ForwardRecord, RecordedForward
 from backpropvis.engine.ruled import RuleSlot
-from backpropvis.errors import TargetError
-from backpropvis.receptive_fields import receptive_field
-from backpropvis.rules import SALIENCY
-from backpropvis.targets import Unit, parse_targets, resolve_targets
+from backpropvis.theory.receptive_fields import receptive_field
 
 captum_attr = pytest.importorskip("captum.attr")
 

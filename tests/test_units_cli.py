@@ -24,7 +24,7 @@ from cli_runner import run_cli
 from sabotage import sabotaged
 
 from backpropvis.audit import run_audit
-from backpropvis.images import load_image, sample_names
+from backpropvis.images.samples import load_image, sample_names
 from backpropvis.models import ModelSpec
 
 MODEL_FILE = textwrap.dedent('''

@@ -20,14 +20,14 @@ from browser import CHROMIUM, SKIP_REASON, screenshot
 from PIL import Image
 from test_unit_targets import small_vgg
 
-from backpropvis.errors import Interrupted, StoreError, TargetError
-from backpropvis.image_sets import Samples, list_images
+from backpropvis.core.errors import Interrupted, StoreError, TargetError
+from backpropvis.images.sets import Samples, list_images
+from backpropvis.jobs.units_view import run_units
 from backpropvis.models import describe_module
-from backpropvis.receptive_fields import layers_over_depth, receptive_field
 from backpropvis.render import to_display
 from backpropvis.stats import top_units
 from backpropvis.stats.top_units import Streaming, UnitScan, parse_channels, scan_top_units
-from backpropvis.units_view import run_units
+from backpropvis.theory.receptive_fields import layers_over_depth, receptive_field
 
 captum_attr = pytest.importorskip("captum.attr")
 

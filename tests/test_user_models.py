@@ -24,10 +24,10 @@ from tiny_nets import RELU, reference_map, seeded_
 from torch import nn
 
 import backpropvis
-from backpropvis.errors import ModelError, WeightsError
-from backpropvis.images import load_image
+from backpropvis.core.errors import ModelError, WeightsError
+from backpropvis.core.saved_maps import load_maps
+from backpropvis.images.samples import load_image
 from backpropvis.models import load_model, select_output, weights_fingerprint
-from backpropvis.saved_maps import load_maps
 
 MODEL_FILE = textwrap.dedent('''
     import torch

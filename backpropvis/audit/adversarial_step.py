@@ -1,6 +1,6 @@
 """The adversarial step: the paper's Figure 8 on the few images.
 
-:func:`backpropvis.adversarial.fgsm_sweep` perturbs each image by one FGSM step up the
+:func:`backpropvis.attacks.sweep.fgsm_sweep` perturbs each image by one FGSM step up the
 loss of its predicted class, at every step of :data:`ADVERSARIAL_STEPS` (declared
 before the run: the project's Figure 8 sweep), and measures each method's class
 distance between its map of the original (max logit) and of the adversarial image
@@ -22,11 +22,11 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import nn
 
-from ..adversarial import fgsm_sweep
-from ..claims import Skip
+from ..attacks.sweep import fgsm_sweep
+from ..core.claims import Skip
+from ..core.metrics import ratio
 from ..engine import PrecisionLike
-from ..images import logit_name
-from ..metrics import ratio
+from ..images.samples import logit_name
 from .figures import draw_adversarial
 from .saved import StepData
 from .step import ADVERSARIAL_STEPS, AuditContext, AuditStep

@@ -27,9 +27,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..core.metrics import class_distance, input_similarity
 from ..engine import PrecisionLike, attribute_many
-from ..images import logit_name
-from ..metrics import class_distance, input_similarity
+from ..images.samples import logit_name
 from ..models import derive_seed
 from ..models.randomization import default_stages, redrawn_from
 from ..stats import choose_pairs

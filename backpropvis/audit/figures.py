@@ -17,9 +17,9 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..metrics import class_distance
+from ..core.metrics import class_distance
+from ..core.rules import METHOD_LABELS
 from ..render import CLIP_99, Picture, pyplot, save_figure, save_grid, to_display
-from ..rules import METHOD_LABELS
 from .saved import StepData
 
 __all__ = ["draw_maps", "draw_randomization", "draw_adversarial"]

@@ -12,9 +12,9 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..files import write_text
-from ..report import INDEX_FILE, PAGE_STYLE, claims_table, embedded_png, format_value
-from ..rules import METHOD_LABELS
+from ..core.files import write_text
+from ..core.rules import METHOD_LABELS
+from ..report.page import INDEX_FILE, PAGE_STYLE, claims_table, embedded_png, format_value
 from .verdicts import VERDICTS
 
 __all__ = ["write_page"]

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import ImageError
-from ..image_sets import ImageSource, read_image
-from ..metrics import minmax_normalize
+from ..core.errors import ImageError
+from ..core.metrics import minmax_normalize
+from ..images.sets import ImageSource, read_image
 
 __all__ = ["Probes", "load_probes", "display_pixels"]
 

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..metrics import ratio
+from ..core.metrics import ratio
 from .cascade import cascading_randomization
 from .figures import draw_randomization
 from .saved import StepData

@@ -23,14 +23,14 @@ from typing import Any, Callable, Optional, Union
 import torch
 
 from .. import __version__
-from ..claims import Skip
-from ..devices import resolve_device
+from ..core.claims import Skip
+from ..core.devices import resolve_device
+from ..core.errors import ImageError, Interrupted
+from ..core.files import make_folder, write_json
+from ..core.rules import resolve_rules
 from ..engine import Precision
-from ..errors import ImageError, Interrupted
-from ..files import make_folder, write_json
-from ..image_sets import ImageSource, Samples, list_images
+from ..images.sets import ImageSource, Samples, list_images
 from ..models import LoadedModel, ModelLike, as_loaded
-from ..rules import resolve_rules
 from ..stats import plot_summary
 from .page import write_page
 from .probes import load_probes
@@ -65,7 +65,7 @@ def run_audit(
     """Audit a model's maps on a set of images: the paper's diagnostics and a verdict per method.
 
     Args:
-        images: a folder (searched recursively), a :class:`~backpropvis.image_sets.Samples`,
+        images: a folder (searched recursively), a :class:`~backpropvis.images.sets.Samples`,
             or None for the bundled samples.
         out: the audit's folder (``audit.json``, ``index.html``, ``figures/``,
             ``class-distance.sqlite``, ``steps/``).

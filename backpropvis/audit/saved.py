@@ -18,7 +18,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
-from ..files import read_arrays, write_arrays, write_json
+from ..core.files import read_arrays, write_arrays, write_json
 
 __all__ = ["STEPS_FOLDER", "StepData", "load_step", "save_step"]
 

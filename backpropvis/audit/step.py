@@ -18,12 +18,12 @@ from typing import Any, ClassVar, Optional, Sequence
 import torch
 from torch import nn
 
+from ..core.errors import BackpropvisError
+from ..core.rules import PAPER_METHODS
 from ..engine import Precision, PrecisionLike
-from ..errors import BackpropvisError
-from ..image_sets import ImageSource
+from ..engine.receipt import DEFAULT_THRESHOLD
+from ..images.sets import ImageSource
 from ..models import LoadedModel
-from ..precision_receipt import DEFAULT_THRESHOLD
-from ..rules import PAPER_METHODS
 from ..stats import PAIRS
 from .probes import Probes
 from .saved import StepData
@@ -49,7 +49,7 @@ class AuditSettings:
         batch_size, workers: images per forward pass and decoding processes of the class-distance step.
         precision: the engine's arithmetic, a :class:`~backpropvis.engine.Precision` or its name.
         unit_layers: module names of the unit-distance step (None: six spread over the depth,
-            :func:`~backpropvis.receptive_fields.layers_over_depth`).
+            :func:`~backpropvis.theory.receptive_fields.layers_over_depth`).
         receipt_threshold: at TF32 or bfloat16, the cosine to float32 under which the
             class-distance step's precision receipt names a method (its notes and audit.json).
     """
@@ -67,7 +67,7 @@ class AuditSettings:
     receipt_threshold: float = DEFAULT_THRESHOLD
 
     def check(self) -> None:
-        """Raises :class:`~backpropvis.errors.BackpropvisError` naming a bad setting (before anything runs)."""
+        """Raises :class:`~backpropvis.core.errors.BackpropvisError` naming a bad setting (before anything runs)."""
         if self.few_images < 1:
             raise BackpropvisError(f"`few_images` must be at least 1, not {self.few_images}")
         steps = self.adversarial_steps

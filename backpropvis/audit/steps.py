@@ -5,7 +5,7 @@ To add a step:
 1. write ``backpropvis/audit/<name>_step.py`` with a subclass of
    :class:`~backpropvis.audit.step.AuditStep`: set ``name`` (its key in ``audit.json`` and
    ``steps/<name>.json``) and implement ``measure(context) -> (numbers, arrays)``
-   (numbers JSON-ready, arrays of tensors; raise :class:`~backpropvis.claims.Skip` when
+   (numbers JSON-ready, arrays of tensors; raise :class:`~backpropvis.core.claims.Skip` when
    the step cannot run here); override ``identity`` when a setting of yours decides its
    result, ``figures`` to draw its section of the page (``(path, caption)`` pairs), and,
    when verdicts read it, ``verdict_numbers`` (and ``not_measured``), with the step in

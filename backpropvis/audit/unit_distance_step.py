@@ -1,7 +1,7 @@
 """The unit-distance step: is a method's map about the unit it was computed for?
 
 On the few images, per layer spread over the model's depth
-(:func:`~backpropvis.receptive_fields.layers_over_depth`, or ``unit_layers``), the distance
+(:func:`~backpropvis.theory.receptive_fields.layers_over_depth`, or ``unit_layers``), the distance
 between the maps of the layer's most active unit and of a random other channel at its
 position (:func:`~backpropvis.stats.unit_distance.unit_pair_distances`), per method, with
 bootstrap intervals over the images. The theory study's claims (Theorem 1, Eq. 6-8:
@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.metrics import small_sample_note
+from ..core.rules import resolve_rules
 from ..experiments.theory_unit_distance import CLAIMS, unit_distance_metrics
-from ..image_sets import source_photo
-from ..metrics import small_sample_note
-from ..receptive_fields import layers_over_depth
-from ..rules import resolve_rules
+from ..images.sets import source_photo
 from ..stats.unit_distance import method_curves, plot_unit_distance, split_label, unit_labels, unit_pair_distances
+from ..theory.receptive_fields import layers_over_depth
 from .saved import StepData
 from .step import AuditContext, AuditStep
 

@@ -8,7 +8,7 @@ they are not tuned to make an audit agree with the paper: a disagreement is a fi
 
 Why these thresholds
 --------------------
-Distances are the class distance of :func:`backpropvis.metrics.class_distance`: both
+Distances are the class distance of :func:`backpropvis.core.metrics.class_distance`: both
 maps scaled to unit L2 norm, then the norm of their difference. It reads 0 for the
 same map, sqrt(2) = 1.41 for two unrelated ones (independent noise is orthogonal in
 high dimension: Theorem 2's saliency maps of two logits) and 2 for opposite maps.
@@ -31,7 +31,7 @@ high dimension: Theorem 2's saliency maps of two logits) and 2 for opposite maps
   interval of the mean over images, so a change carried by one or two images of the
   set does not count.
 - **Input similarity 0.2** (:data:`SHOWS_THE_IMAGE`). The input similarity
-  (:func:`backpropvis.metrics.input_similarity`) of Theorem 2's noise maps is about
+  (:func:`backpropvis.core.metrics.input_similarity`) of Theorem 2's noise maps is about
   0.01, and the project's Figure 4 and 6 experiments call a panel noise below 0.2 in
   magnitude; Theorem 1's recovery is at 0.5 and above. A map at 0.2 or more shows the
   image at least in part (the paper's "partial image recovery" of trained networks).
@@ -56,7 +56,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Optional
 
-from ..claims import Claim
+from ..core.claims import Claim
 
 __all__ = [
     "METRICS",

@@ -2,8 +2,8 @@
 
 During the forward pass every piecewise-linear activation, whatever its spelling, is
 replaced by a node whose backward pass applies the current
-:class:`~backpropvis.rules.Rule` (Eq. 1); so is every elementwise smooth activation when
-the smooth mode is "rule" (g' = f'; :mod:`backpropvis.smooth_activations`); every other
+:class:`~backpropvis.core.rules.Rule` (Eq. 1); so is every elementwise smooth activation when
+the smooth mode is "rule" (g' = f'; :mod:`backpropvis.core.smooth_activations`); every other
 layer, gates included, keeps its true gradient.
 The engine is three parts a reader can hold, and the API on top:
 
@@ -14,12 +14,13 @@ The engine is three parts a reader can hold, and the API on top:
   targets per pass) computed from that record.
 - :mod:`.attribution`: ``attribute_many`` and friends; :mod:`.inputs`: the input side (a
   tensor, a tuple of them with extra forward arguments, one unbatched image);
-  :mod:`.unit_targets`: units inside the network as targets; :mod:`.precision`: the arithmetic.
+  :mod:`.unit_targets`: units inside the network as targets; :mod:`.precision`: the arithmetic; :mod:`.receipt`:
+  what a lower precision did to the maps (one batch recomputed in float32).
 
 Nothing is registered on the model and nothing of a call outlives it.
 """
 
-from ..targets import Target, Unit, resolve_targets
+from ..core.targets import Target, Unit, resolve_targets
 from .attribution import (
     Attributions,
     DeconvNet,

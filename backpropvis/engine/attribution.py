@@ -18,11 +18,11 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ..errors import ModelError, NoActivationError, first_few
-from ..module_checks import refuse_compiled, training_dependent_modules
-from ..rules import PAPER_METHODS, Rule, resolve_rule, resolve_rules
-from ..smooth_activations import SmoothReport, resolve_smooth
-from ..targets import Generators, ResolvedUnit, Target, Unit
+from ..core.errors import ModelError, NoActivationError, first_few
+from ..core.module_checks import refuse_compiled, training_dependent_modules
+from ..core.rules import PAPER_METHODS, Rule, resolve_rule, resolve_rules
+from ..core.smooth_activations import SmoothReport, resolve_smooth
+from ..core.targets import Generators, ResolvedUnit, Target, Unit
 from .inputs import CallInputs, Inputs, UnbatchedImage, prepare_inputs, shaped_maps
 from .planning import DEFAULT_MAX_BATCH, BackwardPlan, plan_backward
 from .precision import Arithmetic, Precision, PrecisionLike
@@ -57,7 +57,7 @@ class Attributions(dict):
     Attributes:
         logits: [B, K] the model's output (detached).
         targets: LongTensor[T, B] the logit index behind every map; -1 in a unit's row.
-        units: row -> :class:`~backpropvis.targets.ResolvedUnit` (the channel, neuron and
+        units: row -> :class:`~backpropvis.core.targets.ResolvedUnit` (the channel, neuron and
             activation per sample) for every unit target.
         smooth: the smooth mode and what it touched (:class:`SmoothReport`): smooth
             activations crossed with the rule, those let through with their true
@@ -110,15 +110,15 @@ def attribute_many(
             without its batch dimension (taken as a batch of one: :mod:`.inputs`).
         additional_forward_args: passed to the model after the inputs, not
             differentiated (a tuple is spread, anything else passed as one argument).
-        targets: T entries (see :func:`backpropvis.targets.resolve_targets`), or a single one; a
-            :class:`~backpropvis.targets.Unit` (a channel or neuron of a named layer) is served by the
+        targets: T entries (see :func:`backpropvis.core.targets.resolve_targets`), or a single one; a
+            :class:`~backpropvis.core.targets.Unit` (a channel or neuron of a named layer) is served by the
             same forward pass, batched per layer (:mod:`~backpropvis.engine.unit_targets`).
         methods: rule names ("saliency", "deconvnet", "gbp", "linear") or
-            :class:`~backpropvis.rules.Rule` values, or a single one.
+            :class:`~backpropvis.core.rules.Rule` values, or a single one.
         generator: CPU generator for ``"random"`` targets, or one per sample (default:
             seeded with 0); logit targets draw first, then units, in their order.
         smooth: what to do at elementwise smooth activations (GELU, SiLU, Mish, ...;
-            :mod:`~backpropvis.smooth_activations`): ``"refuse"`` (the default: an error
+            :mod:`~backpropvis.core.smooth_activations`): ``"refuse"`` (the default: an error
             naming the function and module), ``"gradient"`` (their true gradient, listed
             in ``passed_through``) or ``"rule"`` (the method's rule with g' = f',
             ``T = h(R) * f'(x)``, Eq. 1). Gates (sigmoid, softmax, tanh, ...) keep their
@@ -284,8 +284,8 @@ def attribute(
     a tuple of inputs), raw and signed.
 
     ``target`` is an int, a LongTensor[B], ``"max"`` (also ``"random"``) or a
-    :class:`~backpropvis.targets.Unit`; ``method`` is "saliency", "deconvnet", "gbp" or a
-    :class:`~backpropvis.rules.Rule`; ``options``
+    :class:`~backpropvis.core.targets.Unit`; ``method`` is "saliency", "deconvnet", "gbp" or a
+    :class:`~backpropvis.core.rules.Rule`; ``options``
     are :func:`attribute_many`'s keywords (``smooth``, ``strict``, ``precision``,
     ``generator``, ...).
     """

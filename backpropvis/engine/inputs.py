@@ -21,7 +21,7 @@ from typing import Any, Union
 
 import torch
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 __all__ = ["CallInputs", "UnbatchedImage", "prepare_inputs", "shaped_maps"]
 

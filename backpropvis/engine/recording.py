@@ -13,7 +13,7 @@ What the backward passes need to be planned is kept in a :class:`ForwardRecord`:
 - the autograd nodes of convolutions, by identity (the planner keeps them out of the
   part of the graph it batches over targets);
 - the smooth activations and gates met (and what was done there), and which module is running;
-- the outputs of the layers that unit targets name (:class:`~backpropvis.targets.Unit`),
+- the outputs of the layers that unit targets name (:class:`~backpropvis.core.targets.Unit`),
   kept strongly (their graph seeds the units' backward passes). The model goes on with a
   copy of such an output, so an in-place operation after the layer (VGG's
   ``ReLU(inplace=True)`` after a convolution) cannot change what the unit's map is taken of.
@@ -43,10 +43,10 @@ import torch.nn.functional as F
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.overrides import TorchFunctionMode
 
-from ..activations import PIECEWISE_LINEAR, function_name
-from ..errors import UnsupportedActivationError
-from ..module_checks import hidden_kind
-from ..smooth_activations import GATES, SMOOTH_ACTIVATIONS, SmoothReport
+from ..core.activations import PIECEWISE_LINEAR, function_name
+from ..core.errors import UnsupportedActivationError
+from ..core.module_checks import hidden_kind
+from ..core.smooth_activations import GATES, SMOOTH_ACTIVATIONS, SmoothReport
 from .inputs import UnbatchedImage
 from .layout import weight_in_input_layout
 from .pooling import MAX_POOLS, RecomputedMaxPool2d
@@ -77,7 +77,7 @@ class ForwardRecord:
     """What one forward pass under the engine saw.
 
     Attributes:
-        smooth: the smooth mode (:data:`~backpropvis.smooth_activations.SMOOTH_MODES`):
+        smooth: the smooth mode (:data:`~backpropvis.core.smooth_activations.SMOOTH_MODES`):
             what to do at elementwise smooth activations.
         model_name: how messages name the model when no module is running.
         activation_count: how many activations were replaced by ruled ones.

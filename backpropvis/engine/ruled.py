@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from ..activations import PiecewiseLinear
-from ..rules import Rule
-from ..smooth_activations import SmoothCall
+from ..core.activations import PiecewiseLinear
+from ..core.rules import Rule
+from ..core.smooth_activations import SmoothCall
 
 __all__ = ["RuleSlot", "RuledActivation", "RuledSmoothActivation"]
 

@@ -20,9 +20,9 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 
-from ..errors import InputError
-from ..rules import Rule, resolve_rules
-from ..smooth_activations import resolve_smooth
+from ..core.errors import InputError
+from ..core.rules import Rule, resolve_rules
+from ..core.smooth_activations import resolve_smooth
 from .precision import Arithmetic, Precision, PrecisionLike
 from .recording import ForwardRecord, RecordedForward
 from .ruled import RuleSlot

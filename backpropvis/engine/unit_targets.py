@@ -1,8 +1,8 @@
 """Unit targets in the engine: which layers to record, and the units' backward passes.
 
-A :class:`~backpropvis.targets.Unit` is a target like a logit: the call's ONE forward pass
+A :class:`~backpropvis.core.targets.Unit` is a target like a logit: the call's ONE forward pass
 records the output of every layer a unit names (:mod:`.recording`), the unit is resolved
-against it (:func:`~backpropvis.targets.resolve_unit`), and its map is the backward pass
+against it (:func:`~backpropvis.core.targets.resolve_unit`), and its map is the backward pass
 seeded with a one-hot at the unit, from the layer's output down to the input, under the
 method's rule (Eq. 1). The units of one layer are batched like logits, ``per_pass`` per
 backward pass (``is_grads_batched``); each layer is one group.
@@ -16,8 +16,8 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import nn
 
-from ..errors import TargetError, first_few
-from ..targets import Generators, ResolvedUnit, Target, Unit, resolve_targets, resolve_unit
+from ..core.errors import TargetError, first_few
+from ..core.targets import Generators, ResolvedUnit, Target, Unit, resolve_targets, resolve_unit
 
 __all__ = [
     "SplitTargets",

@@ -1,7 +1,7 @@
 """The paper's figures and the theory studies, each declared as an :class:`Experiment`.
 
 ``PAPER`` and ``THEORY`` map names to experiments, in order; :func:`select` picks some
-by name. Running a selection and writing the report is :func:`backpropvis.suite.run_suite`.
+by name. Running a selection and writing the report is :func:`backpropvis.jobs.suite.run_suite`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Mapping, Sequence
 
-from ..errors import BackpropvisError
+from ..core.errors import BackpropvisError
 from . import (
     fig2,
     fig3,

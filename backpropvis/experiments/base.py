@@ -22,10 +22,10 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from ..claims import Claim, ClaimResult, Skip, UnknownMetricError
+from ..core.claims import Claim, ClaimResult, Skip, UnknownMetricError
+from ..core.errors import BackpropvisError
+from ..core.files import read_arrays, write_arrays
 from ..engine import Precision, PrecisionLike
-from ..errors import BackpropvisError
-from ..files import read_arrays, write_arrays
 
 __all__ = [
     "FIGURE_FILE",

@@ -6,12 +6,12 @@ dense fc1, as VGG-16 has).
 
 Saliency is class-sensitive: its map changes with the logit. DeconvNet and GBP hardly
 change (class-insensitive "image recovery", Eq. 9). Measured as the class distance
-(:func:`backpropvis.metrics.class_distance`, the L2 distance of the unit-norm maps)
+(:func:`backpropvis.core.metrics.class_distance`, the L2 distance of the unit-norm maps)
 between each other logit's map and the max logit's map, averaged over the two other
 logits.
 
 Claims, per network: saliency's class distance is at least 5x GBP's and 2x DeconvNet's
-(ratios by :func:`backpropvis.metrics.ratio`, NaN, so failing, for a zero denominator),
+(ratios by :func:`backpropvis.core.metrics.ratio`, NaN, so failing, for a zero denominator),
 and, as an absolute bound, GBP's class distance is below
 :data:`~backpropvis.experiments.networks.NEARLY_SAME_DISTANCE` (0.5, declared before the
 results were seen: "nearly the same" in Figures 2, 3 and 9).
@@ -29,12 +29,12 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from ..core.metrics import class_distance, class_distance_minmax, input_similarity, ratio
+from ..core.rules import METHOD_LABELS, PAPER_METHODS
+from ..core.targets import Target
 from ..engine import attribute_many
-from ..images import class_name
-from ..metrics import class_distance, class_distance_minmax, input_similarity, ratio
+from ..images.samples import class_name
 from ..render import CLIP_99, figure_title, map_panel, pyplot, save_figure
-from ..rules import METHOD_LABELS, PAPER_METHODS
-from ..targets import Target
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .networks import DIGITS_NOTE, NEARLY_SAME_DISTANCE, MeasuredNetwork, digits_testbed, imagenet_testbed
 

@@ -11,12 +11,12 @@ histograms and measures the premise itself:
   is present, else the bundled EfficientNet-Lite0 standing in) and for the digits VGG
   trained by this project (max-pooling, a dense fc1): each method's maps of ``logits``
   logits of each image (distinct logits drawn once from the run's seed; all 10 for the
-  digits), the cosine between every two (:func:`backpropvis.metrics.pairwise_cosine_similarity`),
+  digits), the cosine between every two (:func:`backpropvis.core.metrics.pairwise_cosine_similarity`),
   averaged over the pairs and then over the images.
 - The histograms of the weights into two units (rows of the weight matrix) of the
   ImageNet network's first dense layer (VGG-16's fc1, as in the paper; EfficientNet-Lite0's
   only one, its classifier) and of the digits VGG's fc1 and fc2, with the two-sample
-  Kolmogorov-Smirnov statistic (:func:`backpropvis.metrics.ks_statistic`) between the two
+  Kolmogorov-Smirnov statistic (:func:`backpropvis.core.metrics.ks_statistic`) between the two
   units; the same statistic for the network's random twin (the same layer redrawn with
   the paper's init, seeded by the run's seed and the layer's name), whose two units are
   drawn from one distribution: what "the same histogram" looks like at that sample size.
@@ -44,13 +44,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..core.metrics import ks_statistic, pairwise_cosine_similarity
+from ..core.rules import METHOD_LABELS, PAPER_METHODS
 from ..engine import attribute_many
-from ..images import sample_names
-from ..metrics import ks_statistic, pairwise_cosine_similarity
+from ..images.samples import sample_names
 from ..models.init import PAPER_STD, generator_for, truncated_normal_
 from ..models.randomization import layer_module, redrawable_layers
 from ..render import figure_title, pyplot, save_figure
-from ..rules import METHOD_LABELS, PAPER_METHODS
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .networks import DIGITS_NOTE, NEARLY_SAME_DISTANCE, MeasuredNetwork, digits_testbed, imagenet_testbed
 

@@ -5,7 +5,7 @@ Theorem 1 predicts that only GBP in the CNN recovers the image (each patch gets
 E[w 1(w.y > 0)], which points along the patch); Theorem 2 that saliency and
 DeconvNet are noise. In the FCN the one "patch" is the whole d = 3 S^2-dimensional
 image, far too large for Nh hidden units: the same law predicts GBP's cosine with x
-to be only 1 / sqrt(1 + 9.3 d / Nh) (:func:`backpropvis.theory.expected_gbp_recovery`;
+to be only 1 / sqrt(1 + 9.3 d / Nh) (:func:`backpropvis.theory.limits.expected_gbp_recovery`;
 0.11 at 112 px, 0.054 at the paper's 224 px), which the paper's figure shows as noise.
 
 The claims and what they catch (``tests/test_sabotage.py``):
@@ -14,10 +14,10 @@ The claims and what they catch (``tests/test_sabotage.py``):
   plain gradient (it is then saliency: noise) or a zero map, and when GBP and
   DeconvNet are swapped;
 - "saliency and DeconvNet are noise" bounds their |input similarity| by 5 standard
-  deviations of noise's (:func:`backpropvis.metrics.noise_similarity_std`: 1 / sqrt(n)
+  deviations of noise's (:func:`backpropvis.core.metrics.noise_similarity_std`: 1 / sqrt(n)
   for these white maps, 0.0052 at 112 px) beyond the 3.24 that choosing the largest of
   1000 logits gives a noise map (saliency . x is the logit itself in a bias-free ReLU
-  net; :func:`backpropvis.metrics.expected_normal_maximum`): it fails when DeconvNet's
+  net; :func:`backpropvis.core.metrics.expected_normal_maximum`): it fails when DeconvNet's
   panel shows the image (GBP and DeconvNet swapped);
 - "GBP in the FCN is as faint as Theorem 1 predicts" (its cosine with x within a
   factor 2 of the prediction) fails for the plain gradient (noise: 10x below, or
@@ -36,10 +36,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..core.rules import METHOD_LABELS
 from ..models import three_layer_cnn, three_layer_fcn
 from ..render import CLIP_99, save_grid, similarity_caption, to_display
-from ..rules import METHOD_LABELS
-from ..theory import expected_gbp_recovery, recovery
+from ..theory.limits import expected_gbp_recovery, recovery
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .method_maps import COLUMN_ORDER, method_maps
 

@@ -5,9 +5,9 @@ GBP of "tabby" for the max logit in a random three-layer CNN with N filters (7 x
 stride 2) and in a random three-layer FCN with Nh hidden units on a 64 x 64 x 3 input.
 Each map is scored two ways:
 
-- input similarity: :func:`~backpropvis.metrics.input_similarity`, the per-channel
+- input similarity: :func:`~backpropvis.core.metrics.input_similarity`, the per-channel
   centred cosine with the input x;
-- recovery: :func:`~backpropvis.theory.recovery`, the cosine with Theorem 1's limit
+- recovery: :func:`~backpropvis.theory.limits.recovery`, the cosine with Theorem 1's limit
   image x_lim = sum_j D_j^T y_j / ||y_j|| (for the FCN the one patch is the whole
   image, so x_lim = x / ||x||), which is what GBP converges to as N grows: the CNN's
   limit is a locally normalised image, not x itself.
@@ -22,10 +22,10 @@ the data allow is reported instead (``weight_ratio_kind`` in the details).
 
 Absolute claims beside the comparisons: every CNN map carries the image (its input
 similarity at least 5 standard deviations of noise's,
-:func:`backpropvis.metrics.noise_similarity_std`, beyond the 3.24 that choosing the
+:func:`backpropvis.core.metrics.noise_similarity_std`, beyond the 3.24 that choosing the
 largest of 1000 logits gives noise), and the FCN's GBP recovers as much
 as Theorem 1 predicts for one patch of d values and Nh units, within a factor 2
-(:func:`backpropvis.theory.expected_gbp_recovery`). What they catch
+(:func:`backpropvis.theory.limits.expected_gbp_recovery`). What they catch
 (``tests/test_sabotage.py``): GBP computed as the plain gradient is saliency, noise in
 both networks, so the CNN's maps fall to noise and the FCN's far below the
 prediction (the rises and the weights ratio of noise could pass by chance); a zero
@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 
 from ..models import three_layer_cnn, three_layer_fcn
 from ..render import CLIP_99, pyplot, save_figure, similarity_caption, to_display
-from ..theory import expected_gbp_recovery, limit_image, recovery
+from ..theory.limits import expected_gbp_recovery, limit_image, recovery
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .method_maps import MethodMaps, method_maps
 

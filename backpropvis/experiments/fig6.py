@@ -22,10 +22,10 @@ no pool (same seed, so the same filters; Figure 4's top row) gives DeconvNet's
 baseline.
 
 "Noise" is an |input similarity| under 5 standard deviations of that of noise with the
-map's own power spectrum (:func:`backpropvis.metrics.noise_similarity_std`: white
+map's own power spectrum (:func:`backpropvis.core.metrics.noise_similarity_std`: white
 noise's 1 / sqrt(n) for the shallow CNN, larger for VGG-16's smoother maps) beyond
 what choosing the largest of K logits gives a noise map (E[max of K normals] = 3.24
-standard deviations for K = 1000, :func:`backpropvis.metrics.expected_normal_maximum`:
+standard deviations for K = 1000, :func:`backpropvis.core.metrics.expected_normal_maximum`:
 in these bias-free ReLU networks saliency . x is the logit itself, by Euler's identity).
 
 What the claims catch (``tests/test_sabotage.py``): GBP computed as the plain gradient
@@ -44,11 +44,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..metrics import cosine_similarity
+from ..core.metrics import cosine_similarity
+from ..core.rules import METHOD_LABELS
 from ..models import three_layer_cnn, vgg16
 from ..models.shallow import ThreeLayerCNN
 from ..render import CLIP_99, Picture, save_grid, to_display
-from ..rules import METHOD_LABELS
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .method_maps import COLUMN_ORDER, MethodMaps, method_maps, method_maps_of_copies
 

@@ -3,8 +3,8 @@ for each method, in random and trained networks.
 
 For every image two distinct logits are drawn (seeded by the run's seed and the image's
 key, so the same pair in a random network and its trained version); a method's
-distance for that image is :func:`backpropvis.metrics.class_distance` between its two
-maps (the min-max display variant, :func:`~backpropvis.metrics.class_distance_minmax`,
+distance for that image is :func:`backpropvis.core.metrics.class_distance` between its two
+maps (the min-max display variant, :func:`~backpropvis.core.metrics.class_distance_minmax`,
 is recorded too). The paper averages over 10K ImageNet images in a random and a
 trained VGG-16. Here, five bar groups:
 
@@ -17,11 +17,11 @@ trained VGG-16. Here, five bar groups:
   on the bundled photos); the random VGG-16 itself when the trained net is VGG-16;
 - "digits_trained" and "digits_random": the small VGG-style network trained here on
   scikit-learn's digits (max-pooling and a dense fc1, as VGG-16) and its random twin,
-  on its held-out digits (:class:`backpropvis.image_sets.Digits`).
+  on its held-out digits (:class:`backpropvis.images.sets.Digits`).
 
 The first three see ``--images DIR`` (a folder of image files or an ImageFolder tree:
 the first ``max_images`` in sorted order) or, by default, the bundled sample photos
-plus ``crops`` seeded random crops of them (:class:`backpropvis.image_sets.Samples`).
+plus ``crops`` seeded random crops of them (:class:`backpropvis.images.sets.Samples`).
 Every image source goes through ONE pipeline,
 :func:`backpropvis.stats.run_class_distance` (images decoded by DataLoader workers,
 unreadable files recorded and left out, logit pairs from :mod:`backpropvis.stats.pairs`),
@@ -30,7 +30,7 @@ continues where it was when run again.
 
 Uncertainty: crops of one photo are not independent images, so the 95 % intervals are
 a cluster bootstrap over source photos (:func:`backpropvis.stats.summary.bootstrap_means`
-with the photo of each key, :func:`backpropvis.image_sets.source_photo`): a resample
+with the photo of each key, :func:`backpropvis.images.sets.source_photo`): a resample
 draws photos, each with all its crops. With 6 photos the intervals are wide; that is
 what the data say. Files of a folder and digits are each their own photo.
 
@@ -56,13 +56,13 @@ import numpy as np
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import ImageError
-from ..image_sets import Digits, ImageSource, Samples, source_photo, source_setting
-from ..metrics import ratio, small_sample_note
+from ..core.errors import ImageError
+from ..core.metrics import ratio, small_sample_note
+from ..core.rules import METHOD_LABELS, PAPER_METHODS
+from ..images.sets import Digits, ImageSource, Samples, source_photo, source_setting
 from ..models import describe_module, digits_vgg, vgg16
 from ..models.randomization import randomized
 from ..render import figure_title, pyplot, save_figure
-from ..rules import METHOD_LABELS, PAPER_METHODS
 from ..stats import Collected, collect, run_class_distance
 from ..stats.distributed import World
 from ..stats.summary import bootstrap_means, percentile_interval, ratio_samples

@@ -13,7 +13,7 @@ The steps are declared before the run (in units of 1/255 of the pixel range):
   prediction (images no step of the ladder flips are counted and left out);
 - each step of ``fixed`` (1, 2 and 4 / 255): the same step for every image.
 
-:func:`backpropvis.adversarial.fgsm_sweep` perturbs each image in pixel space ([0, 1],
+:func:`backpropvis.attacks.sweep.fgsm_sweep` perturbs each image in pixel space ([0, 1],
 clipped) by one FGSM step up the loss of its predicted class at every step, and
 compares each method's map of the original (for its max logit) with its map of the
 adversarial image (for that image's max logit) by the class distance. At each step,
@@ -40,11 +40,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..adversarial import AdversarialSweep, fgsm_sweep
-from ..images import class_name, sample_names
-from ..metrics import ratio
+from ..attacks.sweep import AdversarialSweep, fgsm_sweep
+from ..core.metrics import ratio
+from ..core.rules import METHOD_LABELS, PAPER_METHODS
+from ..images.samples import class_name, sample_names
 from ..render import CLIP_99, figure_title, pyplot, save_figure, to_display
-from ..rules import METHOD_LABELS, PAPER_METHODS
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .networks import TrainedNetwork, input_pipeline, model_inputs, trained_network
 

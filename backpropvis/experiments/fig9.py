@@ -15,7 +15,7 @@ bundled EfficientNet-Lite0 standing in, stages stem, 2, 4, 6, head, classifier) 
 digits VGG trained by this project (Conv1-1, Conv2-1, Conv3-1, FC1, FC2), which has
 VGG's max-pooling and dense fc1. Each map is GBP for its own network's max logit; each
 partly random network is compared with the fully trained one by the class distance
-(:func:`backpropvis.metrics.class_distance`: the L2 distance between the unit-norm maps,
+(:func:`backpropvis.core.metrics.class_distance`: the L2 distance between the unit-norm maps,
 the paper's Figure 7 statistic; 0 for the same map, sqrt(2) for unrelated ones),
 averaged over the images.
 
@@ -61,9 +61,9 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from tqdm.auto import tqdm
 
+from ..core.metrics import class_distance
 from ..engine import attribute_many
-from ..images import sample_names
-from ..metrics import class_distance
+from ..images.samples import sample_names
 from ..models.randomization import Stage, calibration_inputs, default_stages, layer_module, only_redrawn, trained_up_to
 from ..render import CLIP_99, figure_title, map_panel, pyplot, save_figure
 from .base import Claim, Experiment, FigureData, Measurement, RunContext

@@ -11,12 +11,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..core.metrics import expected_normal_maximum, input_similarity, noise_similarity_std
+from ..core.rules import PAPER_METHODS
+from ..core.targets import Target
 from ..engine import attribute_many
-from ..images import load_image
-from ..metrics import expected_normal_maximum, input_similarity, noise_similarity_std
+from ..images.samples import load_image
 from ..models.preprocessing import Preprocessing, preprocessing_of
-from ..rules import PAPER_METHODS
-from ..targets import Target
 from .base import RunContext
 
 __all__ = ["COLUMN_ORDER", "MethodMaps", "method_maps", "method_maps_of_copies"]
@@ -50,7 +50,7 @@ class MethodMaps:
     @property
     def noise_std(self) -> float:
         """The standard deviation of a white-noise map's input similarity at this input's
-        size, 1 / sqrt(n) (:func:`~backpropvis.metrics.noise_similarity_std`)."""
+        size, 1 / sqrt(n) (:func:`~backpropvis.core.metrics.noise_similarity_std`)."""
         return noise_similarity_std(self.inputs[0])
 
     def noise_sigmas(self, method: str) -> float:
@@ -62,7 +62,7 @@ class MethodMaps:
     @property
     def logit_allowance(self) -> float:
         """How many noise standard deviations the choice of the largest of K logits alone
-        puts between a noise map and 0 (:func:`~backpropvis.metrics.expected_normal_maximum`;
+        puts between a noise map and 0 (:func:`~backpropvis.core.metrics.expected_normal_maximum`;
         3.24 for K = 1000), or 0 for a target chosen otherwise."""
         return expected_normal_maximum(self.logit_count) if self.largest_logit else 0.0
 

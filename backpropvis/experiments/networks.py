@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from ..images import load_image
+from ..images.samples import load_image
 from ..models import Preprocessing, digits_vgg, efficientnet_lite0, load_digits_split, vgg16
 from ..models.digits_data import DIGITS_PREPROCESSING
 from ..models.preprocessing import preprocessing_of
@@ -159,7 +159,7 @@ def digits_testbed(context: RunContext, count: int, first: int = 0) -> MeasuredN
 
 
 NEARLY_SAME_DISTANCE = 0.5
-"""The class distance (:func:`backpropvis.metrics.class_distance`, the L2 distance of the
+"""The class distance (:func:`backpropvis.core.metrics.class_distance`, the L2 distance of the
 unit-norm maps, in [0, 2]) below which two maps count as "nearly the same" in the
 claims of Figures 2, 3 and 9: a cosine above 1 - 0.5**2 / 2 = 0.875, a third of the
 distance sqrt(2) of two unrelated (orthogonal) maps. Declared once, before any result

@@ -9,7 +9,7 @@ from typing import Optional
 from ..models import three_layer_cnn
 from ..models.preprocessing import preprocessing_of
 from ..models.shallow import ThreeLayerCNN
-from ..theory import limit_image
+from ..theory.limits import limit_image
 from .base import RunContext
 from .networks import model_inputs
 

@@ -1,7 +1,7 @@
 """Theory study "closed-form": Lemma 1 (Eq. 4) and the pooled forms (Eq. 6, 7) against the engine.
 
 The engine back-propagates through the random three-layer CNN with its rules; the
-closed forms of :mod:`backpropvis.theory` unfold the image into patches, weight each
+closed forms of :mod:`backpropvis.theory.closed_forms` unfold the image into patches, weight each
 filter by h(V[:, k]) and the forward mask (and, with pooling, by the pool's switches)
 and fold back, with no backward pass. The two share only the weights; both run in
 float64. The study also measures how often Eq. 7's assumption ("chosen by the pool
@@ -9,7 +9,7 @@ float64. The study also measures how often Eq. 7's assumption ("chosen by the po
 
 What the claims catch (``tests/test_sabotage.py``): any broken method (the plain
 gradient in place of DeconvNet and GBP, or a zero map of any method) makes the engine
-disagree with the closed form stated from Eq. 2 in :mod:`backpropvis.theory`, so
+disagree with the closed form stated from Eq. 2 in :mod:`backpropvis.theory.closed_forms`, so
 "closed form equals engine" fails (a relative error of order 1).
 """
 
@@ -21,10 +21,11 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ..core.rules import METHOD_LABELS, PAPER_METHODS
 from ..engine import attribute_many
 from ..render import CLIP_99, Picture, map_panel, pyplot, save_figure
-from ..rules import METHOD_LABELS, PAPER_METHODS
-from ..theory import closed_form_map, recovery, switch_disagreement
+from ..theory.closed_forms import closed_form_map, switch_disagreement
+from ..theory.limits import recovery
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .random_cnn import random_cnn
 
@@ -139,7 +140,7 @@ def _run_key(config: Mapping[str, Any], seed: int) -> tuple:
 
 def _switch_metrics(pool_sizes: Sequence[int], shown_config: Mapping[str, Any], pooled: dict) -> dict[str, float]:
     """Per pool size, how often Eq. 7's assumption fails on the shown configuration's inputs and
-    filters (:func:`~backpropvis.theory.switch_disagreement`): in total, and each way."""
+    filters (:func:`~backpropvis.theory.closed_forms.switch_disagreement`): in total, and each way."""
     disagreements: dict[str, float] = {}
     for pool in pool_sizes:
         found = switch_disagreement(

@@ -17,7 +17,7 @@ where its weights are present, else EfficientNet-Lite0):
   blurred to remove the stride grid, and each method's class distance between the
   max logit and a random one;
 - GBP's input similarity, against that of noise with the map's own spectrum
-  (:func:`backpropvis.metrics.noise_similarity_std`, 5 standard deviations beyond the
+  (:func:`backpropvis.core.metrics.noise_similarity_std`, 5 standard deviations beyond the
   3.24 that choosing the largest of 1000 logits can give noise): Eq. 9's "partial
   image recovery".
 
@@ -36,12 +36,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.metrics import class_distance, expected_normal_maximum, input_similarity, noise_similarity_std, ratio
+from ..core.rules import METHOD_LABELS, PAPER_METHODS
 from ..engine import Attributions, attribute_many
-from ..metrics import class_distance, expected_normal_maximum, input_similarity, noise_similarity_std, ratio
 from ..models import generator_for, truncated_normal_
 from ..render import CLIP_99, map_panel, pyplot, save_figure
-from ..rules import METHOD_LABELS, PAPER_METHODS
-from ..theory import effective_dimension
+from ..theory.limits import effective_dimension
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .networks import imagenet_testbed
 

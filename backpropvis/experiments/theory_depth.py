@@ -12,7 +12,7 @@ Claims beside GBP's: from conv1_1 saliency's map equals GBP's (a positive top
 gradient makes h the identity, and both keep the forward mask g'), and DeconvNet is
 noise before the first max-pool (Theorem 2) but carries the image past it (Eq. 6-7:
 the switches), each judged against noise with the map's own spectrum
-(:func:`backpropvis.metrics.noise_similarity_std`, 5 standard deviations). What they
+(:func:`backpropvis.core.metrics.noise_similarity_std`, 5 standard deviations). What they
 catch (``tests/test_sabotage.py``): the plain gradient in place of GBP makes GBP's
 and saliency's recoveries equal (and DeconvNet's noise before the pool becomes
 saliency's image); a zero GBP, DeconvNet or saliency map fails its own recovery or
@@ -30,13 +30,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..core.metrics import input_similarity, noise_similarity_std
+from ..core.rules import METHOD_LABELS, PAPER_METHODS
 from ..engine import attribute_many
-from ..metrics import input_similarity, noise_similarity_std
 from ..models import generator_for, vgg16
 from ..models.vgg import LAYER_KEYS, VGG16, VGG16_LAYERS
 from ..render import CLIP_99, MINMAX, fit_text, map_panel, pyplot, save_figure
-from ..rules import METHOD_LABELS, PAPER_METHODS
-from ..theory import limit_image, recovery
+from ..theory.limits import limit_image, recovery
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .networks import model_inputs
 

@@ -7,7 +7,7 @@ distance between two logits. GBP is told apart by its recovery, not by its
 histogram: its values can look nearly Gaussian too.
 
 "Carries no image" is an |input similarity| under 5 standard deviations of that of
-noise with the map's own spectrum (:func:`backpropvis.metrics.noise_similarity_std`;
+noise with the map's own spectrum (:func:`backpropvis.core.metrics.noise_similarity_std`;
 1 / sqrt(n) for Theorem 2's white maps).
 
 What the claims catch (``tests/test_sabotage.py``): GBP computed as the plain gradient
@@ -24,11 +24,11 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from ..core.metrics import class_distance, input_similarity, noise_similarity_std
+from ..core.rules import METHOD_LABELS, PAPER_METHODS
 from ..engine import attribute_many
-from ..metrics import class_distance, input_similarity, noise_similarity_std
 from ..render import CLIP_99, map_panel, pyplot, save_figure
-from ..rules import METHOD_LABELS, PAPER_METHODS
-from ..theory import gaussianity, recovery
+from ..theory.limits import gaussianity, recovery
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .random_cnn import random_cnn
 

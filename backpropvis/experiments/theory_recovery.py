@@ -1,7 +1,7 @@
 """Theory study "recovery": Theorem 1 and the recovery law, in the random three-layer CNN and FCN.
 
 GBP's map (from the engine) is compared with Theorem 1's limit image
-x_lim = sum_j D_j^T y_j / ||y_j|| (:func:`backpropvis.theory.limit_image`); its
+x_lim = sum_j D_j^T y_j / ||y_j|| (:func:`backpropvis.theory.limits.limit_image`); its
 recovery is the cosine between the two. Three measurements:
 
 1. the recovery law: recovery against the number of filters N, several seeds each,
@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from ..engine import PrecisionLike, attribute_many
 from ..models import three_layer_fcn
 from ..render import CLIP_99, MINMAX, Picture, map_panel, pyplot, save_figure
-from ..theory import PowerLaw, filters_needed, fit_power_law, law_amplitude, recovery, tangent_squared
+from ..theory.limits import PowerLaw, filters_needed, fit_power_law, law_amplitude, recovery, tangent_squared
 from .base import Claim, Experiment, FigureData, Measurement, RunContext
 from .networks import model_inputs
 from .random_cnn import RandomCNN, random_cnn

@@ -23,9 +23,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..image_sets import Samples
+from ..core.rules import PAPER_METHODS
+from ..images.sets import Samples
 from ..models import describe_module, vgg16
-from ..rules import PAPER_METHODS
 from ..stats import plot_unit_distance, run_unit_distance, summarize_unit_distance
 from ..stats.distributed import World
 from .base import Claim, Experiment, FigureData, Measurement, RunContext

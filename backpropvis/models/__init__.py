@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Optional, Union
 
 from torch import nn
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 from .digits_data import DigitsSet, load_digits_split
 from .digits_vgg import DigitsVGG, digits_vgg
 from .efficientnet import EfficientNetLite0, efficientnet_lite0

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 from .init import generator_for
 from .preprocessing import Preprocessing
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import BackpropvisError, ModelError
+from ..core.errors import BackpropvisError, ModelError
 from .digits_data import DigitsSet, load_digits_split
 from .digits_vgg import DIGITS_VGG_LAYERS, DigitsVGG, digits_vgg_checkpoint
 from .init import generator_for, keeps_global_rng

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 from .digits_data import DIGITS_CLASSES, DIGITS_PREPROCESSING
 from .init import PAPER_STD, keeps_global_rng
 from .randomization import Stage, redraw_layers_

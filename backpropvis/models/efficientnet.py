@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import WeightsError
+from ..core.errors import WeightsError
 from .init import keeps_global_rng
 from .preprocessing import TF_LITE
 from .randomization import Stage

@@ -15,7 +15,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 
 __all__ = ["SelectOutput", "select_output", "pick_output"]
 
@@ -36,7 +36,7 @@ class SelectOutput(nn.Module):
 
     layer_prefix = "model."
     """What the wrapped model's layer names gain in ``named_modules()``; unit targets
-    (:class:`~backpropvis.targets.Unit`) may name a layer without it."""
+    (:class:`~backpropvis.core.targets.Unit`) may name a layer without it."""
 
     def __init__(self, model: nn.Module, key: OutputKey) -> None:
         super().__init__()

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 
 __all__ = [
     "Preprocessing",

@@ -7,7 +7,7 @@ model once through the engine on a grey picture through its preprocessing, befor
 database, folder or page is written, so that either failure is one line at once (the
 first naming the input shape tried, where its size came from, and ``input_size``), and
 so that a command knows which smooth activations and gates the model has
-(:class:`~backpropvis.smooth_activations.SmoothReport`) to store with its results.
+(:class:`~backpropvis.core.smooth_activations.SmoothReport`) to store with its results.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..core.errors import BackpropvisError, ModelError
+from ..core.smooth_activations import SmoothReport, resolve_smooth
 from ..engine import attribute_many
-from ..errors import BackpropvisError, ModelError
-from ..smooth_activations import SmoothReport, resolve_smooth
 from .spec import BUILT_IN, LoadedModel
 
 __all__ = ["checked_model", "probe_input_size", "PROBE_PICTURE_SIDE"]
@@ -69,7 +69,7 @@ def probe_input_size(
         size_from: where S came from, in words ("the default 224 px", "`input_size` 64").
 
     Returns:
-        what the engine met (:class:`~backpropvis.smooth_activations.SmoothReport`).
+        what the engine met (:class:`~backpropvis.core.smooth_activations.SmoothReport`).
 
     Raises:
         ModelError: the forward pass failed, in one line naming the input shape tried,

@@ -72,8 +72,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
-from ..errors import ModelError
-from ..images import load_image, sample_names
+from ..core.errors import ModelError
+from ..images.samples import load_image, sample_names
 from .init import PAPER_STD, init_layer_
 from .preprocessing import Preprocessing
 

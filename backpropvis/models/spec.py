@@ -36,9 +36,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..errors import BackpropvisError, ModelError, WeightsError, first_few
-from ..module_checks import refuse_compiled, training_dependent_modules
-from ..smooth_activations import SmoothReport
+from ..core.errors import BackpropvisError, ModelError, WeightsError, first_few
+from ..core.module_checks import refuse_compiled, training_dependent_modules
+from ..core.smooth_activations import SmoothReport
 from .fingerprint import file_fingerprint, weights_fingerprint
 from .output import SelectOutput, select_output
 from .preprocessing import DEFAULT_INPUT_SIZE, settle_preprocessing
@@ -106,7 +106,7 @@ class LoadedModel:
         input_size: the crop size asked for (None: the model's own, or 224).
         smooth: the smooth mode the engine uses for it and, once
             :func:`~backpropvis.models.as_loaded` has run it, what that touched
-            (:class:`~backpropvis.smooth_activations.SmoothReport`).
+            (:class:`~backpropvis.core.smooth_activations.SmoothReport`).
         size_from: where the preprocessing's size came from, in words.
     """
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..errors import WeightsError
+from ..core.errors import WeightsError
 from .init import PAPER_STD, keeps_global_rng
 from .preprocessing import IMAGENET
 from .randomization import Stage, layers_after, redraw_layers_

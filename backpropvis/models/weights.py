@@ -2,7 +2,7 @@
 
 Files are read with ``torch.load(..., weights_only=True)``; every failure a user can
 cause (missing file, not a checkpoint, keys or shapes that do not fit) is a
-:class:`~backpropvis.errors.WeightsError` naming the file and the first mismatch.
+:class:`~backpropvis.core.errors.WeightsError` naming the file and the first mismatch.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Mapping, Optional
 
 import torch
 
-from ..errors import WeightsError
+from ..core.errors import WeightsError
 
 __all__ = ["read_state_dict", "check_fits", "load_into", "hub_checkpoint"]
 

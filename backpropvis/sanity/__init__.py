@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from ..errors import BackpropvisError
+from ..core.errors import BackpropvisError
 from . import adebayo, kindermans, sixt
 from .protocol import Protocol, SanityResult, SanityRun, StepResult, Summary
 

@@ -32,9 +32,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..claims import Claim
+from ..core.claims import Claim
+from ..core.errors import BackpropvisError
+from ..core.rules import PAPER_METHODS, resolve_rules
 from ..engine import attribute_many
-from ..errors import BackpropvisError
 from ..models import derive_seed
 from ..models.digits_training import TrainingSettings, train_digits_vgg
 from ..models.digits_vgg import DigitsVGG
@@ -47,7 +48,6 @@ from ..models.randomization import (
     redrawable_layers,
     redrawn_from,
 )
-from ..rules import PAPER_METHODS, resolve_rules
 from .compare import Controls, compare_variants, step_from_numbers
 from .figures import draw_protocol
 from .page import default_section

@@ -18,8 +18,8 @@ from typing import Union
 import numpy as np
 import torch
 
+from ..core.rules import METHOD_LABELS
 from ..render import figure_title, pyplot, save_figure
-from ..rules import METHOD_LABELS
 from .protocol import SanityResult, StepResult
 from .similarity import METRIC_LABELS, abs_grayscale
 

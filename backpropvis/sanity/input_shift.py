@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 from ..models.efficientnet import Conv2dSame
 from ..models.randomization import layer_module, redrawable_layers
 

@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..claims import Claim
+from ..core.claims import Claim
+from ..core.errors import BackpropvisError
+from ..core.rules import PAPER_METHODS, resolve_rules
 from ..engine import Precision, attribute_many
-from ..errors import BackpropvisError
 from ..models import derive_seed
-from ..rules import PAPER_METHODS, resolve_rules
 from .compare import step_from_numbers
 from .input_shift import absorb_shift, channel_shift
 from .kindermans_page import draw_kindermans, kindermans_section

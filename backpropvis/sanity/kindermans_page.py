@@ -10,8 +10,8 @@ from typing import Union
 
 import numpy as np
 
+from ..core.rules import METHOD_LABELS
 from ..render import pyplot
-from ..rules import METHOD_LABELS
 from .protocol import SanityResult
 from .tables import figure_section, method_table, save_with_maps
 

@@ -15,10 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Union
 
-from ..files import write_text
+from ..core.files import write_text
+from ..core.rules import METHOD_LABELS
 from ..render import save_figure
-from ..report import PAGE_STYLE, claims_table, embedded_png
-from ..rules import METHOD_LABELS
+from ..report.page import PAGE_STYLE, claims_table, embedded_png
 from .figures import draw_curves, draw_map_grid
 from .protocol import SanityResult, StepResult, Summary
 from .similarity import METRIC_LABELS

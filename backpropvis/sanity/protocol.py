@@ -50,9 +50,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..claims import Claim
+from ..core.claims import Claim
+from ..core.metrics import small_sample_note
 from ..engine import Precision, PrecisionLike
-from ..metrics import small_sample_note
 
 if TYPE_CHECKING:
     from .steps import StepStore

@@ -16,11 +16,11 @@ import numpy as np
 
 from .. import __version__
 from ..audit.probes import Probes, load_probes
-from ..devices import resolve_device
+from ..core.devices import resolve_device
+from ..core.errors import BackpropvisError, Interrupted
+from ..core.files import make_folder, write_arrays, write_json
 from ..engine import Precision, PrecisionLike
-from ..errors import BackpropvisError, Interrupted
-from ..files import make_folder, write_arrays, write_json
-from ..image_sets import Digits, ImageSource, list_images, source_setting
+from ..images.sets import Digits, ImageSource, list_images, source_setting
 from ..models import LoadedModel, ModelLike, ModelSpec, as_loaded
 from . import find_protocol
 from .page import format_result, write_page
@@ -101,7 +101,7 @@ def run_sanity(
     Args:
         protocol: a name of :data:`~backpropvis.sanity.PROTOCOLS` or a protocol.
         out: the folder (``sanity.json``, ``sanity.npz``, ``index.html``, ``steps/``).
-        images: a folder, a :class:`~backpropvis.image_sets.Samples` or ``Digits``, or None
+        images: a folder, a :class:`~backpropvis.images.sets.Samples` or ``Digits``, or None
             (the bundled photos; the held-out digits for the digits VGG).
         model: a name, a :class:`~backpropvis.models.ModelSpec`, a loaded model or a module
             (:func:`backpropvis.models.as_loaded`); default: the trained digits VGG.
@@ -195,7 +195,7 @@ def load_result(folder: Union[str, os.PathLike]) -> SanityResult:
     """A written result read back (``sanity.json`` and ``sanity.npz``)."""
     import json
 
-    from ..files import read_arrays
+    from ..core.files import read_arrays
 
     path = Path(folder)
     data = json.loads((path / RESULT_FILE).read_text(encoding="utf-8"))

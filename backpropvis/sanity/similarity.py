@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import rankdata
 
-from ..metrics import minmax_normalize
+from ..core.metrics import minmax_normalize
 
 __all__ = [
     "METRICS",

@@ -31,13 +31,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..claims import Claim
+from ..core.claims import Claim
+from ..core.errors import BackpropvisError
+from ..core.rules import PAPER_METHODS, resolve_rules
 from ..engine import attribute_many
 from ..engine.signals import backward_signals
-from ..errors import BackpropvisError
 from ..models import derive_seed
 from ..models.randomization import BATCH_NORM_POLICIES, layers_from, redrawn_from
-from ..rules import PAPER_METHODS, resolve_rules
 from .adebayo import groups
 from .compare import step_from_numbers
 from .convergence import cosine_convergence, sixt_ssim

@@ -13,9 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import Union
 
+from ..core.rules import METHOD_LABELS
 from ..render import figure_title, save_figure
-from ..report import embedded_png
-from ..rules import METHOD_LABELS
+from ..report.page import embedded_png
 from .figures import draw_map_grid
 from .page import format_summary, section_opening
 from .protocol import SanityResult

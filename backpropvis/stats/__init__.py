@@ -37,7 +37,7 @@ What is equal to what (measured on 48 images, CPU, batch 4):
   4e-5 relative.
 """
 
-from ..image_sets import IMAGE_SUFFIXES, Samples, list_images
+from ..images.sets import IMAGE_SUFFIXES, Samples, list_images
 from .compare import format_runs, group_by_run, plot_runs, summarize_runs
 from .listing import rank_db_path, shard
 from .pairs import PAIRS, choose_pairs

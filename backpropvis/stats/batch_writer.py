@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
-from ..rules import Rule
+from ..core.rules import Rule
 from .decoding import Batch
 from .measuring import result_rows
 from .store import ResultRow, ResultsStore

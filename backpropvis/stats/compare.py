@@ -17,7 +17,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import StoreError, first_few
+from ..core.errors import StoreError, first_few
 from ..render import pyplot, save_figure
 from .store import RunSettings, read_database, show_setting
 from .summary import expand_databases, format_summary, plot_summary, summarize

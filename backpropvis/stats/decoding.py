@@ -1,6 +1,6 @@
 """Reading and decoding images in DataLoader workers, bad files turned into reasons.
 
-Each item is read by key from its source (:func:`backpropvis.image_sets.read_image`:
+Each item is read by key from its source (:func:`backpropvis.images.sets.read_image`:
 a file's bytes with their SHA-256 content hash, or a bundled sample or crop) and put
 through the model's own ``preprocessing``. An image that cannot be read or decoded
 becomes a failure carrying one line of reason instead of an exception, so one bad
@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import BackpropvisError
-from ..image_sets import ImageSource, read_image
+from ..core.errors import BackpropvisError
+from ..images.sets import ImageSource, read_image
 from ..models import Preprocessing
 
 __all__ = ["Decoded", "Batch", "ImageSet", "Collate", "batch_loader"]
@@ -85,7 +85,7 @@ class Batch:
 
 
 class ImageSet(Dataset):
-    """Images by key from ``source`` (a folder, :class:`~backpropvis.image_sets.Samples`,
+    """Images by key from ``source`` (a folder, :class:`~backpropvis.images.sets.Samples`,
     or None for the bundled samples).
 
     ``preprocess`` maps a PIL image to Tensor[3, S, S] (a model's ``preprocessing``);

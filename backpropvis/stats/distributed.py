@@ -16,7 +16,7 @@ from typing import Iterator
 import torch
 import torch.distributed as dist
 
-from ..errors import BackpropvisError
+from ..core.errors import BackpropvisError
 
 __all__ = ["World", "world_from_environment", "process_group", "barrier"]
 

@@ -1,6 +1,6 @@
 """A run's images split across torchrun ranks, and each rank's database file.
 
-The images themselves are listed by :func:`backpropvis.image_sets.list_images`.
+The images themselves are listed by :func:`backpropvis.images.sets.list_images`.
 """
 
 from __future__ import annotations

@@ -17,10 +17,10 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from ..core.metrics import class_distance, class_distance_minmax, input_similarity
+from ..core.rules import Rule
 from ..engine import Attributions, PrecisionLike, attribute_many
-from ..images import logit_name
-from ..metrics import class_distance, class_distance_minmax, input_similarity
-from ..rules import Rule
+from ..images.samples import logit_name
 from .pairs import pair_draws, pairs_from
 from .store import ResultRow
 

@@ -10,9 +10,9 @@ from typing import Sequence
 
 import torch
 
-from ..errors import BackpropvisError
+from ..core.errors import BackpropvisError
+from ..core.targets import other_logit
 from ..models.init import generator_for
-from ..targets import other_logit
 
 __all__ = ["PAIRS", "choose_pairs", "random_pairs", "pair_draws", "pairs_from"]
 
@@ -57,7 +57,7 @@ def pair_draws(kind: str, keys: Sequence[str], seed: int, num_classes: int) -> t
     From each image's own generator (seed, "pairs", key): for "random-random" first a
     logit in [0, K), then an offset in [0, K - 1); for "max-random" the offset only;
     "top1-top2" draws nothing. :func:`pairs_from` turns the offset into "a logit other
-    than the first" (:func:`~backpropvis.targets.random_other_indices`'s rule).
+    than the first" (:func:`~backpropvis.core.targets.random_other_indices`'s rule).
 
     Returns:
         LongTensor[2, B]: row 0 the drawn first logit (-1 where the first is the max),

@@ -5,7 +5,7 @@ For each image the model's maps are computed for two logits (see
 :func:`~backpropvis.engine.attribute_many` call per batch, and the paper's Figure 7
 statistic is stored per (image, method): the class distance
 ``|| s_a / ||s_a|| - s_b / ||s_b|| ||_2`` between the two maps
-(:func:`~backpropvis.metrics.class_distance`, and its min-max variant), with each
+(:func:`~backpropvis.core.metrics.class_distance`, and its min-max variant), with each
 map's input similarity.
 
 Batches are fixed blocks of the rank's sorted image list, padded to the full batch
@@ -22,7 +22,7 @@ waiting and scaled on the device; the pairs are targets the engine resolves from
 own forward pass (no second one); each batch's numbers stay on the device and are read
 back two batches behind, then written in groups of whole batches (every batch on the
 CPU). At TF32 or bfloat16 the first batch of each session is also computed in float32:
-its precision receipt (:mod:`backpropvis.precision_receipt`) is stored and returned.
+its precision receipt (:mod:`backpropvis.engine.receipt`) is stored and returned.
 """
 
 from __future__ import annotations
@@ -38,14 +38,14 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..devices import resolve_device
+from ..core.devices import resolve_device
+from ..core.errors import BackpropvisError, Interrupted, StoreError
+from ..core.rules import PAPER_METHODS, Rule, resolve_rule
 from ..engine import Precision, PrecisionLike
+from ..engine.receipt import DEFAULT_THRESHOLD, PrecisionReceipt, check_threshold, needs_receipt, precision_receipt
 from ..engine.unit_targets import layer_modules
-from ..errors import BackpropvisError, Interrupted, StoreError
-from ..image_sets import ImageSource, list_images, source_setting
+from ..images.sets import ImageSource, list_images, source_setting
 from ..models import LoadedModel, ModelLike, as_loaded
-from ..precision_receipt import DEFAULT_THRESHOLD, PrecisionReceipt, check_threshold, needs_receipt, precision_receipt
-from ..rules import PAPER_METHODS, Rule, resolve_rule
 from .batch_writer import BatchWriter
 from .decoding import Batch, ImageSet, batch_loader
 from .distributed import World, barrier, process_group, world_from_environment
@@ -76,7 +76,7 @@ class RunReport:
         model_notes: what was done to the model (eval mode, default preprocessing).
         preprocessing: the images' preprocessing, in words.
         receipt: at TF32 or bfloat16, this call's first batch against float32
-            (:mod:`backpropvis.precision_receipt`), else None.
+            (:mod:`backpropvis.engine.receipt`), else None.
     """
 
     db: Path
@@ -136,7 +136,7 @@ def run_class_distance(
     """Compute and store the class distance of every image under ``images`` (resumable).
 
     Args:
-        images: a folder (recursive, sorted), a :class:`~backpropvis.image_sets.Samples`
+        images: a folder (recursive, sorted), a :class:`~backpropvis.images.sets.Samples`
             (the bundled samples and seeded crops of them), or None for the bundled samples.
         db: the SQLite file; under torchrun each rank writes ``<stem>.rank-R<suffix>``.
         model: a name or a :class:`~backpropvis.models.ModelSpec` (built with ``seed``), a
@@ -161,7 +161,7 @@ def run_class_distance(
             (the command line prints the model and preprocessing line there).
         receipt_threshold: at TF32 or bfloat16 the first batch is also computed in
             float32, and a method whose maps' cosine to it falls under this is named in
-            the receipt's warnings (:mod:`backpropvis.precision_receipt`).
+            the receipt's warnings (:mod:`backpropvis.engine.receipt`).
 
     Returns:
         :class:`RunReport` for this rank. Under torchrun every rank waits for all the

@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
-from ..errors import StoreError
+from ..core.errors import StoreError
 from .run_settings import RunSettings, show_setting
 
 __all__ = ["RunSettings", "ResultRow", "ResultsStore", "read_database", "StoredRun", "show_setting"]

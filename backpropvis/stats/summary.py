@@ -17,10 +17,10 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import StoreError
-from ..files import replacing
-from ..metrics import ratio, small_sample_note
-from ..precision_receipt import PrecisionReceipt
+from ..core.errors import StoreError
+from ..core.files import replacing
+from ..core.metrics import ratio, small_sample_note
+from ..engine.receipt import PrecisionReceipt
 from ..render import pyplot
 from .store import RunSettings, StoredRun, read_database
 
@@ -90,7 +90,7 @@ def bootstrap_means(
         seed: seed of the resampling (numpy's PCG64).
         chunk_elements: at most this many values gathered at once (memory stays flat).
         groups: N labels, one per row, naming rows that are not independent (crops of
-            one photo: :func:`backpropvis.image_sets.source_photo`). Given, a resample
+            one photo: :func:`backpropvis.images.sets.source_photo`). Given, a resample
             draws G of the G groups with replacement and averages all the rows of the
             groups drawn (a cluster bootstrap): the interval then reflects how many
             independent photos there are, not how many crops were cut from them.
@@ -133,7 +133,7 @@ def percentile_interval(samples: np.ndarray, confidence: float) -> tuple[float, 
 
 
 def ratio_samples(numerators: np.ndarray, denominators: np.ndarray) -> np.ndarray:
-    """:func:`backpropvis.metrics.ratio` of every pair, at once: NaN where the denominator is 0,
+    """:func:`backpropvis.core.metrics.ratio` of every pair, at once: NaN where the denominator is 0,
     negative or not finite."""
     numerators, denominators = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
     usable = np.isfinite(denominators) & (denominators > 0)
@@ -284,8 +284,8 @@ def summarize(
     means and its paired-bootstrap interval, for each pair of ``ratios`` whose two methods
     the run has), ``bootstrap``, ``notes`` (what is missing, the first precision receipt in one
     line and its warnings), ``small_sample`` (the flag of intervals from fewer than
-    :data:`~backpropvis.metrics.SMALL_SAMPLE` images, or None) and ``precision_receipts`` (at TF32
-    or bfloat16: every session's receipt, :mod:`backpropvis.precision_receipt`).
+    :data:`~backpropvis.core.metrics.SMALL_SAMPLE` images, or None) and ``precision_receipts`` (at TF32
+    or bfloat16: every session's receipt, :mod:`backpropvis.engine.receipt`).
 
     Raises:
         StoreError: as :func:`collect`.

@@ -21,10 +21,10 @@ from typing import Optional, Sequence, Union
 import torch
 from tqdm.auto import tqdm
 
+from ..core.errors import BackpropvisError, Interrupted, StoreError, TargetError
+from ..core.files import write_json
 from ..engine.unit_targets import layer_modules, layer_output
-from ..errors import BackpropvisError, Interrupted, StoreError, TargetError
-from ..files import write_json
-from ..image_sets import ImageSource, list_images, source_setting
+from ..images.sets import ImageSource, list_images, source_setting
 from ..models import LoadedModel
 from .decoding import ImageSet, batch_loader
 
@@ -114,7 +114,7 @@ def scan_top_units(
     """Stream ``images`` through ``model`` and keep per channel of ``scan.layer`` the top images.
 
     Args:
-        images: a folder, :class:`~backpropvis.image_sets.Samples`, or None (bundled samples).
+        images: a folder, :class:`~backpropvis.images.sets.Samples`, or None (bundled samples).
         state: the JSON file of the scan's state (resumed when it holds the same settings).
         model: the model, its preprocessing and identity (:class:`~backpropvis.models.LoadedModel`).
         scan: layer, channels, top and limit.

@@ -4,7 +4,7 @@ For each image and each named layer, two units: the layer's most active one (the
 with the largest spatial maximum, at that maximum) and a random other channel AT THE SAME
 POSITION (uniform over the C - 1 others, drawn from (seed, image key) alone), so the two
 maps differ by the channel only. Their distance is the class distance
-``|| s_a / ||s_a|| - s_b / ||s_b|| ||_2`` (:func:`~backpropvis.metrics.class_distance`):
+``|| s_a / ||s_a|| - s_b / ||s_b|| ||_2`` (:func:`~backpropvis.core.metrics.class_distance`):
 0 when the map does not depend on the unit, about sqrt(2) for unrelated maps.
 
 It runs through the class-distance machinery (:func:`~backpropvis.stats.run_class_distance`:
@@ -30,15 +30,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.errors import BackpropvisError
+from ..core.files import replacing
+from ..core.metrics import class_distance, class_distance_minmax, input_similarity, small_sample_note
+from ..core.rules import METHOD_LABELS, Rule
+from ..core.targets import ResolvedUnit, Unit
 from ..engine import attribute_many
-from ..errors import BackpropvisError
-from ..files import replacing
-from ..image_sets import source_photo
-from ..metrics import class_distance, class_distance_minmax, input_similarity, small_sample_note
+from ..images.sets import source_photo
 from ..models.init import generator_for
 from ..render import fit_text, pyplot
-from ..rules import METHOD_LABELS, Rule
-from ..targets import ResolvedUnit, Unit
 from .decoding import Batch
 from .store import ResultRow, RunSettings
 from .summary import bootstrap_means, collect, percentile_interval
@@ -109,7 +109,7 @@ class UnitPairs:
         layers: the layers, in depth order.
         values: (method, layer) -> ``distance`` [B] and ``minmax`` [B] (the class distance
             of the unit-L2 and min-max maps), ``similarity`` [2, B] (each map's input similarity).
-        units: layer -> the two :class:`~backpropvis.targets.ResolvedUnit` (most active, random other).
+        units: layer -> the two :class:`~backpropvis.core.targets.ResolvedUnit` (most active, random other).
         logits: [B, K] the model's output.
     """
 
@@ -193,7 +193,7 @@ def summarize_unit_distance(
     """Per method, the unit distance at each layer (depth order) with its bootstrap interval.
 
     Crops of one bundled photo are not independent: the interval is a cluster bootstrap
-    over photos (:func:`~backpropvis.image_sets.source_photo`; any other image is its own).
+    over photos (:func:`~backpropvis.images.sets.source_photo`; any other image is its own).
 
     Returns a JSON-ready dict: ``layers`` (names, depth order), ``methods`` (name ->
     ``distance`` and ``input_similarity``, each ``{mean, low, high}`` lists with one

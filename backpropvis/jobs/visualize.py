@@ -5,7 +5,7 @@ folder) is checked before the first map is computed, and ``summary.json`` is wri
 last, atomically, so a folder with a summary is always complete. Besides the pictures
 it measures, per image and method, the class distance between the targets' maps (the
 paper's Figure 7 statistic: how much the map changes with the class), and can save
-the raw maps as arrays (:mod:`~backpropvis.saved_maps`).
+the raw maps as arrays (:mod:`~backpropvis.core.saved_maps`).
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 from tqdm.auto import tqdm
 
-from . import saved_maps
-from .devices import resolve_device
-from .engine import Precision, PrecisionLike, attribute_many
-from .files import make_folder, write_json
-from .images import load_image, logit_name
-from .metrics import class_distance, input_similarity
-from .models import LoadedModel, ModelLike, as_loaded
-from .precision_receipt import DEFAULT_THRESHOLD, check_threshold, needs_receipt, precision_receipt
-from .render import CLIP_99, Display, save_grid, save_png, to_display
-from .rules import PAPER_METHODS, resolve_rules
-from .targets import Target
+from ..core import saved_maps
+from ..core.devices import resolve_device
+from ..core.files import make_folder, write_json
+from ..core.metrics import class_distance, input_similarity
+from ..core.rules import PAPER_METHODS, resolve_rules
+from ..core.targets import Target
+from ..engine import Precision, PrecisionLike, attribute_many
+from ..engine.receipt import DEFAULT_THRESHOLD, check_threshold, needs_receipt, precision_receipt
+from ..images.samples import load_image, logit_name
+from ..models import LoadedModel, ModelLike, as_loaded
+from ..render import CLIP_99, Display, save_grid, save_png, to_display
 
 __all__ = ["visualize"]
 
@@ -81,7 +81,7 @@ def visualize(
         on_model: called with the model once it is built, before the first map.
         receipt_threshold: at TF32 or bfloat16 the first image's maps are also computed in
             float32; ``precision_receipt`` in the summary (None otherwise) gives each method's
-            cosine to them and names those under this (:mod:`backpropvis.precision_receipt`).
+            cosine to them and names those under this (:mod:`backpropvis.engine.receipt`).
     """
     rules = resolve_rules(methods)
     precision = Precision.parse(precision)

@@ -28,9 +28,9 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image
 
-from .errors import ImageError
-from .images import load_image, sample_names
-from .models.digits_data import load_digits_split
+from ..core.errors import ImageError
+from ..models.digits_data import load_digits_split
+from .samples import load_image, sample_names
 
 __all__ = [
     "IMAGE_SUFFIXES",

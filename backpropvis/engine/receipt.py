@@ -21,10 +21,11 @@ from typing import Any, Sequence
 
 import torch
 
-from .engine import Attributions, Precision, PrecisionLike, attribute_many
-from .errors import BackpropvisError
-from .metrics import cosine_similarity
-from .rules import Rule
+from ..core.errors import BackpropvisError
+from ..core.metrics import cosine_similarity
+from ..core.rules import Rule
+from .attribution import Attributions, attribute_many
+from .precision import Precision, PrecisionLike
 
 __all__ = [
     "RECEIPT_PRECISIONS",

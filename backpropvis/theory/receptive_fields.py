@@ -18,8 +18,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .engine.unit_targets import full_layer_name
-from .errors import TargetError
+from ..core.errors import TargetError
+from ..engine.unit_targets import full_layer_name
 
 __all__ = ["ReceptiveField", "receptive_field", "modules_that_ran", "layers_over_depth"]
 

@@ -4,7 +4,7 @@ Each image is perturbed in pixel space by one FGSM step up the loss of its predi
 class (:func:`backpropvis.attacks.fgsm`), for every step of a sweep declared before
 the run. Each method's map of the original (for its max logit) is compared with its
 map of each adversarial image (for that image's max logit) by the class distance
-(:func:`backpropvis.metrics.class_distance`): a class-sensitive method's map changes
+(:func:`backpropvis.core.metrics.class_distance`): a class-sensitive method's map changes
 when the prediction does; an image-recovering one hardly changes.
 """
 
@@ -15,10 +15,10 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from .attacks import fgsm_direction
-from .engine import Precision, PrecisionLike, attribute_many
-from .metrics import class_distance
-from .rules import PAPER_METHODS
+from ..core.metrics import class_distance
+from ..core.rules import PAPER_METHODS
+from ..engine import Precision, PrecisionLike, attribute_many
+from .fgsm import fgsm_direction
 
 __all__ = ["AdversarialSweep", "fgsm_sweep"]
 

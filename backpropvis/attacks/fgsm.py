@@ -11,7 +11,7 @@ from typing import Callable, Optional, Union
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError, TargetError
+from ..core.errors import InputError, TargetError
 
 __all__ = ["fgsm", "fgsm_direction"]
 

@@ -16,7 +16,7 @@ from typing import Callable, Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ImageError
+from ..core.errors import ImageError
 
 __all__ = ["SAMPLES", "sample_names", "load_image", "imagenet_classes", "class_name", "logit_name"]
 

@@ -5,10 +5,10 @@ result's figure from its saved data, without computing anything.
 A suite resumes per experiment: one whose ``metrics.json`` was made with the same settings,
 seed, device, precision, inputs and package version, and whose figure is there, is kept, not
 rerun (said in one line). Ctrl-C writes the page of what finished and raises
-:class:`~backpropvis.errors.Interrupted` saying how to resume.
+:class:`~backpropvis.core.errors.Interrupted` saying how to resume.
 
 It sits above both :mod:`backpropvis.experiments` (what runs) and
-:mod:`backpropvis.report` (what is written), which know nothing of each other's callers.
+:mod:`backpropvis.report.page` (what is written), which know nothing of each other's callers.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from tqdm.auto import tqdm
 
-from .engine import Precision, PrecisionLike
-from .errors import Interrupted
-from .experiments import Experiment, ExperimentResult, RunContext, find, load_figure_data, run_experiment
-from .experiments.base import FIGURE_FILE, METRICS_FILE, UnknownMetricError, run_record
-from .files import make_folder
-from .image_sets import list_images
-from .models import VGG16
-from .models.weights import check_fits, read_state_dict
-from .report import INDEX_FILE, write_index, write_result
-from .sanity.experiments import SANITY
+from ..core.errors import Interrupted
+from ..core.files import make_folder
+from ..engine import Precision, PrecisionLike
+from ..experiments import Experiment, ExperimentResult, RunContext, find, load_figure_data, run_experiment
+from ..experiments.base import FIGURE_FILE, METRICS_FILE, UnknownMetricError, run_record
+from ..images.sets import list_images
+from ..models import VGG16
+from ..models.weights import check_fits, read_state_dict
+from ..report.page import INDEX_FILE, write_index, write_result
+from ..sanity.experiments import SANITY
 
 __all__ = ["run_suite", "check_run_inputs", "redraw", "kept_result"]
 
@@ -115,7 +115,7 @@ def run_suite(
 
 def _inputs(image: str, images: Optional[Path], vgg16_weights: Optional[Path]) -> dict:
     """What a run read besides its settings, and the code that ran: part of what a kept result must match."""
-    from . import __version__
+    from .. import __version__
 
     return {
         "image": image,

@@ -2,9 +2,9 @@
 
 :func:`run_units` streams the images (:func:`~backpropvis.stats.top_units.scan_top_units`,
 resumable), then, per channel, cuts from each top image the unit's receptive field
-(:mod:`~backpropvis.receptive_fields`) and the same patch of the unit's DeconvNet, GBP and
+(:mod:`~backpropvis.theory.receptive_fields`) and the same patch of the unit's DeconvNet, GBP and
 saliency maps (one :func:`~backpropvis.engine.attribute_many` call per image, for every
-unit it is a top image of: :class:`~backpropvis.targets.Unit` targets at the peak's
+unit it is a top image of: :class:`~backpropvis.core.targets.Unit` targets at the peak's
 position). It writes ``units.json`` and a self-contained ``index.html`` (patches as PNG files
 beside it; nothing fetched from the network).
 """
@@ -18,17 +18,17 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from .audit.probes import display_pixels
-from .engine import Precision, PrecisionLike, attribute_many
-from .errors import ImageError
-from .files import make_folder, write_json, write_text
-from .image_sets import ImageSource, read_image
-from .models import LoadedModel
-from .receptive_fields import ReceptiveField, receptive_field
-from .render import save_png, to_display
-from .rules import METHOD_LABELS
-from .stats.top_units import DEFAULT_STREAMING, ScanResult, Streaming, UnitScan, scan_top_units
-from .targets import Unit
+from ..audit.probes import display_pixels
+from ..core.errors import ImageError
+from ..core.files import make_folder, write_json, write_text
+from ..core.rules import METHOD_LABELS
+from ..core.targets import Unit
+from ..engine import Precision, PrecisionLike, attribute_many
+from ..images.sets import ImageSource, read_image
+from ..models import LoadedModel
+from ..render import save_png, to_display
+from ..stats.top_units import DEFAULT_STREAMING, ScanResult, Streaming, UnitScan, scan_top_units
+from ..theory.receptive_fields import ReceptiveField, receptive_field
 
 __all__ = ["run_units", "write_units_view", "UNITS_JSON", "PROJECTIONS"]
 

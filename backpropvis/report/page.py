@@ -7,7 +7,7 @@ paper's trained network and data (said once), then every claim that does not hol
 linked to its figure and to the finding's explanation. Figures are the PNG files beside
 the page (``<experiment>/figure.png``, linked, never inlined: the page stays small and
 needs no network); beside each trained-network figure, how to read it
-(:mod:`backpropvis.readings`). The report shows verdicts; it never decides them (that is
+(:mod:`backpropvis.report.readings`). The report shows verdicts; it never decides them (that is
 :meth:`backpropvis.experiments.base.Claim.evaluate`).
 """
 
@@ -20,9 +20,9 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence, Union
 
-from .experiments.base import METRICS_FILE, ExperimentResult
-from .experiments.networks import STAND_IN_NOTE
-from .files import write_json, write_text
+from ..core.files import write_json, write_text
+from ..experiments.base import METRICS_FILE, ExperimentResult
+from ..experiments.networks import STAND_IN_NOTE
 from .readings import finding, readings_for
 
 __all__ = [
