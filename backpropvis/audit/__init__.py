@@ -24,7 +24,9 @@ data, with the reasons for them), into ``DIR/audit.json`` and one self-contained
 ``DIR/index.html`` with the figures (:func:`run_audit`).
 """
 
-from .run import AUDIT_FILE, FIGURES_FOLDER, AuditRecord, run_audit
+from .record import AUDIT_FILE, AuditRecord
+from .results import StepResult
+from .run import FIGURES_FOLDER, run_audit
 from .sensitivity import CLASS_DISTANCE_DB
 from .step import ADVERSARIAL_STEPS, AuditContext, AuditSettings, AuditStep
 from .steps import STEPS
@@ -36,6 +38,7 @@ __all__ = [
     "AuditSettings",
     "AuditContext",
     "AuditStep",
+    "StepResult",
     "STEPS",
     "AUDIT_FILE",
     "FIGURES_FOLDER",

@@ -2,20 +2,23 @@
 
 The verdicts first (a table: methods x verdicts), then each method's criteria with
 their thresholds and values (the report's claims table), then the figures with what
-they show. It shows the verdicts of :mod:`~backpropvis.audit.verdicts`; it decides nothing.
+they show, written from the typed record (:class:`~backpropvis.audit.record.AuditRecord`).
+It shows the verdicts of :mod:`~backpropvis.audit.verdicts`; it decides nothing.
 """
 
 from __future__ import annotations
 
 import html
 import math
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from ..core.files import write_text
 from ..core.rules import METHOD_LABELS
 from ..report.page import INDEX_FILE, PAGE_STYLE, claims_table, embedded_png, format_value
-from .verdicts import VERDICTS
+from .record import AuditRecord
+from .verdicts import VERDICTS, MethodVerdicts
 
 __all__ = ["write_page"]
 
@@ -38,18 +41,18 @@ def _setting(value: Any) -> str:
     )
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Optional[bool]) -> str:
     if value is None:
         return "<td class='none'>not measured</td>"
     return f"<td class='{'yes' if value else 'no'}'>{'yes' if value else 'no'}</td>"
 
 
-def _verdict_table(verdicts: Mapping[str, Mapping[str, Any]]) -> str:
+def _verdict_table(verdicts: Mapping[str, MethodVerdicts]) -> str:
     header = "".join(f"<th>{html.escape(verdict.yes)}?</th>" for verdict in VERDICTS)
     rows = "".join(
         f"<tr><td><b>{html.escape(METHOD_LABELS.get(method, method))}</b></td>"
-        + "".join(_cell(entry[verdict.name]) for verdict in VERDICTS)
-        + f"<td>{html.escape(entry['summary'])}</td></tr>"
+        + "".join(_cell(entry.holds(verdict.name)) for verdict in VERDICTS)
+        + f"<td>{html.escape(entry.summary)}</td></tr>"
         for method, entry in verdicts.items()
     )
     return (
@@ -58,30 +61,31 @@ def _verdict_table(verdicts: Mapping[str, Mapping[str, Any]]) -> str:
     )
 
 
-def _criteria(method: str, entry: Mapping[str, Any]) -> str:
-    claims = []
-    for verdict in VERDICTS:
-        judged = entry["criteria"][verdict.name]
-        for claim in judged["claims"]:
-            value = math.nan if claim["value"] is None else claim["value"]
-            claims.append({**claim, "id": f"{verdict.name}: {claim['id']}", "value": value})
-    skipped = [
-        f"{verdict.name}: {entry['criteria'][verdict.name]['says']}"
+def _criteria(method: str, entry: MethodVerdicts) -> str:
+    claims = [
+        {**asdict(claim), "id": f"{verdict.name}: {claim.id}"}
         for verdict in VERDICTS
-        if entry["criteria"][verdict.name]["holds"] is None
+        for claim in entry.criteria[verdict.name].claims
+    ]
+    skipped = [
+        f"{verdict.name}: {entry.criteria[verdict.name].says}"
+        for verdict in VERDICTS
+        if entry.criteria[verdict.name].holds is None
     ]
     notes = "".join(f"<p class='note'>{html.escape(line)}</p>" for line in skipped)
     label = html.escape(METHOD_LABELS.get(method, method))
     return f"<h3>{label}</h3>{claims_table(claims)}{notes}"
 
 
-def _numbers_table(verdicts: Mapping[str, Mapping[str, Any]]) -> str:
+def _numbers_table(verdicts: Mapping[str, MethodVerdicts]) -> str:
     methods = list(verdicts)
-    names = list(dict.fromkeys(name for entry in verdicts.values() for name in entry["numbers"]))
+    names = list(dict.fromkeys(name for entry in verdicts.values() for name in entry.numbers))
     header = "".join(f"<th>{html.escape(METHOD_LABELS.get(method, method))}</th>" for method in methods)
     rows = "".join(
         f"<tr><td><code>{html.escape(name)}</code></td>"
-        + "".join(f"<td class='num'>{format_value(verdicts[method]['numbers'].get(name))}</td>" for method in methods)
+        + "".join(
+            f"<td class='num'>{format_value(_measured(verdicts[method].numbers.get(name)))}</td>" for method in methods
+        )
         + "</tr>"
         for name in names
     )
@@ -91,20 +95,26 @@ def _numbers_table(verdicts: Mapping[str, Mapping[str, Any]]) -> str:
     )
 
 
-def write_page(audit: Mapping[str, Any], figures: Sequence[tuple[Path, str]], folder: Path) -> Path:
-    """Write ``folder/index.html`` from ``audit`` (the content of ``audit.json``) and the
+def _measured(value: Optional[float]) -> Optional[float]:
+    """A number as ``audit.json`` gives it: NaN (not measured) as None."""
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def write_page(record: AuditRecord, figures: Sequence[tuple[Path, str]], folder: Path) -> Path:
+    """Write ``folder/index.html`` from ``record`` (what ``audit.json`` is written from) and the
     figures (PNG path, caption), each embedded; returns the page's path."""
-    model, settings = audit["model"], audit["settings"]
+    assert record.class_distance is not None
+    model, settings, verdicts = record.model, record.settings, record.verdicts()
     title = f"backpropvis audit: {model['title']}"
     meta = [
         f"model <b>{html.escape(model['title'])}</b> ({html.escape(model['source'])}), weights fingerprint "
         f"<code>{html.escape(model['fingerprint'][:19])}...</code>",
         f"preprocessing: {html.escape(model['preprocessing'])}",
         html.escape(model.get("smooth_activations", {}).get("said", "smooth activations: refused")),
-        f"images: {html.escape(audit['images']['described'])}",
+        f"images: {html.escape(record.class_distance.images.described)}",
         "settings: "
         + "; ".join(f"{html.escape(str(key))} {html.escape(_setting(value))}" for key, value in settings.items()),
-        "seconds: " + ", ".join(f"{html.escape(step)} {seconds:.1f}" for step, seconds in audit["seconds"].items()),
+        "seconds: " + ", ".join(f"{html.escape(step)} {seconds:.1f}" for step, seconds in record.seconds.items()),
     ]
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -115,12 +125,12 @@ def write_page(audit: Mapping[str, Any], figures: Sequence[tuple[Path, str]], fo
         "(Figure 9; Adebayo et al. 2018), and change with an adversarial prediction (Figure 8)? Saliency, the "
         "true gradient, is the reference.</p>",
         "".join(f"<p class='meta'>{line}</p>" for line in meta),
-        "".join(f"<p class='note'>{html.escape(note)}</p>" for note in audit["notes"]),
+        "".join(f"<p class='note'>{html.escape(note)}</p>" for note in record.notes),
         "<h2>Verdicts</h2>",
-        _verdict_table(audit["verdicts"]),
+        _verdict_table(verdicts),
         "<h2>Criteria, thresholds and values</h2>",
-        "".join(_criteria(method, entry) for method, entry in audit["verdicts"].items()),
-        _numbers_table(audit["verdicts"]),
+        "".join(_criteria(method, entry) for method, entry in verdicts.items()),
+        _numbers_table(verdicts),
         "<h2>Figures</h2>",
     ]
     for path, caption in figures:

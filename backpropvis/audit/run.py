@@ -1,7 +1,7 @@
 """The audit as one call: :func:`run_audit` checks its inputs, runs the class-distance step
 and then the steps of :data:`~backpropvis.audit.steps.STEPS` in a loop, judges every method
 and writes ``DIR/audit.json``, the figures and ``DIR/index.html`` from the typed record
-(:class:`AuditRecord`).
+(:class:`~backpropvis.audit.record.AuditRecord`: each step's result is a dataclass of its own).
 
 Nothing already written is lost: the class-distance database keeps every finished
 batch (rerunning the same audit continues it), each later step is kept as soon as it
@@ -13,43 +13,36 @@ the model, its weights, the methods) is raised before the first map is computed.
 
 from __future__ import annotations
 
-import math
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import torch
 
-from .. import __version__
 from ..core.claims import Skip
 from ..core.devices import resolve_device
-from ..core.errors import ImageError, Interrupted
-from ..core.files import make_folder, write_json
+from ..core.errors import Interrupted
+from ..core.files import make_folder
 from ..core.rules import resolve_rules
 from ..engine import Precision
-from ..images.sets import ImageSource, Samples, list_images
+from ..images.sets import ImageSource, list_images
 from ..models import LoadedModel, ModelLike, as_loaded
 from ..stats import plot_summary
 from .page import write_page
 from .probes import load_probes
-from .saved import StepData, load_step, save_step
-from .sensitivity import CLASS_DISTANCE_DB, REFERENCE, class_sensitivity, method_numbers
+from .record import AUDIT_FILE, AuditRecord
+from .results import StepResult
+from .saved import load_result, save_result
+from .sensitivity import REFERENCE, class_sensitivity
 from .step import AuditContext, AuditSettings, AuditStep
 from .steps import STEPS
-from .verdicts import STEPS as VERDICT_STEPS
-from .verdicts import judge_method, verdicts_as_data
 
 __all__ = ["AUDIT_FILE", "FIGURES_FOLDER", "AuditRecord", "run_audit"]
 
-AUDIT_FILE = "audit.json"
-"""The audit's result, in its folder."""
-
 FIGURES_FOLDER = "figures"
 """The audit's figures (PNG), in its folder; the page embeds them."""
-
-NOT_REACHED = "the audit stopped before this step; run the same command again to finish it"
 
 
 def run_audit(
@@ -98,85 +91,15 @@ def run_audit(
         record.results[step.name] = _run_step(step, context, record)
         record.seconds[step.name] = time.perf_counter() - started
         record.write(context.folder)
-    reused = [step for step, data in record.results.items() if data is not None and data.reused]
-    if reused:
-        record.notes.append(f"kept from an earlier run with the same model, images and settings: {', '.join(reused)}")
+    if record.reused:
+        kept = ", ".join(record.reused)
+        record.notes.append(f"kept from an earlier run with the same model, images and settings: {kept}")
     started = time.perf_counter()
     figures = _draw(context, record)
     record.seconds["figures"] = time.perf_counter() - started
     record.write(context.folder)
-    write_page(record.as_json(), figures, context.folder)
+    write_page(record, figures, context.folder)
     return record.as_json()
-
-
-@dataclass
-class AuditRecord:
-    """What the audit knows so far, typed; ``audit.json`` and the page are written from it.
-
-    Attributes:
-        model, settings: the model and the settings, as ``audit.json`` reports them.
-        methods: the methods judged.
-        notes: what the user should know, one sentence each.
-        seconds: step name -> wall time.
-        class_distance: the class-distance step's summary (:func:`~backpropvis.stats.summarize`).
-        images: the images: listed, measured, failed, in words, the database.
-        results: step name -> its data (None: skipped), in the order the steps ran.
-        skipped: step name -> why it was skipped.
-    """
-
-    model: dict[str, Any]
-    settings: dict[str, Any]
-    methods: list[str]
-    notes: list[str] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
-    class_distance: dict[str, Any] = field(default_factory=dict)
-    images: dict[str, Any] = field(default_factory=dict)
-    results: dict[str, Optional[StepData]] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-
-    def not_measured(self) -> dict[str, str]:
-        """Step name -> why the verdicts reading it cannot be judged (not reached, skipped, nothing to read)."""
-        reasons = {step: NOT_REACHED for step in VERDICT_STEPS if step != "class_distance" and step not in self.results}
-        reasons.update(self.skipped)
-        for step in STEPS:
-            data = self.results.get(step.name)
-            reason = None if data is None else step.not_measured(data)
-            if reason is not None:
-                reasons[step.name] = reason
-        return reasons
-
-    def numbers(self, method: str) -> dict[str, float]:
-        """Everything one method's verdicts read (:data:`~backpropvis.audit.verdicts.METRICS`) that is measured."""
-        numbers = method_numbers(self.class_distance, method)
-        for step in STEPS:
-            data = self.results.get(step.name)
-            if data is not None:
-                numbers.update(step.verdict_numbers(data, method, REFERENCE))
-        return numbers
-
-    def as_json(self) -> dict[str, Any]:
-        """The content of ``audit.json`` (NaN still as float; see :meth:`write`)."""
-        audit: dict[str, Any] = {
-            "backpropvis": __version__,
-            "model": self.model,
-            "settings": self.settings,
-            "notes": self.notes,
-            "seconds": self.seconds,
-            "class_distance": self.class_distance,
-            "images": self.images,
-        }
-        for step in STEPS:
-            data = self.results.get(step.name)
-            skipped = {"skipped": self.skipped.get(step.name, NOT_REACHED)}
-            audit[step.name] = skipped if data is None else {**data.numbers, "reused": data.reused}
-        not_measured = self.not_measured()
-        audit["verdicts"] = {method: judge_method(self.numbers(method), not_measured) for method in self.methods}
-        audit["thresholds"] = verdicts_as_data()
-        return audit
-
-    def write(self, folder: Path) -> None:
-        """Judge every method with what is measured so far and (re)write ``audit.json``."""
-        write_json(_json_ready(self.as_json()), folder / AUDIT_FILE)
 
 
 def _prepare(
@@ -240,55 +163,34 @@ def _model_record(loaded: LoadedModel) -> dict[str, Any]:
 def _measure_class_distance(context: AuditContext, record: AuditRecord) -> None:
     """The class-distance step over every image (resumable database), into ``record``."""
     started = time.perf_counter()
-    report, summary = class_sensitivity(context)
+    record.class_distance = class_sensitivity(context)
     record.seconds["class_distance"] = time.perf_counter() - started
-    if not summary["images"]:
-        failed = next(iter(summary["failure_reasons"].items()), ("", "no image"))
-        raise ImageError(f"none of the {len(context.keys)} images could be read, e.g. {failed[0]}: {failed[1]}")
-    record.class_distance = summary
-    record.images = {
-        "source": summary["settings"]["images"],
-        "listed": len(context.keys),
-        "measured": summary["images"],
-        "failed": summary["failures"],
-        "described": _described(context.images, summary),
-        "database": str(context.folder / CLASS_DISTANCE_DB),
-        "resumed_with": report.already_done,
-    }
-    if report.already_done:
-        record.notes.append(f"{report.already_done} images were already in {CLASS_DISTANCE_DB} (a resumed audit)")
-    record.notes += [f"class distance: {note}" for note in summary["notes"]]
-    if summary.get("small_sample"):
-        record.notes.append(f"class distance: the 95% intervals are {summary['small_sample']}")
+    record.notes += record.class_distance.notes
     record.write(context.folder)
 
 
-def _run_step(step: AuditStep, context: AuditContext, record: AuditRecord) -> Optional[StepData]:
-    """The step's data: kept from an earlier run with the same identity, else measured and kept (None: skipped)."""
+def _run_step(step: AuditStep, context: AuditContext, record: AuditRecord) -> Optional[StepResult]:
+    """The step's result: kept from an earlier run with the same identity, else measured and kept (None: skipped)."""
     identity = step.identity(context)
-    kept = load_step(context.folder, step.name, identity)
+    kept = load_result(context.folder, step.name, identity, step.result_type)
+    if kept.unusable is not None:
+        record.notes.append(kept.unusable)
+    if kept.result is not None:
+        record.reused.append(step.name)
+        return kept.result
     try:
-        return kept or save_step(context.folder, step.name, identity, *step.measure(context))
+        return save_result(context.folder, step.name, identity, step.measure(context))
     except Skip as reason:
         record.skipped[step.name] = str(reason)
         return None
     except KeyboardInterrupt:
         finished = ", ".join(record.results) or "none"
+        assert record.class_distance is not None
         raise Interrupted(
             f"during the {step.name} step; kept in {context.folder}: the class-distance database "
-            f"({record.class_distance['images']} images), the finished steps ({finished}) and audit.json; run the "
-            "same command again to go on"
+            f"({record.class_distance.images.measured} images), the finished steps ({finished}) and audit.json; run "
+            "the same command again to go on"
         ) from None
-
-
-def _described(images: ImageSource, summary: dict) -> str:
-    measured, failed = summary["images"], summary["failures"]
-    where = (
-        images.describe()
-        if isinstance(images, Samples)
-        else ("the bundled sample images" if images is None else f"the images under {summary['settings']['images']}")
-    )
-    return f"{measured} of {where}" + (f" ({failed} could not be read)" if failed else "")
 
 
 def _identity(context: AuditContext) -> dict[str, Any]:
@@ -307,21 +209,11 @@ def _identity(context: AuditContext) -> dict[str, Any]:
     }
 
 
-def _json_ready(value: Any) -> Any:
-    """NaN and infinities become null (strict JSON), recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(item) for item in value]
-    return value
-
-
 def _draw(context: AuditContext, record: AuditRecord) -> list[tuple[Path, str]]:
     """Every figure the measured steps allow; returns (path, caption) pairs for the page."""
     figures = context.folder / FIGURES_FOLDER
-    summary = record.class_distance
+    assert record.class_distance is not None
+    summary = record.class_distance.summary
     drawn = [
         (
             plot_summary(
@@ -336,7 +228,7 @@ def _draw(context: AuditContext, record: AuditRecord) -> list[tuple[Path, str]]:
         )
     ]
     for step in STEPS:
-        data = record.results.get(step.name)
-        if data is not None:
-            drawn += step.figures(data, context, figures)
+        result = record.results.get(step.name)
+        if result is not None:
+            drawn += step.figures(result, context, figures)
     return drawn

@@ -6,6 +6,11 @@ arrays its figures are drawn from to ``DIR/steps/<step>.npz``. Both are written
 atomically, the arrays first: a step whose ``.json`` exists is whole. A later run with
 the same identity reads the step back instead of computing it; any difference
 (another model, other images, other settings) computes it again.
+
+An audit step's result is typed (:class:`~backpropvis.audit.results.StepResult`):
+:func:`save_result` writes it into those two files and :func:`load_result` reads it back
+into the same type. :class:`StepData` (numbers and arrays, untyped) is the same files for
+the sanity protocols' units of work.
 """
 
 from __future__ import annotations
@@ -13,14 +18,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, TypeVar
 
 import numpy as np
 import torch
 
 from ..core.files import read_arrays, write_arrays, write_json
+from .results import ResultFormatError, StepResult
 
-__all__ = ["STEPS_FOLDER", "StepData", "load_step", "save_step"]
+__all__ = ["STEPS_FOLDER", "Kept", "StepData", "load_result", "load_step", "save_result", "save_step"]
+
+R = TypeVar("R", bound=StepResult)
 
 STEPS_FOLDER = "steps"
 """Where finished steps are kept, in the audit's folder."""
@@ -75,3 +83,34 @@ def save_step(
     write_arrays(plain, arrays_path)
     write_json({"identity": dict(identity), "numbers": dict(numbers)}, numbers_path)
     return StepData(json.loads(json.dumps(dict(numbers))), plain)
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What :func:`load_result` found.
+
+    Attributes:
+        result: the kept result, of the type asked for (None: compute the step again).
+        unusable: why a kept step of the same identity cannot be read back (None: there was
+            none, or it was measured with something else), for the audit's notes.
+    """
+
+    result: Optional[StepResult] = None
+    unusable: Optional[str] = None
+
+
+def load_result(folder: Path, step: str, identity: Mapping[str, Any], result_type: type[StepResult]) -> Kept:
+    """The step kept in ``folder`` with the same ``identity``, read back as ``result_type``."""
+    data = load_step(folder, step, identity)
+    if data is None:
+        return Kept()
+    try:
+        return Kept(result_type.from_json(data.numbers, data.arrays))
+    except (ResultFormatError, KeyError, TypeError, ValueError) as error:
+        return Kept(unusable=f"{STEPS_FOLDER}/{step}.json was written by another version ({error}): measured again")
+
+
+def save_result(folder: Path, step: str, identity: Mapping[str, Any], result: R) -> R:
+    """Keep a finished step's typed result (:meth:`~backpropvis.audit.results.StepResult.to_json`); returns it."""
+    save_step(folder, step, identity, *result.to_json())
+    return result

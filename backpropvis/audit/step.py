@@ -3,9 +3,11 @@
 
 After the class-distance step (:mod:`.sensitivity`, which every verdict reads), the
 audit runs the steps of :data:`backpropvis.audit.steps.STEPS` one after the other on a
-few images: each step measures (numbers for ``audit.json``, arrays for its figures),
-is kept on disk (:mod:`.saved`; a rerun with the same identity reads it back), gives
-the verdicts the numbers it measures, and draws its section of the page.
+few images: each step measures its result (a frozen dataclass of its own, declared in
+its file: :class:`~backpropvis.audit.results.StepResult`; the numbers ``audit.json``
+reports, the arrays its figures are drawn from), is kept on disk (:mod:`.saved`; a rerun
+with the same identity reads it back into the same type), gives the verdicts the numbers
+it measures, and draws its section of the page from its result.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Optional, Sequence
+from typing import Any, ClassVar, Generic, Optional, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -26,9 +28,11 @@ from ..images.sets import ImageSource
 from ..models import LoadedModel
 from ..stats import PAIRS
 from .probes import Probes
-from .saved import StepData
+from .results import StepResult
 
 __all__ = ["ADVERSARIAL_STEPS", "AuditSettings", "AuditContext", "AuditStep"]
+
+R = TypeVar("R", bound=StepResult)
 
 ADVERSARIAL_STEPS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 """FGSM steps in units of 1/255 of the pixel range (those of the project's Figure 8)."""
@@ -116,36 +120,41 @@ class AuditContext:
         return self.loaded.title
 
 
-class AuditStep:
-    """One step of the audit on the few images; subclasses set :attr:`name` and :attr:`description`
+class AuditStep(Generic[R]):
+    """One step of the audit on the few images; subclasses set :attr:`name` and :attr:`result_type`
     and override :meth:`measure` (and, as they need, :meth:`identity`, :meth:`verdict_numbers`,
-    :meth:`not_measured` and :meth:`figures`)."""
+    :meth:`not_measured` and :meth:`figures`), each reading the step's typed result."""
 
     name: ClassVar[str] = ""
     """The step's key: in ``audit.json``, ``steps/<name>.json``, and
     :data:`~backpropvis.audit.verdicts.STEPS` (where a verdict names the step it reads)."""
 
+    result_type: type[R]
+    """The step's result: a frozen dataclass deriving from
+    :class:`~backpropvis.audit.results.StepResult`, declared in the step's file (its fields
+    are what ``audit.json`` reports of the step, and its arrays)."""
+
     def identity(self, context: AuditContext) -> dict[str, Any]:
         """What a kept result must have been measured with (default: the model, images and settings)."""
         return context.identity
 
-    def measure(self, context: AuditContext) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        """Numbers (JSON-ready, as ``audit.json`` reports them) and arrays (for the figures).
+    def measure(self, context: AuditContext) -> R:
+        """The step's result on the few images.
 
         Raises:
             Skip: the step cannot run on this model or these images (the message says why).
         """
         raise NotImplementedError
 
-    def verdict_numbers(self, data: StepData, method: str, reference: str) -> dict[str, float]:
+    def verdict_numbers(self, result: R, method: str, reference: str) -> dict[str, float]:
         """What the verdicts read of ``method`` in this step (names of
         :data:`~backpropvis.audit.verdicts.METRICS`), ``reference`` being saliency."""
         return {}
 
-    def not_measured(self, data: StepData) -> Optional[str]:
+    def not_measured(self, result: R) -> Optional[str]:
         """Why the verdicts reading this step cannot be judged even though it ran (None: they can)."""
         return None
 
-    def figures(self, data: StepData, context: AuditContext, folder: Path) -> list[tuple[Path, str]]:
+    def figures(self, result: R, context: AuditContext, folder: Path) -> list[tuple[Path, str]]:
         """The step's section of the page: figures drawn into ``folder``, with their captions."""
         return []

@@ -56,7 +56,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Optional
 
-from ..core.claims import Claim
+from ..core.claims import Claim, ClaimResult
 
 __all__ = [
     "METRICS",
@@ -65,6 +65,8 @@ __all__ = [
     "SHOWS_THE_IMAGE",
     "STEPS",
     "VERDICTS",
+    "Judgement",
+    "MethodVerdicts",
     "Verdict",
     "judge",
     "judge_method",
@@ -209,37 +211,74 @@ def _plain(value: float) -> Optional[float]:
     return None if math.isnan(value) else value
 
 
-def judge(verdict: Verdict, numbers: Mapping[str, float], skipped: Optional[str] = None) -> dict[str, Any]:
-    """One verdict on a method's numbers.
+@dataclass(frozen=True)
+class Judgement:
+    """One verdict on one method.
 
-    Args:
-        verdict: what is judged.
-        numbers: the method's numbers (names of :data:`METRICS`).
+    Attributes:
+        holds: every claim holds (None: the verdict's step was not measured).
+        says: the method in words (the verdict's ``yes`` or ``no``), or "not measured: why".
+        claims: each claim with its value (NaN: not measured, JSON null) and whether it holds.
         skipped: why the verdict's step was not measured, or None.
-
-    Returns:
-        ``{"holds": bool or None, "says": "...", "claims": [ClaimResult as a dict, ...], "skipped": reason or None}``;
-        ``holds`` is None only when the step was skipped. A NaN value (JSON null) does not hold.
     """
+
+    holds: Optional[bool]
+    says: str
+    claims: tuple[ClaimResult, ...]
+    skipped: Optional[str]
+
+    def as_json(self) -> dict[str, Any]:
+        """As ``audit.json`` gives it (a NaN value as null)."""
+        claims = [{**asdict(claim), "value": _plain(claim.value)} for claim in self.claims]
+        return {"holds": self.holds, "says": self.says, "claims": claims, "skipped": self.skipped}
+
+
+@dataclass(frozen=True)
+class MethodVerdicts:
+    """Every verdict of :data:`VERDICTS` on one method.
+
+    Attributes:
+        criteria: verdict name -> its :class:`Judgement`, in the order of :data:`VERDICTS`.
+        numbers: what the verdicts read (names of :data:`METRICS`), as measured (NaN: not measured).
+    """
+
+    criteria: dict[str, Judgement]
+    numbers: dict[str, float]
+
+    def holds(self, verdict: str) -> Optional[bool]:
+        """Whether the verdict named ``verdict`` holds (None: not measured)."""
+        return self.criteria[verdict].holds
+
+    @property
+    def summary(self) -> str:
+        """The verdicts in words, those measured: "class-insensitive; recovers the image; ..."."""
+        return "; ".join(judged.says for judged in self.criteria.values() if judged.holds is not None)
+
+    def as_json(self) -> dict[str, Any]:
+        """As ``audit.json`` gives it: ``{verdict name: bool or None, ..., "summary": ..., "criteria":
+        {name: judgement}, "numbers": {...}}`` (NaN as null)."""
+        entry: dict[str, Any] = {name: judged.holds for name, judged in self.criteria.items()}
+        entry["summary"] = self.summary
+        entry["criteria"] = {name: judged.as_json() for name, judged in self.criteria.items()}
+        entry["numbers"] = {name: _plain(float(value)) for name, value in self.numbers.items()}
+        return entry
+
+
+def judge(verdict: Verdict, numbers: Mapping[str, float], skipped: Optional[str] = None) -> Judgement:
+    """One verdict on a method's numbers (names of :data:`METRICS`); ``skipped``: why the
+    verdict's step was not measured, or None. A NaN value does not hold."""
     if skipped is not None:
-        return {"holds": None, "says": f"not measured: {skipped}", "claims": [], "skipped": skipped}
-    results = [asdict(claim.evaluate(numbers)) for claim in verdict.claims]
-    for result in results:
-        result["value"] = _plain(result["value"])
-    holds = all(result["holds"] for result in results)
-    return {"holds": holds, "says": verdict.yes if holds else verdict.no, "claims": results, "skipped": None}
+        return Judgement(None, f"not measured: {skipped}", (), skipped)
+    results = tuple(claim.evaluate(numbers) for claim in verdict.claims)
+    holds = all(result.holds for result in results)
+    return Judgement(holds, verdict.yes if holds else verdict.no, results, None)
 
 
-def judge_method(numbers: Mapping[str, float], skipped: Mapping[str, str]) -> dict[str, Any]:
-    """Every verdict of :data:`VERDICTS` on one method: ``{verdict name: bool or None, ...,
-    "summary": "class-insensitive; recovers the image; ...", "criteria": {name: judge(...)},
-    "numbers": {...}}``; ``skipped`` maps a step's name to why it was not measured."""
+def judge_method(numbers: Mapping[str, float], skipped: Mapping[str, str]) -> MethodVerdicts:
+    """Every verdict of :data:`VERDICTS` on one method's ``numbers``; ``skipped`` maps a
+    step's name to why it was not measured."""
     criteria = {verdict.name: judge(verdict, numbers, skipped.get(verdict.step)) for verdict in VERDICTS}
-    entry: dict[str, Any] = {name: judged["holds"] for name, judged in criteria.items()}
-    entry["summary"] = "; ".join(judged["says"] for judged in criteria.values() if judged["holds"] is not None)
-    entry["criteria"] = criteria
-    entry["numbers"] = {name: _plain(float(value)) for name, value in numbers.items()}
-    return entry
+    return MethodVerdicts(criteria, dict(numbers))
 
 
 def verdicts_as_data() -> list[dict[str, Any]]:
