@@ -7,7 +7,8 @@
   class-sensitive, a zero GBP map neither class-sensitive nor showing the image.
 - A model file written here (F.relu, max-pooling, BatchNorm) and the same file as
   MODULE:CALLABLE go through the command line; rerunning resumes; user errors are one
-  line and status 2 with nothing already written lost; a crash in step 3 keeps step 1.
+  line and status 2 with nothing already written lost; a crash in step 3 keeps step 1; a kept
+  step of another shape (an older version's) is measured again, saying why.
 - The page opens in headless Chromium with its verdict cells and figures.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+import shutil
 import sqlite3
 import sys
 import textwrap
@@ -139,6 +141,24 @@ def test_a_broken_method_changes_the_verdicts(lite0_audit, tmp_path) -> None:
         zero = run_audit(Samples(), tmp_path / "zero", **common)
     assert zero["verdicts"]["gbp"]["class_sensitive"] is False and zero["verdicts"]["gbp"]["recovers_image"] is False
     assert zero["verdicts"]["saliency"]["class_sensitive"] is True
+
+
+def test_a_kept_step_of_another_shape_is_measured_again_and_the_notes_say_why(lite0_audit, tmp_path) -> None:
+    """A steps/<name>.json that does not fit the step's result type (here a field gone, as an
+    older version would have written it) is measured again, saying so; the others are read back."""
+    out, audit = lite0_audit
+    copy = tmp_path / "audit"
+    shutil.copytree(out, copy)
+    kept = copy / "steps" / "maps.json"
+    written = json.loads(kept.read_text())
+    del written["numbers"]["target_names"]
+    kept.write_text(json.dumps(written))
+    model = ModelSpec("efficientnet-lite0", weights="imagenet", input_size=64)
+    again = run_audit(Samples(), copy, model=model, few_images=2, workers=0, progress=False)
+    assert again["maps"]["reused"] is False and again["randomization"]["reused"] is True
+    assert any("steps/maps.json" in note and "target_names" in note for note in again["notes"])
+    assert {**again["maps"], "reused": False} == {**audit["maps"], "reused": False}
+    assert again["verdicts"] == audit["verdicts"]
 
 
 # --- a user's model through the command line ---------------------------------------------------------
