@@ -37,7 +37,7 @@ from typing import Any, Callable, Optional, Sequence
 from PIL import Image
 from tqdm.auto import tqdm
 
-from backpropvis.image_sets import ImageSource, Samples
+from backpropvis.images.sets import ImageSource, Samples
 from backpropvis.models import ModelSpec
 from backpropvis.sanity import SanityResult, StepResult
 from backpropvis.sanity.figures import draw_curves, draw_with_maps
