@@ -6,14 +6,19 @@
   as in Adebayo et al.'s Figures 2-4 with the controls added.
 - :func:`draw_map_grid`: the first image's maps, one row per method, one column per step
   (abs-value grayscale, as the papers show them).
-- :func:`draw_protocol`: both in one PNG (the report's figure).
+- :func:`draw_protocol`: both, as two PNGs (the report's figure).
+- :func:`draw_with_maps`: a protocol's figure above its map grid, in one PNG (the README's).
+
+Each drawing function draws into a new figure, or into ``into`` (a matplotlib figure or
+subfigure) when given, so that one PNG can hold several of them.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import Union
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -23,7 +28,7 @@ from ..render import figure_title, pyplot, save_figure
 from .protocol import SanityResult, StepResult
 from .similarity import METRIC_LABELS, abs_grayscale
 
-__all__ = ["draw_curves", "draw_map_grid", "draw_protocol"]
+__all__ = ["draw_curves", "draw_map_grid", "draw_protocol", "draw_with_maps", "series_positions"]
 
 _COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:olive")
 
@@ -57,29 +62,52 @@ def _panel(axis, result: SanityResult, steps: list[StepResult], metric: str) -> 
     axis.set_title(METRIC_LABELS.get(metric, metric), fontsize=9)
 
 
-def draw_curves(result: SanityResult) -> object:
-    """A matplotlib figure: series x metrics panels (see the module's docstring)."""
-    plt = pyplot()
-    series = result.series_names()
-    figure, axes = plt.subplots(
-        len(series), len(result.metrics), figsize=(3.2 * len(result.metrics), 3.2 * len(series)), squeeze=False
-    )
-    for row, name in enumerate(series):
-        for column, metric in enumerate(result.metrics):
+def draw_curves(
+    result: SanityResult,
+    series: Optional[Sequence[str]] = None,
+    metrics: Optional[Sequence[str]] = None,
+    into: Any = None,
+) -> Any:
+    """A matplotlib figure: series x metrics panels (see the module's docstring).
+
+    Args:
+        result: the protocol's result.
+        series, metrics: the rows and the columns drawn (default: every series, every metric).
+        into: a figure or subfigure to draw into (default: a new figure).
+    """
+    rows = list(series) if series is not None else result.series_names()
+    columns = list(metrics) if metrics is not None else list(result.metrics)
+    size = (3.2 * len(columns), 3.2 * len(rows))
+    figure = pyplot().figure(figsize=size) if into is None else into
+    axes = figure.subplots(len(rows), len(columns), squeeze=False)
+    for row, name in enumerate(rows):
+        for column, metric in enumerate(columns):
             _panel(axes[row][column], result, result.series(name), metric)
         axes[row][0].set_ylabel(f"{name}\nsimilarity to reference", fontsize=9)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=7)
-    figure.subplots_adjust(bottom=0.2)
+    where = "lower center" if into is None else "outside lower center"  # "outside": a constrained layout's
+    figure.legend(handles, labels, loc=where, ncol=min(len(labels), 5), fontsize=7)
+    if into is None:
+        figure.subplots_adjust(bottom=0.2)
     return figure
 
 
-def draw_map_grid(result: SanityResult) -> object:
-    """A matplotlib figure of the first image's maps (rows: methods; columns: steps)."""
-    plt = pyplot()
-    maps = torch.as_tensor(np.asarray(result.arrays["maps"]))  # [S, M, C, H, W]
+def series_positions(result: SanityResult, series: Optional[Sequence[str]] = None) -> list[int]:
+    """The positions in ``result.steps`` of the steps of ``series`` (default: every step) that
+    the result's map grid holds (``arrays["maps"]`` keeps the first steps' maps, in order)."""
+    held = int(np.asarray(result.arrays["maps"]).shape[0])
+    return [index for index, step in enumerate(result.steps[:held]) if series is None or step.series in series]
+
+
+def draw_map_grid(result: SanityResult, series: Optional[Sequence[str]] = None, into: Any = None) -> Any:
+    """A matplotlib figure of the first image's maps (rows: methods; columns: the steps of
+    ``series``, default every step), in a new figure or ``into`` (a figure or subfigure)."""
+    positions = series_positions(result, series)
+    maps = torch.as_tensor(np.asarray(result.arrays["maps"]))[positions]  # [S, M, C, H, W]
     steps, methods = maps.shape[:2]
-    figure, axes = plt.subplots(methods, steps + 1, figsize=(1.3 * (steps + 1), 1.4 * methods), squeeze=False)
+    size = (1.3 * (steps + 1), 1.4 * methods)
+    figure = pyplot().figure(figsize=size) if into is None else into
+    axes = figure.subplots(methods, steps + 1, squeeze=False)
     image = torch.as_tensor(np.asarray(result.arrays["image"]))
     shown = (image - image.min()) / (image.max() - image.min()).clamp_min(1e-12)
     for row, method in enumerate(result.methods):
@@ -89,7 +117,7 @@ def draw_map_grid(result: SanityResult) -> object:
         for column in range(steps):
             axes[row][column + 1].imshow(grey[column].numpy(), cmap="gray", vmin=0, vmax=1)
             if row == 0:
-                axes[row][column + 1].set_title(result.steps[column].label, fontsize=6, rotation=30)
+                axes[row][column + 1].set_title(result.steps[positions[column]].label, fontsize=6, rotation=30)
     for axis in axes.flat:
         axis.set_xticks([])
         axis.set_yticks([])
@@ -104,3 +132,27 @@ def draw_protocol(result: SanityResult, path: Union[str, os.PathLike]) -> None:
         maps_path = os.fspath(path)
         maps_path = maps_path[:-4] + "-maps.png" if maps_path.endswith(".png") else maps_path + "-maps.png"
         save_figure(draw_map_grid(result), maps_path)
+
+
+def draw_with_maps(
+    result: SanityResult,
+    draw: Callable[[Any], Any],
+    path: Union[str, os.PathLike],
+    series: Optional[Sequence[str]] = None,
+    beside: bool = False,
+) -> Path:
+    """One PNG: a protocol's figure (``draw(into)``, e.g. ``lambda into: draw_curves(result,
+    into=into)``) above the first image's map grid of the steps of ``series`` (``beside``: to
+    the grid's left), titled with the model."""
+    columns, rows = len(series_positions(result, series)) + 1, len(result.methods)
+    if beside:
+        grid = (1.3 * columns, 1.4 * rows + 0.6)
+        figure = pyplot().figure(figsize=(7.0 + grid[0], max(4.5, grid[1])), layout="constrained")
+        parts = figure.subfigures(1, 2, width_ratios=[7.0, grid[0]])
+    else:
+        grid = (max(10.0, 1.1 * columns), 1.2 * rows)
+        figure = pyplot().figure(figsize=(grid[0], 4.2 + grid[1]), layout="constrained")
+        parts = figure.subfigures(2, 1, height_ratios=[4.2, grid[1]])
+    draw(parts[0])
+    draw_map_grid(result, series, into=parts[1])
+    return save_figure(figure, path, figure_title(result.protocol, result.model, result.weights))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -26,12 +26,13 @@ def _largest(values: tuple[float, ...]) -> float:
     return max(finite) if finite and len(finite) == len(values) else math.nan
 
 
-def draw_kindermans_bars(result: SanityResult) -> object:
+def draw_kindermans_bars(result: SanityResult, into: Any = None) -> Any:
     """Grouped bars: per method, per shifted step the largest ``max_rel_diff`` over images
     (labelled with its value; NaN for a zero map is drawn as 'n/a'), and a grey diamond at
-    the mean change between the maps of two classes."""
-    plt = pyplot()
-    figure, axis = plt.subplots(figsize=(10, 3.8))
+    the mean change between the maps of two classes; in a new figure or ``into`` (a figure
+    or subfigure)."""
+    figure = pyplot().figure(figsize=(10, 3.8)) if into is None else into
+    axis = figure.subplots()
     steps = [step for step in result.steps if not step.label.startswith("no shift")]
     x = np.arange(len(result.methods))
     width = 0.8 / max(1, len(steps))

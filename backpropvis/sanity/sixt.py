@@ -133,7 +133,8 @@ def csc_numbers(run: SanityRun, settings: SixtSettings) -> tuple[dict[str, Any],
     """The CSC unit: ``layers`` (top first) and per method ``values`` / ``baseline``: [L][B]."""
     layers: tuple[str, ...] = ()
     collected: dict[str, list[torch.Tensor]] = {}
-    for chunk, start in enumerate(range(0, len(run.inputs), settings.batch)):
+    starts = range(0, len(run.inputs), settings.batch)
+    for chunk, start in enumerate(tqdm(starts, desc="sixt2020 csc", unit="batch", disable=not run.progress)):
         inputs = run.inputs[start : start + settings.batch]
         vector_seed = derive_seed(run.seed, "sanity sixt2020 vectors", chunk)
         generator = torch.Generator().manual_seed(derive_seed(run.seed, "sanity sixt2020 baseline", chunk))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -29,11 +29,12 @@ def _means(steps: list[StepResult], method: str, metric: str, control: str = "")
     return values
 
 
-def draw_sixt_curves(result: SanityResult) -> object:
+def draw_sixt_curves(result: SanityResult, into: Any = None) -> Any:
     """Two panels: per cascading step the SSIM (controls: edge map dotted, random map grey),
-    and per layer from the logits down the CSC (control: Gaussian signals, grey)."""
-    plt = pyplot()
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    and per layer from the logits down the CSC (control: Gaussian signals, grey); in a new
+    figure or ``into`` (a figure or subfigure)."""
+    figure = pyplot().figure(figsize=(11, 4)) if into is None else into
+    axes = figure.subplots(1, 2)
     for axis, (series, metric, title) in zip(axes, _PANELS):
         steps = result.series(series)
         x = np.arange(len(steps))
