@@ -33,6 +33,15 @@ __all__ = ["draw_curves", "draw_map_grid", "draw_protocol", "draw_with_maps", "s
 _COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:olive")
 
 
+_PROTOCOL_METHOD_LABELS = {"gradient_x_input": "Gradient x Input"}
+"""Labels of the methods a protocol adds beside the engine's rules (Kindermans's gradient x input)."""
+
+
+def method_label(method: str) -> str:
+    """How a figure names a method: the rule's label ("GBP"), a protocol's own method's, else its name."""
+    return METHOD_LABELS.get(method, _PROTOCOL_METHOD_LABELS.get(method, method))
+
+
 def _control_mean(steps: list[StepResult], method: str, control: str, metric: str) -> list[float]:
     return [
         step.controls.get(method, {}).get(control, {}).get(metric).mean  # type: ignore[union-attr]
@@ -48,7 +57,7 @@ def _panel(axis, result: SanityResult, steps: list[StepResult], metric: str) -> 
         summaries = [step.methods[method][metric] for step in steps if method in step.methods]
         if len(summaries) != len(steps):
             continue
-        label = METHOD_LABELS.get(method, method)
+        label = method_label(method)
         axis.plot(x, [s.mean for s in summaries], "o-", color=colour, label=label)
         axis.fill_between(x, [s.low for s in summaries], [s.high for s in summaries], color=colour, alpha=0.15)
         axis.plot(x, _control_mean(steps, method, "edge map", metric), ":", color=colour, label=f"{label} vs edges")
@@ -112,7 +121,7 @@ def draw_map_grid(result: SanityResult, series: Optional[Sequence[str]] = None, 
     shown = (image - image.min()) / (image.max() - image.min()).clamp_min(1e-12)
     for row, method in enumerate(result.methods):
         axes[row][0].imshow(shown.permute(1, 2, 0).numpy())
-        axes[row][0].set_ylabel(METHOD_LABELS.get(method, method), fontsize=8)
+        axes[row][0].set_ylabel(method_label(method), fontsize=8)
         grey = abs_grayscale(maps[:, row])  # [S, H, W]
         for column in range(steps):
             axes[row][column + 1].imshow(grey[column].numpy(), cmap="gray", vmin=0, vmax=1)

@@ -10,8 +10,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from ..core.rules import METHOD_LABELS
 from ..render import pyplot
+from .figures import method_label
 from .protocol import SanityResult
 from .tables import figure_section, method_table, save_with_maps
 
@@ -59,7 +59,7 @@ def draw_kindermans_bars(result: SanityResult, into: Any = None) -> Any:
             label="another class's map (mean)",
         )
     axis.set_xticks(x)
-    axis.set_xticklabels([METHOD_LABELS.get(method, method) for method in result.methods], fontsize=8)
+    axis.set_xticklabels([method_label(method) for method in result.methods], fontsize=8)
     axis.set_ylabel("max |map2 - map1| / max |map1|", fontsize=8)
     axis.set_title("kindermans2017: how far each map moves when the first layer absorbs the shift", fontsize=9)
     axis.legend(fontsize=7)

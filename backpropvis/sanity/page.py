@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Iterable, Union
 
 from ..core.files import write_text
-from ..core.rules import METHOD_LABELS
 from ..render import save_figure
 from ..report.page import PAGE_STYLE, claims_table, embedded_png
-from .figures import draw_curves, draw_map_grid
+from .figures import draw_curves, draw_map_grid, method_label
 from .protocol import SanityResult, StepResult, Summary
 from .similarity import METRIC_LABELS
 
@@ -75,7 +74,7 @@ def _table(result: SanityResult, series: str) -> str:
             redrawn = ", ".join(step.redrawn) or "nothing"
             rows.append(
                 f"<tr><td title='redrawn: {html.escape(redrawn, quote=True)}'>{html.escape(step.label)}</td>"
-                f"<td>{html.escape(METHOD_LABELS.get(method, method))}</td>"
+                f"<td>{html.escape(method_label(method))}</td>"
                 + "".join(_cell(step, method, metric) for metric in result.metrics)
                 + "</tr>"
             )
@@ -160,7 +159,7 @@ def format_result(result: SanityResult) -> str:
                         if name in step.controls.get(method, {}) and metric in step.controls[method][name]
                     ]
                     lines.append(
-                        f"  {step.label:<22} {METHOD_LABELS.get(method, method):<11} "
+                        f"  {step.label:<22} {method_label(method):<11} "
                         f"{METRIC_LABELS.get(metric, metric):<18} {format_summary(step.methods[method][metric]):<28}"
                         + ("  controls: " + ", ".join(beside) if beside else "")
                     )

@@ -10,8 +10,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from ..core.rules import METHOD_LABELS
 from ..render import pyplot
+from .figures import method_label
 from .protocol import SanityResult, StepResult
 from .tables import figure_section, method_table, save_with_maps
 
@@ -40,7 +40,7 @@ def draw_sixt_curves(result: SanityResult, into: Any = None) -> Any:
         x = np.arange(len(steps))
         control = "random map" if series == "cascading" else "random vectors"
         for colour, method in zip(_COLOURS, result.methods):
-            label = METHOD_LABELS.get(method, method)
+            label = method_label(method)
             summaries = [step.methods[method][metric] for step in steps if metric in step.methods.get(method, {})]
             if len(summaries) != len(steps):
                 continue

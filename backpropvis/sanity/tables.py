@@ -13,10 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import Union
 
-from ..core.rules import METHOD_LABELS
 from ..render import figure_title, save_figure
 from ..report.page import embedded_png
-from .figures import draw_map_grid
+from .figures import draw_map_grid, method_label
 from .page import format_summary, section_opening
 from .protocol import SanityResult
 
@@ -46,7 +45,7 @@ def method_table(result: SanityResult, series: str, metric: str) -> str:
             cells.append(f"<td class='num'>{html.escape(text)}{shown}</td>")
         redrawn = html.escape(", ".join(step.redrawn) or "nothing", quote=True)
         rows.append(f"<tr><td title='redrawn: {redrawn}'>{html.escape(step.label)}</td>{''.join(cells)}</tr>")
-    header = "".join(f"<th>{html.escape(METHOD_LABELS.get(m, m))}</th>" for m in result.methods)
+    header = "".join(f"<th>{html.escape(method_label(m))}</th>" for m in result.methods)
     return (
         f"<h3>{html.escape(series)} ({html.escape(metric)})</h3><table><thead><tr><th>step</th>{header}</tr>"
         f"</thead><tbody>{''.join(rows)}</tbody></table>"
