@@ -9,6 +9,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from .core.errors import BackpropvisError, first_few
 from .core.rules import PAPER_METHODS
 from .core.smooth_activations import SMOOTH_MODES
 from .engine import PRECISION_NAMES, Precision
-from .engine.receipt import PrecisionReceipt
+from .engine.receipt import DEFAULT_THRESHOLD, PrecisionReceipt
 
 __all__ = ["main", "build_parser", "in_flags", "FLAGS", "PRECISION_CHOICES"]
 
@@ -102,10 +103,7 @@ def _run_visualize(args: argparse.Namespace) -> int:
         display=DISPLAYS[args.display],
         on_model=_say_model,
     )
-    if summary["precision_receipt"] is not None:
-        receipt = PrecisionReceipt.from_dict(summary["precision_receipt"])
-        print(receipt.summary_line())
-        _warn_receipt(receipt)
+    _say_receipt(summary["precision_receipt"])
     width = max(len(image["image"]) for image in summary["images"])
     for image in summary["images"]:
         print(f"{image['image']:<{width}}  predicted {image['predicted']} ({image['predicted_name']})")
@@ -124,10 +122,18 @@ def _run_visualize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _warn_receipt(receipt: Optional[PrecisionReceipt]) -> None:
+def _warn_receipt(receipt: Optional[PrecisionReceipt], prefix: str = "") -> None:
     """A precision receipt's warnings, one line each on stderr (its numbers go with the results)."""
     for line in receipt.warnings() if receipt is not None else []:
-        print(f"backpropvis: warning: {in_flags(line)}", file=sys.stderr)
+        print(f"backpropvis: warning: {prefix}{in_flags(line)}", file=sys.stderr)
+
+
+def _say_receipt(receipt: Optional[dict], prefix: str = "") -> None:
+    """A stored precision receipt (None: there is none): its line on stdout, its warnings on stderr."""
+    if receipt is not None:
+        read = PrecisionReceipt.from_dict(receipt)
+        print(prefix + read.summary_line())
+        _warn_receipt(read, prefix)
 
 
 def _say_model(loaded) -> None:
@@ -207,18 +213,11 @@ def _add_model_options(
         "smooth_activations, else refuse; see docs/smooth-activations.md)",
     )
     _add_precision(parser, "default")
-    parser.add_argument(
-        "--receipt-threshold",
-        type=float,
-        default=0.95,
-        metavar="COSINE",
-        help="at --precision tf32 or bfloat16 the first batch is also computed in float32; warn when a method's "
-        "maps' cosine to it falls under this (default: %(default)s)",
-    )
 
 
 def _add_precision(parser: argparse.ArgumentParser, default: str) -> None:
-    """--precision: the engine's arithmetic (the commands differ in the default only)."""
+    """--precision and --receipt-threshold: the engine's arithmetic (the commands differ in the default
+    only) and when its receipt warns."""
     parser.add_argument(
         "--precision",
         default=default,
@@ -226,6 +225,14 @@ def _add_precision(parser: argparse.ArgumentParser, default: str) -> None:
         help="the engine's arithmetic: default follows PyTorch's global flags; float32 is exact IEEE float32 "
         "whatever the flags say, so numbers are reproducible; tf32 and bfloat16 trade exactness for speed "
         "on GPUs (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--receipt-threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        metavar="COSINE",
+        help="at --precision tf32 or bfloat16 the first engine call (the first batch) is also made in float32; "
+        "warn when a method's maps' cosine to it falls under this (default: %(default)s)",
     )
 
 
@@ -369,6 +376,7 @@ def _run_unit_distance(args: argparse.Namespace) -> int:
         device=args.device,
         on_model=_say_model,
     )
+    _warn_receipt(report.receipt)
     _print_report(report)
     if report.rank == 0:
         summary = summarize_unit_distance([args.db], seed=args.seed)
@@ -428,7 +436,10 @@ def _run_units(args: argparse.Namespace) -> int:
     channels = parse_channels(args.channels) if args.channels is not None else None
     scan = UnitScan(args.layer, channels, args.top, args.limit)
     streaming = Streaming(args.batch_size, args.workers, args.device)
-    page = run_units(_image_source(args), args.out, loaded, scan, streaming, options["precision"])
+    page = run_units(
+        _image_source(args), args.out, loaded, scan, streaming, options["precision"], options["receipt_threshold"]
+    )
+    _say_receipt(json.loads((Path(args.out) / UNITS_JSON).read_text(encoding="utf-8"))["precision_receipt"])
     print(f"wrote {page} and {Path(args.out) / UNITS_JSON}")
     return 0
 
@@ -616,9 +627,12 @@ def _run_selected(group: str, names: Sequence[str], args: argparse.Namespace, **
         vgg16_weights=args.vgg16_weights,
         precision=Precision(args.precision),
         resume=not args.fresh,
+        receipt_threshold=args.receipt_threshold,
         **options,
     )
     print(summary_table(results))
+    for result in results:
+        _say_receipt(result.precision_receipt, f"{result.experiment}: ")
     print(f"report: {args.out}/{INDEX_FILE}")
     return 0  # a claim that does not hold is a finding, not a failure
 
@@ -707,7 +721,6 @@ def _protocol_setting_names(protocols: dict) -> str:
 
 
 def _run_sanity(args: argparse.Namespace) -> int:
-    from .models import ModelSpec
     from .report.page import INDEX_FILE
     from .sanity.page import format_result
     from .sanity.run import RESULT_FILE, SanityOptions, run_sanity
@@ -720,10 +733,13 @@ def _run_sanity(args: argparse.Namespace) -> int:
         device=args.device,
         precision=Precision(args.precision),
         seed=args.seed,
+        receipt_threshold=args.receipt_threshold,
     )
-    spec = ModelSpec(args.model, args.weights, args.model_args, args.output, args.input_size)
-    result, claims = run_sanity(args.protocol, args.out, images=source, model=spec, options=options)
+    result, claims = run_sanity(
+        args.protocol, args.out, images=source, model=_model_options(args)["model"], options=options
+    )
     print(format_result(result))
+    _say_receipt(result.precision_receipt)
     for note in result.notes:
         print(f"note: {note}")
     for claim in claims:
@@ -745,7 +761,7 @@ def _add_sanity(commands: argparse._SubParsersAction) -> None:
         "DIR/sanity.json and DIR/index.html. Rerun the same command to resume. See docs/sanity.md.",
     )
     parser.add_argument("--protocol", required=True, choices=list(PROTOCOLS), help="which protocol")
-    _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing", "digits-vgg", "trained")
+    _add_model_options(parser, "the model's own, or 224 for a model without .preprocessing", "digits-vgg")
     parser.set_defaults(precision="float32")
     _add_image_source(parser, default="the held-out digits for digits-vgg, else the bundled samples")
     parser.add_argument(

@@ -2,8 +2,8 @@
 
 For every model and precision, one batch of the bundled sample photos and seeded crops
 of them goes through :func:`backpropvis.engine.attribute_many` for the predicted and a
-random other logit, and :func:`backpropvis.engine.receipt.precision_receipt`
-recomputes the maps in float32: per method the minimum and median cosine over the
+random other logit, watched by :func:`backpropvis.engine.receipt.collect_receipt`, which
+recomputes the maps in float32 as every command does: per method the minimum and median cosine over the
 batch's maps. Prints a table, writes JSON (``--out``).
 
     python benchmarks/precision_receipts.py --device cuda --size 224 --images 32   # gpu_check.sh
@@ -20,7 +20,7 @@ import torch
 
 from backpropvis.core.rules import resolve_rule
 from backpropvis.engine import attribute_many
-from backpropvis.engine.receipt import DEFAULT_THRESHOLD, precision_receipt
+from backpropvis.engine.receipt import DEFAULT_THRESHOLD, collect_receipt
 from backpropvis.images.sets import Samples, read_image
 from backpropvis.models import load_model
 
@@ -41,8 +41,10 @@ def receipts(args: argparse.Namespace) -> list[dict]:
         inputs = torch.stack([loaded.preprocessing(read_image(source, key).picture) for key in keys]).to(device)
         for precision in args.precisions.split(","):
             generator = torch.Generator().manual_seed(0)
-            maps = attribute_many(network, inputs, ["max", "random"], rules, generator=generator, precision=precision)
-            receipt = precision_receipt(network, inputs, maps, rules, precision, threshold=args.threshold)
+            with collect_receipt(args.threshold) as receipts:
+                attribute_many(network, inputs, ["max", "random"], rules, generator=generator, precision=precision)
+            receipt = receipts.receipt
+            assert receipt is not None, f"no receipt at {precision}"
             for entry in receipt.methods:
                 rows.append(
                     {

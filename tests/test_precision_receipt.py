@@ -20,7 +20,10 @@ from tiny_nets import cancelling_net
 from backpropvis.core.errors import BackpropvisError
 from backpropvis.core.rules import resolve_rule
 from backpropvis.engine import Attributions, attribute_many
-from backpropvis.engine.receipt import PrecisionReceipt, check_threshold, needs_receipt, precision_receipt
+from backpropvis.engine.inputs import prepare_inputs
+from backpropvis.engine.observers import EngineCall
+from backpropvis.engine.precision import Precision
+from backpropvis.engine.receipt import PrecisionReceipt, check_threshold, collect_receipt, needs_receipt, receipt_of
 from backpropvis.images.sets import Samples
 from backpropvis.models import describe_module
 from backpropvis.stats import read_database, run_class_distance, summarize
@@ -31,6 +34,14 @@ RULES = [resolve_rule(name) for name in ("saliency", "deconvnet", "gbp")]
 
 def _inputs() -> torch.Tensor:
     return torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+
+
+def _receipt(net, inputs, precision: str, threshold: float = 0.95) -> PrecisionReceipt:
+    """The receipt a command would store: the call watched by :func:`collect_receipt`."""
+    with collect_receipt(threshold) as receipts:
+        attribute_many(net, inputs, [0, 1], RULES, precision=precision)
+    assert receipts.receipt is not None
+    return receipts.receipt
 
 
 def _closed_form_bfloat16_saliency_cosine(net) -> float:
@@ -44,8 +55,7 @@ def _closed_form_bfloat16_saliency_cosine(net) -> float:
 
 def test_the_receipt_finds_the_drifting_saliency_and_spares_gbp_and_deconvnet():
     net, inputs = cancelling_net(), _inputs()
-    maps = attribute_many(net, inputs, [0, 1], RULES, precision="bfloat16")
-    receipt = precision_receipt(net, inputs, maps, RULES, "bfloat16")
+    receipt = _receipt(net, inputs, "bfloat16")
     by_method = {entry.method: entry for entry in receipt.methods}
     assert by_method["saliency"].minimum == pytest.approx(_closed_form_bfloat16_saliency_cosine(net), abs=1e-6)
     assert by_method["saliency"].minimum < 0.9
@@ -60,8 +70,7 @@ def test_the_receipt_finds_the_drifting_saliency_and_spares_gbp_and_deconvnet():
 
 def test_a_lower_threshold_names_no_method_and_a_bad_one_is_refused():
     net, inputs = cancelling_net(), _inputs()
-    maps = attribute_many(net, inputs, [0, 1], RULES, precision="bfloat16")
-    assert precision_receipt(net, inputs, maps, RULES, "bfloat16", threshold=0.5).below() == ()
+    assert _receipt(net, inputs, "bfloat16", threshold=0.5).below() == ()
     for bad in (0.0, -0.1, 1.5):
         with pytest.raises(BackpropvisError, match="threshold"):
             check_threshold(bad)
@@ -74,15 +83,15 @@ def test_zero_maps_in_place_of_the_low_precision_ones_are_caught():
     zeroed = Attributions(
         {name: torch.zeros_like(value) for name, value in maps.items()}, maps.logits, maps.targets, ()
     )
-    receipt = precision_receipt(net, inputs, zeroed, RULES, "tf32")
+    call = EngineCall(net, prepare_inputs(inputs), tuple(RULES), "refuse", None, Precision.TF32, zeroed)
+    receipt = receipt_of(call)
     assert set(receipt.below()) == {"saliency", "deconvnet", "gbp"}
     assert all(entry.minimum == 0.0 for entry in receipt.methods)
 
 
 def test_tf32_on_the_cpu_is_float32_and_the_receipt_round_trips():
     net, inputs = cancelling_net(), _inputs()
-    maps = attribute_many(net, inputs, [0, 1], RULES, precision="tf32")
-    receipt = precision_receipt(net, inputs, maps, RULES, "tf32")
+    receipt = _receipt(net, inputs, "tf32")
     assert all(entry.minimum > 1 - 1e-6 for entry in receipt.methods) and receipt.warnings() == []
     assert PrecisionReceipt.from_dict(receipt.as_dict()) == receipt
     assert needs_receipt("tf32") and needs_receipt("bfloat16")

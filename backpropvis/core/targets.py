@@ -64,12 +64,13 @@ class Unit:
             in row-major order on ties); ``"peak"`` the position of the layer's largest
             value in each sample (where the ``"max"`` channel peaks), so that a
             ``"random"`` channel there differs from the most active unit by its channel
-            only. A layer without spatial dims takes None or ().
+            only. A layer without spatial dims takes None or (). A LongTensor[B, len(spatial)]
+            gives each sample its own neuron (what a resolved unit holds: :class:`ResolvedUnit`).
     """
 
     layer: str
     channel: Union[int, str, torch.Tensor]
-    position: Union[None, str, tuple[int, ...]] = None
+    position: Union[None, str, tuple[int, ...], torch.Tensor] = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.layer, str) or not self.layer:
@@ -87,6 +88,13 @@ class Unit:
             object.__setattr__(self, "channel", int(channel))
         elif not (isinstance(channel, torch.Tensor) and not channel.is_floating_point() and channel.dim() == 1):
             raise TargetError(f"a unit's channel must be an int, a LongTensor[B], 'max' or 'random', not {channel!r}")
+        if isinstance(self.position, torch.Tensor):
+            if self.position.is_floating_point() or self.position.dim() != 2:
+                raise TargetError(
+                    f"a unit's per-sample position must be a LongTensor[B, dims], not {list(self.position.shape)} "
+                    f"{self.position.dtype}"
+                )
+            return
         if self.position == "peak":
             return
         if self.position is not None:
@@ -101,11 +109,12 @@ class Unit:
 
     def __str__(self) -> str:
         channel = self.channel if not isinstance(self.channel, torch.Tensor) else "per-sample"
-        where = (
-            ""
-            if self.position is None
-            else "@" + (self.position if isinstance(self.position, str) else ",".join(map(str, self.position)))
-        )
+        if self.position is None:
+            where = ""
+        elif isinstance(self.position, torch.Tensor):
+            where = "@per-sample"
+        else:
+            where = "@" + (self.position if isinstance(self.position, str) else ",".join(map(str, self.position)))
         return f"{self.layer}:{channel}{where}"
 
 
@@ -333,12 +342,27 @@ def resolve_unit(unit: Unit, output: torch.Tensor, generator: Optional[Generator
                 f"unit {unit}: position {unit.position} is outside layer '{unit.layer}''s spatial shape {list(spatial)}"
             )
         position = torch.tensor(unit.position, dtype=torch.long, device=values.device).expand(batch, len(spatial))
+    elif isinstance(unit.position, torch.Tensor):
+        position = _per_sample_position(unit, unit.position.to(values.device), batch, spatial)
     else:  # None: the channel's own maximum; "peak": where the most active channel peaks
         peak_channel = channel if unit.position is None else peaks.values.argmax(dim=1)
         flat = peaks.indices[rows, peak_channel]
         position = torch.stack(torch.unravel_index(flat, spatial), dim=1) if spatial else flat[:, None][:, :0]
     activation = values[(rows, channel) + tuple(position.t())]
     return ResolvedUnit(unit, channel, position, activation)
+
+
+def _per_sample_position(unit: Unit, position: torch.Tensor, batch: int, spatial: tuple[int, ...]) -> torch.Tensor:
+    """A per-sample position LongTensor[B, len(spatial)], checked against the layer's output."""
+    if position.shape != (batch, len(spatial)):
+        raise TargetError(
+            f"unit {unit}: a per-sample position must be shaped [{batch}, {len(spatial)}] for layer "
+            f"'{unit.layer}', not {list(position.shape)}"
+        )
+    limits = torch.tensor(spatial, dtype=torch.long, device=position.device)
+    if bool((position < 0).any()) or bool((position >= limits).any()):
+        raise TargetError(f"unit {unit}: a position is outside layer '{unit.layer}''s spatial shape {list(spatial)}")
+    return position.long()
 
 
 def _unit_channel(unit: Unit, peaks: torch.Tensor, generator: Optional[Generators]) -> torch.Tensor:

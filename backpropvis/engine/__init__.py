@@ -12,10 +12,11 @@ The engine is three parts a reader can hold, and the API on top:
   nodes, what was let through), alive only for the call.
 - :mod:`.planning`: a frozen plan (where to split the backward passes, how many
   targets per pass) computed from that record.
-- :mod:`.attribution`: ``attribute_many`` and friends; :mod:`.inputs`: the input side (a
-  tensor, a tuple of them with extra forward arguments, one unbatched image);
-  :mod:`.unit_targets`: units inside the network as targets; :mod:`.precision`: the arithmetic; :mod:`.receipt`:
-  what a lower precision did to the maps (one batch recomputed in float32).
+- :mod:`.attribution`: ``attribute_many`` and friends, returning :mod:`.attributions`;
+  :mod:`.inputs`: the input side (a tensor, a tuple of them with extra forward arguments, one
+  unbatched image); :mod:`.unit_targets`: units inside the network as targets;
+  :mod:`.precision`: the arithmetic; :mod:`.observers`: who is shown each finished call (per
+  context); :mod:`.receipt`: what a lower precision did to the maps (one call made again in float32).
 
 Nothing is registered on the model and nothing of a call outlives it.
 """

@@ -21,9 +21,11 @@ from torch import nn
 from ..core.errors import ModelError, NoActivationError, first_few
 from ..core.module_checks import refuse_compiled, training_dependent_modules
 from ..core.rules import PAPER_METHODS, Rule, resolve_rule, resolve_rules
-from ..core.smooth_activations import SmoothReport, resolve_smooth
-from ..core.targets import Generators, ResolvedUnit, Target, Unit
+from ..core.smooth_activations import resolve_smooth
+from ..core.targets import Generators, Target, Unit
+from .attributions import Attributions
 from .inputs import CallInputs, Inputs, UnbatchedImage, prepare_inputs, shaped_maps
+from .observers import EngineCall, tell
 from .planning import DEFAULT_MAX_BATCH, BackwardPlan, plan_backward
 from .precision import Arithmetic, Precision, PrecisionLike
 from .recording import ForwardRecord, RecordedForward
@@ -47,42 +49,6 @@ Model = Callable[..., torch.Tensor]
 
 class TrainingModeWarning(UserWarning):
     """A model in training mode: its maps change between calls and its BatchNorm statistics move."""
-
-
-class Attributions(dict):
-    """Maps by method name, each Tensor[T, B, *input.shape[1:]], raw and signed.
-
-    Besides the maps it carries what the shared forward pass computed:
-
-    Attributes:
-        logits: [B, K] the model's output (detached).
-        targets: LongTensor[T, B] the logit index behind every map; -1 in a unit's row.
-        units: row -> :class:`~backpropvis.core.targets.ResolvedUnit` (the channel, neuron and
-            activation per sample) for every unit target.
-        smooth: the smooth mode and what it touched (:class:`SmoothReport`): smooth
-            activations crossed with the rule, those let through with their true
-            gradient, and the gates met, each as "function in module 'path'".
-        passed_through: ``smooth.passed_through`` (smooth activations and hidden modules
-            let through with their true gradient, only with ``smooth="gradient"``).
-    """
-
-    def __init__(
-        self,
-        maps: dict,
-        logits: torch.Tensor,
-        targets: torch.Tensor,
-        smooth: SmoothReport,
-        units: Optional[dict[int, ResolvedUnit]] = None,
-    ):
-        super().__init__(maps)
-        self.logits = logits
-        self.targets = targets
-        self.smooth = smooth
-        self.units = dict(units or {})
-
-    @property
-    def passed_through(self) -> tuple[str, ...]:
-        return self.smooth.passed_through
 
 
 def attribute_many(
@@ -143,11 +109,16 @@ def attribute_many(
     given = prepare_inputs(inputs, additional_forward_args)
     mode = resolve_smooth(smooth, strict, getattr(model, "smooth_activations", None))
     _check_model(model)
+    result: Optional[Attributions] = None
     try:
-        return _attribute_given(model, given, split, rules, mode, generator, max_batch, precision)
+        result = _attribute_given(model, given, split, rules, mode, generator, max_batch, precision)
     except UnbatchedImage:
-        pass  # one image [C, H, W] (inputs.py): its partial forward pass is freed with the exception
-    return _attribute_given(model, given.as_batch_of_one(), split, rules, mode, generator, max_batch, precision)
+        given = given.as_batch_of_one()  # one image [C, H, W] (inputs.py): its partial forward pass is freed
+    if result is None:  # with the exception, before the second pass
+        result = _attribute_given(model, given, split, rules, mode, generator, max_batch, precision)
+    done = result  # the call's own frames are gone: an observer's work does not hold its graph
+    tell(lambda: EngineCall(model, given, tuple(rules), mode, max_batch, Precision.parse(precision), done))
+    return result
 
 
 def _attribute_given(

@@ -3,28 +3,33 @@
 A run at ``precision="tf32"`` or ``"bfloat16"`` is fast, and its maps may differ from
 the exact ones: a map is a long product of small signed terms, and bfloat16 keeps 8
 bits of each (on EfficientNet-Lite0 saliency's cosine to float32 fell to 0.53 on an
-H200 while GBP's stayed at 0.98). :func:`precision_receipt` recomputes one batch's
-maps in exact float32 (:func:`~backpropvis.engine.attribute_many` with
-``precision="float32"``, for the same target logits) and measures, per method, the
-cosine of every low-precision map to its float32 map: the minimum and the median over
-the batch's maps (targets x images). A method whose minimum falls under ``threshold``
+H200 while GBP's stayed at 0.98). :func:`receipt_of` makes one engine call again in
+exact float32 (:func:`~backpropvis.engine.attribute_many` with ``precision="float32"``,
+for the same resolved targets: logits and units) and measures, per method, the cosine of
+every low-precision map to its float32 map: the minimum and the median over the call's
+maps (targets x images). A method whose minimum falls under ``threshold``
 (:data:`DEFAULT_THRESHOLD`) is named by :meth:`PrecisionReceipt.warnings`.
 
-Commands compute it on their first batch only (one float32 pass more, once) and store
-it with their results.
+Commands compute it for their first engine call at TF32 or bfloat16 only (one float32
+pass more, once) and store it with their results: they run their work under
+:func:`collect_receipt`, an engine observer (:mod:`.observers`), so that a receipt needs
+no change where the engine is called (an experiment, a sanity protocol, a layer's units).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Optional
 
 import torch
 
 from ..core.errors import BackpropvisError
 from ..core.metrics import cosine_similarity
-from ..core.rules import Rule
-from .attribution import Attributions, attribute_many
+from ..core.targets import Target, Unit
+from .attribution import attribute_many
+from .attributions import Attributions
+from .observers import EngineCall, watching
 from .precision import Precision, PrecisionLike
 
 __all__ = [
@@ -34,7 +39,10 @@ __all__ = [
     "PrecisionReceipt",
     "needs_receipt",
     "check_threshold",
-    "precision_receipt",
+    "receipt_of",
+    "resolved_targets",
+    "ReceiptCollector",
+    "collect_receipt",
 ]
 
 RECEIPT_PRECISIONS: tuple[str, ...] = ("tf32", "bfloat16")
@@ -90,6 +98,10 @@ class PrecisionReceipt:
         )
         return f"precision receipt ({self.precision} against float32, first batch, {self.maps} maps): {methods}"
 
+    def notes(self) -> list[str]:
+        """What a command's notes and pages say: :meth:`summary_line`, then :meth:`warnings`."""
+        return [self.summary_line()] + self.warnings()
+
     def lines(self) -> list[str]:
         """The receipt as text: one line per method."""
         head = f"precision receipt ({self.precision} against float32, first batch, {self.maps} maps per method):"
@@ -126,46 +138,95 @@ def check_threshold(threshold: float) -> float:
     return float(threshold)
 
 
-def precision_receipt(
-    model: Any,
-    inputs: torch.Tensor,
-    attributions: Attributions,
-    methods: Sequence[Rule],
-    precision: PrecisionLike,
-    *,
-    threshold: float = DEFAULT_THRESHOLD,
+def receipt_of(
+    call: EngineCall, threshold: float = DEFAULT_THRESHOLD, images: Optional[int] = None
 ) -> PrecisionReceipt:
-    """The receipt of ``attributions``, computed at ``precision`` from ``inputs``.
+    """The receipt of one engine call made at TF32 or bfloat16: its maps against exact float32.
+
+    The call is made again with ``precision="float32"`` and every other setting of the call
+    (model, extra forward arguments, smooth mode, ``max_batch``), for the targets it resolved:
+    each logit row's indices (a "random" or "max" target is not drawn again) and each unit's
+    channel and neuron per sample.
 
     Args:
-        model: the model the maps came from.
-        inputs: [B, *shape] the inputs of that call (or its first B images).
-        attributions: that call's result; its maps [T, B', ...] and targets [T, B']
-            are cut to the first B images.
-        methods: the rules of the maps to compare (keys of ``attributions``).
-        precision: the precision of ``attributions`` ("tf32" or "bfloat16").
+        call: the call (:class:`~.observers.EngineCall`).
         threshold: the cosine under which a method is named (:func:`check_threshold`).
-
-    The float32 pass treats smooth activations as the model declares
-    (:func:`~backpropvis.engine.attribute_many`'s default), as the commands' own calls do.
+        images: compare the first ``images`` inputs only (a padded batch's real ones); None, or
+            a call with extra forward arguments (which may be per sample): all of them.
 
     Returns:
         :class:`PrecisionReceipt`; a pair of maps that are both zero counts as cosine 1.
     """
     threshold = check_threshold(threshold)
-    count = len(inputs)
-    targets = attributions.targets[:, :count]
-    exact = attribute_many(model, inputs, list(targets), list(methods), precision="float32")
+    given, result = call.inputs, call.result
+    count = given.batch if images is None or given.extra else min(images, given.batch)
+    tensors = tuple(tensor[:count] for tensor in given.tensors)
+    exact = attribute_many(
+        call.model,
+        tensors if given.several else tensors[0],
+        resolved_targets(result, count),
+        list(call.rules),
+        additional_forward_args=given.extra,
+        smooth=call.smooth,
+        max_batch=call.max_batch,
+        precision="float32",
+    )
     entries = []
-    for rule in methods:
-        low, high = attributions[rule.name][:, :count], exact[rule.name]
-        cosine = cosine_similarity(low, high).flatten()
-        both_zero = (_norms(low) == 0) & (_norms(high) == 0)
-        cosine = torch.where(both_zero, torch.ones_like(cosine), cosine).cpu()
+    for rule in call.rules:
+        low, high = _per_map(result[rule.name], result.targets.shape, count), _per_map(exact[rule.name], None, count)
+        cosine = cosine_similarity(low, high, sample_dims=1)
+        both_zero = (low.double().norm(dim=-1) == 0) & (high.double().norm(dim=-1) == 0)
+        cosine = torch.where(both_zero, torch.ones_like(cosine), cosine).flatten().cpu()
         entries.append(MethodCosine(rule.name, float(cosine.min()), float(cosine.quantile(0.5))))
-    return PrecisionReceipt(Precision.parse(precision).value, threshold, int(targets.numel()), tuple(entries))
+    return PrecisionReceipt(call.precision.value, threshold, len(result.targets) * count, tuple(entries))
 
 
-def _norms(maps: torch.Tensor) -> torch.Tensor:
-    """[T, B, ...] -> [T * B] L2 norms."""
-    return maps.reshape(maps.shape[0] * maps.shape[1], -1).double().norm(dim=-1)
+def resolved_targets(result: Attributions, count: int) -> list[Target]:
+    """The targets behind ``result``'s rows, fixed, for its first ``count`` samples: a logit row's
+    LongTensor[count] of indices; a unit row's :class:`~backpropvis.core.targets.Unit` with its
+    channel and neuron per sample."""
+    targets: list[Target] = []
+    for row in range(len(result.targets)):
+        unit = result.units.get(row)
+        if unit is None:
+            targets.append(result.targets[row, :count])
+        else:
+            targets.append(Unit(unit.unit.layer, unit.channel[:count], unit.position[:count]))
+    return targets
+
+
+def _per_map(maps: Any, shape: Optional[torch.Size], count: int) -> torch.Tensor:
+    """[T, count, N]: each map flattened (a call's several inputs side by side), from maps
+    [T, B, ...] (a tuple of them for several inputs), or [T, ...] for one unbatched image
+    (``shape``: the call's targets' [T, B], None when the maps are batched)."""
+    parts = maps if isinstance(maps, tuple) else (maps,)
+    rows = parts[0].shape[0]
+    batch = shape[1] if shape is not None else parts[0].shape[1]
+    flat = [part.reshape(rows, batch, -1)[:, :count] for part in parts]
+    return torch.cat(flat, dim=-1)
+
+
+class ReceiptCollector:
+    """An engine observer (:func:`~.observers.watching`) keeping the receipt of the first call made
+    at TF32 or bfloat16 (:func:`receipt_of`); ``receipt`` stays None while there is none."""
+
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, images: Optional[int] = None):
+        self.threshold = check_threshold(threshold)
+        self.images = images
+        self.receipt: Optional[PrecisionReceipt] = None
+
+    def __call__(self, call: EngineCall) -> None:
+        if self.receipt is None and needs_receipt(call.precision):
+            self.receipt = receipt_of(call, self.threshold, self.images)
+
+
+@contextlib.contextmanager
+def collect_receipt(threshold: float = DEFAULT_THRESHOLD, images: Optional[int] = None) -> Iterator[ReceiptCollector]:
+    """``with collect_receipt() as receipts:`` the engine calls inside are watched, and
+    ``receipts.receipt`` is the first TF32 / bfloat16 call's receipt (None if none was made).
+
+    Raises:
+        BackpropvisError: a ``threshold`` that is not a cosine in (0, 1].
+    """
+    with watching(ReceiptCollector(threshold, images)) as collector:
+        yield collector  # type: ignore[misc]

@@ -26,6 +26,7 @@ from ..core.claims import Claim, ClaimResult, Skip, UnknownMetricError
 from ..core.errors import BackpropvisError
 from ..core.files import read_arrays, write_arrays
 from ..engine import Precision, PrecisionLike
+from ..engine.receipt import DEFAULT_THRESHOLD, collect_receipt
 
 __all__ = [
     "FIGURE_FILE",
@@ -73,6 +74,9 @@ class RunContext:
         precision: the engine's arithmetic for every map (default exact IEEE float32, so that
             claims are reproducible whatever PyTorch's global flags say; see
             :mod:`backpropvis.engine.precision`).
+        receipt_threshold: at TF32 or bfloat16 the experiment's first engine call is also
+            made in float32; its receipt names the methods whose cosine to it falls under this
+            (:mod:`backpropvis.engine.receipt`).
     """
 
     out: Path
@@ -84,6 +88,7 @@ class RunContext:
     progress: bool = True
     image: str = "tabby"
     precision: PrecisionLike = Precision.FLOAT32
+    receipt_threshold: float = DEFAULT_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -221,6 +226,9 @@ class ExperimentResult:
     skipped: Optional[str] = None
     run: dict = field(default_factory=dict)
     """How it was run: seed, device, precision, quick (so results over seeds can be pooled)."""
+    precision_receipt: Optional[dict] = None
+    """At TF32 or bfloat16: the first engine call's maps against float32
+    (:meth:`~backpropvis.engine.receipt.PrecisionReceipt.as_dict`); None otherwise."""
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -253,7 +261,8 @@ def run_experiment(experiment: Experiment, context: RunContext) -> ExperimentRes
     context.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        measured = experiment.measure(settings, context)
+        with collect_receipt(context.receipt_threshold) as receipts:
+            measured = experiment.measure(settings, context)
     except Skip as reason:
         return ExperimentResult(
             experiment.name,
@@ -282,6 +291,7 @@ def run_experiment(experiment: Experiment, context: RunContext) -> ExperimentRes
         notes=list(measured.notes),
         details={key: _plain(value) for key, value in measured.details.items()},
         run=run,
+        precision_receipt=receipts.receipt.as_dict() if receipts.receipt is not None else None,
     )
     data_file = write_arrays(
         {name: _array(name, value) for name, value in measured.figure.items()}, context.out / FIGURE_DATA_FILE

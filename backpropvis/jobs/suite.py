@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 from ..core.errors import Interrupted
 from ..core.files import make_folder
 from ..engine import Precision, PrecisionLike
+from ..engine.receipt import DEFAULT_THRESHOLD, PrecisionReceipt, check_threshold
 from ..experiments import Experiment, ExperimentResult, RunContext, find, load_figure_data, run_experiment
 from ..experiments.base import FIGURE_FILE, METRICS_FILE, UnknownMetricError, run_record
 from ..images.sets import list_images
@@ -64,13 +66,16 @@ def run_suite(
     precision: PrecisionLike = Precision.FLOAT32,
     resume: bool = True,
     say: Optional[Callable[[str], None]] = None,
+    receipt_threshold: float = DEFAULT_THRESHOLD,
 ) -> list[ExperimentResult]:
     """Run ``experiments`` one after the other, writing ``out/<name>/metrics.json`` after
     each and ``out/index.html`` at the end; returns the results. ``image`` (a sample name
     or a path) is what single-image studies look at; ``precision`` is the engine's
     arithmetic for every map (default exact float32). With ``resume``, an experiment whose
     result in ``out`` was made the same way (:func:`kept_result`) is kept and not rerun;
-    ``say`` receives one line for each kept one.
+    ``say`` receives one line for each kept one. At TF32 or bfloat16 each experiment's
+    first engine call is also made in float32: its precision receipt (methods under
+    ``receipt_threshold`` named) is stored with the result (:mod:`backpropvis.engine.receipt`).
 
     Raises:
         Interrupted: on Ctrl-C, after writing ``out/index.html`` of what finished; the
@@ -94,6 +99,7 @@ def run_suite(
             progress=progress,
             image=image,
             precision=precision,
+            receipt_threshold=check_threshold(receipt_threshold),
         )
         kept = kept_result(experiment, context, inputs) if resume else None
         if kept is not None:
@@ -152,8 +158,13 @@ def kept_result(experiment: Experiment, context: RunContext, inputs: dict) -> Op
     try:  # the verdicts are the current claims' on the kept values (a changed threshold is judged anew)
         claims = [claim.evaluate(stored["metrics"]) for claim in experiment.claims]
         fields = {key: stored[key] for key in ExperimentResult.__dataclass_fields__ if key in stored}
+        receipt = stored.get("precision_receipt")
+        if receipt is not None:  # judged again at this run's threshold, like the claims
+            fields["precision_receipt"] = replace(
+                PrecisionReceipt.from_dict(receipt), threshold=context.receipt_threshold
+            ).as_dict()
         return ExperimentResult(**{**fields, "claims": claims})
-    except (KeyError, TypeError, UnknownMetricError):
+    except (KeyError, TypeError, ValueError, UnknownMetricError):
         return None
 
 

@@ -24,9 +24,11 @@ from ..core.files import make_folder, write_json, write_text
 from ..core.rules import METHOD_LABELS
 from ..core.targets import Unit
 from ..engine import Precision, PrecisionLike, attribute_many
+from ..engine.receipt import DEFAULT_THRESHOLD, check_threshold, collect_receipt
 from ..images.sets import ImageSource, read_image
 from ..models import LoadedModel
 from ..render import save_png, to_display
+from ..report.page import receipt_notes
 from ..stats.top_units import DEFAULT_STREAMING, ScanResult, Streaming, UnitScan, scan_top_units
 from ..theory.receptive_fields import ReceptiveField, receptive_field
 
@@ -44,14 +46,20 @@ def run_units(
     scan: UnitScan,
     streaming: Streaming = DEFAULT_STREAMING,
     precision: PrecisionLike = Precision.DEFAULT,
+    receipt_threshold: float = DEFAULT_THRESHOLD,
 ) -> Path:
     """Scan ``images`` for the top images of ``scan.layer``'s channels and write the view in
     ``out`` (``units.json``, ``index.html``, ``patches/``; the scan's state ``scan.json``).
     Returns the page's path. Arguments as :func:`~backpropvis.stats.top_units.scan_top_units`;
-    ``precision``: the engine's arithmetic for the projections."""
+    ``precision``: the engine's arithmetic for the projections; at TF32 or bfloat16 the first
+    image's projections are also computed in float32, and ``units.json``'s ``precision_receipt``
+    names the methods under ``receipt_threshold`` (:mod:`backpropvis.engine.receipt`)."""
     out = make_folder(out)
+    check_threshold(receipt_threshold)  # refused before the scan, not after
     result = scan_top_units(images, out / "scan.json", model, scan, streaming)
-    return write_units_view(result, images, out, model, device=streaming.device, precision=precision)
+    return write_units_view(
+        result, images, out, model, device=streaming.device, precision=precision, receipt_threshold=receipt_threshold
+    )
 
 
 def write_units_view(
@@ -62,8 +70,10 @@ def write_units_view(
     methods: Sequence[str] = PROJECTIONS,
     device: Union[str, torch.device] = "cpu",
     precision: PrecisionLike = Precision.DEFAULT,
+    receipt_threshold: float = DEFAULT_THRESHOLD,
 ) -> Path:
-    """``units.json`` and ``index.html`` of a finished scan (projections computed here)."""
+    """``units.json`` and ``index.html`` of a finished scan (projections computed here, the first
+    image's also in float32 at TF32 or bfloat16: ``precision_receipt``)."""
     layer = result.settings["layer"]
     network = model.module.to(torch.device(device))
     by_image: dict[str, list[tuple[int, int]]] = {}
@@ -72,18 +82,19 @@ def write_units_view(
             by_image.setdefault(top.image, []).append((channel, rank))
     field: Optional[ReceptiveField] = None
     boxes: dict[tuple[int, int], tuple[int, int, int, int]] = {}
-    for key, places in sorted(by_image.items()):
-        pixels = _decoded(images, key, model).to(device)
-        field = field or receptive_field(network, pixels[None], layer)
-        units = [Unit(layer, channel, result.channels[channel][rank].position or None) for channel, rank in places]
-        maps = attribute_many(network, pixels[None], units, methods, precision=precision)  # method -> [T, 1, 3, S, S]
-        for number, (channel, rank) in enumerate(places):
-            box = field.box(result.channels[channel][rank].position, pixels.shape[1:])
-            boxes[channel, rank] = box
-            stem = out / "patches" / f"c{channel}-{rank}"
-            save_png(_cut(display_pixels(pixels[None], model.preprocessing)[0], box), f"{stem}-image.png")
-            for method in methods:
-                save_png(to_display(_cut(maps[method][number, 0], box)), f"{stem}-{method}.png")
+    with collect_receipt(receipt_threshold) as receipts:
+        for key, places in sorted(by_image.items()):
+            pixels = _decoded(images, key, model).to(device)
+            field = field or receptive_field(network, pixels[None], layer)
+            units = [Unit(layer, channel, result.channels[channel][rank].position or None) for channel, rank in places]
+            maps = attribute_many(network, pixels[None], units, methods, precision=precision)  # [T, 1, 3, S, S]
+            for number, (channel, rank) in enumerate(places):
+                box = field.box(result.channels[channel][rank].position, pixels.shape[1:])
+                boxes[channel, rank] = box
+                stem = out / "patches" / f"c{channel}-{rank}"
+                save_png(_cut(display_pixels(pixels[None], model.preprocessing)[0], box), f"{stem}-image.png")
+                for method in methods:
+                    save_png(to_display(_cut(maps[method][number, 0], box)), f"{stem}-{method}.png")
     summary = {
         "model": model.name,
         "weights": model.weights_description,
@@ -103,6 +114,7 @@ def write_units_view(
             ]
             for channel, tops in sorted(result.channels.items())
         },
+        "precision_receipt": receipts.receipt.as_dict() if receipts.receipt is not None else None,
     }
     write_json(summary, out / UNITS_JSON)
     return write_text(_page(summary, methods), out / "index.html")
@@ -128,6 +140,7 @@ figure { margin: 0; padding: 4px; border: 1px solid #ccc; background: #fafafa; }
 figure img { width: 72px; height: 72px; image-rendering: pixelated; margin-right: 2px; }
 figcaption { font-size: 0.75em; max-width: 310px; overflow-wrap: anywhere; }
 .legend span { display: inline-block; width: 74px; font-size: 0.8em; }
+.note.warning { color: #a00; font-weight: bold; }
 """
 
 
@@ -142,6 +155,7 @@ def _page(summary: dict, methods: Sequence[str]) -> str:
         f"<h1>{html.escape(summary['model'])}: layer {html.escape(summary['layer'])}</h1>",
         f"<p>{summary['images']} images scanned; per channel the images with the highest activation, highest "
         f"first: the unit's receptive field ({field_text}) and its projections, each min-max scaled.</p>",
+        receipt_notes(summary["precision_receipt"]),
         f"<p class='legend'>{legend}</p>",
     ]
     for channel, tops in summary["channels"].items():

@@ -25,7 +25,7 @@ from ..core.metrics import class_distance, input_similarity
 from ..core.rules import PAPER_METHODS, resolve_rules
 from ..core.targets import Target
 from ..engine import Precision, PrecisionLike, attribute_many
-from ..engine.receipt import DEFAULT_THRESHOLD, check_threshold, needs_receipt, precision_receipt
+from ..engine.receipt import DEFAULT_THRESHOLD, check_threshold, collect_receipt
 from ..images.samples import load_image, logit_name
 from ..models import LoadedModel, ModelLike, as_loaded
 from ..render import CLIP_99, Display, save_grid, save_png, to_display
@@ -97,16 +97,14 @@ def visualize(
     generator = torch.Generator().manual_seed(seed)
 
     results = []
-    for source, picture in tqdm(pictures, desc="images", unit="image", disable=len(pictures) < 2):
-        inputs = model.preprocessing(picture)[None].to(torch_device)
-        maps = attribute_many(network, inputs, list(targets), rules, generator=generator, precision=precision)
-        results.append((source, inputs, maps))
+    with collect_receipt(receipt_threshold) as receipts:  # the first image's maps again in float32 (TF32, bfloat16)
+        for source, picture in tqdm(pictures, desc="images", unit="image", disable=len(pictures) < 2):
+            inputs = model.preprocessing(picture)[None].to(torch_device)
+            maps = attribute_many(network, inputs, list(targets), rules, generator=generator, precision=precision)
+            results.append((source, inputs, maps))
 
-    summary = {**_summary_head(model, precision, seed), "display": display.name, "precision_receipt": None}
-    if needs_receipt(precision):
-        _, inputs, maps = results[0]
-        receipt = precision_receipt(network, inputs, maps, rules, precision, threshold=receipt_threshold)
-        summary["precision_receipt"] = receipt.as_dict()
+    receipt = receipts.receipt.as_dict() if receipts.receipt is not None else None
+    summary = {**_summary_head(model, precision, seed), "display": display.name, "precision_receipt": receipt}
     grid_rows, row_labels, panel_labels = _rows(summary, results, model, targets, rules, out, display)
     save_grid(
         grid_rows,

@@ -18,14 +18,16 @@ import html
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Optional, Sequence, Union
 
 from ..core.files import write_json, write_text
+from ..engine.receipt import PrecisionReceipt
 from ..experiments.base import METRICS_FILE, ExperimentResult
 from ..experiments.networks import STAND_IN_NOTE
 from .readings import finding, readings_for
 
 __all__ = [
+    "receipt_notes",
     "INDEX_FILE",
     "PAGE_STYLE",
     "write_result",
@@ -164,6 +166,7 @@ def _section(result: dict, folder: Path, said_above: set[str]) -> str:
     for note in result.get("notes", []):
         if note not in said_above:
             parts.append(f"<p class='note'>{html.escape(note)}</p>")
+    parts.append(receipt_notes(result.get("precision_receipt")))
     figure = folder / result["experiment"] / result["figure"] if result.get("figure") else None
     if figure is not None and figure.is_file():
         parts.append(_figure(result, figure.relative_to(folder)))
@@ -174,6 +177,16 @@ def _section(result: dict, folder: Path, said_above: set[str]) -> str:
     parts.append(_values_table(result.get("metrics", {})))
     parts.append("</section>")
     return "".join(parts)
+
+
+def receipt_notes(receipt: Optional[dict]) -> str:
+    """A stored precision receipt (:meth:`~backpropvis.engine.receipt.PrecisionReceipt.as_dict`) as
+    the page's notes: its line, then a warning per method under the threshold; "" for None."""
+    if receipt is None:
+        return ""
+    lines = PrecisionReceipt.from_dict(receipt).notes()
+    warned = [f"<p class='note warning'>{html.escape(line)}</p>" for line in lines[1:]]
+    return f"<p class='note receipt'>{html.escape(lines[0])}</p>" + "".join(warned)
 
 
 def _figure(result: dict, relative: Path) -> str:
@@ -251,6 +264,7 @@ tr.fail td.verdict { background: #f7c6c6; color: #8a0b0b; font-weight: bold; }
 tr.skip td.verdict { background: #f3ead2; color: #8a5a00; font-style: italic; }
 table.values { width: auto; } details { margin: .4em 0 1.2em; }
 .meta, .note, .settings { font-size: .9em; } .note { color: #654; } .skipped { color: #8a5a00; font-style: italic; }
+.note.warning { color: #a00; font-weight: bold; }
 .summary td { text-align: right; }
 """
 

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.errors import InputError
+
 __all__ = [
     "SIXT_PERCENTILE",
     "SIXT_SSIM_DATA_RANGE",
@@ -100,10 +102,12 @@ def uniform_ssim(
     fits (scikit-image's ``structural_similarity`` with those settings).
 
     Raises:
-        ValueError: maps smaller than the window.
+        InputError: maps smaller than the window (a ValueError).
     """
     if min(a.shape[-2:]) < window:
-        raise ValueError(f"SSIM needs maps of at least {window} x {window} pixels, not {list(a.shape)}")
+        raise InputError(
+            f"SSIM needs maps of at least {window} x {window} pixels, not {list(a.shape)}: use a larger input size"
+        )
     x, y = a.double()[:, None], b.double()[:, None]
 
     def mean(image: torch.Tensor) -> torch.Tensor:

@@ -72,6 +72,7 @@ def _measure(protocol: Protocol, model: BundledModel):
                 seed=context.seed,
                 progress=context.progress,
                 page=False,
+                receipt_threshold=context.receipt_threshold,
             ),
         )
         return Measurement(

@@ -17,7 +17,7 @@ from typing import Iterable, Union
 
 from ..core.files import write_text
 from ..render import save_figure
-from ..report.page import PAGE_STYLE, claims_table, embedded_png
+from ..report.page import PAGE_STYLE, claims_table, embedded_png, receipt_notes
 from .figures import draw_curves, draw_map_grid, method_label
 from .protocol import SanityResult, StepResult, Summary
 from .similarity import METRIC_LABELS
@@ -98,6 +98,7 @@ def section_opening(result: SanityResult) -> list[str]:
         f"{html.escape(str(result.batch_norm))}; layer order: {html.escape(result.order)}.</p>"
     )
     parts += [f"<p class='small'>{html.escape(line)}</p>" for line in small_sample_lines(result)]
+    parts.append(receipt_notes(result.precision_receipt))
     return parts + [f"<p>{html.escape(note)}</p>" for note in result.notes]
 
 

@@ -176,6 +176,8 @@ class SanityResult:
         claim_values: the numbers the protocol's claims read (name -> value).
         notes: sentences for the page (what differs from the paper, small samples...).
         arrays: what the figures show beyond the numbers (map grids: name -> array).
+        precision_receipt: at TF32 or bfloat16, the run's first engine call against float32
+            (:meth:`~backpropvis.engine.receipt.PrecisionReceipt.as_dict`); None otherwise.
     """
 
     protocol: str
@@ -190,6 +192,7 @@ class SanityResult:
     claim_values: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    precision_receipt: Optional[dict[str, Any]] = None
 
     def series(self, name: str) -> list[StepResult]:
         """The steps of one series, in order."""
@@ -220,6 +223,7 @@ class SanityResult:
             "steps": [step.to_json() for step in self.steps],
             "claim_values": {name: _number(value) for name, value in self.claim_values.items()},
             "notes": list(self.notes),
+            "precision_receipt": self.precision_receipt,
         }
 
     @classmethod
@@ -237,6 +241,7 @@ class SanityResult:
             claim_values={name: _float(value) for name, value in data.get("claim_values", {}).items()},
             notes=list(data.get("notes", [])),
             arrays=dict(arrays or {}),
+            precision_receipt=data.get("precision_receipt"),
         )
 
 

@@ -20,6 +20,7 @@ from ..core.devices import resolve_device
 from ..core.errors import BackpropvisError, Interrupted
 from ..core.files import make_folder, write_arrays, write_json
 from ..engine import Precision, PrecisionLike
+from ..engine.receipt import DEFAULT_THRESHOLD, PrecisionReceipt, collect_receipt, needs_receipt
 from ..images.sets import Digits, ImageSource, list_images, source_setting
 from ..models import LoadedModel, ModelLike, ModelSpec, as_loaded
 from . import find_protocol
@@ -76,6 +77,8 @@ class SanityOptions:
         count: how many images (spread over the sorted list); None: the settings' ``images``.
         device, precision, seed, progress: where, in what arithmetic, from which seed, with bars.
         page: write ``index.html`` (``reproduce`` draws the figure into its own report instead).
+        receipt_threshold: at TF32 or bfloat16 the run's first engine call is also made in
+            float32; its receipt names the methods under this (:mod:`backpropvis.engine.receipt`).
     """
 
     size: str = "full"
@@ -86,6 +89,7 @@ class SanityOptions:
     seed: int = 0
     progress: bool = True
     page: bool = True
+    receipt_threshold: float = DEFAULT_THRESHOLD
 
 
 def run_sanity(
@@ -134,19 +138,43 @@ def run_sanity(
         progress=options.progress,
     )
     started = time.perf_counter()
-    try:
-        result = chosen.measure(run, values)
-    except KeyboardInterrupt:
-        raise Interrupted(
-            f"kept in {folder / 'steps'}: the finished steps; run the same command again to go on"
-        ) from None
-    if run.store.reused:
-        result.notes.append(f"{len(run.store.reused)} steps kept from an earlier run with the same inputs")
+    result = _measure(chosen, run, values, options)
     claims = [dataclasses.asdict(claim.evaluate(result.claim_values)) for claim in chosen.claims]
     _write(folder, chosen, result, claims, source, time.perf_counter() - started, str(torch_device))
     if options.page:
         write_page(result, chosen.title, chosen.section(result), claims, folder / "index.html")
     return result, claims
+
+
+def _measure(protocol: Protocol, run: SanityRun, values: Any, options: SanityOptions) -> SanityResult:
+    """The protocol's result, with its precision receipt and a note of the steps kept.
+
+    Raises:
+        Interrupted: on Ctrl-C (the finished steps are kept).
+    """
+    try:
+        with collect_receipt(options.receipt_threshold) as receipts:
+            result = protocol.measure(run, values)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"kept in {Path(str(run.store.folder)) / 'steps'}: the finished steps; run the same command again to go on"
+        ) from None
+    result.precision_receipt = _receipt(run, receipts.receipt, options)
+    if run.store.reused:
+        result.notes.append(f"{len(run.store.reused)} steps kept from an earlier run with the same inputs")
+    return result
+
+
+def _receipt(run: SanityRun, measured: Optional[PrecisionReceipt], options: SanityOptions) -> Optional[dict]:
+    """The run's precision receipt: kept with its steps, so that a resumed run whose engine calls were
+    all read back still has the first session's; judged at this run's threshold. None at float32."""
+    if not needs_receipt(options.precision):
+        return None
+    now = measured.as_dict() if measured is not None else None
+    kept = run.store.run("precision-receipt", lambda: ({"receipt": now}, {})).numbers["receipt"]
+    if kept is None:
+        return now
+    return dataclasses.replace(PrecisionReceipt.from_dict(kept), threshold=options.receipt_threshold).as_dict()
 
 
 def _images(images: ImageSource, loaded: LoadedModel, values: Any, options: SanityOptions) -> tuple[Any, Probes]:

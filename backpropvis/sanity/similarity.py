@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import rankdata
 
+from ..core.errors import InputError
 from ..core.metrics import minmax_normalize
 
 __all__ = [
@@ -134,7 +135,10 @@ class _SsimStatistics:
 
 def _ssim_statistics(maps: torch.Tensor) -> _SsimStatistics:
     if min(maps.shape[-2:]) < _WINDOW.numel():
-        raise ValueError(f"SSIM needs maps of at least {_WINDOW.numel()} pixels a side, not {list(maps.shape)}")
+        raise InputError(
+            f"SSIM needs maps of at least {_WINDOW.numel()} pixels a side, not {list(maps.shape)}: "
+            "use a larger input size"
+        )
     planes = maps.double().flatten(0, 1)[:, None]
     means = _filtered(planes)
     return _SsimStatistics(planes, means, _COVARIANCE_NORM * (_filtered(planes * planes) - means**2))
@@ -153,7 +157,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = SSIM_DATA_RANGE) 
     window positions (maps taken as they are; :func:`similarities` normalises them first).
 
     Raises:
-        ValueError: maps smaller than the 11-pixel window.
+        InputError: maps smaller than the 11-pixel window (a ValueError).
     """
     return _ssim_of(_ssim_statistics(a), _ssim_statistics(b), a.shape[0], data_range)
 

@@ -42,7 +42,7 @@ from ..core.devices import resolve_device
 from ..core.errors import BackpropvisError, Interrupted, StoreError
 from ..core.rules import PAPER_METHODS, Rule, resolve_rule
 from ..engine import Precision, PrecisionLike
-from ..engine.receipt import DEFAULT_THRESHOLD, PrecisionReceipt, check_threshold, needs_receipt, precision_receipt
+from ..engine.receipt import DEFAULT_THRESHOLD, PrecisionReceipt, check_threshold, collect_receipt
 from ..engine.unit_targets import layer_modules
 from ..images.sets import ImageSource, list_images, source_setting
 from ..models import LoadedModel, ModelLike, as_loaded
@@ -293,22 +293,21 @@ def _run(store: ResultsStore, keys: Sequence[str], job: _Job, progress: bool) ->
     started, num_classes, receipt = time.perf_counter(), None, None
     units = unit_pair_layers(job.settings.pairs) is not None
     try:
-        with _progress_bar(world, pending, units, progress) as bar:
+        with _progress_bar(world, pending, units, progress) as bar, collect_receipt(job.receipt_threshold) as receipts:
             written.bar = bar
             for batch in loader:
                 results: Union[None, torch.Tensor, list[ResultRow]] = None
+                receipts.images = len(batch.keys)  # the first batch's real images, not its padding
                 if batch.keys and units:
                     results, written.num_classes = measure_unit_pairs(
                         job.network, batch, _inputs(batch, job), job.rules, job.settings
                     )
                 elif batch.keys:
-                    wants_receipt = needs_receipt(job.settings.precision) and receipt is None
-                    results, num_classes, measured = _measure(
-                        job, batch, _inputs(batch, job), num_classes, wants_receipt
-                    )
-                    written.num_classes, receipt = num_classes, receipt or measured
-                    if measured is not None:
-                        store.write_receipt(measured.as_dict())
+                    results, num_classes = _measure(job, batch, _inputs(batch, job), num_classes)
+                    written.num_classes = num_classes
+                if receipt is None and receipts.receipt is not None:
+                    receipt = receipts.receipt
+                    store.write_receipt(receipt.as_dict())
                 behind.add(batch, results)
             behind.flush()
     except KeyboardInterrupt:
@@ -377,20 +376,12 @@ def _inputs(batch: Batch, job: _Job) -> torch.Tensor:
     return batch.inputs(job.preprocess, job.device).contiguous(memory_format=job.layout)
 
 
-def _measure(
-    job: _Job, batch: Batch, inputs: torch.Tensor, num_classes: Optional[int], wants_receipt: bool = False
-) -> tuple[torch.Tensor, int, Optional[PrecisionReceipt]]:
-    """A batch's packed results on the device (:func:`~.measuring.measure_batch`), the
-    model's number of logits and, when wanted, the batch's precision receipt (the maps
-    once more in float32: one wait for the device). The pairs' random draws are made
-    before the call when the number of logits is known (every batch after the first)."""
+def _measure(job: _Job, batch: Batch, inputs: torch.Tensor, num_classes: Optional[int]) -> tuple[torch.Tensor, int]:
+    """A batch's packed results on the device (:func:`~.measuring.measure_batch`) and the
+    model's number of logits. The pairs' random draws are made before the call when the
+    number of logits is known (every batch after the first)."""
     settings, count = job.settings, len(batch.keys)
     draws = None if num_classes is None else pair_draws(settings.pairs, batch.keys, settings.seed, num_classes)
     pairs = PairTargets(settings.pairs, batch.keys, settings.seed, draws)
     results, maps = measure_batch(job.network, inputs, count, pairs, job.rules, settings.precision)
-    receipt = None
-    if wants_receipt:
-        receipt = precision_receipt(
-            job.network, inputs[:count], maps, job.rules, settings.precision, threshold=job.receipt_threshold
-        )
-    return results, maps.logits.shape[1], receipt
+    return results, maps.logits.shape[1]

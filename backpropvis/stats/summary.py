@@ -235,14 +235,16 @@ def collect(databases: Sequence[Union[str, os.PathLike]]) -> Collected:
     return Collected(runs, runs[0].settings, methods, images, tables, similarity, failures, expected, notes)
 
 
-def _receipt_notes(runs: Sequence[StoredRun]) -> list[str]:
+def stored_receipts(runs: Sequence[StoredRun]) -> list[dict]:
+    """Every session's precision receipt, in the order the runs were read (none at float32)."""
+    return [receipt for stored in runs for receipt in stored.receipts]
+
+
+def first_receipt_notes(runs: Sequence[StoredRun]) -> list[str]:
     """The first session's precision receipt in one line, and a line naming each method under its
     threshold (every rank's and session's first batch tell much the same)."""
-    receipts = [receipt for stored in runs for receipt in stored.receipts]
-    if not receipts:
-        return []
-    receipt = PrecisionReceipt.from_dict(receipts[0])
-    return [receipt.summary_line()] + receipt.warnings()
+    receipts = stored_receipts(runs)
+    return PrecisionReceipt.from_dict(receipts[0]).notes() if receipts else []
 
 
 def _settings_section(run: Collected) -> dict[str, Any]:
@@ -303,9 +305,9 @@ def summarize(
         "methods": {},
         "ratios": {},
         "bootstrap": {"resamples": resamples, "seed": seed, "confidence": confidence},
-        "notes": run.notes + _receipt_notes(run.runs),
+        "notes": run.notes + first_receipt_notes(run.runs),
         "small_sample": small_sample_note(len(run.images)) if run.images else None,
-        "precision_receipts": [receipt for stored in run.runs for receipt in stored.receipts],
+        "precision_receipts": stored_receipts(run.runs),
     }
     if not run.images:
         return summary

@@ -41,7 +41,7 @@ from ..models.init import generator_for
 from ..render import fit_text, pyplot
 from .decoding import Batch
 from .store import ResultRow, RunSettings
-from .summary import bootstrap_means, collect, percentile_interval
+from .summary import bootstrap_means, collect, first_receipt_notes, percentile_interval, stored_receipts
 
 __all__ = [
     "UNIT_PAIRS",
@@ -198,7 +198,9 @@ def summarize_unit_distance(
     Returns a JSON-ready dict: ``layers`` (names, depth order), ``methods`` (name ->
     ``distance`` and ``input_similarity``, each ``{mean, low, high}`` lists with one
     entry per layer), ``images``, ``photos``, ``settings`` (model, weights, seed,
-    input_size, images, precision), ``complete``, ``failures``, ``notes`` and ``bootstrap``.
+    input_size, images, precision), ``complete``, ``failures``, ``notes`` (the first
+    precision receipt among them), ``bootstrap`` and ``precision_receipts`` (at TF32 or
+    bfloat16: every session's, :mod:`backpropvis.engine.receipt`).
 
     Raises:
         StoreError: as :func:`~.summary.collect`; BackpropvisError: a class-distance database.
@@ -227,8 +229,11 @@ def summarize_unit_distance(
         "photos": len(set(photos)),
         "complete": run.complete,
         "failures": len(run.failures),
-        "notes": run.notes + ([small] if (small := small_sample_note(len(set(photos)))) else []),
+        "notes": run.notes
+        + ([small] if (small := small_sample_note(len(set(photos)))) else [])
+        + first_receipt_notes(run.runs),
         "bootstrap": {"resamples": resamples, "seed": seed, "confidence": confidence, "clusters": "photos"},
+        "precision_receipts": stored_receipts(run.runs),
     }
 
 
