@@ -325,7 +325,11 @@ def _add_streaming_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, help="only the first N images of the sorted list (default: all)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: %(default)s)")
     parser.add_argument(
-        "--workers", type=int, default=2, help="processes decoding images (0: none; default: %(default)s)"
+        "--workers",
+        type=int,
+        default=None,
+        help="processes decoding images (0: decode in the main process; default: 0 on the CPU, where a decoding "
+        "process takes cores from the model's threads, 2 on a GPU)",
     )
 
 

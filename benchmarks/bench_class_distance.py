@@ -6,18 +6,20 @@ Writes ``--images`` synthetic JPEGs (``--image-size``, default ImageNet's typica
 1. **engine**: :func:`backpropvis.engine.attribute_many` alone, on images decoded
    beforehand and already on the device, at the same model, batch size, precision,
    pairs and methods as the command (one warm-up batch, then as many batches as the
-   command's second part computes, one wait for the device at the end), once before
-   and once after the command, so that a machine whose load drifts (a shared CPU)
+   command's next part computes, one wait for the device at the end), before and after
+   every resumed part of the command, so that a machine whose load drifts (a shared CPU)
    weighs on both sides alike;
-2. **command**: :func:`backpropvis.stats.run_class_distance` over the folder in two
-   parts, about the first quarter (whole batches) then the rest resumed (what a user's run does after a
-   crash), with the peak resident memory and the device memory after each part.
+2. **command**: :func:`backpropvis.stats.run_class_distance` over the folder in parts,
+   about the first quarter (whole batches: start-up, not compared) then the rest resumed
+   (what a user's run does after a crash) in ``--rounds`` parts of whole batches, the engine
+   measured between every two, with the peak resident memory and the device memory after each part.
 
-It reports both throughputs and their ratio (the command's second part over the
-engine: 1.0 means the pipeline costs nothing), as one JSON line; ``--out FILE`` writes
-it there too. CPU (the issue's case, about a minute on 2 cores)::
+It reports both throughputs and their ratio (each resumed part over the engine measured just
+before and after it, the median over the rounds: 1.0 means the pipeline costs nothing), as
+one JSON line; ``--out FILE`` writes it there too. CPU (the issue's case, about a minute on
+2 cores; ``--images 400 --rounds 4`` for a steadier number)::
 
-    python benchmarks/bench_class_distance.py --images 96 --size 128 --batch-size 16 --workers 1
+    python benchmarks/bench_class_distance.py --images 96 --size 128 --batch-size 16
 
 GPU (``benchmarks/gpu_check.sh`` runs this)::
 
@@ -45,7 +47,7 @@ from backpropvis.core.rules import resolve_rule
 from backpropvis.engine import attribute_many
 from backpropvis.models import load_model
 from backpropvis.stats import list_images, run_class_distance
-from backpropvis.stats.decoding import ImageSet, batch_loader
+from backpropvis.stats.decoding import ImageSet, batch_loader, decoding_workers
 from backpropvis.stats.measuring import PairTargets
 from backpropvis.stats.pairs import pair_draws
 from backpropvis.stats.streaming import device_layout
@@ -86,7 +88,7 @@ def engine_rate(args: argparse.Namespace, root: Path, loaded, batches: int) -> d
     network = loaded.module.to(device)
     with device_layout(network, device) as layout:
         decoded = []
-        for batch in batch_loader(dataset, blocks, args.workers, args.batch_size):
+        for batch in batch_loader(dataset, blocks, decoding_workers(args.workers, device), args.batch_size):
             inputs = loaded.preprocessing.from_pixels(batch.pixels.to(device))
             inputs[len(batch.keys) :] = 0
             decoded.append((batch.keys, inputs.contiguous(memory_format=layout)))
@@ -128,43 +130,47 @@ def _wait(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def command_parts(args: argparse.Namespace, root: Path, db: Path, loaded) -> list[dict]:
-    """The command over about the first quarter of the images (whole batches, so that the
-    second part's batches are full, as the engine's are), then over all of them (resumed).
-    With ``--sync-debug`` (CUDA) the second part counts the operations that made Python
-    wait for the device (``torch.cuda.set_sync_debug_mode``)."""
-    parts = []
-    for limit in (_first_part(args), args.images):
-        counting = args.sync_debug and limit == args.images and torch.cuda.is_available()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+def part_limits(args: argparse.Namespace) -> list[int]:
+    """Where each part of the command stops: about the first quarter of the images (whole
+    batches, so that the later parts' batches are full, as the engine's are), then ``--rounds``
+    resumed parts of whole batches, the last ending at ``--images``."""
+    first = _first_part(args)
+    batches = -(-(args.images - first) // args.batch_size)
+    rounds = max(1, min(args.rounds, batches))
+    return [first] + [
+        min(args.images, first + args.batch_size * (batches * number // rounds)) for number in range(1, rounds + 1)
+    ]
+
+
+def command_part(args: argparse.Namespace, root: Path, db: Path, loaded, limit: int) -> dict:
+    """The command run (or resumed) up to ``limit`` images. With ``--sync-debug`` (CUDA) the
+    last part counts the operations that made Python wait for the device
+    (``torch.cuda.set_sync_debug_mode``)."""
+    counting = args.sync_debug and limit == args.images and torch.cuda.is_available()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if counting:
+            torch.cuda.set_sync_debug_mode("warn")
+        started, cpu = time.perf_counter(), _cpu_seconds()
+        try:
+            report = _command(args, root, db, loaded, limit)
+        finally:
             if counting:
-                torch.cuda.set_sync_debug_mode("warn")
-            started, cpu = time.perf_counter(), _cpu_seconds()
-            try:
-                report = _command(args, root, db, loaded, limit)
-            finally:
-                if counting:
-                    torch.cuda.set_sync_debug_mode("default")
-        waits = [str(warning.message).splitlines()[0] for warning in caught if "synchroniz" in str(warning.message)]
-        parts.append(
-            {
-                "images": report.done_now,
-                "failed": report.failed_now,
-                "seconds_loop": round(report.seconds, 3),
-                "cpu_seconds_per_image": (_cpu_seconds() - cpu) / max(1, report.done_now),
-                "seconds_wall": round(time.perf_counter() - started, 3),
-                "images_per_second": round(report.images_per_second, 3),
-                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                "cuda_allocated_mib": round(torch.cuda.memory_allocated() / 2**20, 1)
-                if torch.cuda.is_available()
-                else None,
-                "synchronizations": len(waits) if counting else None,
-                "synchronizations_kinds": sorted(set(waits))[:5] if counting else None,
-                "receipt": report.receipt.as_dict() if report.receipt is not None else None,
-            }
-        )
-    return parts
+                torch.cuda.set_sync_debug_mode("default")
+    waits = [str(warning.message).splitlines()[0] for warning in caught if "synchroniz" in str(warning.message)]
+    return {
+        "images": report.done_now,
+        "failed": report.failed_now,
+        "seconds_loop": round(report.seconds, 3),
+        "cpu_seconds_per_image": (_cpu_seconds() - cpu) / max(1, report.done_now),
+        "seconds_wall": round(time.perf_counter() - started, 3),
+        "images_per_second": round(report.images_per_second, 3),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "cuda_allocated_mib": round(torch.cuda.memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None,
+        "synchronizations": len(waits) if counting else None,
+        "synchronizations_kinds": sorted(set(waits))[:5] if counting else None,
+        "receipt": report.receipt.as_dict() if report.receipt is not None else None,
+    }
 
 
 def _first_part(args: argparse.Namespace) -> int:
@@ -207,7 +213,12 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--weights", default="imagenet")
     parser.add_argument("--size", type=int, default=128, help="input crop size")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="decoding processes (default: the command's, 0 on the CPU, 2 on a GPU)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="default", help="engine precision (default: PyTorch's flags)")
     parser.add_argument("--methods", default="saliency,deconvnet,gbp")
@@ -215,6 +226,13 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folder", default=None, help="write the images here and keep them (default: temporary)")
     parser.add_argument("--writers", type=int, default=os.cpu_count() or 1, help="processes writing the JPEGs")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="resumed parts of the command, each between two engine measurements; the ratio is their median "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--out", default=None, help="also write the JSON line to this file")
     parser.add_argument(
         "--sync-debug", action="store_true", help="CUDA: count what makes Python wait for the device (second part)"
@@ -232,11 +250,17 @@ def main() -> None:
         write_images(root, args.images, width, height, args.writers)
         written = round(time.perf_counter() - started, 2)
         loaded = load_model(args.model, weights=args.weights, input_size=args.size, seed=args.seed)
-        batches = max(1, -(-(args.images - _first_part(args)) // args.batch_size))  # the second part's
-        before = engine_rate(args, root, loaded, batches)
-        parts = command_parts(args, root, db, loaded)
-        after = engine_rate(args, root, loaded, batches)
-    engine = {"before": before, "after": after, "images_per_second": _mean_rate(before, after)}
+        limits = part_limits(args)
+        parts = [command_part(args, root, db, loaded, limits[0])]  # the first part: start-up, not compared
+        engines = []
+        for done, limit in zip(limits, limits[1:]):  # engine, command part, engine, ...: alternating
+            engines.append(engine_rate(args, root, loaded, -(-(limit - done) // args.batch_size)))
+            parts.append(command_part(args, root, db, loaded, limit))
+        engines.append(engine_rate(args, root, loaded, -(-(limits[-1] - limits[-2]) // args.batch_size)))
+    # each resumed part against the engine just before and just after it (a drifting load weighs on both)
+    ratios = [part["images_per_second"] / _mean_rate(*engines[k : k + 2]) for k, part in enumerate(parts[1:])]
+    cpu_ratios = [_mean_cpu(*engines[k : k + 2]) / part["cpu_seconds_per_image"] for k, part in enumerate(parts[1:])]
+    engine = {"before": engines[0], "after": engines[-1], "rounds": engines, "images_per_second": _mean_rate(*engines)}
     result = {
         "settings": vars(args),
         "torch": torch.__version__,
@@ -245,10 +269,11 @@ def main() -> None:
         "seconds_writing_images": written,
         "engine": engine,
         "command": parts,
-        "ratio": round(parts[1]["images_per_second"] / engine["images_per_second"], 3),
+        "round_ratios": [round(ratio, 3) for ratio in ratios],
+        "ratio": round(float(np.median(ratios)), 3),
         # CPU work per image, engine over command: what a dedicated machine's ratio would be where the
         # CPU is the limit (a shared machine's wall-clock ratio follows its load)
-        "cpu_work_ratio": round(_mean_cpu(before, after) / parts[1]["cpu_seconds_per_image"], 3),
+        "cpu_work_ratio": round(float(np.median(cpu_ratios)), 3),
     }
     line = json.dumps(result)
     print(line)

@@ -52,7 +52,7 @@ if [ $dry = 0 ]; then
   gpu_info='nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv'
   figures=$(python3 -c "from backpropvis.experiments import PAPER; print(' '.join(n for n in PAPER if n != 'fig5'))")
   profiled=fig5
-  pipeline=(--model vgg16 --weights random --size 224 --images 10000 --batch-size 128 --workers 15 --precision tf32
+  pipeline=(--model vgg16 --weights random --size 224 --images 10000 --batch-size 128 --workers 15 --rounds 4 --precision tf32
     --sync-debug)
   torchrun_limit=512 torchrun_batch=64 torchrun_workers=8 torchrun_model=(--model vgg16 --weights random)
   receipts=(--size 224 --images 32)

@@ -50,7 +50,8 @@ class AuditSettings:
         limit: only the first ``limit`` images of the sorted list.
         few_images: how many images (the first readable ones) the later steps look at.
         adversarial_steps: FGSM steps in units of 1/255.
-        batch_size, workers: images per forward pass and decoding processes of the class-distance step.
+        batch_size, workers: images per forward pass and decoding processes of the class-distance step
+            (workers None: 0 on the CPU, 2 on an accelerator).
         precision: the engine's arithmetic, a :class:`~backpropvis.engine.Precision` or its name.
         unit_layers: module names of the unit-distance step (None: six spread over the depth,
             :func:`~backpropvis.theory.receptive_fields.layers_over_depth`).
@@ -65,7 +66,7 @@ class AuditSettings:
     few_images: int = 4
     adversarial_steps: Sequence[float] = ADVERSARIAL_STEPS
     batch_size: int = 8
-    workers: int = 2
+    workers: Optional[int] = None
     precision: PrecisionLike = Precision.DEFAULT
     unit_layers: Optional[Sequence[str]] = None
     receipt_threshold: float = DEFAULT_THRESHOLD

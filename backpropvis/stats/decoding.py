@@ -134,6 +134,29 @@ class Collate:
         return Batch([item.key for item in good], [item.content_hash for item in good], pixels, failures)
 
 
+ACCELERATOR_WORKERS = 2
+"""Decoding processes when none are named and the model runs on an accelerator."""
+
+
+def decoding_workers(workers: Optional[int], device: torch.device) -> int:
+    """``workers`` as given; when None, 0 on the CPU and :data:`ACCELERATOR_WORKERS` elsewhere.
+
+    On the CPU a decoding process shares the cores with the model's threads: on 2 cores one
+    worker brought the class-distance command to 0.72 of the engine's speed, where decoding in
+    the main process (3-4 ms per 500 x 375 JPEG, a few per cent of the model's time) gave
+    0.93 (``benchmarks/bench_class_distance.py --rounds 4``, docs/class-distance-pipeline.md).
+    On a GPU the workers decode while the device computes.
+
+    Raises:
+        BackpropvisError: a negative count.
+    """
+    if workers is None:
+        return 0 if device.type == "cpu" else ACCELERATOR_WORKERS
+    if workers < 0:
+        raise BackpropvisError(f"`workers` must be 0 or more, not {workers}")
+    return workers
+
+
 def _one_thread(worker_id: int) -> None:
     torch.set_num_threads(1)  # workers decode; the main process owns the cores for the model
 

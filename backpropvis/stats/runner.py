@@ -47,7 +47,7 @@ from ..engine.unit_targets import layer_modules
 from ..images.sets import ImageSource, list_images, source_setting
 from ..models import LoadedModel, ModelLike, as_loaded
 from .batch_writer import BatchWriter
-from .decoding import Batch, ImageSet, batch_loader
+from .decoding import Batch, ImageSet, batch_loader, decoding_workers
 from .distributed import World, barrier, process_group, world_from_environment
 from .listing import rank_db_path, shard
 from .measuring import PairTargets, measure_batch
@@ -107,11 +107,9 @@ class RunReport:
         return self.done_now / self.seconds if self.seconds > 0 else 0.0
 
 
-def _check_counts(batch_size: int, workers: int) -> None:
+def _check_batch_size(batch_size: int) -> None:
     if batch_size < 1:
         raise BackpropvisError(f"`batch_size` must be at least 1, not {batch_size}")
-    if workers < 0:
-        raise BackpropvisError(f"`workers` must be 0 or more, not {workers}")
 
 
 def run_class_distance(
@@ -125,7 +123,7 @@ def run_class_distance(
     seed: int = 0,
     limit: Optional[int] = None,
     batch_size: int = 8,
-    workers: int = 2,
+    workers: Optional[int] = None,
     device: Union[str, torch.device] = "cpu",
     progress: bool = True,
     world: Optional[World] = None,
@@ -151,7 +149,8 @@ def run_class_distance(
         seed: the random weights' and the random logits' seed.
         limit: only the first ``limit`` images of the sorted list (before sharding).
         batch_size: images per forward pass.
-        workers: DataLoader processes decoding images (0: in this process).
+        workers: DataLoader processes decoding images (0: in this process); None: 0 on the
+            CPU, 2 on an accelerator (:func:`~.decoding.decoding_workers`).
         device: "cpu", "cuda", ... (under torchrun, CUDA rank r uses ``cuda:LOCAL_RANK``).
         progress: show a progress bar (images/s and ETA).
         world: the torchrun world (default: read from the environment).
@@ -170,10 +169,11 @@ def run_class_distance(
     Raises:
         BackpropvisError: bad settings, images folder or database (nothing is written).
     """
-    _check_counts(batch_size, workers)
+    _check_batch_size(batch_size)
     check_threshold(receipt_threshold)
     world = world or world_from_environment()
     torch_device = world.device(resolve_device(str(device)))
+    workers = decoding_workers(workers, torch_device)
     rules = [resolve_rule(method) for method in methods]
     layers = unit_pair_layers(pairs)
     if layers is None and pairs not in PAIRS:

@@ -26,7 +26,7 @@ from ..core.files import write_json
 from ..engine.unit_targets import layer_modules, layer_output
 from ..images.sets import ImageSource, list_images, source_setting
 from ..models import LoadedModel
-from .decoding import ImageSet, batch_loader
+from .decoding import ImageSet, batch_loader, decoding_workers
 
 __all__ = [
     "UnitScan",
@@ -57,10 +57,11 @@ class UnitScan:
 @dataclass(frozen=True)
 class Streaming:
     """How images are streamed: ``batch_size`` per forward pass, ``workers`` decoding
-    processes (0: in this process), the ``device`` the model runs on, a ``progress`` bar."""
+    processes (0: in this process; None: 0 on the CPU, 2 on an accelerator,
+    :func:`~.decoding.decoding_workers`), the ``device`` the model runs on, a ``progress`` bar."""
 
     batch_size: int = 8
-    workers: int = 2
+    workers: Optional[int] = None
     device: Union[str, torch.device] = "cpu"
     progress: bool = True
 
@@ -125,11 +126,9 @@ def scan_top_units(
             scan, bad settings; Interrupted on Ctrl-C (what is saved is kept).
     """
     batch_size, device = streaming.batch_size, torch.device(streaming.device)
-    if batch_size < 1 or scan.top < 1 or streaming.workers < 0:
-        raise BackpropvisError(
-            f"`batch_size` and `top` must be at least 1 and `workers` 0 or more, not {batch_size}, {scan.top} "
-            f"and {streaming.workers}"
-        )
+    workers = decoding_workers(streaming.workers, device)
+    if batch_size < 1 or scan.top < 1:
+        raise BackpropvisError(f"`batch_size` and `top` must be at least 1, not {batch_size} and {scan.top}")
     state = Path(state)
     layer_modules(model.module, [scan.layer])  # an unknown layer is refused before anything is read
     keys = list_images(images, scan.limit)
@@ -142,7 +141,7 @@ def scan_top_units(
     batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
     try:
         with tqdm(total=len(todo), unit="image", desc="top units", disable=not streaming.progress or not todo) as bar:
-            for batch in batch_loader(dataset, batches, streaming.workers, batch_size):
+            for batch in batch_loader(dataset, batches, workers, batch_size):
                 if batch.keys:
                     inputs = batch.inputs(model.preprocessing, device)[: len(batch.keys)]
                     _merge(saved, network, inputs, batch.keys, scan)
