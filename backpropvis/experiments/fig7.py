@@ -193,7 +193,7 @@ def _class_distances(network: Network, settings: Mapping[str, Any], context: Run
         seed=context.seed,
         limit=network.limit,
         batch_size=settings["batch_size"],
-        workers=2,
+        workers=None,  # 0 on the CPU (a decoding process would take cores from the model), 2 on a GPU
         device=context.device,
         precision=context.precision,
         progress=context.progress,
