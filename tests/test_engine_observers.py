@@ -130,3 +130,16 @@ def test_a_unit_with_a_position_per_sample_is_that_neuron_in_each_sample():
         resolve_unit(Unit("layer", 1, torch.tensor([[2, 4], [3, 0]])), output)
     with pytest.raises(TargetError, match="LongTensor"):
         Unit("layer", 1, torch.zeros(2, 2))
+
+
+def test_nested_commands_share_one_float32_pass_and_get_the_same_receipt():
+    """reproduce's sanity experiments watch the engine twice (the experiment, the protocol): the
+    float32 maps of the receipt are made once for both."""
+    net, forwards = cancelling_net(), []
+    net.register_forward_hook(lambda *_: forwards.append(1))
+    with collect_receipt() as outer, collect_receipt(threshold=0.5) as inner:
+        attribute_many(net, torch.ones(2, 3, 8, 8), [0, 1], METHODS, precision="bfloat16")
+    assert len(forwards) == 2  # the bfloat16 call and ONE float32 pass
+    assert outer.receipt is not None and inner.receipt is not None
+    assert outer.receipt.methods == inner.receipt.methods and outer.receipt.below() == ("saliency",)
+    assert inner.receipt.below() == ()

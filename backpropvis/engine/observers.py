@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from ..core.rules import Rule
@@ -37,6 +37,8 @@ class EngineCall:
         max_batch: the call's ``max_batch`` (None: the default).
         precision: the call's arithmetic.
         result: the call's :class:`~.attribution.Attributions` (maps, targets, units).
+        memo: what observers computed from this call, for the others watching it (the
+            receipt's float32 maps); gone with the call.
     """
 
     model: Any
@@ -46,6 +48,7 @@ class EngineCall:
     max_batch: Optional[int]
     precision: Precision
     result: Attributions
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 Observer = Callable[[EngineCall], None]

@@ -19,7 +19,7 @@ no change where the engine is called (an experiment, a sanity protocol, a layer'
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterator, Optional
 
 import torch
@@ -98,6 +98,11 @@ class PrecisionReceipt:
         )
         return f"precision receipt ({self.precision} against float32, first batch, {self.maps} maps): {methods}"
 
+    def at_threshold(self, threshold: float) -> PrecisionReceipt:
+        """The same cosines judged at ``threshold`` (a kept result read back by a run with another
+        ``receipt_threshold``, like a claim judged anew)."""
+        return replace(self, threshold=check_threshold(threshold))
+
     def notes(self) -> list[str]:
         """What a command's notes and pages say: :meth:`summary_line`, then :meth:`warnings`."""
         return [self.summary_line()] + self.warnings()
@@ -160,25 +165,35 @@ def receipt_of(
     threshold = check_threshold(threshold)
     given, result = call.inputs, call.result
     count = given.batch if images is None or given.extra else min(images, given.batch)
-    tensors = tuple(tensor[:count] for tensor in given.tensors)
-    exact = attribute_many(
-        call.model,
-        tensors if given.several else tensors[0],
-        resolved_targets(result, count),
-        list(call.rules),
-        additional_forward_args=given.extra,
-        smooth=call.smooth,
-        max_batch=call.max_batch,
-        precision="float32",
-    )
+    exact = _exact_maps(call, count)
     entries = []
     for rule in call.rules:
-        low, high = _per_map(result[rule.name], result.targets.shape, count), _per_map(exact[rule.name], None, count)
+        low, high = _per_map(result[rule.name], len(result.logits), count), _per_map(exact[rule.name], count, count)
         cosine = cosine_similarity(low, high, sample_dims=1)
         both_zero = (low.double().norm(dim=-1) == 0) & (high.double().norm(dim=-1) == 0)
         cosine = torch.where(both_zero, torch.ones_like(cosine), cosine).flatten().cpu()
         entries.append(MethodCosine(rule.name, float(cosine.min()), float(cosine.quantile(0.5))))
     return PrecisionReceipt(call.precision.value, threshold, len(result.targets) * count, tuple(entries))
+
+
+def _exact_maps(call: EngineCall, count: int) -> Attributions:
+    """The call's maps of its first ``count`` samples made again in float32, once per call and
+    count (kept in ``call.memo``: nested commands watching the same call share them)."""
+    key = ("float32 maps", count)
+    if key not in call.memo:
+        given = call.inputs
+        tensors = tuple(tensor[:count] for tensor in given.tensors)
+        call.memo[key] = attribute_many(
+            call.model,
+            tensors if given.several else tensors[0],
+            resolved_targets(call.result, count),
+            list(call.rules),
+            additional_forward_args=given.extra,
+            smooth=call.smooth,
+            max_batch=call.max_batch,
+            precision="float32",
+        )
+    return call.memo[key]
 
 
 def resolved_targets(result: Attributions, count: int) -> list[Target]:
@@ -195,14 +210,12 @@ def resolved_targets(result: Attributions, count: int) -> list[Target]:
     return targets
 
 
-def _per_map(maps: Any, shape: Optional[torch.Size], count: int) -> torch.Tensor:
-    """[T, count, N]: each map flattened (a call's several inputs side by side), from maps
-    [T, B, ...] (a tuple of them for several inputs), or [T, ...] for one unbatched image
-    (``shape``: the call's targets' [T, B], None when the maps are batched)."""
+def _per_map(maps: Any, batch: int, count: int) -> torch.Tensor:
+    """[T, count, N]: the first ``count`` samples' maps flattened (a call's several inputs side by
+    side), from a call's maps of ``batch`` samples: [T, batch, ...], a tuple of them for several
+    inputs, or [T, ...] for one unbatched image (``batch`` 1)."""
     parts = maps if isinstance(maps, tuple) else (maps,)
-    rows = parts[0].shape[0]
-    batch = shape[1] if shape is not None else parts[0].shape[1]
-    flat = [part.reshape(rows, batch, -1)[:, :count] for part in parts]
+    flat = [part.reshape(part.shape[0], batch, -1)[:, :count] for part in parts]
     return torch.cat(flat, dim=-1)
 
 

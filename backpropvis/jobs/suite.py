@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -160,9 +159,9 @@ def kept_result(experiment: Experiment, context: RunContext, inputs: dict) -> Op
         fields = {key: stored[key] for key in ExperimentResult.__dataclass_fields__ if key in stored}
         receipt = stored.get("precision_receipt")
         if receipt is not None:  # judged again at this run's threshold, like the claims
-            fields["precision_receipt"] = replace(
-                PrecisionReceipt.from_dict(receipt), threshold=context.receipt_threshold
-            ).as_dict()
+            fields["precision_receipt"] = (
+                PrecisionReceipt.from_dict(receipt).at_threshold(context.receipt_threshold).as_dict()
+            )
         return ExperimentResult(**{**fields, "claims": claims})
     except (KeyError, TypeError, ValueError, UnknownMetricError):
         return None

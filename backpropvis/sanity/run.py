@@ -138,7 +138,7 @@ def run_sanity(
         progress=options.progress,
     )
     started = time.perf_counter()
-    result = _measure(chosen, run, values, options)
+    result = _measure(chosen, run, values, options, folder)
     claims = [dataclasses.asdict(claim.evaluate(result.claim_values)) for claim in chosen.claims]
     _write(folder, chosen, result, claims, source, time.perf_counter() - started, str(torch_device))
     if options.page:
@@ -146,7 +146,7 @@ def run_sanity(
     return result, claims
 
 
-def _measure(protocol: Protocol, run: SanityRun, values: Any, options: SanityOptions) -> SanityResult:
+def _measure(protocol: Protocol, run: SanityRun, values: Any, options: SanityOptions, folder: Path) -> SanityResult:
     """The protocol's result, with its precision receipt and a note of the steps kept.
 
     Raises:
@@ -157,7 +157,7 @@ def _measure(protocol: Protocol, run: SanityRun, values: Any, options: SanityOpt
             result = protocol.measure(run, values)
     except KeyboardInterrupt:
         raise Interrupted(
-            f"kept in {Path(str(run.store.folder)) / 'steps'}: the finished steps; run the same command again to go on"
+            f"kept in {folder / 'steps'}: the finished steps; run the same command again to go on"
         ) from None
     result.precision_receipt = _receipt(run, receipts.receipt, options)
     if run.store.reused:
@@ -174,7 +174,7 @@ def _receipt(run: SanityRun, measured: Optional[PrecisionReceipt], options: Sani
     kept = run.store.run("precision-receipt", lambda: ({"receipt": now}, {})).numbers["receipt"]
     if kept is None:
         return now
-    return dataclasses.replace(PrecisionReceipt.from_dict(kept), threshold=options.receipt_threshold).as_dict()
+    return PrecisionReceipt.from_dict(kept).at_threshold(options.receipt_threshold).as_dict()
 
 
 def _images(images: ImageSource, loaded: LoadedModel, values: Any, options: SanityOptions) -> tuple[Any, Probes]:
